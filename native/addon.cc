@@ -1,0 +1,363 @@
+// Node-API entry: wires the engine to JavaScript and does nothing else.
+// One CopyJob object per copy; each runs the engine on a thread of its own
+// (not the libuv pool, which a long copy would occupy) and reports to JS
+// through a ThreadSafeFunction. No process-global state: the constructor is
+// per-env instance data, so the addon is safe in worker threads.
+#include <napi.h>
+
+#include <errno.h>
+
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "copy_engine.h"
+#include "io_uring_ring.h"
+
+namespace devmove {
+namespace {
+
+// ---- JS → C++ plan (TypeScript has validated it; these checks are a backstop) ----
+
+Napi::Value Require(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) throw Napi::TypeError::New(o.Env(), std::string("native plan lacks '") + key + "'");
+  return v;
+}
+
+uint64_t GetU64(const Napi::Object& o, const char* key) {
+  Napi::Value v = Require(o, key);
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("native plan '") + key + "' must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0) || d > 9007199254740991.0 || d != static_cast<double>(static_cast<uint64_t>(d)))
+    throw Napi::RangeError::New(o.Env(), std::string("native plan '") + key + "' must be a safe non-negative integer");
+  return static_cast<uint64_t>(d);
+}
+
+bool GetBool(const Napi::Object& o, const char* key) {
+  Napi::Value v = Require(o, key);
+  if (!v.IsBoolean()) throw Napi::TypeError::New(o.Env(), std::string("native plan '") + key + "' must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::string GetString(const Napi::Object& o, const char* key) {
+  Napi::Value v = Require(o, key);
+  if (!v.IsString()) throw Napi::TypeError::New(o.Env(), std::string("native plan '") + key + "' must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+DirectMode GetDirect(const Napi::Object& o, const char* key) {
+  const std::string s = GetString(o, key);
+  if (s == "auto") return DirectMode::kAuto;
+  if (s == "always") return DirectMode::kAlways;
+  if (s == "never") return DirectMode::kNever;
+  throw Napi::RangeError::New(o.Env(), "native plan direct mode must be auto|always|never");
+}
+
+Durability GetDurability(const Napi::Object& o, const char* key) {
+  const std::string s = GetString(o, key);
+  if (s == "fdatasync") return Durability::kFdatasync;
+  if (s == "fsync") return Durability::kFsync;
+  if (s == "dsync") return Durability::kDsync;
+  if (s == "sync") return Durability::kSync;
+  if (s == "none") return Durability::kNone;
+  throw Napi::RangeError::New(o.Env(), "native plan durability must be fdatasync|fsync|dsync|sync|none");
+}
+
+CopyPlan PlanFromJs(const Napi::Object& js) {
+  CopyPlan plan;
+  const Napi::Object source = Require(js, "source").As<Napi::Object>();
+  plan.source.path = GetString(source, "path");
+  plan.source.for_write = false;
+  plan.source.direct = GetDirect(source, "direct");
+  plan.source.noatime = GetBool(source, "noatime");
+  plan.source_offset_bytes = GetU64(source, "offset");
+
+  const Napi::Value targets_value = Require(js, "targets");
+  if (!targets_value.IsArray()) throw Napi::TypeError::New(js.Env(), "native plan 'targets' must be an array");
+  const Napi::Array targets = targets_value.As<Napi::Array>();
+  if (targets.Length() == 0 || targets.Length() > CopyPlan::kTargetsMax)
+    throw Napi::RangeError::New(js.Env(), "native plan needs 1..64 targets");
+  const Durability durability = GetDurability(js, "durability");
+  for (uint32_t i = 0; i < targets.Length(); ++i) {
+    const Napi::Object t = targets.Get(i).As<Napi::Object>();
+    TargetPlan target;
+    target.open.path = GetString(t, "path");
+    target.open.for_write = true;
+    target.open.direct = GetDirect(t, "direct");
+    target.open.create = GetBool(t, "create");
+    target.open.exclusive_create = GetBool(t, "exclusiveCreate");
+    target.open.durability = durability;
+    target.offset_bytes = GetU64(t, "offset");
+    target.truncate = GetBool(t, "truncate");
+    plan.targets.push_back(std::move(target));
+  }
+  const Napi::Value length = js.Get("length");
+  if (!length.IsUndefined() && !length.IsNull()) {
+    plan.has_length = true;
+    plan.length_bytes = GetU64(js, "length");
+    plan.length_is_max = GetBool(js, "lengthIsMax");
+  }
+  const uint64_t block = GetU64(js, "blockBytes");
+  const uint64_t depth = GetU64(js, "queueDepth");
+  if (block < 1 || block > CopyPlan::kBlockBytesMax)
+    throw Napi::RangeError::New(js.Env(), "native plan blockBytes must be in 1..1 GiB");
+  if (depth < 1 || depth > CopyPlan::kQueueDepthMax)
+    throw Napi::RangeError::New(js.Env(), "native plan queueDepth must be in 1..1024");
+  plan.block_bytes = static_cast<uint32_t>(block);
+  plan.queue_depth = static_cast<uint32_t>(depth);
+  plan.fixed_buffers = GetBool(js, "fixedBuffers");
+  plan.fixed_files = GetBool(js, "fixedFiles");
+  plan.sqpoll = GetBool(js, "sqpoll");
+  plan.progress_interval_ms = static_cast<uint32_t>(GetU64(js, "progressIntervalMs"));
+  if (plan.progress_interval_ms < 100) plan.progress_interval_ms = 100;  // ≤10 Hz
+  return plan;
+}
+
+// ---- C++ → JS ----
+
+Napi::Object FileReportToJs(Napi::Env env, const FileReport& f) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("path", f.path);
+  o.Set("kind", f.kind);
+  o.Set("sizeBytes", static_cast<double>(f.size_bytes));
+  o.Set("logicalBlockBytes", f.logical_block_bytes);
+  o.Set("physicalBlockBytes", f.physical_block_bytes);
+  o.Set("direct", f.direct);
+  o.Set("directNote", f.direct_note);
+  o.Set("created", f.created);
+  return o;
+}
+
+Napi::Object ReportToJs(Napi::Env env, const CopyReport& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("bytesCopied", static_cast<double>(r.bytes_copied));
+  o.Set("bytesTotal", static_cast<double>(r.bytes_total));
+  o.Set("seconds", r.seconds);
+  o.Set("cancelled", r.cancelled);
+  o.Set("durability", r.durability);
+  if (!r.source.path.empty()) o.Set("source", FileReportToJs(env, r.source));
+  Napi::Array targets = Napi::Array::New(env, r.targets.size());
+  for (uint32_t i = 0; i < r.targets.size(); ++i) targets.Set(i, FileReportToJs(env, r.targets[i]));
+  o.Set("targets", targets);
+  o.Set("blockBytes", r.block_bytes);
+  o.Set("queueDepth", r.queue_depth);
+  Napi::Object ring = Napi::Object::New(env);
+  ring.Set("setupFlags", r.ring_setup_flags);
+  ring.Set("features", r.ring_features);
+  ring.Set("fixedBuffers", r.fixed_buffers);
+  ring.Set("fixedBuffersNote", r.fixed_buffers_note);
+  ring.Set("fixedFiles", r.fixed_files);
+  ring.Set("fixedFilesNote", r.fixed_files_note);
+  ring.Set("sqpoll", r.sqpoll);
+  o.Set("ring", ring);
+  Napi::Object io = Napi::Object::New(env);
+  io.Set("reads", static_cast<double>(r.reads));
+  io.Set("writes", static_cast<double>(r.writes));
+  io.Set("bufferedIos", static_cast<double>(r.buffered_ios));
+  io.Set("shortTransfers", static_cast<double>(r.short_transfers));
+  io.Set("requeues", static_cast<double>(r.requeues));
+  o.Set("io", io);
+  return o;
+}
+
+Napi::Object ErrorToJs(Napi::Env env, const SysError& e) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("errno", e.errno_value);
+  o.Set("syscall", e.syscall);
+  if (!e.path.empty()) o.Set("path", e.path);
+  if (e.offset >= 0) o.Set("offset", static_cast<double>(e.offset));
+  if (!e.message.empty()) o.Set("detail", e.message);
+  return o;
+}
+
+// A message from the engine thread to JS.
+struct Event {
+  enum class Kind { kProgress, kDone } kind = Kind::kProgress;
+  uint64_t bytes_done = 0;
+  uint64_t bytes_total = 0;
+  SysError error;
+  CopyReport report;
+};
+
+class CopyJob;
+void DeliverEvent(Napi::Env env, Napi::Function on_event, CopyJob* job, Event* event);
+using EventChannel = Napi::TypedThreadSafeFunction<CopyJob, Event, DeliverEvent>;
+
+class CopyJob : public Napi::ObjectWrap<CopyJob> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "CopyJob",
+                       {InstanceMethod<&CopyJob::Start>("start"), InstanceMethod<&CopyJob::Cancel>("cancel")});
+  }
+
+  // new CopyJob(plan, onEvent)
+  explicit CopyJob(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CopyJob>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 2 || !info[0].IsObject() || !info[1].IsFunction())
+      throw Napi::TypeError::New(env, "CopyJob(plan: object, onEvent: function)");
+    engine_ = std::make_unique<CopyEngine>(PlanFromJs(info[0].As<Napi::Object>()));
+    on_event_ = Napi::Persistent(info[1].As<Napi::Function>());
+  }
+
+  ~CopyJob() override {
+    JoinIfRunning();
+    RemoveCleanupHook();
+  }
+
+  // JS thread, on the engine's final event: the thread has nothing left to do
+  // but release the channel, so joining here is immediate.
+  void Finish() {
+    JoinIfRunning();
+    RemoveCleanupHook();
+    if (started_ && !finished_) {
+      finished_ = true;
+      Unref();
+    }
+  }
+
+ private:
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (started_) throw Napi::Error::New(env, "CopyJob already started");
+    started_ = true;
+    // The channel keeps the event loop alive while the copy runs and lets it
+    // go once the thread releases it after the final event.
+    channel_ = EventChannel::New(env, on_event_.Value(), "devmove-copy", 0, 1, this);
+    Ref();  // this object must outlive the thread
+    env_ = env;
+    napi_add_env_cleanup_hook(env, &CopyJob::OnEnvCleanup, this);
+    cleanup_hook_added_ = true;
+    thread_ = std::thread([this] { ThreadMain(); });
+    return env.Undefined();
+  }
+
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    engine_->Cancel();
+    return info.Env().Undefined();
+  }
+
+  void ThreadMain() {
+    auto final_event = std::make_unique<Event>();
+    final_event->kind = Event::Kind::kDone;
+    final_event->error = engine_->Run(
+        [this](uint64_t done, uint64_t total) {
+          auto* e = new Event();
+          e->bytes_done = done;
+          e->bytes_total = total;
+          if (channel_.NonBlockingCall(e) != napi_ok) delete e;
+        },
+        &final_event->report);
+    Event* e = final_event.release();
+    if (channel_.NonBlockingCall(e) != napi_ok) delete e;  // napi_closing: env is going away
+    channel_.Release();
+  }
+
+  static void OnEnvCleanup(void* arg) {
+    // The env is going away (process exit, worker.terminate()) while the copy
+    // runs: stop it and wait, so no thread outlives the addon's code.
+    auto* self = static_cast<CopyJob*>(arg);
+    self->cleanup_hook_added_ = false;
+    self->JoinIfRunning();
+  }
+
+  void RemoveCleanupHook() {
+    if (cleanup_hook_added_) {
+      napi_remove_env_cleanup_hook(env_, &CopyJob::OnEnvCleanup, this);
+      cleanup_hook_added_ = false;
+    }
+  }
+
+  void JoinIfRunning() {
+    if (thread_.joinable()) {
+      if (!finished_) engine_->Cancel();
+      thread_.join();
+    }
+  }
+
+  std::unique_ptr<CopyEngine> engine_;
+  Napi::FunctionReference on_event_;
+  EventChannel channel_;
+  std::thread thread_;
+  napi_env env_ = nullptr;
+  bool started_ = false;
+  bool finished_ = false;
+  bool cleanup_hook_added_ = false;
+};
+
+void DeliverEvent(Napi::Env env, Napi::Function on_event, CopyJob* job, Event* raw) {
+  std::unique_ptr<Event> e(raw);
+  if (env == nullptr) return;  // the env is shutting down; nobody is listening
+  Napi::Object js = Napi::Object::New(env);
+  if (e->kind == Event::Kind::kProgress) {
+    js.Set("type", "progress");
+    js.Set("bytesDone", static_cast<double>(e->bytes_done));
+    js.Set("bytesTotal", static_cast<double>(e->bytes_total));
+  } else {
+    job->Finish();
+    js.Set("type", "done");
+    js.Set("report", ReportToJs(env, e->report));
+    if (e->error.failed()) js.Set("error", ErrorToJs(env, e->error));
+  }
+  on_event.Call({js});
+}
+
+Napi::Value Probe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  SysError error;
+  RingOptions options;
+  options.sq_entries = 8;
+  std::unique_ptr<IoUringRing> ring = IoUringRing::Create(options, &error);
+  out.Set("available", ring != nullptr);
+  if (!ring) {
+    out.Set("error", ErrorToJs(env, error));
+    return out;
+  }
+  out.Set("setupFlags", ring->setup_flags());
+  out.Set("features", ring->features());
+  Napi::Object ops = Napi::Object::New(env);
+  ops.Set("read", ring->OpSupported(IORING_OP_READ));
+  ops.Set("write", ring->OpSupported(IORING_OP_WRITE));
+  ops.Set("readFixed", ring->OpSupported(IORING_OP_READ_FIXED));
+  ops.Set("writeFixed", ring->OpSupported(IORING_OP_WRITE_FIXED));
+  ops.Set("fsync", ring->OpSupported(IORING_OP_FSYNC));
+  out.Set("ops", ops);
+  Napi::Object f = Napi::Object::New(env);
+  f.Set("extArg", (ring->features() & IORING_FEAT_EXT_ARG) != 0);
+  f.Set("nodrop", (ring->features() & IORING_FEAT_NODROP) != 0);
+  f.Set("singleMmap", (ring->features() & IORING_FEAT_SINGLE_MMAP) != 0);
+  f.Set("deferTaskrun", (ring->setup_flags() & IORING_SETUP_DEFER_TASKRUN) != 0);
+  out.Set("featureFlags", f);
+  return out;
+}
+
+Napi::Value ExplainSetupFailure(const Napi::CallbackInfo& info) {
+  if (info.Length() != 1 || !info[0].IsNumber())
+    throw Napi::TypeError::New(info.Env(), "explainIoUringSetupFailure(errno: number)");
+  return Napi::String::New(info.Env(), IoUringRing::ExplainSetupFailure(info[0].As<Napi::Number>().Int32Value()));
+}
+
+class DevmoveAddon : public Napi::Addon<DevmoveAddon> {
+ public:
+  DevmoveAddon(Napi::Env env, Napi::Object exports) {
+    DefineAddon(exports, {
+                             InstanceValue("CopyJob", CopyJob::Define(env), napi_enumerable),
+                             InstanceMethod<&DevmoveAddon::ProbeMethod>("probe", napi_enumerable),
+                             InstanceMethod<&DevmoveAddon::ExplainMethod>("explainIoUringSetupFailure",
+                                                                          napi_enumerable),
+                             InstanceValue("abiVersion", Napi::Number::New(env, 1), napi_enumerable),
+                         });
+  }
+
+ private:
+  Napi::Value ProbeMethod(const Napi::CallbackInfo& info) { return Probe(info); }
+  Napi::Value ExplainMethod(const Napi::CallbackInfo& info) { return ExplainSetupFailure(info); }
+};
+
+}  // namespace
+}  // namespace devmove
+
+using devmove::DevmoveAddon;
+NODE_API_ADDON(DevmoveAddon)

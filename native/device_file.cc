@@ -1,0 +1,186 @@
+#include "device_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cassert>
+#include <cstring>
+
+#include "buffer_pool.h"
+
+namespace devmove {
+namespace {
+
+int OpenFlags(const OpenRequest& r) {
+  int flags = O_CLOEXEC;
+  if (r.for_write) {
+    flags |= O_WRONLY;
+    if (r.durability == Durability::kDsync) flags |= O_DSYNC;
+    if (r.durability == Durability::kSync) flags |= O_SYNC;
+  } else {
+    flags |= O_RDONLY;
+    if (r.noatime) flags |= O_NOATIME;
+  }
+  return flags;
+}
+
+bool IsUnderDev(const std::string& path) { return path.rfind("/dev/", 0) == 0; }
+
+}  // namespace
+
+std::unique_ptr<DeviceFile> DeviceFile::Open(const OpenRequest& r, SysError* error) {
+  std::unique_ptr<DeviceFile> f(new DeviceFile());
+  f->path_ = r.path;
+  int flags = OpenFlags(r);
+
+  struct stat before {};
+  const bool exists = stat(r.path.c_str(), &before) == 0;
+  if (!exists && errno != ENOENT) {
+    *error = SysError::Make(errno, "stat", r.path);
+    return nullptr;
+  }
+  if (!exists && r.for_write && r.create && IsUnderDev(r.path)) {
+    // dd would create a regular file in /dev for a mistyped device name; a
+    // migration tool must not silently copy a disk into RAM-backed devtmpfs.
+    *error = SysError::Make(ENOENT, "open", r.path, -1,
+                            "no such device (devmove does not create files under /dev)");
+    return nullptr;
+  }
+  if (exists && r.for_write && S_ISBLK(before.st_mode)) {
+    // Exclusive claim: fails with EBUSY while the device is mounted or held
+    // by device-mapper, md or another exclusive opener.
+    flags |= O_EXCL;
+  } else if (r.for_write && r.create) {
+    flags |= O_CREAT;
+    if (r.exclusive_create) flags |= O_EXCL;
+  }
+
+  f->buffered_fd_ = open(r.path.c_str(), flags, 0644);
+  if (f->buffered_fd_ < 0) {
+    const int err = errno;
+    std::string message;
+    if (err == EBUSY && (flags & O_EXCL) && exists && S_ISBLK(before.st_mode))
+      message = "device is busy: mounted, or in use by LVM/md/dm or another exclusive opener";
+    *error = SysError::Make(err, "open", r.path, -1, message);
+    return nullptr;
+  }
+  f->created_ = !exists;
+
+  struct stat st {};
+  if (fstat(f->buffered_fd_, &st) != 0) {
+    *error = SysError::Make(errno, "fstat", r.path);
+    return nullptr;
+  }
+  f->st_dev_ = st.st_dev;
+  f->st_ino_ = st.st_ino;
+  f->st_rdev_ = st.st_rdev;
+
+  if (S_ISBLK(st.st_mode)) {
+    f->kind_ = Kind::kBlockDevice;
+    uint64_t size = 0;
+    int logical = 0;
+    unsigned int physical = 0;
+    if (ioctl(f->buffered_fd_, BLKGETSIZE64, &size) != 0) {
+      *error = SysError::Make(errno, "ioctl", r.path, -1, "BLKGETSIZE64 failed");
+      return nullptr;
+    }
+    if (ioctl(f->buffered_fd_, BLKSSZGET, &logical) != 0 || logical <= 0) logical = 512;
+    if (ioctl(f->buffered_fd_, BLKPBSZGET, &physical) != 0 || physical == 0) physical = logical;
+    f->size_bytes_ = size;
+    f->logical_block_bytes_ = static_cast<uint32_t>(logical);
+    f->physical_block_bytes_ = physical;
+    f->direct_alignment_ = static_cast<uint32_t>(logical);
+  } else if (S_ISREG(st.st_mode)) {
+    f->kind_ = Kind::kRegularFile;
+    f->size_bytes_ = static_cast<uint64_t>(st.st_size);
+    f->physical_block_bytes_ = static_cast<uint32_t>(st.st_blksize);
+    struct statx sx {};
+    if (statx(f->buffered_fd_, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
+        (sx.stx_mask & STATX_DIOALIGN)) {
+      if (sx.stx_dio_offset_align == 0 || sx.stx_dio_mem_align > BufferPool::kAlignment) {
+        f->direct_alignment_ = 0;  // the filesystem says: no O_DIRECT on this file
+      } else {
+        f->direct_alignment_ = sx.stx_dio_offset_align;
+      }
+    } else {
+      // No DIOALIGN answer (older kernel, or a filesystem such as tmpfs that
+      // does not report it): assume the filesystem block size.
+      f->direct_alignment_ = std::max<uint32_t>(512, static_cast<uint32_t>(st.st_blksize));
+    }
+    f->logical_block_bytes_ = f->direct_alignment_ ? f->direct_alignment_ : 512;
+  } else {
+    const char* what = S_ISDIR(st.st_mode)   ? "a directory"
+                       : S_ISCHR(st.st_mode) ? "a character device"
+                       : S_ISFIFO(st.st_mode) ? "a pipe"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "not a regular file";
+    *error = SysError::Make(S_ISDIR(st.st_mode) ? EISDIR : EINVAL, "open", r.path, -1,
+                            std::string("is ") + what + "; devmove copies block devices and regular files");
+    return nullptr;
+  }
+
+  if (r.direct == DirectMode::kNever) {
+    f->direct_note_ = "direct I/O not requested";
+    return f;
+  }
+  if (f->direct_alignment_ == 0) {
+    f->direct_note_ = "the filesystem does not support O_DIRECT for this file";
+  } else {
+    // A second descriptor on the same object: never O_CREAT/O_TRUNC, and the
+    // exclusive block-device claim is already held by the first one.
+    const int direct_flags = OpenFlags(r) | O_DIRECT;
+    const int fd = open(r.path.c_str(), direct_flags);
+    if (fd < 0) {
+      f->direct_note_ = std::string("open with O_DIRECT failed: ") + std::strerror(errno);
+    } else {
+      struct stat again {};
+      if (fstat(fd, &again) != 0 || again.st_dev != st.st_dev || again.st_ino != st.st_ino) {
+        close(fd);
+        *error = SysError::Make(ESTALE, "open", r.path, -1, "path changed while it was being opened");
+        return nullptr;
+      }
+      f->direct_fd_ = fd;
+    }
+  }
+  if (f->direct_fd_ < 0 && r.direct == DirectMode::kAlways) {
+    *error = SysError::Make(EINVAL, "open", r.path, -1, "direct I/O was required but " + f->direct_note_);
+    return nullptr;
+  }
+  return f;
+}
+
+bool DeviceFile::DirectUsable(uint64_t offset, uint64_t length) const {
+  if (direct_fd_ < 0) return false;
+  return offset % direct_alignment_ == 0 && length % direct_alignment_ == 0;
+}
+
+int DeviceFile::FdFor(uint64_t offset, uint64_t length) const {
+  return DirectUsable(offset, length) ? direct_fd_ : buffered_fd_;
+}
+
+int DeviceFile::Truncate(uint64_t size_bytes, SysError* error) {
+  assert(kind_ == Kind::kRegularFile);
+  if (ftruncate(buffered_fd_, static_cast<off_t>(size_bytes)) != 0) {
+    *error = SysError::Make(errno, "ftruncate", path_);
+    return -1;
+  }
+  size_bytes_ = size_bytes;
+  return 0;
+}
+
+void DeviceFile::RefreshSize() {
+  if (kind_ != Kind::kRegularFile) return;
+  struct stat st {};
+  if (fstat(buffered_fd_, &st) == 0) size_bytes_ = static_cast<uint64_t>(st.st_size);
+}
+
+DeviceFile::~DeviceFile() {
+  if (direct_fd_ >= 0) close(direct_fd_);
+  if (buffered_fd_ >= 0) close(buffered_fd_);
+}
+
+}  // namespace devmove

@@ -1,0 +1,277 @@
+#!/usr/bin/env node
+// devmove's command line: dd's operands (if= of= bs= count= skip= seek= conv=
+// iflag= oflag= status=) plus long options. Exit codes: 0 success, 1 runtime
+// failure, 2 usage error.
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { copy, CopyJob, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH, RING_BYTES_MAX, BLOCK_SIZE_MAX, type CopyOptions, type CopyProgress, type CopyResult } from './copy';
+import { DD_HELP_OPERANDS, parseDdArgs, UsageError, type DdInvocation } from './dd-args';
+import { CopyAbortError, DevmoveError, describeErrno } from './errors';
+import { formatBytesIEC, formatBytesSI } from './size';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+/** Where the CLI writes; replaceable so the demo and tests can reuse it. */
+export interface CliIo {
+  stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+}
+
+export function version(): string {
+  const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export function helpText(): string {
+  return `Usage: devmove if=SOURCE of=TARGET [OPERAND]... [OPTION]...
+  or:  devmove demo
+Copy a block device or image file to another at the speed of the slower
+device: io_uring with O_DIRECT over a ring of aligned buffers, no page cache,
+and success reported only once the data is on stable storage.
+SOURCE and TARGET are block devices (/dev/sdb, /dev/loop3) or regular files.
+
+${DD_HELP_OPERANDS}
+Defaults: I/O size ${DEFAULT_BLOCK_SIZE / 1024} KiB unless bs= is given (sizes above 1 GiB are copied
+in 1 GiB I/Os), ${DEFAULT_QUEUE_DEPTH} I/Os in flight. A live progress line is shown when
+standard error is a terminal; kill -USR1 PID prints the statistics like dd.
+
+Exit status:
+  0  the copy completed and is durable on TARGET
+  1  runtime failure (I/O error, device too small, permission, interrupted:
+     130 after SIGINT, 143 after SIGTERM)
+  2  usage error (bad operand or option)
+
+Examples:
+  devmove if=/dev/sdb of=/dev/sdc
+  devmove if=disk.img of=/dev/loop3 bs=4M status=progress
+  devmove if=/dev/sdb of=part.img skip=2048 count=1G iflag=count_bytes
+  devmove if=/dev/sdb of=/dev/sdc --json > result.jsonl
+`;
+}
+
+/** dd's "N+M records" counts for a byte total and a block size. */
+export function records(bytes: number, blockSize: number): string {
+  const full = Math.floor(bytes / blockSize);
+  const partial = bytes % blockSize === 0 ? 0 : 1;
+  return `${full}+${partial} records`;
+}
+
+function formatSeconds(seconds: number): string {
+  // like printf's %g with dd's precision
+  if (seconds === 0) return '0';
+  return String(Number(seconds.toPrecision(6)));
+}
+
+/** dd's transfer line: "N bytes (1.1 GB, 1.0 GiB) copied, 0.6 s, 1.8 GB/s". */
+export function transferLine(bytes: number, seconds: number): string {
+  const rate = seconds > 0 ? `${formatBytesSI(bytes / seconds)}/s` : 'Infinity B/s';
+  const si = formatBytesSI(bytes);
+  const sizes = bytes < 1000 ? '' : ` (${si}, ${formatBytesIEC(bytes)})`;
+  const noun = bytes === 1 ? 'byte' : 'bytes';
+  return `${bytes} ${noun}${sizes} copied, ${formatSeconds(seconds)} s, ${rate}`;
+}
+
+function formatEta(seconds: number | undefined): string {
+  if (seconds === undefined || !Number.isFinite(seconds)) return '--:--';
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = String(s % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${m}:${sec}`;
+}
+
+export function liveLine(p: CopyProgress): string {
+  return `${formatBytesIEC(p.bytesDone)} / ${formatBytesIEC(p.bytesTotal)} (${p.percent.toFixed(1)}%)  ${formatBytesSI(p.bytesPerSecond)}/s  ETA ${formatEta(p.etaSeconds)}`;
+}
+
+/** Build copy() options from a dd invocation. */
+export function optionsFromInvocation(inv: DdInvocation): CopyOptions {
+  if (inv.source === undefined || inv.target === undefined) throw new UsageError("missing operand: need if=SOURCE and of=TARGET");
+  const blockSize = Math.min(inv.blockSize ?? DEFAULT_BLOCK_SIZE, BLOCK_SIZE_MAX);
+  let queueDepth = inv.queueDepth ?? DEFAULT_QUEUE_DEPTH;
+  if (queueDepth * blockSize > RING_BYTES_MAX) {
+    if (inv.queueDepth !== undefined) {
+      throw new UsageError(`--queue-depth=${inv.queueDepth} with a ${blockSize}-byte block size needs more than 1 GiB of buffers`);
+    }
+    queueDepth = Math.max(1, Math.floor(RING_BYTES_MAX / blockSize));
+  }
+  const options: CopyOptions = {
+    source: inv.source,
+    target: inv.target,
+    sourceOffset: inv.sourceOffset,
+    targetOffset: inv.targetOffset,
+    blockSize,
+    queueDepth,
+    direct: { source: inv.directSource, target: inv.directTarget },
+    durability: inv.durability,
+    createTarget: inv.createTarget,
+    exclusiveCreate: inv.exclusiveCreate,
+    truncateTarget: inv.truncate,
+    noatime: inv.noatime,
+  };
+  if (inv.maxLength !== undefined) options.maxLength = inv.maxLength;
+  return options;
+}
+
+function describeFailure(error: DevmoveError, inv: DdInvocation): string {
+  let who = '';
+  if (error.path !== undefined) {
+    if (error.path === inv.source) who = `if=${error.path}: `;
+    else if (error.path === inv.target) who = `of=${error.path}: `;
+    else who = `${error.path}: `;
+  }
+  const what = error.detail ?? describeErrno(error.errno)[1];
+  const where = error.offset !== undefined ? ` at byte ${error.offset}` : '';
+  return `${who}${what} (${error.code} from ${error.syscall}${where})`;
+}
+
+interface RunContext {
+  io: CliIo;
+  /** Signals the CLI handles while a copy runs; false in library-hosted runs (the demo passes true). */
+  handleSignals: boolean;
+}
+
+/** Runs one copy as the CLI does and returns the exit code. */
+export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<number> {
+  const { io } = ctx;
+  const options = optionsFromInvocation(inv);
+  const showLive = inv.status === 'default' && !inv.json && io.stderr.isTTY === true;
+  const ddProgress = inv.status === 'progress' && !inv.json;
+  options.progressInterval = inv.json ? 1000 : ddProgress ? 1000 : 200;
+
+  let job: CopyJob;
+  try {
+    job = copy(options);
+  } catch (error) {
+    if (error instanceof TypeError || error instanceof RangeError) throw new UsageError(error.message);
+    throw error;
+  }
+  let liveShown = false;
+  const clearLive = (): void => {
+    if (liveShown) io.stderr.write('\r\x1b[K');
+    liveShown = false;
+  };
+  job.on('progress', (p) => {
+    if (inv.json) {
+      io.stdout.write(`${JSON.stringify({ type: 'progress', ...p })}\n`);
+    } else if (showLive) {
+      io.stderr.write(`\r\x1b[K${liveLine(p)}`);
+      liveShown = true;
+    } else if (ddProgress) {
+      io.stderr.write(`\r${transferLine(p.bytesDone, p.elapsedSeconds)}`);
+      liveShown = false;
+    }
+  });
+
+  let interruptedBy: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    interruptedBy ??= signal;
+    job.cancel();
+  };
+  const onUsr1 = (): void => {
+    const p = job.progress;
+    clearLive();
+    io.stderr.write(`${records(p.bytesDone, inv.ibs)} in\n${records(p.bytesDone, inv.obs)} out\n${transferLine(p.bytesDone, p.elapsedSeconds)}\n`);
+  };
+  if (ctx.handleSignals) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGUSR1', onUsr1);
+  }
+
+  const finalStats = (bytes: number, seconds: number): void => {
+    if (ddProgress) io.stderr.write('\n');
+    if (inv.status === 'none' || inv.json) return;
+    io.stderr.write(`${records(bytes, inv.ibs)} in\n${records(bytes, inv.obs)} out\n`);
+    if (inv.status !== 'noxfer') io.stderr.write(`${transferLine(bytes, seconds)}\n`);
+  };
+
+  try {
+    const result: CopyResult = await job;
+    clearLive();
+    finalStats(result.bytesCopied, result.seconds);
+    if (inv.json) io.stdout.write(`${JSON.stringify({ type: 'result', ...result })}\n`);
+    return EXIT_OK;
+  } catch (error) {
+    clearLive();
+    const seconds = job.progress.elapsedSeconds;
+    if (error instanceof CopyAbortError) {
+      finalStats(error.bytesCopied, seconds);
+      const signal = interruptedBy ?? 'SIGINT';
+      const line = `interrupted by ${signal} after ${error.bytesCopied} bytes; what was written has been flushed`;
+      if (inv.json) io.stdout.write(`${JSON.stringify({ type: 'error', code: 'ABORT_ERR', message: line, bytesCopied: error.bytesCopied })}\n`);
+      io.stderr.write(`devmove: ${line}\n`);
+      return signal === 'SIGTERM' ? 143 : 130;
+    }
+    if (error instanceof DevmoveError) {
+      if (error.bytesCopied > 0) finalStats(error.bytesCopied, seconds);
+      const line = describeFailure(error, inv);
+      if (inv.json) {
+        io.stdout.write(
+          `${JSON.stringify({
+            type: 'error',
+            code: error.code,
+            errno: error.errno,
+            syscall: error.syscall,
+            path: error.path,
+            offset: error.offset,
+            message: line,
+            bytesCopied: error.bytesCopied,
+          })}\n`,
+        );
+      }
+      io.stderr.write(`devmove: ${line}\n`);
+      return EXIT_FAILURE;
+    }
+    throw error;
+  } finally {
+    if (ctx.handleSignals) {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      process.off('SIGUSR1', onUsr1);
+    }
+  }
+}
+
+export async function main(argv: readonly string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  let inv: DdInvocation;
+  try {
+    inv = parseDdArgs(argv);
+    if (inv.command === 'help') {
+      io.stdout.write(helpText());
+      return EXIT_OK;
+    }
+    if (inv.command === 'version') {
+      io.stdout.write(`devmove ${version()}\n`);
+      return EXIT_OK;
+    }
+    if (inv.command === 'demo') {
+      const { runDemo } = await import('./demo');
+      return await runDemo(inv, io);
+    }
+    return await runCopy(inv, { io, handleSignals: true });
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.stderr.write(`devmove: ${error.message}\nTry 'devmove --help' for more information.\n`);
+      return EXIT_USAGE;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    io.stderr.write(`devmove: ${message}\n`);
+    return EXIT_FAILURE;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`devmove: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      process.exitCode = EXIT_FAILURE;
+    },
+  );
+}

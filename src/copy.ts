@@ -1,0 +1,430 @@
+// The library API: copy(options) validates everything, hands the engine a
+// plan of clean primitives and returns a job that is awaitable, emits progress
+// and can be cancelled. No byte of the data ever passes through JavaScript.
+import { EventEmitter } from 'node:events';
+
+import { CopyAbortError, DevmoveError } from './errors';
+import { loadNative, type NativeFileReport, type NativePlan, type NativeReport } from './native';
+import { toByteCount } from './size';
+
+export type Size = number | bigint | string;
+export type DirectMode = 'auto' | 'always' | 'never';
+export type Durability = 'fdatasync' | 'fsync' | 'dsync' | 'sync' | 'none';
+
+export const DEFAULT_BLOCK_SIZE = 512 * 1024;
+/** Chosen by measurement on a loop-device pair over tmpfs (see bench/): 4–8 buffers saturate it. */
+export const DEFAULT_QUEUE_DEPTH = 8;
+export const BLOCK_SIZE_MIN = 1;
+export const BLOCK_SIZE_MAX = 1024 * 1024 * 1024;
+export const QUEUE_DEPTH_MAX = 1024;
+export const RING_BYTES_MAX = 1024 * 1024 * 1024;
+
+export interface CopyOptions {
+  /** Block device or image file to read. */
+  source: string;
+  /** Block device or image file to write; a missing regular file is created (see createTarget). */
+  target: string;
+  /** Byte offset in the source where the copy starts. Default 0. */
+  sourceOffset?: Size;
+  /** Byte offset in the target where the copy starts. Default 0. */
+  targetOffset?: Size;
+  /** Exact number of bytes to copy; fails if the source is shorter. Default: to the end of the source. */
+  length?: Size;
+  /** Copy at most this many bytes, stopping early at the end of the source (dd's count=). */
+  maxLength?: Size;
+  /**
+   * I/O size and size of each buffer in the ring. Default '512K'; 1 byte to 1 GiB. Sizes that are not a
+   * multiple of a side's logical block size go through the page cache on that side (or fail with direct: 'always').
+   */
+  blockSize?: Size;
+  /** Buffers in the ring, i.e. I/O commands in flight at most. Default 8; 1..1024. */
+  queueDepth?: number;
+  /**
+   * O_DIRECT use: 'auto' (default) uses it wherever the file supports it and the I/O is aligned,
+   * falling back visibly (see result.source.direct/directNote); 'always' fails instead of falling
+   * back; 'never' goes through the page cache. One mode for both sides, or one per side.
+   */
+  direct?: DirectMode | { source?: DirectMode; target?: DirectMode };
+  /**
+   * How the copy is made durable before it resolves: 'fdatasync' (default), 'fsync',
+   * 'dsync' (every write O_DSYNC/FUA), 'sync' (O_SYNC), or 'none' (not durable on success!).
+   */
+  durability?: Durability;
+  /** Create a missing regular-file target. Default true. Never creates files under /dev. */
+  createTarget?: boolean;
+  /** Fail if the target already exists (dd conv=excl). Default false. */
+  exclusiveCreate?: boolean;
+  /** Cut a regular-file target to targetOffset before copying (dd without conv=notrunc). Default false. */
+  truncateTarget?: boolean;
+  /** Open the source with O_NOATIME. Default false. */
+  noatime?: boolean;
+  /** Aborting it cancels the copy: in-flight I/O drains, written data is flushed, the job rejects with an AbortError. */
+  signal?: AbortSignal;
+  /** Called with progress at most every progressInterval ms. */
+  onProgress?: (progress: CopyProgress) => void;
+  /** Milliseconds between progress events; at least 100 (≤10 Hz). Default 200. */
+  progressInterval?: number;
+  /** Engine switches, for benchmarks and ablations. All default to the measured best. */
+  engine?: EngineOptions;
+}
+
+export interface EngineOptions {
+  /** Register the buffer ring with io_uring (READ_FIXED/WRITE_FIXED). Default true. */
+  fixedBuffers?: boolean;
+  /** Register the file descriptors with io_uring. Default true. */
+  fixedFiles?: boolean;
+  /** Let a kernel thread poll the submission queue. Default false. */
+  sqpoll?: boolean;
+}
+
+export interface CopyProgress {
+  bytesDone: number;
+  bytesTotal: number;
+  /** 0..100 */
+  percent: number;
+  /** Recent rate, bytes per second. */
+  bytesPerSecond: number;
+  /** Seconds left at the recent rate; undefined until a rate is known. */
+  etaSeconds: number | undefined;
+  elapsedSeconds: number;
+}
+
+export interface FileInfo {
+  path: string;
+  kind: 'block' | 'file';
+  sizeBytes: number;
+  logicalBlockBytes: number;
+  physicalBlockBytes: number;
+  /** Whether O_DIRECT was used for the aligned I/O on this side. */
+  direct: boolean;
+  /** Why not, when direct is false. */
+  directNote?: string;
+  /** The target file did not exist and was created. */
+  created: boolean;
+}
+
+export interface CopyResult {
+  bytesCopied: number;
+  seconds: number;
+  bytesPerSecond: number;
+  /** What made the target durable: 'fdatasync', 'fsync', 'O_DSYNC writes', 'O_SYNC writes' or 'none'. */
+  durability: string;
+  source: FileInfo;
+  target: FileInfo;
+  blockSize: number;
+  queueDepth: number;
+  engine: {
+    fixedBuffers: boolean;
+    fixedBuffersNote?: string;
+    fixedFiles: boolean;
+    fixedFilesNote?: string;
+    sqpoll: boolean;
+    ringSetupFlags: number;
+  };
+  io: { reads: number; writes: number; bufferedIos: number; shortTransfers: number; requeues: number };
+}
+
+export interface CopyJobEvents {
+  progress: [CopyProgress];
+}
+
+const DIRECT_MODES: readonly DirectMode[] = ['auto', 'always', 'never'];
+const DURABILITIES: readonly Durability[] = ['fdatasync', 'fsync', 'dsync', 'sync', 'none'];
+const KNOWN_OPTIONS = new Set<string>([
+  'source', 'target', 'sourceOffset', 'targetOffset', 'length', 'maxLength', 'blockSize', 'queueDepth',
+  'direct', 'durability', 'createTarget', 'exclusiveCreate', 'truncateTarget', 'noatime', 'signal',
+  'onProgress', 'progressInterval', 'engine',
+]);
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return `'${value}'`;
+  if (typeof value === 'bigint') return `${value}n`;
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object') return 'an object';
+  return String(value);
+}
+
+function requirePath(value: unknown, name: string): string {
+  if (typeof value !== 'string') {
+    throw new TypeError(`options.${name} must be a path string such as '/dev/sdb' or 'disk.img' (got ${describe(value)})`);
+  }
+  if (value.length === 0) throw new RangeError(`options.${name} must not be empty`);
+  if (value.includes('\0')) throw new RangeError(`options.${name} must not contain NUL bytes`);
+  return value;
+}
+
+function optionalBoolean(value: unknown, name: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new TypeError(`options.${name} must be true or false (got ${describe(value)})`);
+  return value;
+}
+
+function optionalInteger(value: unknown, name: string, min: number, max: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number') {
+    throw new TypeError(`options.${name} must be an integer from ${min} to ${max} (got ${describe(value)})`);
+  }
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`options.${name} must be an integer from ${min} to ${max} (got ${describe(value)})`);
+  }
+  return value;
+}
+
+function directMode(value: unknown, name: string): DirectMode {
+  if (value === undefined) return 'auto';
+  if (typeof value !== 'string' || !DIRECT_MODES.includes(value as DirectMode)) {
+    throw new (typeof value === 'string' ? RangeError : TypeError)(
+      `options.${name} must be 'auto', 'always' or 'never' (got ${describe(value)})`,
+    );
+  }
+  return value as DirectMode;
+}
+
+/** Validates options and turns them into the engine's plan. Exported for tests. */
+export function planCopy(options: CopyOptions): NativePlan {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`copy() needs an options object such as { source: '/dev/sdb', target: '/dev/sdc' } (got ${describe(options)})`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(key)) throw new TypeError(`options.${key} is not a copy() option`);
+  }
+  const source = requirePath(options.source, 'source');
+  const target = requirePath(options.target, 'target');
+  const sourceOffset = options.sourceOffset === undefined ? 0 : toByteCount(options.sourceOffset, 'options.sourceOffset');
+  const targetOffset = options.targetOffset === undefined ? 0 : toByteCount(options.targetOffset, 'options.targetOffset');
+  if (options.length !== undefined && options.maxLength !== undefined) {
+    throw new TypeError('options.length and options.maxLength exclude each other: give an exact length or a maximum');
+  }
+  const length = options.length !== undefined ? toByteCount(options.length, 'options.length') : undefined;
+  const maxLength = options.maxLength !== undefined ? toByteCount(options.maxLength, 'options.maxLength') : undefined;
+
+  const blockBytes = options.blockSize === undefined ? DEFAULT_BLOCK_SIZE : toByteCount(options.blockSize, 'options.blockSize');
+  if (blockBytes < BLOCK_SIZE_MIN || blockBytes > BLOCK_SIZE_MAX) {
+    throw new RangeError(
+      `options.blockSize must be from 1 byte to 1 GiB, such as '512K' or '4M' (got ${describe(options.blockSize)})`,
+    );
+  }
+  const queueDepth = optionalInteger(options.queueDepth, 'queueDepth', 1, QUEUE_DEPTH_MAX, DEFAULT_QUEUE_DEPTH);
+  if (queueDepth * blockBytes > RING_BYTES_MAX) {
+    throw new RangeError(
+      `options.queueDepth × options.blockSize must stay within 1 GiB of buffers (got ${queueDepth} × ${blockBytes} bytes)`,
+    );
+  }
+
+  let sourceDirect: DirectMode;
+  let targetDirect: DirectMode;
+  if (typeof options.direct === 'object' && options.direct !== null) {
+    for (const key of Object.keys(options.direct)) {
+      if (key !== 'source' && key !== 'target') throw new TypeError(`options.direct.${key} is not a side: use source or target`);
+    }
+    sourceDirect = directMode(options.direct.source, 'direct.source');
+    targetDirect = directMode(options.direct.target, 'direct.target');
+  } else {
+    sourceDirect = targetDirect = directMode(options.direct, 'direct');
+  }
+
+  const durability = options.durability ?? 'fdatasync';
+  if (!DURABILITIES.includes(durability)) {
+    throw new (typeof durability === 'string' ? RangeError : TypeError)(
+      `options.durability must be one of ${DURABILITIES.map((d) => `'${d}'`).join(', ')} (got ${describe(durability)})`,
+    );
+  }
+  const createTarget = optionalBoolean(options.createTarget, 'createTarget', true);
+  const exclusiveCreate = optionalBoolean(options.exclusiveCreate, 'exclusiveCreate', false);
+  if (exclusiveCreate && !createTarget) {
+    throw new TypeError('options.exclusiveCreate needs options.createTarget: a target that must be new has to be created');
+  }
+  const truncateTarget = optionalBoolean(options.truncateTarget, 'truncateTarget', false);
+  const noatime = optionalBoolean(options.noatime, 'noatime', false);
+  const progressIntervalMs = optionalInteger(options.progressInterval, 'progressInterval', 100, 3_600_000, 200);
+
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+    throw new TypeError(`options.signal must be an AbortSignal (got ${describe(options.signal)})`);
+  }
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
+    throw new TypeError(`options.onProgress must be a function (got ${describe(options.onProgress)})`);
+  }
+  const engine = options.engine ?? {};
+  if (typeof engine !== 'object' || engine === null) throw new TypeError(`options.engine must be an object (got ${describe(engine)})`);
+  for (const key of Object.keys(engine)) {
+    if (!['fixedBuffers', 'fixedFiles', 'sqpoll'].includes(key)) throw new TypeError(`options.engine.${key} is not an engine option`);
+  }
+
+  const plan: NativePlan = {
+    source: { path: source, offset: sourceOffset, direct: sourceDirect, noatime },
+    targets: [{ path: target, offset: targetOffset, direct: targetDirect, create: createTarget, exclusiveCreate, truncate: truncateTarget }],
+    lengthIsMax: maxLength !== undefined,
+    durability,
+    blockBytes,
+    queueDepth,
+    fixedBuffers: optionalBoolean(engine.fixedBuffers, 'engine.fixedBuffers', true),
+    fixedFiles: optionalBoolean(engine.fixedFiles, 'engine.fixedFiles', true),
+    sqpoll: optionalBoolean(engine.sqpoll, 'engine.sqpoll', false),
+    progressIntervalMs,
+  };
+  const lengthValue = length ?? maxLength;
+  if (lengthValue !== undefined) plan.length = lengthValue;
+  return plan;
+}
+
+function fileInfo(f: NativeFileReport | undefined, fallbackPath: string): FileInfo {
+  if (!f) {
+    return { path: fallbackPath, kind: 'file', sizeBytes: 0, logicalBlockBytes: 0, physicalBlockBytes: 0, direct: false, created: false };
+  }
+  const info: FileInfo = {
+    path: f.path,
+    kind: f.kind,
+    sizeBytes: f.sizeBytes,
+    logicalBlockBytes: f.logicalBlockBytes,
+    physicalBlockBytes: f.physicalBlockBytes,
+    direct: f.direct,
+    created: f.created,
+  };
+  if (!f.direct && f.directNote) info.directNote = f.directNote;
+  return info;
+}
+
+function toResult(report: NativeReport, plan: NativePlan): CopyResult {
+  const result: CopyResult = {
+    bytesCopied: report.bytesCopied,
+    seconds: report.seconds,
+    bytesPerSecond: report.seconds > 0 ? report.bytesCopied / report.seconds : 0,
+    durability: report.durability,
+    source: fileInfo(report.source, plan.source.path),
+    target: fileInfo(report.targets[0], plan.targets[0].path),
+    blockSize: report.blockBytes || plan.blockBytes,
+    queueDepth: report.queueDepth || plan.queueDepth,
+    engine: {
+      fixedBuffers: report.ring.fixedBuffers,
+      fixedFiles: report.ring.fixedFiles,
+      sqpoll: report.ring.sqpoll,
+      ringSetupFlags: report.ring.setupFlags,
+    },
+    io: { ...report.io },
+  };
+  if (report.ring.fixedBuffersNote) result.engine.fixedBuffersNote = report.ring.fixedBuffersNote;
+  if (report.ring.fixedFilesNote) result.engine.fixedFilesNote = report.ring.fixedFilesNote;
+  return result;
+}
+
+/** Rate over a sliding window of recent samples, so ETA follows the current speed. */
+class RateMeter {
+  private readonly samples: Array<[seconds: number, bytes: number]> = [];
+  constructor(private readonly windowSeconds = 3) {}
+  add(seconds: number, bytes: number): number {
+    this.samples.push([seconds, bytes]);
+    while (this.samples.length > 2 && seconds - this.samples[0][0] > this.windowSeconds) this.samples.shift();
+    const [t0, b0] = this.samples[0];
+    return seconds > t0 ? (bytes - b0) / (seconds - t0) : 0;
+  }
+}
+
+/** A running copy: await it (or use .promise), listen for 'progress', cancel it. */
+export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<CopyResult> {
+  /** Settles when the copy is done and durable (or failed, or was cancelled). */
+  readonly promise: Promise<CopyResult>;
+  private native: { cancel(): void } | undefined;
+  private readonly started = process.hrtime.bigint();
+  private readonly rate = new RateMeter();
+  private last: CopyProgress;
+  private settled = false;
+
+  /** @internal use copy() */
+  constructor(plan: NativePlan, signal: AbortSignal | undefined, onProgress: ((p: CopyProgress) => void) | undefined) {
+    super();
+    this.last = { bytesDone: 0, bytesTotal: plan.length ?? 0, percent: 0, bytesPerSecond: 0, etaSeconds: undefined, elapsedSeconds: 0 };
+    if (onProgress) this.on('progress', onProgress);
+    this.promise = new Promise<CopyResult>((resolve, reject) => {
+      if (signal?.aborted) {
+        this.settled = true;
+        reject(new CopyAbortError('The copy was aborted before it started', { cause: signal.reason }));
+        return;
+      }
+      const binding = loadNative();
+      const onAbort = (): void => this.cancel();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const job = new binding.CopyJob(plan, (event) => {
+        if (event.type === 'progress') {
+          this.updateProgress(event.bytesDone, event.bytesTotal);
+          return;
+        }
+        signal?.removeEventListener('abort', onAbort);
+        this.settled = true;
+        this.native = undefined;
+        const report = event.report;
+        this.updateProgress(report.bytesCopied, report.bytesTotal, false);
+        if (event.error) {
+          if (report.cancelled && event.error.syscall === 'copy') {
+            const error = new CopyAbortError('The copy was aborted', signal?.aborted ? { cause: signal.reason } : undefined);
+            error.bytesCopied = report.bytesCopied;
+            reject(error);
+          } else {
+            const error = new DevmoveError(event.error);
+            error.bytesCopied = report.bytesCopied;
+            Error.captureStackTrace(error, CopyJob);
+            reject(error);
+          }
+          return;
+        }
+        resolve(toResult(report, plan));
+      });
+      this.native = job;
+      job.start();
+    });
+    // A job nobody awaits must not crash the process with an unhandled rejection;
+    // anyone who awaits it still sees the error.
+    this.promise.catch(() => undefined);
+  }
+
+  /** Latest progress snapshot. */
+  get progress(): CopyProgress {
+    return this.last;
+  }
+
+  /** Stop submitting I/O, drain what is in flight, flush what was written; the job rejects with an AbortError. */
+  cancel(): void {
+    if (!this.settled) this.native?.cancel();
+  }
+
+  then<T1 = CopyResult, T2 = never>(
+    onFulfilled?: ((value: CopyResult) => T1 | PromiseLike<T1>) | null,
+    onRejected?: ((reason: unknown) => T2 | PromiseLike<T2>) | null,
+  ): Promise<T1 | T2> {
+    return this.promise.then(onFulfilled, onRejected);
+  }
+
+  catch<T = never>(onRejected?: ((reason: unknown) => T | PromiseLike<T>) | null): Promise<CopyResult | T> {
+    return this.promise.catch(onRejected);
+  }
+
+  finally(onFinally?: (() => void) | null): Promise<CopyResult> {
+    return this.promise.finally(onFinally);
+  }
+
+  private updateProgress(bytesDone: number, bytesTotal: number, emit = true): void {
+    const elapsedSeconds = Number(process.hrtime.bigint() - this.started) / 1e9;
+    const bytesPerSecond = this.rate.add(elapsedSeconds, bytesDone);
+    const remaining = Math.max(0, bytesTotal - bytesDone);
+    this.last = {
+      bytesDone,
+      bytesTotal,
+      percent: bytesTotal > 0 ? (bytesDone / bytesTotal) * 100 : 100,
+      bytesPerSecond,
+      etaSeconds: bytesPerSecond > 0 ? remaining / bytesPerSecond : remaining === 0 ? 0 : undefined,
+      elapsedSeconds,
+    };
+    if (emit) this.emit('progress', this.last);
+  }
+}
+
+/**
+ * Copy a byte range from a block device or image file to another, through
+ * io_uring and O_DIRECT. Throws TypeError/RangeError at once for bad options;
+ * the returned job rejects with a DevmoveError (code, errno, syscall, path,
+ * offset) for I/O failures and with an AbortError when cancelled.
+ */
+export function copy(options: CopyOptions): CopyJob {
+  const plan = planCopy(options);
+  return new CopyJob(plan, options.signal, options.onProgress);
+}

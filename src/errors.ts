@@ -1,0 +1,54 @@
+// Errors shaped like Node's fs errors: `code`, negative `errno`, `syscall`,
+// `path`, plus the byte `offset` of a failed I/O. Unknown errnos stay visible
+// as UNKNOWN_<n>.
+import util from 'node:util';
+
+import type { NativeErrorInfo } from './native';
+
+export class DevmoveError extends Error {
+  override name = 'DevmoveError';
+  /** 'EIO', 'ENOSPC', … or 'UNKNOWN_<n>' */
+  readonly code: string;
+  /** Negative, as in Node's fs errors. */
+  readonly errno: number;
+  readonly syscall: string;
+  readonly path?: string;
+  /** Byte offset on `path` of the I/O that failed. */
+  readonly offset?: number;
+  /** Extra detail from the engine (why io_uring is unavailable, why a target is too small, …). */
+  readonly detail?: string;
+  /** Bytes written to the target(s) before the failure. */
+  bytesCopied = 0;
+
+  constructor(info: NativeErrorInfo) {
+    const [code, description] = describeErrno(info.errno);
+    let message = `${code}: ${description}, ${info.syscall}`;
+    if (info.path !== undefined) message += ` '${info.path}'`;
+    if (info.offset !== undefined) message += ` at byte offset ${info.offset}`;
+    if (info.detail) message += `: ${info.detail}`;
+    super(message);
+    this.code = code;
+    this.errno = -info.errno;
+    this.syscall = info.syscall;
+    if (info.path !== undefined) this.path = info.path;
+    if (info.offset !== undefined) this.offset = info.offset;
+    if (info.detail) this.detail = info.detail;
+  }
+}
+
+export function describeErrno(errno: number): [code: string, description: string] {
+  const entry = util.getSystemErrorMap().get(-Math.abs(errno));
+  if (entry) return [entry[0], entry[1]];
+  return [`UNKNOWN_${Math.abs(errno)}`, `unknown error ${Math.abs(errno)}`];
+}
+
+/** What `copy()` rejects with when cancelled through `cancel()` or an AbortSignal. */
+export class CopyAbortError extends Error {
+  override name = 'AbortError';
+  readonly code = 'ABORT_ERR';
+  /** Bytes written (and flushed) to the target(s) before the copy stopped. */
+  bytesCopied = 0;
+  constructor(message = 'The copy was aborted', options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}

@@ -1,0 +1,15 @@
+export { copy, CopyJob, planCopy, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH } from './copy';
+export type {
+  CopyOptions,
+  CopyProgress,
+  CopyResult,
+  DirectMode,
+  Durability,
+  EngineOptions,
+  FileInfo,
+  Size,
+} from './copy';
+export { DevmoveError, CopyAbortError } from './errors';
+export { toByteCount, parseDdNumber } from './size';
+export { probeIoUring } from './probe';
+export type { IoUringProbe } from './probe';

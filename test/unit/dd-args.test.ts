@@ -1,0 +1,244 @@
+import { describe, it, expect } from 'vitest';
+import { parseDdArgs, UsageError, DD_HELP_OPERANDS, type DdInvocation } from '../../src/dd-args';
+
+const KiB = 1024;
+const MiB = 1024 ** 2;
+const GiB = 1024 ** 3;
+const IO = ['if=/dev/sdb', 'of=/dev/sdc'];
+
+const DEFAULTS: DdInvocation = {
+  command: 'copy',
+  source: '/dev/sdb',
+  target: '/dev/sdc',
+  ibs: 512,
+  obs: 512,
+  sourceOffset: 0,
+  targetOffset: 0,
+  directSource: 'auto',
+  directTarget: 'auto',
+  durability: 'fdatasync',
+  truncate: true,
+  createTarget: true,
+  exclusiveCreate: false,
+  status: 'default',
+  json: false,
+  noatime: false,
+};
+
+describe('parseDdArgs: valid invocations', () => {
+  it('fills in dd defaults and leaves optional fields out', () => {
+    expect(parseDdArgs(IO)).toStrictEqual(DEFAULTS);
+  });
+
+  it.each<[string, string[], Partial<DdInvocation>]>([
+    ['operands in any order', ['of=out.img', 'if=in.img'], { source: 'in.img', target: 'out.img' }],
+    ['a value containing =', ['if=/tmp/a=b', 'of=/tmp/c'], { source: '/tmp/a=b', target: '/tmp/c' }],
+    ['if= repeated: the last wins', ['if=/dev/sda', ...IO], { source: '/dev/sdb' }],
+    [
+      'bs=1M count=10 skip=2 seek=3 in bytes',
+      [...IO, 'bs=1M', 'count=10', 'skip=2', 'seek=3'],
+      { blockSize: MiB, ibs: MiB, obs: MiB, sourceOffset: 2 * MiB, targetOffset: 3 * MiB, maxLength: 10 * MiB },
+    ],
+    [
+      'separate ibs and obs',
+      [...IO, 'ibs=4K', 'obs=1M', 'skip=3', 'seek=2', 'count=5'],
+      { ibs: 4 * KiB, obs: MiB, sourceOffset: 12 * KiB, targetOffset: 2 * MiB, maxLength: 20 * KiB },
+    ],
+    ['default 512-byte blocks', [...IO, 'skip=1', 'seek=2', 'count=3'], { sourceOffset: 512, targetOffset: 1024, maxLength: 1536 }],
+    ['bs= overrides ibs= and obs= in any order', [...IO, 'ibs=4K', 'bs=64K', 'obs=1K'], { ibs: 64 * KiB, obs: 64 * KiB, blockSize: 64 * KiB }],
+    ['bs= repeated: the last wins', [...IO, 'bs=1K', 'bs=4K'], { blockSize: 4 * KiB, ibs: 4 * KiB }],
+    ['bs= with a product', [...IO, 'bs=2x512'], { blockSize: 1024 }],
+    ['bs=2G is the largest block size', [...IO, 'bs=2G'], { blockSize: 2 * GiB }],
+    [
+      'iflag=skip_bytes,count_bytes',
+      [...IO, 'bs=4M', 'iflag=skip_bytes,count_bytes', 'skip=1000', 'count=4096'],
+      { sourceOffset: 1000, maxLength: 4096, ibs: 4 * MiB },
+    ],
+    ['oflag=seek_bytes', [...IO, 'bs=1M', 'oflag=seek_bytes', 'seek=12345'], { targetOffset: 12345 }],
+    ['skip_bytes leaves count in blocks', [...IO, 'bs=4K', 'iflag=skip_bytes', 'skip=100', 'count=2'], { sourceOffset: 100, maxLength: 8 * KiB }],
+    ['a B in the value counts bytes (GNU dd 9)', [...IO, 'bs=4K', 'skip=10B', 'seek=4KiB', 'count=1MB'], { sourceOffset: 10, targetOffset: 4096, maxLength: 1_000_000 }],
+    ['a B-less suffix still counts blocks', [...IO, 'bs=4K', 'skip=1K'], { sourceOffset: 4 * MiB }],
+    ['iseek= is skip=', [...IO, 'iseek=3'], { sourceOffset: 1536 }],
+    ['oseek= is seek=', [...IO, 'obs=4K', 'oseek=2'], { targetOffset: 8 * KiB }],
+    ['skip= then iseek=: the last wins', [...IO, 'skip=1', 'iseek=5'], { sourceOffset: 5 * 512 }],
+    ['count=0', [...IO, 'count=0'], { maxLength: 0 }],
+    ['large offsets within 2^53', [...IO, 'bs=4K', 'skip=1T'], { sourceOffset: 2 ** 52 }],
+    ['conv=notrunc,fsync', [...IO, 'conv=notrunc,fsync'], { truncate: false, durability: 'fsync' }],
+    ['conv=fdatasync', [...IO, 'conv=fdatasync'], { durability: 'fdatasync' }],
+    ['oflag=dsync', [...IO, 'oflag=dsync'], { durability: 'dsync' }],
+    ['oflag=sync', [...IO, 'oflag=sync'], { durability: 'sync' }],
+    ['fsync beats dsync', [...IO, 'oflag=dsync', 'conv=fsync'], { durability: 'fsync' }],
+    ['dsync beats fdatasync', [...IO, 'conv=fdatasync', 'oflag=dsync'], { durability: 'dsync' }],
+    ['sync beats fsync', [...IO, 'conv=fsync', 'oflag=sync'], { durability: 'sync' }],
+    ['sync beats everything', [...IO, 'conv=fsync', 'oflag=dsync,sync', 'conv=fdatasync'], { durability: 'sync' }],
+    ['--no-sync', [...IO, '--no-sync'], { durability: 'none' }],
+    ['iflag=dsync,sync are accepted and change nothing', [...IO, 'iflag=dsync,sync'], { durability: 'fdatasync' }],
+    ['conv=nocreat', [...IO, 'conv=nocreat'], { createTarget: false, exclusiveCreate: false }],
+    ['conv=excl', [...IO, 'conv=excl'], { exclusiveCreate: true, createTarget: true }],
+    ['conv= repeated: union', [...IO, 'conv=notrunc', 'conv=excl'], { truncate: false, exclusiveCreate: true }],
+    ['iflag=direct', [...IO, 'iflag=direct'], { directSource: 'always', directTarget: 'auto' }],
+    ['oflag=direct', [...IO, 'oflag=direct'], { directSource: 'auto', directTarget: 'always' }],
+    ['iflag= and oflag= repeated: union', [...IO, 'iflag=direct', 'iflag=noatime', 'oflag=direct,seek_bytes', 'seek=7'], { directSource: 'always', noatime: true, directTarget: 'always', targetOffset: 7 }],
+    ['iflag=noatime', [...IO, 'iflag=noatime'], { noatime: true }],
+    ['accepted no-op flags', [...IO, 'iflag=fullblock,nocache', 'oflag=nocache,noatime'], { noatime: false, directSource: 'auto' }],
+    ['status=none', [...IO, 'status=none'], { status: 'none' }],
+    ['status=noxfer', [...IO, 'status=noxfer'], { status: 'noxfer' }],
+    ['status=progress', [...IO, 'status=progress'], { status: 'progress' }],
+    ['status= repeated: the last wins', [...IO, 'status=none', 'status=progress'], { status: 'progress' }],
+    ['--quiet', [...IO, '--quiet'], { status: 'none' }],
+    ['--quiet wins over status=progress', ['--quiet', ...IO, 'status=progress'], { status: 'none' }],
+    ['--json', [...IO, '--json'], { json: true }],
+    ['--queue-depth=N', [...IO, '--queue-depth=64'], { queueDepth: 64 }],
+    ['--queue-depth N', ['--queue-depth', '1', ...IO], { queueDepth: 1 }],
+    ['--queue-depth=1024', [...IO, '--queue-depth=1024'], { queueDepth: 1024 }],
+    ['--block-size=SIZE keeps ibs/obs', [...IO, '--block-size=4M', 'skip=1'], { blockSize: 4 * MiB, ibs: 512, obs: 512, sourceOffset: 512 }],
+    ['--block-size SIZE', ['--block-size', '64K', ...IO], { blockSize: 64 * KiB }],
+    ['--block-size agreeing with bs=', [...IO, 'bs=64K', '--block-size=65536'], { blockSize: 64 * KiB }],
+    ['-- is accepted', ['--', ...IO], { source: '/dev/sdb' }],
+    ['demo without if=/of=', ['demo'], { command: 'demo' }],
+    ['demo with operands', ['demo', 'bs=1M', 'status=progress', '--queue-depth=8'], { command: 'demo', blockSize: MiB, status: 'progress', queueDepth: 8 }],
+    ['demo with if=', ['demo', 'if=/dev/loop0'], { command: 'demo', source: '/dev/loop0' }],
+    ['--help', ['--help'], { command: 'help' }],
+    ['-h among operands', [...IO, '-h'], { command: 'help' }],
+    ['--help wins over bad operands', ['bs=12Q', 'frob', '--help'], { command: 'help' }],
+    ['--help wins over --version', ['--version', '--help'], { command: 'help' }],
+    ['--help keeps --json', ['--help', '--json'], { command: 'help', json: true }],
+    ['--version', ['--version'], { command: 'version' }],
+    ['-V', ['-V', 'of=x'], { command: 'version' }],
+  ])('%s', (_name, argv, expected) => {
+    expect(parseDdArgs(argv)).toMatchObject(expected);
+  });
+
+  it('leaves blockSize, maxLength and queueDepth undefined unless given', () => {
+    const inv = parseDdArgs([...IO, 'ibs=4K', 'skip=1']);
+    expect(inv.blockSize).toBeUndefined();
+    expect(inv.maxLength).toBeUndefined();
+    expect(inv.queueDepth).toBeUndefined();
+    expect('maxLength' in inv).toBe(false);
+  });
+
+  it('demo has no source/target unless given', () => {
+    const inv = parseDdArgs(['demo']);
+    expect(inv.source).toBeUndefined();
+    expect(inv.target).toBeUndefined();
+  });
+
+  it('does not modify argv', () => {
+    const argv = Object.freeze([...IO, 'bs=1M', '--queue-depth', '4']);
+    expect(parseDdArgs(argv).queueDepth).toBe(4);
+  });
+});
+
+describe('parseDdArgs: invalid invocations', () => {
+  it.each<[string[], RegExp]>([
+    [[], /^missing operand 'if=SOURCE': devmove cannot read from standard input/],
+    [['of=/dev/sdc'], /^missing operand 'if=SOURCE'/],
+    [['if=/dev/sdb'], /^missing operand 'of=TARGET': devmove cannot write to standard output/],
+    [['--json', 'status=progress'], /^missing operand 'if=SOURCE'/],
+    [[...IO, 'of=/dev/sdd'], /^of= given twice; one target per copy \('of=\/dev\/sdc' and 'of=\/dev\/sdd'\)$/],
+    [['if=/dev/sdb', 'of=x', 'of=x'], /^of= given twice; one target per copy/],
+    [[...IO, 'bs='], /^'bs=' needs a value$/],
+    [['if=', 'of=x'], /^'if=' needs a value$/],
+    [['if=x', 'of='], /^'of=' needs a value$/],
+    [[...IO, 'conv='], /^'conv=' needs a value$/],
+    [[...IO, 'status='], /^'status=' needs a value$/],
+    [[...IO, 'foo=1'], /^unknown operand 'foo=1'$/],
+    [[...IO, '=1'], /^unknown operand '=1'$/],
+    [[...IO, 'BS=1M'], /^unknown operand 'BS=1M'$/],
+    [[...IO, 'xyz'], /^unexpected argument 'xyz' \(operands look like if=\/dev\/sdb\)$/],
+    [[...IO, 'demo'], /^unexpected argument 'demo' \('demo' must be the first argument\)$/],
+    [[...IO, '-'], /^unexpected argument '-'/],
+    [['--', ...IO, '--help'], /^unexpected argument '--help'/],
+    [[...IO, '--frob'], /^unknown option '--frob'$/],
+    [[...IO, '--frob=1'], /^unknown option '--frob'$/],
+    [[...IO, '-x'], /^unknown option '-x'$/],
+    [[...IO, '--json=yes'], /^option '--json' takes no value/],
+    [[...IO, 'bs=12Q'], /^invalid operand 'bs=12Q': value is too large/],
+    [[...IO, 'bs=12Q3'], /^invalid operand 'bs=12Q3': unknown size suffix 'Q3'/],
+    [[...IO, 'bs=4m'], /^invalid operand 'bs=4m': unknown size suffix 'm'.*did you mean 'M'/],
+    [[...IO, 'bs=0'], /^invalid operand 'bs=0': the block size must be at least 1 byte$/],
+    [[...IO, 'bs=3G'], /^invalid operand 'bs=3G': the block size must be at most 2 GiB/],
+    [[...IO, 'bs=2147483649'], /at most 2 GiB/],
+    [[...IO, 'ibs=0'], /^invalid operand 'ibs=0': the input block size must be at least 1 byte$/],
+    [[...IO, 'obs=2049M'], /^invalid operand 'obs=2049M': the output block size must be at most 2 GiB/],
+    [[...IO, 'bs=-1'], /^invalid operand 'bs=-1': .*sign/],
+    [[...IO, 'count=1.5M'], /^invalid operand 'count=1\.5M': fractions are not allowed/],
+    [[...IO, 'skip=0x10'], /^invalid operand 'skip=0x10': hexadecimal/],
+    [[...IO, 'seek=ten'], /^invalid operand 'seek=ten': expected a decimal number/],
+    [[...IO, 'count=8P'], /^invalid operand 'count=8P': value is too large/],
+    [[...IO, 'bs=1M', 'skip=1P'], /^invalid operand 'skip=1P': 1125899906842624 blocks of 1048576 bytes \(ibs\) is .* beyond the maximum/],
+    [[...IO, 'seek=9007199254740991'], /^invalid operand 'seek=9007199254740991': .* \(obs\) .*beyond/],
+    [[...IO, 'ibs=4K', 'count=4T'], /^invalid operand 'count=4T'/],
+    [[...IO, 'conv=noerror'], /^conv=noerror is not supported by devmove yet$/],
+    [[...IO, 'conv=notrunc,sync'], /^conv=sync is not supported/],
+    [[...IO, 'conv=sparse'], /^conv=sparse is not supported/],
+    [[...IO, 'conv=swab'], /^conv=swab is not supported/],
+    [[...IO, 'conv=ascii'], /^conv=ascii is not supported/],
+    [[...IO, 'iflag=nonblock'], /^iflag=nonblock is not supported by devmove yet$/],
+    [[...IO, 'oflag=append'], /^oflag=append is not supported/],
+    [[...IO, 'iflag=nofollow'], /^iflag=nofollow is not supported/],
+    [[...IO, 'cbs=80'], /^cbs= is not supported by devmove/],
+    [[...IO, 'conv=xyz'], /^invalid conversion: 'xyz' in 'conv=xyz' \(accepted: notrunc, fsync, fdatasync, excl, nocreat\)$/],
+    [[...IO, 'conv=notrunc,,fsync'], /^invalid conversion: '' in 'conv=notrunc,,fsync'/],
+    [[...IO, 'conv=direct'], /^invalid conversion: 'direct'.*iflag=direct or oflag=direct/],
+    [[...IO, 'conv=fullblock'], /^invalid conversion: 'fullblock'.*iflag=fullblock/],
+    [[...IO, 'iflag=xyz'], /^invalid input flag: 'xyz' in 'iflag=xyz' \(accepted: direct, /],
+    [[...IO, 'oflag=xyz'], /^invalid output flag: 'xyz' in 'oflag=xyz' \(accepted: direct, /],
+    [[...IO, 'oflag=fullblock'], /^invalid output flag: 'fullblock'.*iflag=fullblock/],
+    [[...IO, 'oflag=skip_bytes'], /^invalid output flag: 'skip_bytes'.*iflag=skip_bytes/],
+    [[...IO, 'iflag=seek_bytes'], /^invalid input flag: 'seek_bytes'.*oflag=seek_bytes/],
+    [[...IO, 'iflag=notrunc'], /^invalid input flag: 'notrunc'.*conv=notrunc/],
+    [[...IO, 'conv=excl,nocreat'], /^conv=excl and conv=nocreat cannot be combined/],
+    [[...IO, 'conv=nocreat', 'conv=excl'], /^conv=excl and conv=nocreat cannot be combined/],
+    [[...IO, 'iflag=direct,nocache'], /^iflag=direct and iflag=nocache cannot be combined/],
+    [[...IO, 'oflag=nocache', 'oflag=direct'], /^oflag=direct and oflag=nocache cannot be combined/],
+    [[...IO, 'status=loud'], /^invalid operand 'status=loud': the status level must be none, noxfer or progress$/],
+    [[...IO, 'status=none,progress'], /^invalid operand 'status=none,progress'/],
+    [[...IO, '--queue-depth=0'], /^invalid option '--queue-depth=0': the queue depth must be a whole number from 1 to 1024$/],
+    [[...IO, '--queue-depth=1025'], /^invalid option '--queue-depth=1025'/],
+    [[...IO, '--queue-depth', 'abc'], /^invalid option '--queue-depth=abc'/],
+    [[...IO, '--queue-depth=1K'], /^invalid option '--queue-depth=1K'/],
+    [[...IO, '--queue-depth=-4'], /^invalid option '--queue-depth=-4'/],
+    [[...IO, '--queue-depth'], /^option '--queue-depth' needs a value$/],
+    [[...IO, '--queue-depth='], /^option '--queue-depth' needs a value$/],
+    [[...IO, '--block-size=0'], /^invalid option '--block-size=0': the block size must be from 1 byte to 2 GiB/],
+    [[...IO, '--block-size=3G'], /^invalid option '--block-size=3G'/],
+    [[...IO, '--block-size', '12Q3'], /^invalid option '--block-size=12Q3': unknown size suffix 'Q3'/],
+    [[...IO, '--block-size'], /^option '--block-size' needs a value$/],
+    [[...IO, 'bs=1M', '--block-size=4M'], /^'bs=1M' and '--block-size=4M' disagree; give only one$/],
+    [[...IO, '--no-sync', 'conv=fsync'], /^--no-sync contradicts conv=fsync/],
+    [[...IO, 'oflag=dsync', '--no-sync'], /^--no-sync contradicts oflag=dsync/],
+    [[...IO, '--no-sync', 'conv=fdatasync'], /^--no-sync contradicts conv=fdatasync/],
+  ])('%j', (argv, message) => {
+    let caught: unknown;
+    try {
+      parseDdArgs(argv);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(UsageError);
+    const err = caught as UsageError;
+    expect(err.name).toBe('UsageError');
+    expect(err.message).toMatch(message);
+    expect(err.message).not.toContain('\n');
+  });
+});
+
+describe('DD_HELP_OPERANDS', () => {
+  it('fits in 80 columns and ends with a newline', () => {
+    for (const line of DD_HELP_OPERANDS.split('\n')) {
+      expect(line.length, line).toBeLessThanOrEqual(80);
+    }
+    expect(DD_HELP_OPERANDS.endsWith('\n')).toBe(true);
+  });
+
+  it.each([
+    'if=', 'of=', 'bs=', 'ibs=', 'obs=', 'skip=', 'iseek=', 'seek=', 'oseek=', 'count=', 'status=',
+    'conv=', 'iflag=', 'oflag=', 'notrunc', 'nocreat', 'excl', 'fdatasync', 'fsync', 'direct',
+    'skip_bytes', 'count_bytes', 'seek_bytes', 'noatime', 'fullblock', 'nocache', 'dsync', 'sync',
+    'none', 'noxfer', 'progress', '--block-size', '--queue-depth', '--no-sync', '--json', '--quiet',
+    '--help', '--version', '-h', '-V', 'demo', 'KiB', 'MB', '2x512',
+  ])('mentions %s', (word) => {
+    expect(DD_HELP_OPERANDS).toContain(word);
+  });
+});
