@@ -28,7 +28,16 @@ int OpenFlags(const OpenRequest& r) {
   return flags;
 }
 
-bool IsUnderDev(const std::string& path) { return path.rfind("/dev/", 0) == 0; }
+// True when `path` would be created on the filesystem that holds /dev itself
+// (devtmpfs), where a mistyped device name must not become a regular file.
+// Separate mounts below /dev (such as /dev/shm) are ordinary filesystems.
+bool WouldCreateInDevtmpfs(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  const std::string parent = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  struct stat dir {}, dev {};
+  if (stat(parent.c_str(), &dir) != 0 || stat("/dev", &dev) != 0) return false;
+  return dir.st_dev == dev.st_dev;
+}
 
 }  // namespace
 
@@ -43,7 +52,7 @@ std::unique_ptr<DeviceFile> DeviceFile::Open(const OpenRequest& r, SysError* err
     *error = SysError::Make(errno, "stat", r.path);
     return nullptr;
   }
-  if (!exists && r.for_write && r.create && IsUnderDev(r.path)) {
+  if (!exists && r.for_write && r.create && WouldCreateInDevtmpfs(r.path)) {
     // dd would create a regular file in /dev for a mistyped device name; a
     // migration tool must not silently copy a disk into RAM-backed devtmpfs.
     *error = SysError::Make(ENOENT, "open", r.path, -1,
@@ -65,6 +74,16 @@ std::unique_ptr<DeviceFile> DeviceFile::Open(const OpenRequest& r, SysError* err
     std::string message;
     if (err == EBUSY && (flags & O_EXCL) && exists && S_ISBLK(before.st_mode))
       message = "device is busy: mounted, or in use by LVM/md/dm or another exclusive opener";
+    if ((err == EPERM || err == EROFS || err == EACCES) && r.for_write && exists && S_ISBLK(before.st_mode)) {
+      // The kernel answers EPERM for a read-only block device; say so.
+      const int probe = open(r.path.c_str(), O_RDONLY | O_CLOEXEC);
+      int read_only = 0;
+      if (probe >= 0) {
+        if (ioctl(probe, BLKROGET, &read_only) != 0) read_only = 0;
+        close(probe);
+      }
+      if (read_only) message = "the device is read-only (blockdev --setrw clears the flag, if that is intended)";
+    }
     *error = SysError::Make(err, "open", r.path, -1, message);
     return nullptr;
   }
@@ -90,6 +109,16 @@ std::unique_ptr<DeviceFile> DeviceFile::Open(const OpenRequest& r, SysError* err
     }
     if (ioctl(f->buffered_fd_, BLKSSZGET, &logical) != 0 || logical <= 0) logical = 512;
     if (ioctl(f->buffered_fd_, BLKPBSZGET, &physical) != 0 || physical == 0) physical = logical;
+    if (r.for_write) {
+      // Linux 6.x lets O_WRONLY open a read-only block device and fails each
+      // write with EPERM; refuse before the first write instead.
+      int read_only = 0;
+      if (ioctl(f->buffered_fd_, BLKROGET, &read_only) == 0 && read_only) {
+        *error = SysError::Make(EROFS, "open", r.path, -1,
+                                "the device is read-only (blockdev --setrw clears the flag, if that is intended)");
+        return nullptr;
+      }
+    }
     f->size_bytes_ = size;
     f->logical_block_bytes_ = static_cast<uint32_t>(logical);
     f->physical_block_bytes_ = physical;
