@@ -90,7 +90,8 @@ CopyPlan PlanFromJs(const Napi::Object& js) {
     target.open.exclusive_create = GetBool(t, "exclusiveCreate");
     target.open.durability = durability;
     target.offset_bytes = GetU64(t, "offset");
-    target.truncate = GetBool(t, "truncate");
+    const Napi::Value truncate_to = t.Get("truncateTo");
+    target.truncate_to = truncate_to.IsUndefined() ? -1 : static_cast<int64_t>(GetU64(t, "truncateTo"));
     plan.targets.push_back(std::move(target));
   }
   const Napi::Value length = js.Get("length");
@@ -189,7 +190,8 @@ class CopyJob : public Napi::ObjectWrap<CopyJob> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "CopyJob",
-                       {InstanceMethod<&CopyJob::Start>("start"), InstanceMethod<&CopyJob::Cancel>("cancel")});
+                       {InstanceMethod<&CopyJob::Start>("start"), InstanceMethod<&CopyJob::Cancel>("cancel"),
+                        InstanceMethod<&CopyJob::BytesDone>("bytesDone")});
   }
 
   // new CopyJob(plan, onEvent)
@@ -236,6 +238,10 @@ class CopyJob : public Napi::ObjectWrap<CopyJob> {
   Napi::Value Cancel(const Napi::CallbackInfo& info) {
     engine_->Cancel();
     return info.Env().Undefined();
+  }
+
+  Napi::Value BytesDone(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(engine_->bytes_done()));
   }
 
   void ThreadMain() {

@@ -91,7 +91,7 @@ SysError CopyEngine::Prepare(CopyReport* report) {
 
   const uint64_t source_size = source_->size_bytes();
   if (plan_.source_offset_bytes > source_size) {
-    return SysError::Make(EINVAL, "read", source_->path(), static_cast<int64_t>(plan_.source_offset_bytes),
+    return SysError::Make(EINVAL, "read", source_->path(), -1,
                           "source offset " + Bytes(plan_.source_offset_bytes) + " is past the end of the source (" +
                               Bytes(source_size) + ")");
   }
@@ -99,7 +99,7 @@ SysError CopyEngine::Prepare(CopyReport* report) {
   length_bytes_ = available;
   if (plan_.has_length) {
     if (plan_.length_bytes > available && !plan_.length_is_max) {
-      return SysError::Make(EINVAL, "read", source_->path(), static_cast<int64_t>(plan_.source_offset_bytes),
+      return SysError::Make(EINVAL, "read", source_->path(), -1,
                             "length " + Bytes(plan_.length_bytes) + " runs past the end of the source: only " +
                                 Bytes(available) + " after offset " + std::to_string(plan_.source_offset_bytes));
     }
@@ -137,13 +137,13 @@ SysError CopyEngine::Prepare(CopyReport* report) {
     if (target->kind() == DeviceFile::Kind::kBlockDevice) {
       const uint64_t end = t.offset_bytes + length_bytes_;
       if (end > target->size_bytes()) {
-        return SysError::Make(ENOSPC, "write", target->path(), static_cast<int64_t>(t.offset_bytes),
+        return SysError::Make(ENOSPC, "write", target->path(), -1,
                               "target too small: the copy needs " + Bytes(end) + " (offset " +
                                   std::to_string(t.offset_bytes) + " + length " + std::to_string(length_bytes_) +
                                   ") but the device has " + Bytes(target->size_bytes()));
       }
-    } else if (t.truncate) {
-      if (target->Truncate(t.offset_bytes, &error) != 0) return error;
+    } else if (t.truncate_to >= 0) {
+      if (target->Truncate(static_cast<uint64_t>(t.truncate_to), &error) != 0) return error;
     }
     targets_.push_back(std::move(target));
   }
@@ -163,9 +163,13 @@ SysError CopyEngine::SetupRing(CopyReport* report) {
   if (!pool_) return error;
 
   RingOptions options;
-  // Each slot has at most one read or one write per target in flight.
-  options.sq_entries = std::max<uint32_t>(8, depth * std::max<uint32_t>(1, targets));
-  options.cq_entries = options.sq_entries * 2;
+  // Each slot has at most one read or one write per target in flight: up to
+  // 1024 × 64. The CQ must hold all of their completions; the SQ only what is
+  // prepared between two submits (PrepIo flushes a full SQ), and
+  // IoUringRing::Create accepts at most 4096 SQ entries.
+  const uint32_t in_flight_max = depth * std::max<uint32_t>(1, targets);
+  options.sq_entries = std::min<uint32_t>(4096, std::max<uint32_t>(8, in_flight_max));
+  options.cq_entries = std::max<uint32_t>(options.sq_entries * 2, in_flight_max);
   options.sqpoll = plan_.sqpoll;
   ring_ = IoUringRing::Create(options, &error);
   if (!ring_) return error;
@@ -238,10 +242,12 @@ CopyEngine::Fd CopyEngine::FdFor(const DeviceFile& file, uint32_t file_index, ui
 void CopyEngine::PrepIo(uint8_t op, const Fd& fd, Slot& slot, uint32_t buffer_offset, uint32_t length,
                         uint64_t file_offset, uint64_t user_data) {
   io_uring_sqe* sqe = ring_->GetSqe();
-  if (!sqe) {
-    // Cannot happen with sq_entries ≥ slots × targets unless the kernel left
-    // SQEs unconsumed; push them in and retry.
-    ring_->SubmitAndWait(0, 0);
+  while (!sqe) {
+    // The SQ is full: more I/Os in flight than it holds (slots × targets >
+    // 4096), SQEs the kernel left unconsumed, or an SQPOLL thread that has not
+    // caught up yet. Push them in and retry.
+    const int r = ring_->SubmitAndWait(0, 0);
+    if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) break;
     sqe = ring_->GetSqe();
   }
   assert(sqe != nullptr);
@@ -352,6 +358,7 @@ void CopyEngine::HandleCompletion(uint64_t user_data, int32_t result) {
     } else {
       if (--slot.writes_pending == 0) {
         bytes_completed_ += slot.length;
+        bytes_done_public_.store(bytes_completed_, std::memory_order_relaxed);
         free_slots_.push_back(slot.index);
       }
       return;

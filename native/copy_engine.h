@@ -25,7 +25,7 @@ namespace devmove {
 struct TargetPlan {
   OpenRequest open;
   uint64_t offset_bytes = 0;
-  bool truncate = false;  // regular files: set the size to offset_bytes first (dd without conv=notrunc)
+  int64_t truncate_to = -1;  // regular files: set the size to this first (dd without conv=notrunc); -1 = keep
 };
 
 struct CopyPlan {
@@ -101,6 +101,9 @@ class CopyEngine {
   // Safe from any thread: stop submitting, drain, flush, return.
   void Cancel() { cancel_requested_.store(true, std::memory_order_relaxed); }
 
+  // Safe from any thread: bytes written to every target so far.
+  uint64_t bytes_done() const { return bytes_done_public_.load(std::memory_order_relaxed); }
+
  private:
   struct Slot;
   struct Fd {
@@ -122,6 +125,7 @@ class CopyEngine {
 
   CopyPlan plan_;
   std::atomic<bool> cancel_requested_{false};
+  std::atomic<uint64_t> bytes_done_public_{0};
   std::unique_ptr<DeviceFile> source_;
   std::vector<std::unique_ptr<DeviceFile>> targets_;
   std::unique_ptr<BufferPool> pool_;

@@ -233,6 +233,11 @@ int IoUringRing::SubmitAndWait(uint32_t wait_nr, uint64_t timeout_ns) {
   uint32_t flags = 0;
   if (setup_flags_ & IORING_SETUP_SQPOLL) {
     // The poller thread picks up the new tail by itself unless it went idle.
+    // Full barrier between the tail store and the flags load (liburing's
+    // io_uring_smp_mb()): release/acquire alone lets the load pass the store,
+    // and a poller going idle at that moment would miss both the new tail and
+    // our wakeup.
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (__atomic_load_n(sq_kflags_, __ATOMIC_ACQUIRE) & IORING_SQ_NEED_WAKEUP)
       flags |= IORING_ENTER_SQ_WAKEUP;
     if (wait_nr == 0 && !(flags & IORING_ENTER_SQ_WAKEUP)) return static_cast<int>(to_submit);

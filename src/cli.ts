@@ -109,7 +109,10 @@ export function optionsFromInvocation(inv: DdInvocation): CopyOptions {
     durability: inv.durability,
     createTarget: inv.createTarget,
     exclusiveCreate: inv.exclusiveCreate,
-    truncateTarget: inv.truncate,
+    // GNU dd opens the target with O_TRUNC when the seek is less than one
+    // output block (seek_records == 0) and ftruncate()s it at the seek offset
+    // otherwise; reproduce both.
+    truncateTarget: inv.truncate ? (Math.floor(inv.targetOffset / inv.obs) === 0 ? 0 : inv.targetOffset) : false,
     noatime: inv.noatime,
   };
   if (inv.maxLength !== undefined) options.maxLength = inv.maxLength;

@@ -54,8 +54,11 @@ export interface CopyOptions {
   createTarget?: boolean;
   /** Fail if the target already exists (dd conv=excl). Default false. */
   exclusiveCreate?: boolean;
-  /** Cut a regular-file target to targetOffset before copying (dd without conv=notrunc). Default false. */
-  truncateTarget?: boolean;
+  /**
+   * Cut a regular-file target before copying: true cuts it at targetOffset (dd without conv=notrunc),
+   * a size cuts it to that size. Block devices are never truncated. Default false.
+   */
+  truncateTarget?: boolean | Size;
   /** Open the source with O_NOATIME. Default false. */
   noatime?: boolean;
   /** Aborting it cancels the copy: in-flight I/O drains, written data is flushed, the job rejects with an AbortError. */
@@ -235,7 +238,11 @@ export function planCopy(options: CopyOptions): NativePlan {
   if (exclusiveCreate && !createTarget) {
     throw new TypeError('options.exclusiveCreate needs options.createTarget: a target that must be new has to be created');
   }
-  const truncateTarget = optionalBoolean(options.truncateTarget, 'truncateTarget', false);
+  let truncateTo: number | undefined;
+  if (options.truncateTarget === true) truncateTo = targetOffset;
+  else if (options.truncateTarget !== undefined && options.truncateTarget !== false) {
+    truncateTo = toByteCount(options.truncateTarget, 'options.truncateTarget');
+  }
   const noatime = optionalBoolean(options.noatime, 'noatime', false);
   const progressIntervalMs = optionalInteger(options.progressInterval, 'progressInterval', 100, 3_600_000, 200);
 
@@ -253,7 +260,7 @@ export function planCopy(options: CopyOptions): NativePlan {
 
   const plan: NativePlan = {
     source: { path: source, offset: sourceOffset, direct: sourceDirect, noatime },
-    targets: [{ path: target, offset: targetOffset, direct: targetDirect, create: createTarget, exclusiveCreate, truncate: truncateTarget }],
+    targets: [{ path: target, offset: targetOffset, direct: targetDirect, create: createTarget, exclusiveCreate }],
     lengthIsMax: maxLength !== undefined,
     durability,
     blockBytes,
@@ -263,6 +270,7 @@ export function planCopy(options: CopyOptions): NativePlan {
     sqpoll: optionalBoolean(engine.sqpoll, 'engine.sqpoll', false),
     progressIntervalMs,
   };
+  if (truncateTo !== undefined) plan.targets[0].truncateTo = truncateTo;
   const lengthValue = length ?? maxLength;
   if (lengthValue !== undefined) plan.length = lengthValue;
   return plan;
@@ -324,7 +332,7 @@ class RateMeter {
 export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<CopyResult> {
   /** Settles when the copy is done and durable (or failed, or was cancelled). */
   readonly promise: Promise<CopyResult>;
-  private native: { cancel(): void } | undefined;
+  private native: { cancel(): void; bytesDone(): number } | undefined;
   private readonly started = process.hrtime.bigint();
   private readonly rate = new RateMeter();
   private last: CopyProgress;
@@ -377,8 +385,9 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
     this.promise.catch(() => undefined);
   }
 
-  /** Latest progress snapshot. */
+  /** Progress now: the byte count is read live from the engine while it runs. */
   get progress(): CopyProgress {
+    if (this.native && !this.settled) this.updateProgress(this.native.bytesDone(), this.last.bytesTotal, false);
     return this.last;
   }
 

@@ -14,7 +14,8 @@ export interface NativePlan {
     direct: NativeDirectMode;
     create: boolean;
     exclusiveCreate: boolean;
-    truncate: boolean;
+    /** Regular files: cut to this size before copying. */
+    truncateTo?: number;
   }>;
   /** Omitted: to the end of the source. */
   length?: number;
@@ -79,6 +80,8 @@ export type NativeEvent =
 export interface NativeCopyJob {
   start(): void;
   cancel(): void;
+  /** Bytes written to every target so far, read live from the engine. */
+  bytesDone(): number;
 }
 
 export interface NativeProbe {
