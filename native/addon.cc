@@ -111,6 +111,8 @@ CopyPlan PlanFromJs(const Napi::Object& js) {
   plan.fixed_buffers = GetBool(js, "fixedBuffers");
   plan.fixed_files = GetBool(js, "fixedFiles");
   plan.sqpoll = GetBool(js, "sqpoll");
+  plan.link_read_write = GetBool(js, "linkReadWrite");
+  plan.batch_submissions = GetBool(js, "batchSubmissions");
   plan.progress_interval_ms = static_cast<uint32_t>(GetU64(js, "progressIntervalMs"));
   if (plan.progress_interval_ms < 100) plan.progress_interval_ms = 100;  // ≤10 Hz
   return plan;
@@ -152,6 +154,8 @@ Napi::Object ReportToJs(Napi::Env env, const CopyReport& r) {
   ring.Set("fixedFiles", r.fixed_files);
   ring.Set("fixedFilesNote", r.fixed_files_note);
   ring.Set("sqpoll", r.sqpoll);
+  ring.Set("linked", r.linked);
+  ring.Set("batched", r.batched);
   o.Set("ring", ring);
   Napi::Object io = Napi::Object::New(env);
   io.Set("reads", static_cast<double>(r.reads));
@@ -159,6 +163,8 @@ Napi::Object ReportToJs(Napi::Env env, const CopyReport& r) {
   io.Set("bufferedIos", static_cast<double>(r.buffered_ios));
   io.Set("shortTransfers", static_cast<double>(r.short_transfers));
   io.Set("requeues", static_cast<double>(r.requeues));
+  io.Set("submitCalls", static_cast<double>(r.submit_calls));
+  io.Set("brokenLinks", static_cast<double>(r.broken_links));
   o.Set("io", io);
   return o;
 }

@@ -52,11 +52,13 @@ std::string Bytes(uint64_t n) { return std::to_string(n) + " bytes"; }
 struct CopyEngine::Slot {
   uint32_t index = 0;
   uint8_t* buffer = nullptr;
+  bool busy = false;
   uint64_t position = 0;  // relative to the copy's start
   uint32_t length = 0;
   uint32_t read_done = 0;
-  uint32_t writes_pending = 0;
-  std::vector<uint32_t> write_done;  // per target
+  bool read_in_flight = false;
+  std::vector<uint32_t> write_done;      // per target
+  std::vector<uint8_t> write_in_flight;  // per target
 };
 
 CopyEngine::CopyEngine(CopyPlan plan) : plan_(std::move(plan)) {}
@@ -195,6 +197,9 @@ SysError CopyEngine::SetupRing(CopyReport* report) {
     }
   }
   report->fixed_buffers = use_fixed_buffers_;
+  link_ = plan_.link_read_write && targets == 1;
+  report->linked = link_;
+  report->batched = plan_.batch_submissions;
 
   // Descriptor table: [buffered, direct] for the source, then each target.
   std::vector<int> fds;
@@ -224,6 +229,7 @@ SysError CopyEngine::SetupRing(CopyReport* report) {
     slots_[i].index = i;
     slots_[i].buffer = pool_->buffer(i);
     slots_[i].write_done.assign(targets, 0);
+    slots_[i].write_in_flight.assign(targets, 0);
   }
   // Refill takes from the back: push in reverse so buffer 0 goes first.
   for (uint32_t i = depth; i-- > 0;) free_slots_.push_back(i);
@@ -240,7 +246,7 @@ CopyEngine::Fd CopyEngine::FdFor(const DeviceFile& file, uint32_t file_index, ui
 }
 
 void CopyEngine::PrepIo(uint8_t op, const Fd& fd, Slot& slot, uint32_t buffer_offset, uint32_t length,
-                        uint64_t file_offset, uint64_t user_data) {
+                        uint64_t file_offset, uint64_t user_data, bool link) {
   io_uring_sqe* sqe = ring_->GetSqe();
   while (!sqe) {
     // The SQ is full: more I/Os in flight than it holds (slots × targets >
@@ -268,10 +274,15 @@ void CopyEngine::PrepIo(uint8_t op, const Fd& fd, Slot& slot, uint32_t buffer_of
   sqe->off = file_offset;
   if (fixed_buffer) sqe->buf_index = static_cast<uint16_t>(slot.index);
   sqe->user_data = user_data;
+  if (link) sqe->flags |= IOSQE_IO_LINK;
   ++in_flight_;
+  if (!plan_.batch_submissions && !link) {
+    ring_->SubmitAndWait(0, 0);
+    ++report_->submit_calls;
+  }
 }
 
-void CopyEngine::SubmitRead(Slot& slot) {
+void CopyEngine::SubmitRead(Slot& slot, bool link) {
   const uint64_t offset = plan_.source_offset_bytes + slot.position + slot.read_done;
   uint64_t length = slot.length - slot.read_done;
   // An unaligned tail can still go through O_DIRECT by reading up to the next
@@ -282,8 +293,9 @@ void CopyEngine::SubmitRead(Slot& slot) {
     if (slot.read_done + rounded <= pool_->buffer_bytes()) length = rounded;
   }
   const Fd fd = FdFor(*source_, 0, offset, length);
+  slot.read_in_flight = true;
   PrepIo(kOpRead, fd, slot, slot.read_done, static_cast<uint32_t>(length), offset,
-         PackUserData(slot.index, kOpRead, 0));
+         PackUserData(slot.index, kOpRead, 0), link);
   ++report_->reads;
 }
 
@@ -292,13 +304,31 @@ void CopyEngine::SubmitWrite(Slot& slot, uint32_t target) {
   const uint64_t offset = plan_.targets[target].offset_bytes + slot.position + done;
   const uint32_t length = slot.length - done;
   const Fd fd = FdFor(*targets_[target], 1 + target, offset, length);
-  PrepIo(kOpWrite, fd, slot, done, length, offset, PackUserData(slot.index, kOpWrite, target));
+  slot.write_in_flight[target] = 1;
+  PrepIo(kOpWrite, fd, slot, done, length, offset, PackUserData(slot.index, kOpWrite, target), false);
   ++report_->writes;
 }
 
 void CopyEngine::Fail(SysError error) {
   if (!first_error_.failed()) first_error_ = std::move(error);
   stopping_ = true;
+}
+
+void CopyEngine::StartSlot(Slot& slot) {
+  slot.busy = true;
+  slot.position = next_position_;
+  slot.length = static_cast<uint32_t>(std::min<uint64_t>(pool_->buffer_bytes(), length_bytes_ - next_position_));
+  slot.read_done = 0;
+  std::fill(slot.write_done.begin(), slot.write_done.end(), 0);
+  next_position_ += slot.length;
+  if (link_) {
+    // The write waits in the kernel for its read; a short or failed read
+    // cancels it (-ECANCELED) and Advance() resubmits it once the data is in.
+    SubmitRead(slot, /*link=*/true);
+    SubmitWrite(slot, 0);
+  } else {
+    SubmitRead(slot, /*link=*/false);
+  }
 }
 
 void CopyEngine::HandleCompletion(uint64_t user_data, int32_t result) {
@@ -309,12 +339,14 @@ void CopyEngine::HandleCompletion(uint64_t user_data, int32_t result) {
   const uint32_t target = static_cast<uint32_t>(user_data & 0xff);
   assert(slot_index < slots_.size());
   Slot& slot = slots_[slot_index];
+  assert(slot.busy);
 
   if (op == kOpRead) {
+    assert(slot.read_in_flight);
+    slot.read_in_flight = false;
     const uint64_t offset = plan_.source_offset_bytes + slot.position + slot.read_done;
     if (result == -EAGAIN || result == -EINTR) {
       ++report_->requeues;
-      if (!stopping_) return SubmitRead(slot);
     } else if (result < 0) {
       Fail(SysError::Make(-result, "read", source_->path(), static_cast<int64_t>(offset)));
     } else if (result == 0) {
@@ -323,49 +355,48 @@ void CopyEngine::HandleCompletion(uint64_t user_data, int32_t result) {
                               std::to_string(plan_.source_offset_bytes + length_bytes_)));
     } else {
       slot.read_done = std::min<uint32_t>(slot.length, slot.read_done + static_cast<uint32_t>(result));
-      if (slot.read_done < slot.length) {
-        ++report_->short_transfers;
-        if (!stopping_) return SubmitRead(slot);
-      } else if (!stopping_) {
-        slot.writes_pending = static_cast<uint32_t>(targets_.size());
-        for (uint32_t t = 0; t < targets_.size(); ++t) {
-          slot.write_done[t] = 0;
-          SubmitWrite(slot, t);
-        }
-        return;
-      }
+      if (slot.read_done < slot.length) ++report_->short_transfers;
     }
-    // Stopped (error or cancel) with this buffer idle.
-    free_slots_.push_back(slot.index);
-    return;
-  }
-
-  assert(op == kOpWrite && target < targets_.size());
-  const uint64_t offset = plan_.targets[target].offset_bytes + slot.position + slot.write_done[target];
-  if (result == -EAGAIN || result == -EINTR) {
-    ++report_->requeues;
-    if (!stopping_) return SubmitWrite(slot, target);
-  } else if (result < 0) {
-    Fail(SysError::Make(-result, "write", targets_[target]->path(), static_cast<int64_t>(offset)));
-  } else if (result == 0) {
-    Fail(SysError::Make(EIO, "write", targets_[target]->path(), static_cast<int64_t>(offset),
-                        "the target accepted no bytes"));
   } else {
-    slot.write_done[target] += static_cast<uint32_t>(result);
-    if (slot.write_done[target] < slot.length) {
-      ++report_->short_transfers;
-      if (!stopping_) return SubmitWrite(slot, target);
+    assert(op == kOpWrite && target < targets_.size() && slot.write_in_flight[target]);
+    slot.write_in_flight[target] = 0;
+    const uint64_t offset = plan_.targets[target].offset_bytes + slot.position + slot.write_done[target];
+    if (result == -ECANCELED && link_) {
+      ++report_->broken_links;
+    } else if (result == -EAGAIN || result == -EINTR) {
+      ++report_->requeues;
+    } else if (result < 0) {
+      Fail(SysError::Make(-result, "write", targets_[target]->path(), static_cast<int64_t>(offset)));
+    } else if (result == 0) {
+      Fail(SysError::Make(EIO, "write", targets_[target]->path(), static_cast<int64_t>(offset),
+                          "the target accepted no bytes"));
     } else {
-      if (--slot.writes_pending == 0) {
-        bytes_completed_ += slot.length;
-        bytes_done_public_.store(bytes_completed_, std::memory_order_relaxed);
-        free_slots_.push_back(slot.index);
-      }
-      return;
+      slot.write_done[target] += static_cast<uint32_t>(result);
+      if (slot.write_done[target] < slot.length) ++report_->short_transfers;
     }
   }
-  // This target's write stopped short; the buffer is free once no write is left.
-  if (--slot.writes_pending == 0) free_slots_.push_back(slot.index);
+  Advance(slot);
+}
+
+void CopyEngine::Advance(Slot& slot) {
+  bool writes_in_flight = false;
+  bool all_written = true;
+  for (uint32_t t = 0; t < targets_.size(); ++t) {
+    if (!stopping_ && slot.read_done == slot.length && slot.write_done[t] < slot.length && !slot.write_in_flight[t])
+      SubmitWrite(slot, t);
+    writes_in_flight |= slot.write_in_flight[t] != 0;
+    all_written &= slot.write_done[t] == slot.length;
+  }
+  if (!stopping_ && slot.read_done < slot.length && !slot.read_in_flight) SubmitRead(slot, /*link=*/false);
+  if (slot.read_in_flight || writes_in_flight) return;
+  if (all_written) {
+    bytes_completed_ += slot.length;
+    bytes_done_public_.store(bytes_completed_, std::memory_order_relaxed);
+  } else {
+    assert(stopping_);  // abandoned: the job stopped with this buffer unfinished
+  }
+  slot.busy = false;
+  free_slots_.push_back(slot.index);
 }
 
 SysError CopyEngine::Loop(const ProgressFn& progress, CopyReport* report) {
@@ -381,16 +412,12 @@ SysError CopyEngine::Loop(const ProgressFn& progress, CopyReport* report) {
     while (!stopping_ && !free_slots_.empty() && next_position_ < length_bytes_) {
       Slot& slot = slots_[free_slots_.back()];
       free_slots_.pop_back();
-      slot.position = next_position_;
-      slot.length = static_cast<uint32_t>(std::min<uint64_t>(pool_->buffer_bytes(), length_bytes_ - next_position_));
-      slot.read_done = 0;
-      slot.writes_pending = 0;
-      next_position_ += slot.length;
-      SubmitRead(slot);
+      StartSlot(slot);
     }
     if (in_flight_ == 0) break;
 
     const int r = ring_->SubmitAndWait(1, kWaitTimeoutNs);
+    ++report->submit_calls;
     if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
       // The ring itself failed: nothing in flight can be reaped any more.
       // Closing the ring waits for the kernel; our buffers stay mapped until then.

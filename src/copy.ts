@@ -78,6 +78,10 @@ export interface EngineOptions {
   fixedFiles?: boolean;
   /** Let a kernel thread poll the submission queue. Default false. */
   sqpoll?: boolean;
+  /** Submit each buffer's read and write as one linked chain (IOSQE_IO_LINK). Default false. */
+  linkReadWrite?: boolean;
+  /** One io_uring_enter per loop turn for everything prepared (true) or one per request. Default true. */
+  batchSubmissions?: boolean;
 }
 
 export interface CopyProgress {
@@ -122,9 +126,24 @@ export interface CopyResult {
     fixedFiles: boolean;
     fixedFilesNote?: string;
     sqpoll: boolean;
+    linkReadWrite: boolean;
+    batchSubmissions: boolean;
     ringSetupFlags: number;
   };
-  io: { reads: number; writes: number; bufferedIos: number; shortTransfers: number; requeues: number };
+  io: {
+    /** Read commands submitted. */
+    reads: number;
+    /** Write commands submitted. */
+    writes: number;
+    /** Of those, on the descriptor without O_DIRECT (unaligned tails or offsets, or no O_DIRECT support). */
+    bufferedIos: number;
+    shortTransfers: number;
+    requeues: number;
+    /** io_uring_enter calls. */
+    submitCalls: number;
+    /** Linked writes cancelled by a short read and resubmitted. */
+    brokenLinks: number;
+  };
 }
 
 export interface CopyJobEvents {
@@ -255,7 +274,9 @@ export function planCopy(options: CopyOptions): NativePlan {
   const engine = options.engine ?? {};
   if (typeof engine !== 'object' || engine === null) throw new TypeError(`options.engine must be an object (got ${describe(engine)})`);
   for (const key of Object.keys(engine)) {
-    if (!['fixedBuffers', 'fixedFiles', 'sqpoll'].includes(key)) throw new TypeError(`options.engine.${key} is not an engine option`);
+    if (!['fixedBuffers', 'fixedFiles', 'sqpoll', 'linkReadWrite', 'batchSubmissions'].includes(key)) {
+      throw new TypeError(`options.engine.${key} is not an engine option: use fixedBuffers, fixedFiles, sqpoll, linkReadWrite or batchSubmissions`);
+    }
   }
 
   const plan: NativePlan = {
@@ -268,6 +289,8 @@ export function planCopy(options: CopyOptions): NativePlan {
     fixedBuffers: optionalBoolean(engine.fixedBuffers, 'engine.fixedBuffers', true),
     fixedFiles: optionalBoolean(engine.fixedFiles, 'engine.fixedFiles', true),
     sqpoll: optionalBoolean(engine.sqpoll, 'engine.sqpoll', false),
+    linkReadWrite: optionalBoolean(engine.linkReadWrite, 'engine.linkReadWrite', false),
+    batchSubmissions: optionalBoolean(engine.batchSubmissions, 'engine.batchSubmissions', true),
     progressIntervalMs,
   };
   if (truncateTo !== undefined) plan.targets[0].truncateTo = truncateTo;
@@ -307,6 +330,8 @@ function toResult(report: NativeReport, plan: NativePlan): CopyResult {
       fixedBuffers: report.ring.fixedBuffers,
       fixedFiles: report.ring.fixedFiles,
       sqpoll: report.ring.sqpoll,
+      linkReadWrite: report.ring.linked,
+      batchSubmissions: report.ring.batched,
       ringSetupFlags: report.ring.setupFlags,
     },
     io: { ...report.io },

@@ -52,7 +52,34 @@ export interface DdInvocation {
   queueDepth?: number;
   /** iflag=noatime. */
   noatime: boolean;
+  /** Engine switches for benchmarks and ablations (--no-fixed-buffers, --no-fixed-files, --sqpoll, --link, --no-batch). */
+  engine: EngineSwitches;
 }
+
+export interface EngineSwitches {
+  fixedBuffers: boolean;
+  fixedFiles: boolean;
+  sqpoll: boolean;
+  linkReadWrite: boolean;
+  batchSubmissions: boolean;
+}
+
+const DEFAULT_ENGINE: Readonly<EngineSwitches> = {
+  fixedBuffers: true,
+  fixedFiles: true,
+  sqpoll: false,
+  linkReadWrite: false,
+  batchSubmissions: true,
+};
+
+/** Flag options that turn an engine switch away from its default. */
+const ENGINE_FLAGS: Readonly<Record<string, [keyof EngineSwitches, boolean]>> = {
+  'no-fixed-buffers': ['fixedBuffers', false],
+  'no-fixed-files': ['fixedFiles', false],
+  sqpoll: ['sqpoll', true],
+  link: ['linkReadWrite', true],
+  'no-batch': ['batchSubmissions', false],
+};
 
 const DEFAULT_BLOCK_SIZE = 512;
 const MAX_BLOCK_SIZE = 2 * 1024 * 1024 * 1024;
@@ -145,6 +172,7 @@ function defaults(command: DdInvocation['command']): DdInvocation {
     status: 'default',
     json: false,
     noatime: false,
+    engine: { ...DEFAULT_ENGINE },
   };
 }
 
@@ -173,7 +201,7 @@ function parseQueueDepth(option: string, value: string): number {
 /** Options that take a value ('--name=value' or '--name value'). */
 const VALUE_OPTIONS: ReadonlySet<string> = new Set(['queue-depth', 'block-size']);
 /** Options that take no value. */
-const FLAG_OPTIONS: ReadonlySet<string> = new Set(['help', 'version', 'json', 'quiet', 'no-sync']);
+const FLAG_OPTIONS: ReadonlySet<string> = new Set(['help', 'version', 'json', 'quiet', 'no-sync', ...Object.keys(ENGINE_FLAGS)]);
 
 /**
  * Parse devmove's command line (argv without the node and script paths).
@@ -201,6 +229,7 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
   let status: StatusLevel = 'default';
   let quiet = false;
   let noSync = false;
+  const engine: EngineSwitches = { ...DEFAULT_ENGINE };
   let queueDepth: number | undefined;
   let blockSizeOption: number | undefined;
   let blockSizeOptionText: string | undefined;
@@ -229,6 +258,10 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
         if (name === 'json') continue; // read above
         if (name === 'quiet') quiet = true;
         else if (name === 'no-sync') noSync = true;
+        else {
+          const [key, value] = ENGINE_FLAGS[name];
+          engine[key] = value;
+        }
         continue;
       }
       if (!VALUE_OPTIONS.has(name)) throw new UsageError(`unknown option ${quote(`--${name}`)}`);
@@ -419,6 +452,7 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
     json,
     ...(queueDepth === undefined ? {} : { queueDepth }),
     noatime: inputFlags.has('noatime'),
+    engine,
   };
 }
 
@@ -511,6 +545,12 @@ Options:
                      conv=fdatasync, oflag=dsync or oflag=sync)
   --json             print the final report as JSON
   --quiet            the same as status=none
+Engine switches, for benchmarks (the defaults are the measured best):
+  --no-fixed-buffers do not register the buffer ring with io_uring
+  --no-fixed-files   do not register the file descriptors with io_uring
+  --sqpoll           let a kernel thread poll the submission queue
+  --link             chain each buffer's read and write (IOSQE_IO_LINK)
+  --no-batch         one io_uring_enter per request instead of per batch
   -h, --help         print this help and exit
   -V, --version      print the version and exit
   demo               as the first argument: run the built-in demonstration

@@ -27,6 +27,8 @@ export interface NativePlan {
   fixedBuffers: boolean;
   fixedFiles: boolean;
   sqpoll: boolean;
+  linkReadWrite: boolean;
+  batchSubmissions: boolean;
   progressIntervalMs: number;
 }
 
@@ -60,8 +62,18 @@ export interface NativeReport {
     fixedFiles: boolean;
     fixedFilesNote: string;
     sqpoll: boolean;
+    linked: boolean;
+    batched: boolean;
   };
-  io: { reads: number; writes: number; bufferedIos: number; shortTransfers: number; requeues: number };
+  io: {
+    reads: number;
+    writes: number;
+    bufferedIos: number;
+    shortTransfers: number;
+    requeues: number;
+    submitCalls: number;
+    brokenLinks: number;
+  };
 }
 
 /** A failed system call as the engine saw it; errno is positive here. */
