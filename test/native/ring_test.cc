@@ -8,6 +8,7 @@
 // ring_test, registered with CTest), normally with ASan + UBSan.
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -720,6 +721,20 @@ void TestCopyVariants() {
   });
   CopyAndCompare("three-targets", kLen, {}, 3);
   CopyAndCompare("sqpoll", kLen, [](CopyPlan& p) { p.sqpoll = true; });
+  // Ablation modes: linked read→write chains, one io_uring_enter per request.
+  CopyAndCompare("linked", kLen, [](CopyPlan& p) { p.link_read_write = true; });
+  CopyAndCompare("linked-deep", kLen, [](CopyPlan& p) {
+    p.link_read_write = true;
+    p.block_bytes = 4096;
+    p.queue_depth = CopyPlan::kQueueDepthMax;
+  });
+  CopyAndCompare("linked-sqpoll", kLen, [](CopyPlan& p) {
+    p.link_read_write = true;
+    p.sqpoll = true;
+    p.block_bytes = 4096;
+    p.queue_depth = 8;
+  });
+  CopyAndCompare("unbatched", kLen, [](CopyPlan& p) { p.batch_submissions = false; });
 }
 
 void TestCopyWideFanOut() {
@@ -826,6 +841,15 @@ void Cleanup() {
   }
 }
 
+// A failed assert() or a sanitizer report (abort_on_error=1) ends the process
+// with SIGABRT: remove the temp files on the way out, then die as before.
+void OnAbort(int sig) {
+  for (const std::string& f : g_tmpfiles) unlink(f.c_str());
+  if (!g_tmpdir.empty()) rmdir(g_tmpdir.c_str());
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
 }  // namespace
 
 int main() {
@@ -841,6 +865,7 @@ int main() {
   }
   g_tmpdir = buf.data();
   std::printf("ring_test: temp dir %s\n", g_tmpdir.c_str());
+  signal(SIGABRT, OnAbort);
 
   Run("IoUringRing::Create + probe", TestCreateAndProbe);
   Run("NOP round trips wrap the rings", TestNopRoundTrips);

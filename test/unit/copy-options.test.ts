@@ -1,0 +1,84 @@
+// copy() option validation: every bad option is a TypeError or RangeError
+// naming the option and the accepted form; good options become a clean plan.
+import { describe, expect, it } from 'vitest';
+
+import { planCopy, type CopyOptions } from '../../src/copy';
+
+const base = { source: '/dev/sdb', target: '/dev/sdc' } as const;
+
+describe('planCopy: valid options', () => {
+  it('fills in the defaults', () => {
+    expect(planCopy(base)).toStrictEqual({
+      source: { path: '/dev/sdb', offset: 0, direct: 'auto', noatime: false },
+      targets: [{ path: '/dev/sdc', offset: 0, direct: 'auto', create: true, exclusiveCreate: false }],
+      lengthIsMax: false,
+      durability: 'fdatasync',
+      blockBytes: 512 * 1024,
+      queueDepth: 8,
+      fixedBuffers: true,
+      fixedFiles: true,
+      sqpoll: false,
+      linkReadWrite: false,
+      batchSubmissions: true,
+      progressIntervalMs: 200,
+    });
+  });
+
+  it.each<[string, CopyOptions, Record<string, unknown>]>([
+    ['sizes as strings', { ...base, sourceOffset: '1M', targetOffset: '2x512', length: '1GiB', blockSize: '4M' }, { blockBytes: 4 * 1024 * 1024, length: 1024 ** 3 }],
+    ['sizes as bigints', { ...base, length: 4096n, blockSize: 65536n }, { length: 4096, blockBytes: 65536 }],
+    ['maxLength', { ...base, maxLength: '10M' }, { length: 10 * 1024 * 1024, lengthIsMax: true }],
+    ['one direct mode for both sides', { ...base, direct: 'never' }, { source: expect.objectContaining({ direct: 'never' }) }],
+    ['durability', { ...base, durability: 'dsync' }, { durability: 'dsync' }],
+    ['queue depth bounds', { ...base, queueDepth: 1024, blockSize: '1M' }, { queueDepth: 1024 }],
+    ['engine switches', { ...base, engine: { linkReadWrite: true, sqpoll: true, fixedBuffers: false } }, { linkReadWrite: true, sqpoll: true, fixedBuffers: false }],
+    ['block size of one byte', { ...base, blockSize: 1 }, { blockBytes: 1 }],
+  ])('%s', (_name, options, expected) => {
+    expect(planCopy(options)).toMatchObject(expected);
+  });
+
+  it('per-side direct modes and truncation', () => {
+    const plan = planCopy({ ...base, direct: { source: 'always' }, targetOffset: 4096, truncateTarget: true });
+    expect(plan.source.direct).toBe('always');
+    expect(plan.targets[0]).toMatchObject({ direct: 'auto', truncateTo: 4096 });
+    expect(planCopy({ ...base, truncateTarget: '1M' }).targets[0].truncateTo).toBe(1024 * 1024);
+    expect(planCopy({ ...base, truncateTarget: 0 }).targets[0].truncateTo).toBe(0);
+    expect(planCopy({ ...base, truncateTarget: false }).targets[0].truncateTo).toBeUndefined();
+  });
+});
+
+describe('planCopy: invalid options', () => {
+  it.each<[string, unknown, ErrorConstructor, RegExp]>([
+    ['no options', undefined, TypeError, /copy\(\) needs an options object/],
+    ['a string', '/dev/sdb', TypeError, /copy\(\) needs an options object/],
+    ['missing source', { target: '/dev/sdc' }, TypeError, /^options\.source must be a path string/],
+    ['numeric target', { source: 'a', target: 3 }, TypeError, /^options\.target must be a path string .* \(got 3\)$/],
+    ['empty source', { source: '', target: 'b' }, RangeError, /^options\.source must not be empty$/],
+    ['NUL in a path', { source: 'a\0b', target: 'b' }, RangeError, /NUL/],
+    ['unknown option', { ...base, bs: '1M' }, TypeError, /^options\.bs is not a copy\(\) option$/],
+    ['bad size suffix', { ...base, blockSize: '12Q3' }, RangeError, /^options\.blockSize must be a size in bytes/],
+    ['negative offset', { ...base, sourceOffset: -1 }, RangeError, /^options\.sourceOffset/],
+    ['fractional length', { ...base, length: 1.5 }, RangeError, /^options\.length/],
+    ['size as boolean', { ...base, length: true }, TypeError, /^options\.length/],
+    ['unsafe integer', { ...base, targetOffset: 2 ** 53 }, RangeError, /^options\.targetOffset/],
+    ['zero block size', { ...base, blockSize: 0 }, RangeError, /^options\.blockSize must be from 1 byte to 1 GiB/],
+    ['block size over 1 GiB', { ...base, blockSize: '2G' }, RangeError, /^options\.blockSize must be from 1 byte to 1 GiB/],
+    ['queue depth 0', { ...base, queueDepth: 0 }, RangeError, /^options\.queueDepth must be an integer from 1 to 1024 \(got 0\)$/],
+    ['queue depth as string', { ...base, queueDepth: '8' }, TypeError, /^options\.queueDepth must be an integer from 1 to 1024 \(got '8'\)$/],
+    ['ring over 1 GiB', { ...base, queueDepth: 512, blockSize: '4M' }, RangeError, /within 1 GiB of buffers/],
+    ['length and maxLength', { ...base, length: 1, maxLength: 1 }, TypeError, /exclude each other/],
+    ['bad direct mode', { ...base, direct: 'yes' }, RangeError, /^options\.direct must be 'auto', 'always' or 'never' \(got 'yes'\)$/],
+    ['bad direct side', { ...base, direct: { src: 'auto' } }, TypeError, /^options\.direct\.src is not a side/],
+    ['bad durability', { ...base, durability: 'eventually' }, RangeError, /^options\.durability must be one of 'fdatasync', 'fsync', 'dsync', 'sync', 'none'/],
+    ['non-boolean createTarget', { ...base, createTarget: 'yes' }, TypeError, /^options\.createTarget must be true or false/],
+    ['exclusiveCreate without createTarget', { ...base, exclusiveCreate: true, createTarget: false }, TypeError, /exclusiveCreate needs options\.createTarget/],
+    ['progress interval too fast', { ...base, progressInterval: 10 }, RangeError, /^options\.progressInterval must be an integer from 100/],
+    ['signal not an AbortSignal', { ...base, signal: { aborted: false } }, TypeError, /^options\.signal must be an AbortSignal/],
+    ['onProgress not a function', { ...base, onProgress: 1 }, TypeError, /^options\.onProgress must be a function/],
+    ['unknown engine switch', { ...base, engine: { turbo: true } }, TypeError, /^options\.engine\.turbo is not an engine option/],
+    ['engine not an object', { ...base, engine: 1 }, TypeError, /^options\.engine must be an object/],
+  ])('%s', (_name, options, type, message) => {
+    expect(() => planCopy(options as CopyOptions)).toThrow(type);
+    expect(() => planCopy(options as CopyOptions)).toThrow(message);
+  });
+});
