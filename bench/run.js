@@ -181,7 +181,8 @@ function fioLimit(pair) {
 
 function verify(pair) {
   const r = spawnSync('cmp', ['-s', '-n', String(pair.bytes), pair.src, pair.dst]);
-  if (r.status !== 0) throw new Error(`verification failed: ${pair.dst} differs from ${pair.src}`);
+  if (r.status === 1) throw new Error(`verification failed: ${pair.dst} differs from ${pair.src}`);
+  if (r.status !== 0) throw new Error(`verification could not run: cmp ended with ${r.status ?? r.signal}`);
 }
 
 function devmove(pair, extra = []) {

@@ -134,6 +134,25 @@ SysError CopyEngine::Prepare(CopyReport* report) {
       return SysError::Make(EINVAL, "open", target->path(), -1,
                             "target is the same device as the source (" + source_->path() + ")");
     }
+    if (target->kind() == DeviceFile::Kind::kRegularFile && source_->kind() == DeviceFile::Kind::kRegularFile &&
+        target->st_dev() == source_->st_dev() && target->st_ino() == source_->st_ino()) {
+      // One file as both source and target: only disjoint ranges are safe,
+      // and cutting the file must not reach into what is still to be read.
+      const uint64_t source_end = plan_.source_offset_bytes + length_bytes_;
+      const uint64_t target_end = t.offset_bytes + length_bytes_;
+      const bool overlap = length_bytes_ > 0 && plan_.source_offset_bytes < target_end && t.offset_bytes < source_end;
+      if (overlap) {
+        return SysError::Make(EINVAL, "open", target->path(), -1,
+                              "target is the same file as the source (" + source_->path() +
+                                  ") and the byte ranges overlap");
+      }
+      if (t.truncate_to >= 0 && static_cast<uint64_t>(t.truncate_to) < source_end) {
+        return SysError::Make(EINVAL, "open", target->path(), -1,
+                              "target is the same file as the source (" + source_->path() +
+                                  "): truncating it at byte " + std::to_string(t.truncate_to) +
+                                  " would destroy source data (use conv=notrunc)");
+      }
+    }
     error = require_direct_alignment(*target, t.open.direct, t.offset_bytes, "target offset");
     if (error.failed()) return error;
     if (target->kind() == DeviceFile::Kind::kBlockDevice) {
@@ -165,11 +184,15 @@ SysError CopyEngine::SetupRing(CopyReport* report) {
   if (!pool_) return error;
 
   RingOptions options;
-  // Each slot has at most one read or one write per target in flight: up to
-  // 1024 × 64. The CQ must hold all of their completions; the SQ only what is
-  // prepared between two submits (PrepIo flushes a full SQ), and
-  // IoUringRing::Create accepts at most 4096 SQ entries.
-  const uint32_t in_flight_max = depth * std::max<uint32_t>(1, targets);
+  // Each slot has at most one read or one write per target in flight (a read
+  // and its linked write with link_read_write): up to 1024 × 64. The CQ must
+  // hold all of their completions; the SQ only what is prepared between two
+  // submits (PrepIo flushes a full SQ), and IoUringRing::Create accepts at
+  // most 4096 SQ entries. That flush must never split a linked read→write
+  // pair (a chain ends at a submit: the write would run unlinked, before its
+  // read filled the buffer), so with links the SQ holds all 2 × depth ≤ 2048.
+  const bool linked = plan_.link_read_write && targets == 1;
+  const uint32_t in_flight_max = depth * (linked ? 2 : std::max<uint32_t>(1, targets));
   options.sq_entries = std::min<uint32_t>(4096, std::max<uint32_t>(8, in_flight_max));
   options.cq_entries = std::max<uint32_t>(options.sq_entries * 2, in_flight_max);
   options.sqpoll = plan_.sqpoll;

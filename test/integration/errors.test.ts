@@ -106,6 +106,20 @@ describe.skipIf(skipWithoutLoop)('copy() errors on real devices', () => {
     expect(sha256Range(fourK, 0, MiB)).toBe(sha256Range(source, 0, MiB));
   });
 
+  it('the same image file as source and target: overlapping ranges and destructive truncation are refused', async () => {
+    const file = makeImage(dir, 'self.img', 4 * MiB);
+    const before = sha256Range(file, 0, 4 * MiB);
+    const overlap = await failure(copy({ source: file, target: file, length: MiB, targetOffset: MiB / 2 }).promise);
+    expect(overlap.detail).toBe(`target is the same file as the source (${file}) and the byte ranges overlap`);
+    const cut = await failure(copy({ source: file, target: path.join(dir, '.', 'self.img'), sourceOffset: 2 * MiB, length: MiB, truncateTarget: true }).promise);
+    expect(cut.detail).toMatch(/truncating it at byte 0 would destroy source data/);
+    expect(sha256Range(file, 0, 4 * MiB)).toBe(before);
+    // Disjoint ranges of one file are fine.
+    const ok = await copy({ source: file, target: file, length: MiB, targetOffset: 2 * MiB });
+    expect(ok.bytesCopied).toBe(MiB);
+    expect(sha256Range(file, 2 * MiB, MiB)).toBe(sha256Range(file, 0, MiB));
+  });
+
   it('source offset past the end: EINVAL naming the source size', async () => {
     const error = await failure(copy({ source, target, sourceOffset: 9 * MiB }).promise);
     expect(error.detail).toBe(`source offset ${9 * MiB} bytes is past the end of the source (${8 * MiB} bytes)`);
