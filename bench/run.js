@@ -271,7 +271,7 @@ function ablation(pair, runs) {
     ['default', []],
     ['no fixed buffers', ['--no-fixed-buffers']],
     ['no fixed files', ['--no-fixed-files']],
-    ['linked read→write', ['--link']],
+    ['no read→write links', ['--no-link']],
     ['no batching', ['--no-batch']],
     ['SQPOLL', ['--sqpoll']],
   ];

@@ -5,6 +5,9 @@
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
 const FONT = 'font-family="DejaVu Sans, Arial, sans-serif"';
 
+// One layout for every chart: plot area left/top of the legend column.
+const LAYOUT = Object.freeze({ width: 760, height: 420, left: 70, top: 50, plotW: 480, plotH: 300 });
+
 function esc(s) {
   return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
@@ -51,12 +54,7 @@ function legend(out, items, x, y) {
  * @param {{title: string, unit: string, groups: {label: string, bars: {label: string, value: number}[]}[]}} spec
  */
 function renderBars(spec) {
-  const width = 760;
-  const height = 420;
-  const left = 70;
-  const top = 50;
-  const plotW = 480;
-  const plotH = 300;
+  const { width, height, left, top, plotW, plotH } = LAYOUT;
   const max = Math.max(...spec.groups.flatMap((g) => g.bars.map((b) => b.value)));
   const scale = niceScale(max);
   const out = frame(width, height, spec.title);
@@ -85,12 +83,7 @@ function renderBars(spec) {
  * @param {{title: string, xLabel: string, yLabel: string, xs: (string|number)[], series: {label: string, ys: number[]}[], limits?: {label: string, y: number}[]}} spec
  */
 function renderLines(spec) {
-  const width = 760;
-  const height = 420;
-  const left = 70;
-  const top = 50;
-  const plotW = 480;
-  const plotH = 300;
+  const { width, height, left, top, plotW, plotH } = LAYOUT;
   const limits = spec.limits ?? [];
   const max = Math.max(...spec.series.flatMap((s) => s.ys), ...limits.map((l) => l.y));
   const scale = niceScale(max);

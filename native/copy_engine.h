@@ -48,7 +48,7 @@ struct CopyPlan {
   bool sqpoll = false;
   // Submit each buffer's read and its write as one IOSQE_IO_LINK chain, so the
   // write starts in the kernel as soon as the read completes (one target only).
-  bool link_read_write = false;
+  bool link_read_write = true;
   // One io_uring_enter for everything prepared per loop turn (true), or one per
   // SQE (false, for the ablation).
   bool batch_submissions = true;

@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 
 import { CopyAbortError, DevmoveError } from './errors';
-import { loadNative, type NativeFileReport, type NativePlan, type NativeReport } from './native';
+import { loadNative, type IoCounters, type NativeFileReport, type NativePlan, type NativeReport } from './native';
 import { toByteCount } from './size';
 
 export type Size = number | bigint | string;
@@ -78,7 +78,11 @@ export interface EngineOptions {
   fixedFiles?: boolean;
   /** Let a kernel thread poll the submission queue. Default false. */
   sqpoll?: boolean;
-  /** Submit each buffer's read and write as one linked chain (IOSQE_IO_LINK). Default false. */
+  /**
+   * Submit each buffer's read and write as one linked chain (IOSQE_IO_LINK), so the write starts in the
+   * kernel as soon as its read completes. Default true (measured: +40 % on a tmpfs loop pair, neutral on
+   * a disk pair); single-target copies only.
+   */
   linkReadWrite?: boolean;
   /** One io_uring_enter per loop turn for everything prepared (true) or one per request. Default true. */
   batchSubmissions?: boolean;
@@ -130,20 +134,7 @@ export interface CopyResult {
     batchSubmissions: boolean;
     ringSetupFlags: number;
   };
-  io: {
-    /** Read commands submitted. */
-    reads: number;
-    /** Write commands submitted. */
-    writes: number;
-    /** Of those, on the descriptor without O_DIRECT (unaligned tails or offsets, or no O_DIRECT support). */
-    bufferedIos: number;
-    shortTransfers: number;
-    requeues: number;
-    /** io_uring_enter calls. */
-    submitCalls: number;
-    /** Linked writes cancelled by a short read and resubmitted. */
-    brokenLinks: number;
-  };
+  io: IoCounters;
 }
 
 export interface CopyJobEvents {
@@ -289,7 +280,7 @@ export function planCopy(options: CopyOptions): NativePlan {
     fixedBuffers: optionalBoolean(engine.fixedBuffers, 'engine.fixedBuffers', true),
     fixedFiles: optionalBoolean(engine.fixedFiles, 'engine.fixedFiles', true),
     sqpoll: optionalBoolean(engine.sqpoll, 'engine.sqpoll', false),
-    linkReadWrite: optionalBoolean(engine.linkReadWrite, 'engine.linkReadWrite', false),
+    linkReadWrite: optionalBoolean(engine.linkReadWrite, 'engine.linkReadWrite', true),
     batchSubmissions: optionalBoolean(engine.batchSubmissions, 'engine.batchSubmissions', true),
     progressIntervalMs,
   };

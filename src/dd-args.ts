@@ -68,7 +68,7 @@ const DEFAULT_ENGINE: Readonly<EngineSwitches> = {
   fixedBuffers: true,
   fixedFiles: true,
   sqpoll: false,
-  linkReadWrite: false,
+  linkReadWrite: true,
   batchSubmissions: true,
 };
 
@@ -77,7 +77,7 @@ const ENGINE_FLAGS: Readonly<Record<string, [keyof EngineSwitches, boolean]>> = 
   'no-fixed-buffers': ['fixedBuffers', false],
   'no-fixed-files': ['fixedFiles', false],
   sqpoll: ['sqpoll', true],
-  link: ['linkReadWrite', true],
+  'no-link': ['linkReadWrite', false],
   'no-batch': ['batchSubmissions', false],
 };
 
@@ -549,7 +549,7 @@ Engine switches, for benchmarks (the defaults are the measured best):
   --no-fixed-buffers do not register the buffer ring with io_uring
   --no-fixed-files   do not register the file descriptors with io_uring
   --sqpoll           let a kernel thread poll the submission queue
-  --link             chain each buffer's read and write (IOSQE_IO_LINK)
+  --no-link          do not chain each buffer's read and write (IOSQE_IO_LINK)
   --no-batch         one io_uring_enter per request instead of per batch
   -h, --help         print this help and exit
   -V, --version      print the version and exit

@@ -9,6 +9,7 @@ export type {
   FileInfo,
   Size,
 } from './copy';
+export type { IoCounters } from './native';
 export { DevmoveError, CopyAbortError } from './errors';
 export { toByteCount, parseDdNumber } from './size';
 export { probeIoUring } from './probe';

@@ -43,6 +43,24 @@ export interface NativeFileReport {
   created: boolean;
 }
 
+/** What the engine submitted, for diagnostics and benchmarks. */
+export interface IoCounters {
+  /** Read commands submitted. */
+  reads: number;
+  /** Write commands submitted. */
+  writes: number;
+  /** Of those, on the descriptor without O_DIRECT (unaligned tails or offsets, or no O_DIRECT support). */
+  bufferedIos: number;
+  /** Short reads/writes continued. */
+  shortTransfers: number;
+  /** -EAGAIN/-EINTR completions resubmitted. */
+  requeues: number;
+  /** io_uring_enter calls. */
+  submitCalls: number;
+  /** Linked writes cancelled by a short read and resubmitted. */
+  brokenLinks: number;
+}
+
 export interface NativeReport {
   bytesCopied: number;
   bytesTotal: number;
@@ -65,15 +83,7 @@ export interface NativeReport {
     linked: boolean;
     batched: boolean;
   };
-  io: {
-    reads: number;
-    writes: number;
-    bufferedIos: number;
-    shortTransfers: number;
-    requeues: number;
-    submitCalls: number;
-    brokenLinks: number;
-  };
+  io: IoCounters;
 }
 
 /** A failed system call as the engine saw it; errno is positive here. */

@@ -89,10 +89,10 @@ describe.skipIf(skipWithoutLoop)('copy() between loop devices', () => {
   });
 
   it.each([
-    ['linked read→write chains', { linkReadWrite: true }],
+    ['unlinked reads and writes', { linkReadWrite: false }],
     ['one io_uring_enter per request', { batchSubmissions: false }],
     ['SQPOLL', { sqpoll: true }],
-    ['everything off', { fixedBuffers: false, fixedFiles: false, batchSubmissions: false }],
+    ['everything off', { fixedBuffers: false, fixedFiles: false, linkReadWrite: false, batchSubmissions: false }],
   ] as const)('engine ablation mode: %s copies identically', async (_name, engine) => {
     fs.truncateSync(targetImage, 0);
     fs.truncateSync(targetImage, SOURCE_BYTES);
@@ -100,7 +100,8 @@ describe.skipIf(skipWithoutLoop)('copy() between loop devices', () => {
     const result = await copy({ source: sourceDevice, target: targetDevice, length, sourceOffset: 8192, blockSize: 256 * KiB, engine });
     expect(result.bytesCopied).toBe(length);
     for (const [key, value] of Object.entries(engine)) expect(result.engine[key as keyof typeof engine]).toBe(value);
-    if ('batchSubmissions' in engine) expect(result.io.submitCalls).toBeGreaterThanOrEqual(result.io.reads + result.io.writes);
+    // Unbatched: every write goes in by its own io_uring_enter (a linked read travels with its write).
+    if ('batchSubmissions' in engine) expect(result.io.submitCalls).toBeGreaterThanOrEqual(result.io.writes);
     expect(sha256Range(targetDevice, 0, length)).toBe(sha256Range(sourceDevice, 8192, length));
   });
 

@@ -18,7 +18,7 @@ describe('planCopy: valid options', () => {
       fixedBuffers: true,
       fixedFiles: true,
       sqpoll: false,
-      linkReadWrite: false,
+      linkReadWrite: true,
       batchSubmissions: true,
       progressIntervalMs: 200,
     });
@@ -31,7 +31,7 @@ describe('planCopy: valid options', () => {
     ['one direct mode for both sides', { ...base, direct: 'never' }, { source: expect.objectContaining({ direct: 'never' }) }],
     ['durability', { ...base, durability: 'dsync' }, { durability: 'dsync' }],
     ['queue depth bounds', { ...base, queueDepth: 1024, blockSize: '1M' }, { queueDepth: 1024 }],
-    ['engine switches', { ...base, engine: { linkReadWrite: true, sqpoll: true, fixedBuffers: false } }, { linkReadWrite: true, sqpoll: true, fixedBuffers: false }],
+    ['engine switches', { ...base, engine: { linkReadWrite: false, sqpoll: true, fixedBuffers: false } }, { linkReadWrite: false, sqpoll: true, fixedBuffers: false }],
     ['block size of one byte', { ...base, blockSize: 1 }, { blockBytes: 1 }],
   ])('%s', (_name, options, expected) => {
     expect(planCopy(options)).toMatchObject(expected);

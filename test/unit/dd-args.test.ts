@@ -23,7 +23,7 @@ const DEFAULTS: DdInvocation = {
   status: 'default',
   json: false,
   noatime: false,
-  engine: { fixedBuffers: true, fixedFiles: true, sqpoll: false, linkReadWrite: false, batchSubmissions: true },
+  engine: { fixedBuffers: true, fixedFiles: true, sqpoll: false, linkReadWrite: true, batchSubmissions: true },
 };
 
 describe('parseDdArgs: valid invocations', () => {
@@ -58,10 +58,10 @@ describe('parseDdArgs: valid invocations', () => {
     ['oflag=seek_bytes', [...IO, 'bs=1M', 'oflag=seek_bytes', 'seek=12345'], { targetOffset: 12345 }],
     [
       'engine switches',
-      [...IO, '--no-fixed-buffers', '--no-fixed-files', '--sqpoll', '--link', '--no-batch'],
-      { engine: { fixedBuffers: false, fixedFiles: false, sqpoll: true, linkReadWrite: true, batchSubmissions: false } },
+      [...IO, '--no-fixed-buffers', '--no-fixed-files', '--sqpoll', '--no-link', '--no-batch'],
+      { engine: { fixedBuffers: false, fixedFiles: false, sqpoll: true, linkReadWrite: false, batchSubmissions: false } },
     ],
-    ['one engine switch leaves the others at their defaults', [...IO, '--link'], { engine: { ...DEFAULTS.engine, linkReadWrite: true } }],
+    ['one engine switch leaves the others at their defaults', [...IO, '--no-link'], { engine: { ...DEFAULTS.engine, linkReadWrite: false } }],
     ['skip_bytes leaves count in blocks', [...IO, 'bs=4K', 'iflag=skip_bytes', 'skip=100', 'count=2'], { sourceOffset: 100, maxLength: 8 * KiB }],
     ['a B in the value counts bytes (GNU dd 9)', [...IO, 'bs=4K', 'skip=10B', 'seek=4KiB', 'count=1MB'], { sourceOffset: 10, targetOffset: 4096, maxLength: 1_000_000 }],
     ['a B-less suffix still counts blocks', [...IO, 'bs=4K', 'skip=1K'], { sourceOffset: 4 * MiB }],
@@ -160,7 +160,7 @@ describe('parseDdArgs: invalid invocations', () => {
     [[...IO, '--frob=1'], /^unknown option '--frob'$/],
     [[...IO, '-x'], /^unknown option '-x'$/],
     [[...IO, '--json=yes'], /^option '--json' takes no value/],
-    [[...IO, '--link=1'], /^option '--link' takes no value/],
+    [[...IO, '--no-link=1'], /^option '--no-link' takes no value/],
     [[...IO, 'bs=12Q'], /^invalid operand 'bs=12Q': value is too large/],
     [[...IO, 'bs=12Q3'], /^invalid operand 'bs=12Q3': unknown size suffix 'Q3'/],
     [[...IO, 'bs=4m'], /^invalid operand 'bs=4m': unknown size suffix 'm'.*did you mean 'M'/],
