@@ -357,31 +357,24 @@ function charts(report, outDir) {
   }
   if (report.sweep) {
     const kinds = Object.keys(report.sweep);
-    const f1 = path.join(outDir, 'sweep-queue-depth.svg');
-    fs.writeFileSync(
-      f1,
-      renderLines({
-        title: 'devmove throughput vs queue depth (512 KiB buffers)',
-        xLabel: 'buffers in flight (queue depth)',
-        yLabel: 'GB/s',
-        xs: report.sweep[kinds[0]].byDepth.map((r) => r.queueDepth),
-        series: kinds.map((k) => ({ label: `${k} pair`, ys: report.sweep[k].byDepth.map((r) => r.gbPerSecond.median) })),
-        limits: kinds.map((k) => ({ label: `${k} fio limit`, y: report.compare?.[k]?.limit.gbPerSecond.median })).filter((l) => l.y),
-      }),
-    );
-    const f2 = path.join(outDir, 'sweep-block-size.svg');
-    fs.writeFileSync(
-      f2,
-      renderLines({
-        title: 'devmove throughput vs block size (default queue depth)',
-        xLabel: 'block size',
-        yLabel: 'GB/s',
-        xs: report.sweep[kinds[0]].bySize.map((r) => r.blockSize),
-        series: kinds.map((k) => ({ label: `${k} pair`, ys: report.sweep[k].bySize.map((r) => r.gbPerSecond.median) })),
-        limits: kinds.map((k) => ({ label: `${k} fio limit`, y: report.compare?.[k]?.limit.gbPerSecond.median })).filter((l) => l.y),
-      }),
-    );
-    files.push(f1, f2);
+    // One line chart per sweep dimension: a line per pair, a dashed line for its fio limit.
+    const sweepChart = (name, title, xLabel, rowsKey, xKey) => {
+      const file = path.join(outDir, name);
+      fs.writeFileSync(
+        file,
+        renderLines({
+          title,
+          xLabel,
+          yLabel: 'GB/s',
+          xs: report.sweep[kinds[0]][rowsKey].map((r) => r[xKey]),
+          series: kinds.map((k) => ({ label: `${k} pair`, ys: report.sweep[k][rowsKey].map((r) => r.gbPerSecond.median) })),
+          limits: kinds.map((k) => ({ label: `${k} fio limit`, y: report.compare?.[k]?.limit.gbPerSecond.median })).filter((l) => l.y),
+        }),
+      );
+      files.push(file);
+    };
+    sweepChart('sweep-queue-depth.svg', 'devmove throughput vs queue depth (512 KiB buffers)', 'buffers in flight (queue depth)', 'byDepth', 'queueDepth');
+    sweepChart('sweep-block-size.svg', 'devmove throughput vs block size (default queue depth)', 'block size', 'bySize', 'blockSize');
   }
   return files;
 }
