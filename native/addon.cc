@@ -88,6 +88,7 @@ CopyPlan PlanFromJs(const Napi::Object& js) {
     target.open.direct = GetDirect(t, "direct");
     target.open.create = GetBool(t, "create");
     target.open.exclusive_create = GetBool(t, "exclusiveCreate");
+    target.open.exclusive = GetBool(t, "exclusive");
     target.open.durability = durability;
     target.offset_bytes = GetU64(t, "offset");
     const Napi::Value truncate_to = t.Get("truncateTo");

@@ -62,7 +62,7 @@ std::unique_ptr<DeviceFile> DeviceFile::Open(const OpenRequest& r, SysError* err
   if (exists && r.for_write && S_ISBLK(before.st_mode)) {
     // Exclusive claim: fails with EBUSY while the device is mounted or held
     // by device-mapper, md or another exclusive opener.
-    flags |= O_EXCL;
+    if (r.exclusive) flags |= O_EXCL;
   } else if (r.for_write && r.create) {
     flags |= O_CREAT;
     if (r.exclusive_create) flags |= O_EXCL;

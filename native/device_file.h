@@ -24,6 +24,7 @@ struct OpenRequest {
   bool noatime = false;            // source only: O_NOATIME
   bool create = false;             // target only: create a regular file when missing
   bool exclusive_create = false;   // target only: fail if it exists (dd conv=excl)
+  bool exclusive = true;           // target block devices: O_EXCL claim (off only when forced)
   Durability durability = Durability::kFdatasync;  // target only: dsync/sync open flags
 };
 

@@ -114,6 +114,7 @@ export function optionsFromInvocation(inv: DdInvocation): CopyOptions {
     // otherwise; reproduce both.
     truncateTarget: inv.truncate ? (Math.floor(inv.targetOffset / inv.obs) === 0 ? 0 : inv.targetOffset) : false,
     noatime: inv.noatime,
+    force: inv.force,
     engine: { ...inv.engine },
   };
   if (inv.maxLength !== undefined) options.maxLength = inv.maxLength;

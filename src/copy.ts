@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 
 import { CopyAbortError, DevmoveError } from './errors';
 import { loadNative, type IoCounters, type NativeFileReport, type NativePlan, type NativeReport } from './native';
+import { checkCopySafety } from './safety';
 import { toByteCount } from './size';
 
 export type Size = number | bigint | string;
@@ -61,6 +62,12 @@ export interface CopyOptions {
   truncateTarget?: boolean | Size;
   /** Open the source with O_NOATIME. Default false. */
   noatime?: boolean;
+  /**
+   * Write to a block device even though it is mounted read-only or held by LVM/md/dm (and without the
+   * O_EXCL claim). Never overrides: mounted read-write, same device or overlapping ranges, read-only
+   * device, target too small. Default false.
+   */
+  force?: boolean;
   /** Aborting it cancels the copy: in-flight I/O drains, written data is flushed, the job rejects with an AbortError. */
   signal?: AbortSignal;
   /** Called with progress at most every progressInterval ms. */
@@ -146,7 +153,7 @@ const DURABILITIES: readonly Durability[] = ['fdatasync', 'fsync', 'dsync', 'syn
 const KNOWN_OPTIONS = new Set<string>([
   'source', 'target', 'sourceOffset', 'targetOffset', 'length', 'maxLength', 'blockSize', 'queueDepth',
   'direct', 'durability', 'createTarget', 'exclusiveCreate', 'truncateTarget', 'noatime', 'signal',
-  'onProgress', 'progressInterval', 'engine',
+  'onProgress', 'progressInterval', 'engine', 'force',
 ]);
 
 function describe(value: unknown): string {
@@ -254,6 +261,7 @@ export function planCopy(options: CopyOptions): NativePlan {
     truncateTo = toByteCount(options.truncateTarget, 'options.truncateTarget');
   }
   const noatime = optionalBoolean(options.noatime, 'noatime', false);
+  const force = optionalBoolean(options.force, 'force', false);
   const progressIntervalMs = optionalInteger(options.progressInterval, 'progressInterval', 100, 3_600_000, 200);
 
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
@@ -272,7 +280,7 @@ export function planCopy(options: CopyOptions): NativePlan {
 
   const plan: NativePlan = {
     source: { path: source, offset: sourceOffset, direct: sourceDirect, noatime },
-    targets: [{ path: target, offset: targetOffset, direct: targetDirect, create: createTarget, exclusiveCreate }],
+    targets: [{ path: target, offset: targetOffset, direct: targetDirect, create: createTarget, exclusiveCreate, exclusive: !force }],
     lengthIsMax: maxLength !== undefined,
     durability,
     blockBytes,
@@ -366,6 +374,14 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
         return;
       }
       const binding = loadNative();
+      try {
+        checkCopySafety(plan, !plan.targets[0].exclusive);
+      } catch (error) {
+        this.settled = true;
+        if (error instanceof Error) Error.captureStackTrace(error, CopyJob);
+        reject(error);
+        return;
+      }
       const onAbort = (): void => this.cancel();
       signal?.addEventListener('abort', onAbort, { once: true });
       const job = new binding.CopyJob(plan, (event) => {

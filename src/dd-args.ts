@@ -52,6 +52,8 @@ export interface DdInvocation {
   queueDepth?: number;
   /** iflag=noatime. */
   noatime: boolean;
+  /** --force: write to a block device mounted read-only or held by LVM/md/dm. */
+  force: boolean;
   /** Engine switches for benchmarks and ablations (--no-fixed-buffers, --no-fixed-files, --sqpoll, --link, --no-batch). */
   engine: EngineSwitches;
 }
@@ -172,6 +174,7 @@ function defaults(command: DdInvocation['command']): DdInvocation {
     status: 'default',
     json: false,
     noatime: false,
+    force: false,
     engine: { ...DEFAULT_ENGINE },
   };
 }
@@ -201,7 +204,7 @@ function parseQueueDepth(option: string, value: string): number {
 /** Options that take a value ('--name=value' or '--name value'). */
 const VALUE_OPTIONS: ReadonlySet<string> = new Set(['queue-depth', 'block-size']);
 /** Options that take no value. */
-const FLAG_OPTIONS: ReadonlySet<string> = new Set(['help', 'version', 'json', 'quiet', 'no-sync', ...Object.keys(ENGINE_FLAGS)]);
+const FLAG_OPTIONS: ReadonlySet<string> = new Set(['help', 'version', 'json', 'quiet', 'no-sync', 'force', ...Object.keys(ENGINE_FLAGS)]);
 
 /**
  * Parse devmove's command line (argv without the node and script paths).
@@ -229,6 +232,7 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
   let status: StatusLevel = 'default';
   let quiet = false;
   let noSync = false;
+  let force = false;
   const engine: EngineSwitches = { ...DEFAULT_ENGINE };
   let queueDepth: number | undefined;
   let blockSizeOption: number | undefined;
@@ -258,6 +262,7 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
         if (name === 'json') continue; // read above
         if (name === 'quiet') quiet = true;
         else if (name === 'no-sync') noSync = true;
+        else if (name === 'force') force = true;
         else {
           const [key, value] = ENGINE_FLAGS[name];
           engine[key] = value;
@@ -452,6 +457,7 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
     json,
     ...(queueDepth === undefined ? {} : { queueDepth }),
     noatime: inputFlags.has('noatime'),
+    force,
     engine,
   };
 }
@@ -545,6 +551,9 @@ Options:
                      conv=fdatasync, oflag=dsync or oflag=sync)
   --json             print the final report as JSON
   --quiet            the same as status=none
+  --force            write to a target mounted read-only or held by LVM/md/dm
+                     (never to one mounted read-write, the source itself, an
+                     overlapping range, a read-only or a too-small device)
 Engine switches, for benchmarks (the defaults are the measured best):
   --no-fixed-buffers do not register the buffer ring with io_uring
   --no-fixed-files   do not register the file descriptors with io_uring

@@ -14,6 +14,8 @@ export interface NativePlan {
     direct: NativeDirectMode;
     create: boolean;
     exclusiveCreate: boolean;
+    /** Block devices: open with O_EXCL (refused while mounted or held). False only with force. */
+    exclusive: boolean;
     /** Regular files: cut to this size before copying. */
     truncateTo?: number;
   }>;

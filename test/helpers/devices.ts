@@ -67,7 +67,25 @@ export function attachLoop(image: string, options: LoopOptions = {}): string {
   args.push(image);
   const device = execFileSync('losetup', args, { encoding: 'utf8' }).trim();
   attached.add(device);
+  if (options.partscan) addPartitions(device);
   return device;
+}
+
+/**
+ * Makes the kernel create the partitions of a loop device's table. Kernels
+ * built without the MSDOS/EFI parsers (this CI's has neither) find none on
+ * their own; partx adds them through the BLKPG ioctl, as real partitions.
+ * devtmpfs then creates the nodes asynchronously: wait for them (bounded).
+ */
+function addPartitions(device: string): void {
+  const name = path.basename(device);
+  const listed = (): boolean => fs.readdirSync(`/sys/block/${name}`).some((e) => e.startsWith(`${name}p`));
+  if (!listed()) execFileSync('partx', ['--add', device], { stdio: 'ignore' });
+  const expected = fs.readdirSync(`/sys/block/${name}`).filter((e) => e.startsWith(`${name}p`));
+  const deadline = Date.now() + 5000;
+  while (!expected.every((p) => fs.existsSync(`/dev/${p}`)) && Date.now() < deadline) {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  }
 }
 
 export function detachLoop(device: string): void {
@@ -79,8 +97,9 @@ export function detachLoop(device: string): void {
   attached.delete(device);
 }
 
-/** Detach every loop device this process attached and remove its temp dirs. */
+/** Detach every loop device this process attached and remove its temp dirs (unmounting first). */
 export function detachAll(): void {
+  unmountAll();
   for (const device of [...attached]) detachLoop(device);
   for (const dir of [...dirs]) {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -139,3 +158,47 @@ export function openFds(): { count: number; ioUring: number; paths: string[] } {
   }
   return { count: paths.length, ioUring: paths.filter((p) => p.includes('io_uring')).length, paths };
 }
+
+/** Writes a DOS (MBR) partition table with Linux partitions at the given 512-byte sectors. */
+export function writeMbr(image: string, partitions: ReadonlyArray<{ startSector: number; sectors: number }>): void {
+  const mbr = Buffer.alloc(512);
+  partitions.forEach((p, i) => {
+    const entry = 446 + i * 16;
+    mbr[entry + 4] = 0x83; // Linux
+    mbr.writeUInt32LE(p.startSector, entry + 8);
+    mbr.writeUInt32LE(p.sectors, entry + 12);
+  });
+  mbr[510] = 0x55;
+  mbr[511] = 0xaa;
+  const fd = fs.openSync(image, 'r+');
+  try {
+    fs.writeSync(fd, mbr, 0, 512, 0);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Mounts a device on a fresh directory; returns the directory. Pair with unmount(). */
+export function mount(device: string, options: string[] = []): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devmove-mnt-'));
+  execFileSync('mount', [...(options.length ? ['-o', options.join(',')] : []), device, dir]);
+  mounted.add(dir);
+  return dir;
+}
+
+export function unmount(dir: string): void {
+  try {
+    execFileSync('umount', [dir], { stdio: 'ignore' });
+  } catch {
+    // not mounted
+  }
+  mounted.delete(dir);
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+const mounted = new Set<string>();
+/** Unmount everything mount() mounted; runs before detachAll() at exit. */
+export function unmountAll(): void {
+  for (const dir of [...mounted]) unmount(dir);
+}
+process.on('exit', unmountAll);

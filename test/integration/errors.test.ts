@@ -110,7 +110,9 @@ describe.skipIf(skipWithoutLoop)('copy() errors on real devices', () => {
     const file = makeImage(dir, 'self.img', 4 * MiB);
     const before = sha256Range(file, 0, 4 * MiB);
     const overlap = await failure(copy({ source: file, target: file, length: MiB, targetOffset: MiB / 2 }).promise);
-    expect(overlap.detail).toBe(`target is the same file as the source (${file}) and the byte ranges overlap`);
+    expect(overlap.detail).toBe(
+      `target is the same file as the source ${file}, and the byte ranges overlap (source bytes 0–1048576, target bytes 524288–1572864 of the same storage)`,
+    );
     const cut = await failure(copy({ source: file, target: path.join(dir, '.', 'self.img'), sourceOffset: 2 * MiB, length: MiB, truncateTarget: true }).promise);
     expect(cut.detail).toMatch(/truncating it at byte 0 would destroy source data/);
     expect(sha256Range(file, 0, 4 * MiB)).toBe(before);

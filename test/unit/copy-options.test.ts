@@ -10,7 +10,7 @@ describe('planCopy: valid options', () => {
   it('fills in the defaults', () => {
     expect(planCopy(base)).toStrictEqual({
       source: { path: '/dev/sdb', offset: 0, direct: 'auto', noatime: false },
-      targets: [{ path: '/dev/sdc', offset: 0, direct: 'auto', create: true, exclusiveCreate: false }],
+      targets: [{ path: '/dev/sdc', offset: 0, direct: 'auto', create: true, exclusiveCreate: false, exclusive: true }],
       lengthIsMax: false,
       durability: 'fdatasync',
       blockBytes: 512 * 1024,

@@ -23,6 +23,7 @@ const DEFAULTS: DdInvocation = {
   status: 'default',
   json: false,
   noatime: false,
+  force: false,
   engine: { fixedBuffers: true, fixedFiles: true, sqpoll: false, linkReadWrite: true, batchSubmissions: true },
 };
 

@@ -1,0 +1,159 @@
+// Block-device facts straight from sysfs (/sys/class/block, /sys/dev/block):
+// what the kernel says now, with or without a udev daemon. The device manager
+// adds udev's properties on top; the copy safety checks need only this.
+import fs from 'node:fs';
+import path from 'node:path';
+
+const SYS_CLASS_BLOCK = '/sys/class/block';
+const SYS_DEV_BLOCK = '/sys/dev/block';
+const SECTOR = 512; // sysfs sizes and partition starts are in 512-byte units, whatever the block size
+
+export interface BlockInfo {
+  /** Kernel name: 'loop3', 'sda1', 'dm-0'. */
+  name: string;
+  /** Device node, from the kernel's DEVNAME (e.g. /dev/loop3, /dev/mapper names are links to /dev/dm-N). */
+  devnode: string;
+  major: number;
+  minor: number;
+  /** 'MAJ:MIN' */
+  devno: string;
+  type: 'disk' | 'partition';
+  sizeBytes: number;
+  logicalBlockBytes: number;
+  physicalBlockBytes: number;
+  readOnly: boolean;
+  removable: boolean;
+  rotational: boolean;
+  /** For a partition: the whole disk's kernel name. */
+  disk?: string;
+  /** For a partition: its number, first byte and length on the whole disk. */
+  partition?: { number: number; startBytes: number; sizeBytes: number };
+  /** For a disk: its partitions' kernel names. */
+  partitions: string[];
+  /** Devices stacked on this one (dm, md, LVM...), from holders/. */
+  holders: string[];
+  /** Devices this one is stacked on (for dm/md), from slaves/. */
+  slaves: string[];
+  /** Loop devices: backing file, its offset and size limit. */
+  loop?: { backingFile: string; offsetBytes: number; sizeLimitBytes: number };
+  /** The /sys/devices/... path. */
+  sysPath: string;
+}
+
+function readText(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function readNumber(file: string): number | undefined {
+  const text = readText(file);
+  if (text === undefined || text === '') return undefined;
+  const n = Number(text);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+function listDir(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir).sort();
+  } catch {
+    return [];
+  }
+}
+
+function uevent(dir: string): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const line of (readText(path.join(dir, 'uevent')) ?? '').split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) map.set(line.slice(0, eq), line.slice(eq + 1));
+  }
+  return map;
+}
+
+/** Kernel names of every block device, from /sys/class/block. */
+export function listBlockNames(): string[] {
+  return listDir(SYS_CLASS_BLOCK);
+}
+
+/** Facts about one block device by kernel name, or undefined when there is none. */
+export function blockInfoByName(name: string): BlockInfo | undefined {
+  if (!/^[A-Za-z0-9!._:+-]+$/.test(name)) return undefined; // kernel names; never a path
+  const dir = path.join(SYS_CLASS_BLOCK, name);
+  const props = uevent(dir);
+  const devno = readText(path.join(dir, 'dev'));
+  if (!devno) return undefined;
+  const [major, minor] = devno.split(':').map(Number);
+  const sysPath = fs.realpathSync(dir);
+  const isPartition = fs.existsSync(path.join(dir, 'partition'));
+  const queueDir = isPartition ? path.join(path.dirname(sysPath), 'queue') : path.join(dir, 'queue');
+  const info: BlockInfo = {
+    name,
+    devnode: `/dev/${props.get('DEVNAME') ?? name}`,
+    major,
+    minor,
+    devno,
+    type: isPartition ? 'partition' : 'disk',
+    sizeBytes: (readNumber(path.join(dir, 'size')) ?? 0) * SECTOR,
+    logicalBlockBytes: readNumber(path.join(queueDir, 'logical_block_size')) ?? SECTOR,
+    physicalBlockBytes: readNumber(path.join(queueDir, 'physical_block_size')) ?? SECTOR,
+    readOnly: readNumber(path.join(dir, 'ro')) === 1,
+    removable: readNumber(path.join(isPartition ? path.dirname(sysPath) : dir, 'removable')) === 1,
+    rotational: readNumber(path.join(queueDir, 'rotational')) === 1,
+    partitions: [],
+    holders: listDir(path.join(dir, 'holders')),
+    slaves: listDir(path.join(dir, 'slaves')),
+    sysPath,
+  };
+  if (isPartition) {
+    info.disk = path.basename(path.dirname(sysPath));
+    info.partition = {
+      number: readNumber(path.join(dir, 'partition')) ?? 0,
+      startBytes: (readNumber(path.join(dir, 'start')) ?? 0) * SECTOR,
+      sizeBytes: info.sizeBytes,
+    };
+  } else {
+    info.partitions = listDir(dir).filter((entry) => fs.existsSync(path.join(dir, entry, 'partition')));
+  }
+  const backingFile = readText(path.join(dir, 'loop', 'backing_file'));
+  if (backingFile !== undefined) {
+    info.loop = {
+      backingFile,
+      offsetBytes: readNumber(path.join(dir, 'loop', 'offset')) ?? 0,
+      sizeLimitBytes: readNumber(path.join(dir, 'loop', 'sizelimit')) ?? 0,
+    };
+  }
+  return info;
+}
+
+/** Facts about the block device with this device number. */
+export function blockInfoByDevno(major: number, minor: number): BlockInfo | undefined {
+  const link = path.join(SYS_DEV_BLOCK, `${major}:${minor}`);
+  try {
+    return blockInfoByName(path.basename(fs.realpathSync(link)));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Linux dev_t encoding, as stat's rdev gives it. */
+export function splitRdev(rdev: number | bigint): { major: number; minor: number } {
+  const r = BigInt(rdev);
+  const major = Number(((r >> 8n) & 0xfffn) | ((r >> 32n) & ~0xfffn));
+  const minor = Number((r & 0xffn) | ((r >> 12n) & ~0xffn));
+  return { major, minor };
+}
+
+/** Facts about the block device a path (node or symlink to one) refers to; undefined for anything else. */
+export function blockInfoForPath(file: string): BlockInfo | undefined {
+  let st: fs.BigIntStats;
+  try {
+    st = fs.statSync(file, { bigint: true });
+  } catch {
+    return undefined;
+  }
+  if (!st.isBlockDevice()) return undefined;
+  const { major, minor } = splitRdev(st.rdev);
+  return blockInfoByDevno(major, minor);
+}
