@@ -14,6 +14,7 @@
 
 #include "copy_engine.h"
 #include "io_uring_ring.h"
+#include "udev_node.h"
 
 namespace devmove {
 namespace {
@@ -360,13 +361,24 @@ class DevmoveAddon : public Napi::Addon<DevmoveAddon> {
                              InstanceMethod<&DevmoveAddon::ProbeMethod>("probe", napi_enumerable),
                              InstanceMethod<&DevmoveAddon::ExplainMethod>("explainIoUringSetupFailure",
                                                                           napi_enumerable),
-                             InstanceValue("abiVersion", Napi::Number::New(env, 1), napi_enumerable),
+                             InstanceValue("abiVersion", Napi::Number::New(env, 2), napi_enumerable),
+                             // Device manager (libudev, loaded on first use): udev_node.h
+                             InstanceValue("UdevMonitor", udev_node::UdevMonitorWrap::Define(env, &udev_env_),
+                                           napi_enumerable),
+                             InstanceMethod<&DevmoveAddon::UdevListMethod>("udevListBlockDevices", napi_enumerable),
+                             InstanceMethod<&DevmoveAddon::UdevDeviceMethod>("udevBlockDevice", napi_enumerable),
+                             InstanceMethod<&DevmoveAddon::UdevStatusMethod>("udevStatus", napi_enumerable),
                          });
   }
 
  private:
   Napi::Value ProbeMethod(const Napi::CallbackInfo& info) { return Probe(info); }
   Napi::Value ExplainMethod(const Napi::CallbackInfo& info) { return ExplainSetupFailure(info); }
+  Napi::Value UdevListMethod(const Napi::CallbackInfo& info) { return udev_node::ListBlockDevices(info, udev_env_); }
+  Napi::Value UdevDeviceMethod(const Napi::CallbackInfo& info) { return udev_node::BlockDevice(info, udev_env_); }
+  Napi::Value UdevStatusMethod(const Napi::CallbackInfo& info) { return udev_env_.Status(info.Env()); }
+
+  udev_node::UdevEnv udev_env_;  // per-env libudev; UdevMonitor objects hold their own reference on it
 };
 
 }  // namespace

@@ -6,7 +6,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { copy, CopyJob, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH, RING_BYTES_MAX, BLOCK_SIZE_MAX, type CopyOptions, type CopyProgress, type CopyResult } from './copy';
+import { runDevicesCommand } from './cli-devices';
 import { DD_HELP_OPERANDS, parseDdArgs, UsageError, type DdInvocation } from './dd-args';
+import { resolveDevicePath } from './devices';
 import { CopyAbortError, DevmoveError, describeErrno } from './errors';
 import { formatBytesIEC, formatBytesSI } from './size';
 
@@ -27,11 +29,16 @@ export function version(): string {
 
 export function helpText(): string {
   return `Usage: devmove if=SOURCE of=TARGET [OPERAND]... [OPTION]...
+  or:  devmove devices [info NAME | watch] [--json]
   or:  devmove demo
 Copy a block device or image file to another at the speed of the slower
 device: io_uring with O_DIRECT over a ring of aligned buffers, no page cache,
 and success reported only once the data is on stable storage.
-SOURCE and TARGET are block devices (/dev/sdb, /dev/loop3) or regular files.
+SOURCE and TARGET are block devices (/dev/sdb, /dev/loop3, or node names such
+as sdb, loop3, 7:3) or regular files. Before the first write devmove refuses a
+target that is mounted, held by LVM/md/dm, read-only, too small, or the source
+itself or overlapping it (--force overrides only a read-only mount or holders).
+devmove devices lists block devices; devmove devices watch follows hot-plug.
 
 ${DD_HELP_OPERANDS}
 Defaults: I/O size ${DEFAULT_BLOCK_SIZE / 1024} KiB unless bs= is given (sizes above 1 GiB are copied
@@ -121,11 +128,21 @@ export function optionsFromInvocation(inv: DdInvocation): CopyOptions {
   return options;
 }
 
+/** The operand's path as copy() opens it (node names resolved); the name itself when that fails. */
+function resolvedOrSame(nameOrPath: string | undefined): string | undefined {
+  if (nameOrPath === undefined) return undefined;
+  try {
+    return resolveDevicePath(nameOrPath);
+  } catch {
+    return nameOrPath;
+  }
+}
+
 function describeFailure(error: DevmoveError, inv: DdInvocation): string {
   let who = '';
   if (error.path !== undefined) {
-    if (error.path === inv.source) who = `if=${error.path}: `;
-    else if (error.path === inv.target) who = `of=${error.path}: `;
+    if (error.path === inv.source || error.path === resolvedOrSame(inv.source)) who = `if=${error.path}: `;
+    else if (error.path === inv.target || error.path === resolvedOrSame(inv.target)) who = `of=${error.path}: `;
     else who = `${error.path}: `;
   }
   const what = error.detail ?? describeErrno(error.errno)[1];
@@ -243,6 +260,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
 
 export async function main(argv: readonly string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   let inv: DdInvocation;
+  if (argv[0] === 'devices') return runDevicesCommand(argv.slice(1), io);
   try {
     inv = parseDdArgs(argv);
     if (inv.command === 'help') {

@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 
 import { CopyAbortError, DevmoveError } from './errors';
 import { loadNative, type IoCounters, type NativeFileReport, type NativePlan, type NativeReport } from './native';
+import { resolveDevicePath } from './devices';
 import { checkCopySafety } from './safety';
 import { toByteCount } from './size';
 
@@ -21,9 +22,9 @@ export const QUEUE_DEPTH_MAX = 1024;
 export const RING_BYTES_MAX = 1024 * 1024 * 1024;
 
 export interface CopyOptions {
-  /** Block device or image file to read. */
+  /** Block device or image file to read: a path, or a node name such as 'sdb', 'loop3' or '7:3'. */
   source: string;
-  /** Block device or image file to write; a missing regular file is created (see createTarget). */
+  /** Block device or image file to write (path or node name); a missing regular file is created (see createTarget). */
   target: string;
   /** Byte offset in the source where the copy starts. Default 0. */
   sourceOffset?: Size;
@@ -375,6 +376,9 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
       }
       const binding = loadNative();
       try {
+        // Node names ('sdb', 'loop3', '7:3') are accepted wherever a path is.
+        plan.source.path = resolveDevicePath(plan.source.path);
+        for (const t of plan.targets) t.path = resolveDevicePath(t.path);
         checkCopySafety(plan, !plan.targets[0].exclusive);
       } catch (error) {
         this.settled = true;

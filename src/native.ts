@@ -117,14 +117,82 @@ export interface NativeProbe {
   featureFlags?: { extArg: boolean; nodrop: boolean; singleMmap: boolean; deferTaskrun: boolean };
 }
 
+/** One block device as libudev reports it (device manager; see native/udev_node.h). */
+export interface NativeUdevDevice {
+  syspath: string;
+  sysname: string;
+  subsystem: string;
+  /** '/dev/…' (from DEVNAME); absent when the device has none. */
+  devnode?: string;
+  /** 'disk' | 'partition' for block devices. */
+  devtype?: string;
+  /** Monitor events only: 'add' | 'remove' | 'change' | 'move' | 'online' | 'offline' | … */
+  action?: string;
+  /** Monitor events only: the kernel's uevent sequence number. */
+  seqnum?: number;
+  major?: number;
+  minor?: number;
+  /** The udev database has the device (a udev daemon processed it); false without a udev daemon. */
+  initialized: boolean;
+  /** udev properties: the database's when present, else the kernel's uevent (DEVNAME, DEVTYPE, MAJOR, MINOR, PARTN, …). */
+  properties: Record<string, string>;
+  /** Symlinks to the node from the udev database (/dev/disk/by-id/…); empty without one. */
+  devlinks: string[];
+  /** Identity sysattrs of the whole disk ('device/model', 'device/vendor', 'device/serial', 'serial', 'wwid', 'device/wwid'), present ones only. */
+  diskSysattrs: Record<string, string>;
+  /** Partitions: the parent disk's kernel name. */
+  disk?: string;
+}
+
+/** What a UdevMonitor delivers: a device event, or once, a failure of its socket (the monitor is then closed). */
+export type NativeUdevMessage =
+  | (NativeUdevDevice & { action: string; source: 'kernel' | 'udev'; error?: undefined })
+  | { error: NativeErrorInfo };
+
+export interface NativeUdevMonitor {
+  /** Keep the event loop alive while open (monitors start unreferenced). */
+  ref(): NativeUdevMonitor;
+  unref(): NativeUdevMonitor;
+  hasRef(): boolean;
+  /** Idempotent. */
+  close(): void;
+  /** The netlink socket, -1 once closed. */
+  readonly fd: number;
+  readonly source: 'kernel' | 'udev';
+}
+
+export interface NativeUdevStatus {
+  /** The library name dlopen()ed: 'libudev.so.1', or DEVMOVE_LIBUDEV. */
+  library: string;
+  available: boolean;
+  error?: NativeErrorInfo;
+}
+
+/** Device-manager calls throw JS Errors carrying this (positive errno). */
+export interface NativeUdevError extends Error {
+  sysError?: NativeErrorInfo;
+}
+
 export interface NativeBinding {
   readonly abiVersion: number;
   readonly CopyJob: new (plan: NativePlan, onEvent: (event: NativeEvent) => void) => NativeCopyJob;
   probe(): NativeProbe;
   explainIoUringSetupFailure(errno: number): string;
+  /** Device manager: monitor a udev netlink source ('kernel': raw uevents; 'udev': after the udev daemon), filtered by subsystem. */
+  readonly UdevMonitor: new (
+    source: 'kernel' | 'udev',
+    subsystem: string,
+    onEvent: (message: NativeUdevMessage) => void,
+  ) => NativeUdevMonitor;
+  /** Device manager: every device of the block subsystem. */
+  udevListBlockDevices(): NativeUdevDevice[];
+  /** Device manager: one block device by kernel name or number; undefined when none. */
+  udevBlockDevice(query: { sysname: string } | { major: number; minor: number }): NativeUdevDevice | undefined;
+  /** Whether libudev could be loaded (loads it on first call). */
+  udevStatus(): NativeUdevStatus;
 }
 
-const EXPECTED_ABI_VERSION = 1;
+const EXPECTED_ABI_VERSION = 2;
 
 /** Where the addon is looked for; DEVMOVE_NATIVE_PATH selects another build (the sanitizer build). */
 export function nativePath(): string {

@@ -149,6 +149,33 @@ describe.skipIf(skipWithoutLoop)('CLI on loop devices', () => {
     expect(run.stdout).toMatch(/\r\x1b\[K4096\+0 records in\r?\n4096\+0 records out\r?\n16777216 bytes \(17 MB, 16 MiB\) copied/);
   });
 
+  it('accepts node names and MAJ:MIN for if= and of= (devmove if=loop3 of=loop4)', () => {
+    const name = (dev: string): string => path.basename(dev);
+    const run = devmove([`if=${name(source)}`, `of=${name(target)}`, 'count=4M', 'iflag=count_bytes', 'status=none']);
+    expect(run).toMatchObject({ status: 0, stderr: '' });
+    expect(sha256Range(target, 0, 4 * MiB)).toBe(sha256Range(source, 0, 4 * MiB));
+    const devno = fs.readFileSync(`/sys/class/block/${name(target)}/dev`, 'utf8').trim();
+    expect(devmove([`if=${name(source)}`, `of=${devno}`, 'count=1M', 'iflag=count_bytes', 'status=none']).status).toBe(0);
+    // Errors name the operand even when a node name was given.
+    const small = attachLoop(makeImage(dir, 'named-small.img', MiB, 'zero'));
+    const failed = devmove([`if=${name(source)}`, `of=${name(small)}`]);
+    expect(failed.status).toBe(1);
+    expect(failed.stderr).toMatch(new RegExp(`^devmove: of=${small}: target too small`));
+  });
+
+  it('devmove devices lists the loop devices; devices info NAME --json has the backing file', () => {
+    const table = devmove(['devices']);
+    expect(table.status).toBe(0);
+    expect(table.stdout.split('\n')[0]).toMatch(/^NAME\s+SIZE\s+TYPE/);
+    expect(table.stdout).toMatch(new RegExp(`^${path.basename(source)}\\s+64 MiB\\s+loop`, 'm'));
+    const info = devmove(['devices', 'info', path.basename(source), '--json']);
+    expect(info.status).toBe(0);
+    expect(JSON.parse(info.stdout)).toMatchObject({ name: path.basename(source), path: source, loop: { backingFile: `${dir}/source.img` } });
+    const missing = devmove(['devices', 'info', 'nosuchdisk9']);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/nosuchdisk9/);
+  });
+
   it('--json prints JSON lines: progress events and a final result', () => {
     const run = devmove([`if=${source}`, `of=${target}`, '--json', 'count=8M', 'iflag=count_bytes']);
     expect(run.status).toBe(0);

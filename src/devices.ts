@@ -1,0 +1,681 @@
+// The device manager: block devices keyed by kernel name, from libudev
+// (enumeration, properties, hot-plug events) merged with sysfs facts
+// (sysfs.ts) and mounts (mountinfo.ts).
+//
+//   devices.list()          every block device
+//   devices.lookup(name)    one device by kernel name, path, symlink or MAJ:MIN
+//   devices.watch()         add / remove / change events, as an EventEmitter and an async iterable
+//
+// libudev is loaded at run time on the first device-manager call; without it
+// these calls fail with ELIBACC (copies never need it). Without a udev daemon
+// (no /run/udev: containers, minimal VMs) the udev database is absent: model,
+// vendor, serial and WWN then come from the kernel's sysfs attributes when it
+// has them, /dev/disk/by-* links are empty, and nothing is invented.
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { DevmoveError } from './errors';
+import { readMountInfo, type MountEntry } from './mountinfo';
+import {
+  loadNative,
+  type NativeBinding,
+  type NativeErrorInfo,
+  type NativeUdevDevice,
+  type NativeUdevError,
+  type NativeUdevMessage,
+  type NativeUdevMonitor,
+} from './native';
+import { blockInfoByDevno, blockInfoByName, splitRdev, type BlockInfo } from './sysfs';
+
+export interface DeviceMount {
+  mountPoint: string;
+  fsType: string;
+  readOnly: boolean;
+}
+
+export interface Device {
+  /** Kernel name: 'sdb', 'loop3', 'nvme0n1p2', 'dm-0'. */
+  name: string;
+  /** Device node: '/dev/sdb'. */
+  path: string;
+  major: number;
+  minor: number;
+  /** 'MAJ:MIN' */
+  devno: string;
+  type: 'disk' | 'partition';
+  sizeBytes: number;
+  logicalBlockBytes: number;
+  physicalBlockBytes: number;
+  readOnly: boolean;
+  removable: boolean;
+  rotational: boolean;
+  /** udev's ID_MODEL, else the kernel's device/model (SCSI, ATA, USB storage); absent when neither says. */
+  model?: string;
+  /** udev's ID_VENDOR, else the kernel's device/vendor for devices that also publish device/model. */
+  vendor?: string;
+  /** udev's ID_SERIAL_SHORT (or ID_SERIAL), else the kernel's serial or device/serial (virtio, NVMe). */
+  serial?: string;
+  /** udev's ID_WWN(_WITH_EXTENSION) ('0x5000c500…'), else the kernel's wwid ('naa.…', 'eui.…'). */
+  wwn?: string;
+  /** Symlinks to the node from the udev database (/dev/disk/by-id/…, by-path, by-uuid…); empty without a udev daemon. */
+  links: string[];
+  /** Partitions: the whole disk's kernel name. */
+  disk?: string;
+  /** Disks: kernel names of their partitions. */
+  partitions: string[];
+  /** Partitions: number, first byte on the disk and length. */
+  partition?: { number: number; startBytes: number; sizeBytes: number };
+  /** Devices stacked on this one (dm, md, LVM), from sysfs holders/. */
+  holders: string[];
+  /** Devices this one is stacked on (dm, md), from sysfs slaves/. */
+  slaves: string[];
+  /** Loop devices with a backing file. */
+  loop?: { backingFile: string; offsetBytes: number; sizeLimitBytes: number };
+  /** Where the filesystem on this device is mounted (/proc/self/mountinfo: this process's mount namespace). */
+  mounts: DeviceMount[];
+  /** The /sys/devices/… directory. */
+  sysPath: string;
+  /** What udev says: whether its database has the device (a udev daemon processed it), and its properties (the database's, else the kernel's uevent). */
+  udev: { initialized: boolean; properties: Record<string, string> };
+}
+
+/** What an event says about a device that is not (or no longer) in sysfs: a 'remove', or a device gone again before it could be read. */
+export interface DeviceIdentity {
+  name: string;
+  path: string;
+  major: number;
+  minor: number;
+  devno: string;
+  type: 'disk' | 'partition';
+  sysPath: string;
+  disk?: string;
+  partition?: { number: number };
+}
+
+/** The kernel's uevent actions (kobject_action). */
+export type DeviceAction = 'add' | 'remove' | 'change' | 'move' | 'online' | 'offline' | 'bind' | 'unbind';
+
+interface DeviceEventBase {
+  action: DeviceAction;
+  /** The kernel's uevent sequence number. */
+  seqnum?: number;
+  /** 'kernel': the raw uevent; 'udev': after the udev daemon processed it (links and database ready). */
+  source: 'kernel' | 'udev';
+  /** The event's properties as sent (e.g. DISK_MEDIA_CHANGE=1 on a loop detach). */
+  properties: Record<string, string>;
+}
+
+/** `present`: the device was found in sysfs when the event was handled (never for 'remove'). */
+export type DeviceEvent =
+  | (DeviceEventBase & { present: true; device: Device })
+  | (DeviceEventBase & { present: false; device: DeviceIdentity });
+
+export interface WatchOptions {
+  /**
+   * Keep the process alive while the watcher is open (default true, like fs.watch); false or
+   * `unref()` lets the process exit with the watcher open. Whatever this says, a pending
+   * `for await` / `next()` on the watcher keeps the process alive until it gets its event.
+   */
+  persistent?: boolean;
+  /**
+   * 'auto' (default): both netlink sources are opened; udev's events are delivered, and the
+   * kernel's only while no udev daemon runs (no /run/udev/control), so each uevent is seen once.
+   * 'kernel' or 'udev': that source only.
+   */
+  source?: 'auto' | 'kernel' | 'udev';
+  /** Closes the watcher when aborted. */
+  signal?: AbortSignal;
+}
+
+// ---- errors -------------------------------------------------------------------
+
+// Linux errnos the device manager uses that Node's errno map (libuv's) and
+// os.constants.errno lack: asm-generic values, those of every architecture Node runs on.
+const ENOTBLK = 15;
+const ELIBACC = 79;
+const EXTRA_ERRNOS: Record<number, [code: string, description: string]> = {
+  [ENOTBLK]: ['ENOTBLK', 'block device required'],
+  [ELIBACC]: ['ELIBACC', 'cannot access a needed shared library'],
+  80: ['ELIBBAD', 'accessing a corrupted shared library'],
+};
+
+/** A DevmoveError for a device-manager failure (errno positive in `info`), with the Linux code name. */
+export function deviceError(info: NativeErrorInfo): DevmoveError {
+  const error = new DevmoveError(info);
+  const extra = EXTRA_ERRNOS[Math.abs(info.errno)];
+  if (error.code.startsWith('UNKNOWN_') && extra !== undefined) {
+    // DevmoveError names only the codes Node knows; give it the right one.
+    const [code, description] = extra;
+    const unknown = `${error.code}: unknown error ${Math.abs(info.errno)}`;
+    Object.defineProperty(error, 'code', { value: code, enumerable: true, configurable: true, writable: false });
+    error.message = error.message.replace(unknown, `${code}: ${description}`);
+    if (typeof error.stack === 'string') error.stack = error.stack.replace(unknown, `${code}: ${description}`);
+  }
+  return error;
+}
+
+function notFound(name: string): DevmoveError {
+  return deviceError({ errno: os.constants.errno.ENODEV, syscall: 'lookup', path: name });
+}
+
+/** Runs a device-manager native call, turning its errors into DevmoveErrors. */
+function callNative<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (error) {
+    const info = (error as NativeUdevError | undefined)?.sysError;
+    if (info !== undefined) throw deviceError(info);
+    throw error;
+  }
+}
+
+/** The addon, with libudev loaded: ELIBACC when libudev is missing. */
+function udevNative(): NativeBinding {
+  const native = loadNative();
+  if (typeof native.udevStatus !== 'function') {
+    throw new Error('devmove\'s native addon predates the device manager: rebuild it with `npm rebuild devmove`');
+  }
+  const status = native.udevStatus();
+  if (!status.available) {
+    throw deviceError(
+      status.error ?? { errno: ELIBACC, syscall: 'dlopen', path: status.library, detail: `${status.library} is not available: install the libudev1 package` },
+    );
+  }
+  return native;
+}
+
+/** Whether the device manager can run here: libudev loadable, and whether a udev daemon runs. */
+export function deviceManagerStatus(): { libudev: boolean; library: string; error?: DevmoveError; udevDaemon: boolean } {
+  const status = loadNative().udevStatus();
+  const out: { libudev: boolean; library: string; error?: DevmoveError; udevDaemon: boolean } = {
+    libudev: status.available,
+    library: status.library,
+    udevDaemon: udevDaemonRunning(),
+  };
+  if (status.error) out.error = deviceError(status.error);
+  return out;
+}
+
+function udevDaemonRunning(): boolean {
+  return fs.existsSync('/run/udev/control');
+}
+
+// ---- merging udev, sysfs and mountinfo -------------------------------------------
+
+/** udev's *_ENC values escape unsafe bytes as \xNN. */
+function decodeUdevEnc(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (/[^\x00-\x7f]/.test(value)) return value;
+  const latin1 = value.replace(/\\x([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+  return Buffer.from(latin1, 'latin1').toString('utf8');
+}
+
+function clean(value: string | undefined): string | undefined {
+  const trimmed = value?.trim();
+  return trimmed ? trimmed : undefined;
+}
+
+interface Identity {
+  model?: string;
+  vendor?: string;
+  serial?: string;
+  wwn?: string;
+}
+
+function identityOf(record: NativeUdevDevice | undefined): Identity {
+  if (record === undefined) return {};
+  const p = record.properties;
+  const sys = record.diskSysattrs;
+  const out: Identity = {};
+  const model = clean(decodeUdevEnc(p.ID_MODEL_ENC)) ?? clean(p.ID_MODEL) ?? clean(sys['device/model']);
+  // device/vendor of a virtio disk is a PCI vendor id ('0x1af4'), not a name: only
+  // devices that also publish device/model (SCSI, ATA, USB storage) have a vendor name there.
+  const vendor =
+    clean(decodeUdevEnc(p.ID_VENDOR_ENC)) ??
+    clean(p.ID_VENDOR) ??
+    (sys['device/model'] !== undefined ? clean(sys['device/vendor']) : undefined);
+  const serial = clean(p.ID_SERIAL_SHORT) ?? clean(p.ID_SERIAL) ?? clean(sys.serial) ?? clean(sys['device/serial']);
+  const wwn = clean(p.ID_WWN_WITH_EXTENSION) ?? clean(p.ID_WWN) ?? clean(sys.wwid) ?? clean(sys['device/wwid']);
+  if (model !== undefined) out.model = model;
+  if (vendor !== undefined) out.vendor = vendor;
+  if (serial !== undefined) out.serial = serial;
+  if (wwn !== undefined) out.wwn = wwn;
+  return out;
+}
+
+function mountsFor(info: BlockInfo, entries: readonly MountEntry[]): DeviceMount[] {
+  return entries
+    .filter((e) => e.major === info.major && e.minor === info.minor)
+    .map((e) => ({ mountPoint: e.mountPoint, fsType: e.fsType, readOnly: e.readOnly }));
+}
+
+function buildDevice(info: BlockInfo, record: NativeUdevDevice | undefined, mounts: readonly MountEntry[]): Device {
+  const device: Device = {
+    name: info.name,
+    path: record?.devnode ?? info.devnode,
+    major: info.major,
+    minor: info.minor,
+    devno: info.devno,
+    type: info.type,
+    sizeBytes: info.sizeBytes,
+    logicalBlockBytes: info.logicalBlockBytes,
+    physicalBlockBytes: info.physicalBlockBytes,
+    readOnly: info.readOnly,
+    removable: info.removable,
+    rotational: info.rotational,
+    ...identityOf(record),
+    links: [...(record?.devlinks ?? [])].sort(),
+    partitions: [...info.partitions].sort(compareNames),
+    holders: info.holders,
+    slaves: info.slaves,
+    mounts: mountsFor(info, mounts),
+    sysPath: info.sysPath,
+    udev: { initialized: record?.initialized ?? false, properties: { ...(record?.properties ?? {}) } },
+  };
+  if (info.disk !== undefined) device.disk = info.disk;
+  if (info.partition !== undefined) device.partition = { ...info.partition };
+  if (info.loop !== undefined) device.loop = { ...info.loop };
+  return device;
+}
+
+/**
+ * sysfs facts by kernel name, or undefined when the device is not (or no longer) there: a device
+ * can vanish between two of blockInfoByName's reads (hot-unplug, a loop detach removing its
+ * partitions), which then throws ENOENT.
+ */
+function blockInfoIfPresent(name: string): BlockInfo | undefined {
+  try {
+    return blockInfoByName(name);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+function blockInfoByDevnoIfPresent(major: number, minor: number): BlockInfo | undefined {
+  try {
+    return blockInfoByDevno(major, minor);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+/** Natural order of kernel names: loop2 < loop10, sda < sda1 < sda2 < sdb. */
+export function compareNames(a: string, b: string): number {
+  const pa = a.match(/\d+|\D+/g) ?? [];
+  const pb = b.match(/\d+|\D+/g) ?? [];
+  for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
+    const x = pa[i];
+    const y = pb[i];
+    if (x === y) continue;
+    const nx = /^\d/.test(x);
+    const ny = /^\d/.test(y);
+    if (nx && ny) {
+      const d = Number(x) - Number(y);
+      if (d !== 0) return d;
+      return x.length - y.length;
+    }
+    return x < y ? -1 : 1;
+  }
+  return pa.length - pb.length;
+}
+
+// ---- list / lookup ---------------------------------------------------------------
+
+/** Every block device, in natural name order (a disk's partitions right after it). */
+export function list(): Device[] {
+  const native = udevNative();
+  const records = callNative(() => native.udevListBlockDevices());
+  const mounts = readMountInfo();
+  const devices: Device[] = [];
+  for (const record of records) {
+    const info = blockInfoIfPresent(record.sysname);
+    if (info !== undefined) devices.push(buildDevice(info, record, mounts)); // else: gone since the scan
+  }
+  return devices.sort((a, b) => compareNames(a.name, b.name));
+}
+
+function statOrUndefined(file: string): fs.BigIntStats | undefined {
+  try {
+    return fs.statSync(file, { bigint: true });
+  } catch {
+    return undefined;
+  }
+}
+
+/** sysfs facts for a lookup name; undefined when nothing matches; ENOTBLK for an existing non-block file. */
+function findBlockInfo(name: string): BlockInfo | undefined {
+  const devno = /^(\d+):(\d+)$/.exec(name);
+  if (devno) return blockInfoByDevnoIfPresent(Number(devno[1]), Number(devno[2]));
+  if (!name.includes('/')) {
+    const byName = blockInfoIfPresent(name);
+    if (byName !== undefined) return byName;
+    // A node name that is not a kernel name, e.g. /dev/cdrom → sr0.
+    const inDev = statOrUndefined(path.join('/dev', name));
+    if (inDev?.isBlockDevice()) {
+      const { major, minor } = splitRdev(inDev.rdev);
+      return blockInfoByDevnoIfPresent(major, minor);
+    }
+  }
+  // A path (a bare name: relative to the current directory), symlinks followed.
+  const st = statOrUndefined(name);
+  if (st === undefined) return undefined;
+  if (!st.isBlockDevice()) {
+    throw deviceError({
+      errno: ENOTBLK,
+      syscall: 'lookup',
+      path: name,
+      detail: `'${name}' is ${st.isFile() ? 'a regular file' : st.isDirectory() ? 'a directory' : 'not a block device node'}`,
+    });
+  }
+  const { major, minor } = splitRdev(st.rdev);
+  return blockInfoByDevnoIfPresent(major, minor);
+}
+
+/**
+ * One block device by kernel name ('sdb', 'loop3', 'nvme0n1p2'), node path ('/dev/sdb'), any
+ * path or symlink to a node ('/dev/disk/by-id/…', resolved by its rdev), or 'MAJ:MIN'. A bare
+ * name is a kernel name first, then a name under /dev, then a path in the current directory.
+ * Throws a DevmoveError: ENODEV (syscall 'lookup', path: name) when nothing matches, ENOTBLK
+ * for an existing file that is not a block device, ELIBACC without libudev.
+ */
+export function lookup(name: string): Device {
+  if (typeof name !== 'string' || name === '') throw new TypeError('devices.lookup(name): name must be a non-empty string');
+  const native = udevNative();
+  const info = findBlockInfo(name);
+  if (info === undefined) throw notFound(name);
+  const record = callNative(() => native.udevBlockDevice({ sysname: info.name }));
+  return buildDevice(info, record, readMountInfo());
+}
+
+/**
+ * The device node for a kernel name ('loop3' → '/dev/loop3') or 'MAJ:MIN' ('7:3' →
+ * '/dev/loop3'); any other input (paths, image file names) is returned unchanged. sysfs only:
+ * needs no libudev. A bare name that is a block device and also a file in the current directory
+ * is ambiguous: EINVAL (unless that file is the same device's node).
+ */
+export function resolveDevicePath(nameOrPath: string): string {
+  let info: BlockInfo | undefined;
+  const devno = /^(\d+):(\d+)$/.exec(nameOrPath);
+  if (devno) info = blockInfoByDevnoIfPresent(Number(devno[1]), Number(devno[2]));
+  else if (nameOrPath !== '' && !nameOrPath.includes('/')) info = blockInfoIfPresent(nameOrPath);
+  if (info === undefined) return nameOrPath;
+  let local: fs.BigIntStats | undefined;
+  try {
+    local = fs.lstatSync(nameOrPath, { bigint: true });
+  } catch {
+    local = undefined;
+  }
+  if (local !== undefined) {
+    const target = statOrUndefined(nameOrPath);
+    const same = target?.isBlockDevice() === true && splitRdev(target.rdev).major === info.major && splitRdev(target.rdev).minor === info.minor;
+    if (!same) {
+      throw deviceError({
+        errno: os.constants.errno.EINVAL,
+        syscall: 'lookup',
+        path: nameOrPath,
+        detail: `'${nameOrPath}' is both a block device and a file in the current directory; write ${info.devnode} or ./${nameOrPath}`,
+      });
+    }
+  }
+  return info.devnode;
+}
+
+// ---- watch -----------------------------------------------------------------------
+
+const ACTIONS: ReadonlySet<string> = new Set(['add', 'remove', 'change', 'move', 'online', 'offline', 'bind', 'unbind']);
+
+function identityFromEvent(record: NativeUdevDevice): DeviceIdentity {
+  const major = record.major ?? Number(record.properties.MAJOR ?? NaN);
+  const minor = record.minor ?? Number(record.properties.MINOR ?? NaN);
+  const type = record.devtype === 'partition' ? 'partition' : 'disk';
+  const identity: DeviceIdentity = {
+    name: record.sysname,
+    path: record.devnode ?? `/dev/${record.properties.DEVNAME ?? record.sysname}`,
+    major,
+    minor,
+    devno: `${major}:${minor}`,
+    type,
+    sysPath: record.syspath,
+  };
+  if (type === 'partition') {
+    identity.disk = record.disk ?? path.basename(path.dirname(record.syspath));
+    const number = Number(record.properties.PARTN);
+    if (Number.isInteger(number)) identity.partition = { number };
+  }
+  return identity;
+}
+
+/** A DeviceEvent from a monitor message: the device as sysfs shows it now, or what the event says. */
+function eventFromRecord(message: NativeUdevDevice & { action: string; source: 'kernel' | 'udev' }): DeviceEvent {
+  const base: DeviceEventBase = {
+    action: message.action as DeviceAction,
+    source: message.source,
+    properties: { ...message.properties },
+  };
+  if (message.seqnum !== undefined) base.seqnum = message.seqnum;
+  if (message.action !== 'remove') {
+    const info = blockInfoIfPresent(message.sysname);
+    if (info !== undefined && (message.major === undefined || (info.major === message.major && info.minor === message.minor))) {
+      return { ...base, present: true, device: buildDevice(info, message, readMountInfo()) };
+    }
+  }
+  return { ...base, present: false, device: identityFromEvent(message) };
+}
+
+export interface DeviceWatcherEvents {
+  /** Every event. */
+  event: [DeviceEvent];
+  add: [DeviceEvent];
+  remove: [DeviceEvent];
+  change: [DeviceEvent];
+  move: [DeviceEvent];
+  online: [DeviceEvent];
+  offline: [DeviceEvent];
+  bind: [DeviceEvent];
+  unbind: [DeviceEvent];
+  error: [Error];
+  close: [];
+}
+
+/**
+ * Hot-plug events of block devices. Emits 'event' for every event and also the action's name
+ * ('add', 'remove', 'change', …); 'error' if a netlink socket fails (the watcher then closes);
+ * 'close' once. Also an async iterable of the same events (`for await`), ended by close();
+ * leaving the loop early closes the watcher.
+ */
+export class DeviceWatcher extends EventEmitter<DeviceWatcherEvents> implements AsyncIterable<DeviceEvent> {
+  #monitors: NativeUdevMonitor[] = [];
+  #closed = false;
+  #persistent: boolean;
+  #waiting = 0; // pending next() calls of iterators
+  #onAbort: (() => void) | undefined;
+  #signal: AbortSignal | undefined;
+
+  /** Use devices.watch(). */
+  constructor(options: WatchOptions = {}) {
+    super();
+    const source = options.source ?? 'auto';
+    if (source !== 'auto' && source !== 'kernel' && source !== 'udev') {
+      throw new RangeError(`devices.watch(): source must be 'auto', 'kernel' or 'udev', not ${JSON.stringify(source)}`);
+    }
+    this.#persistent = options.persistent ?? true;
+    const native = udevNative();
+    const onMessage = (message: NativeUdevMessage): void => this.#onMessage(message, source);
+    const sources: Array<'kernel' | 'udev'> = source === 'auto' ? ['kernel', 'udev'] : [source];
+    let firstError: unknown;
+    for (const s of sources) {
+      try {
+        this.#monitors.push(callNative(() => new native.UdevMonitor(s, 'block', onMessage)));
+      } catch (error) {
+        // 'auto' works with either source (a sandbox may refuse one).
+        firstError ??= error;
+      }
+    }
+    if (this.#monitors.length === 0 || (source !== 'auto' && firstError !== undefined)) {
+      for (const m of this.#monitors) m.close();
+      throw firstError;
+    }
+    this.#updateRef();
+    if (options.signal !== undefined) {
+      const signal = options.signal;
+      if (signal.aborted) {
+        this.close();
+      } else {
+        this.#signal = signal;
+        this.#onAbort = () => this.close();
+        signal.addEventListener('abort', this.#onAbort, { once: true });
+      }
+    }
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Keep the process alive while open (the default). */
+  ref(): this {
+    this.#persistent = true;
+    this.#updateRef();
+    return this;
+  }
+
+  /** Let the process exit while open (a pending `for await` still holds it). */
+  unref(): this {
+    this.#persistent = false;
+    this.#updateRef();
+    return this;
+  }
+
+  /** Whether the watcher now keeps the process alive. */
+  hasRef(): boolean {
+    return this.#monitors.some((m) => m.hasRef());
+  }
+
+  /** Stop watching; idempotent. Ends iterators and emits 'close'. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const m of this.#monitors) m.close();
+    this.#monitors = [];
+    if (this.#signal !== undefined && this.#onAbort !== undefined) this.#signal.removeEventListener('abort', this.#onAbort);
+    this.emit('close');
+  }
+
+  #updateRef(): void {
+    const ref = !this.#closed && (this.#persistent || this.#waiting > 0);
+    for (const m of this.#monitors) {
+      if (ref) m.ref();
+      else m.unref();
+    }
+  }
+
+  #onMessage(message: NativeUdevMessage, source: 'auto' | 'kernel' | 'udev'): void {
+    if (this.#closed) return;
+    if (message.error !== undefined) {
+      // Iterators take the error from the 'error' event and see the end at 'close'.
+      const error = deviceError(message.error);
+      try {
+        this.emit('error', error); // throws, as EventEmitter does, when nobody listens
+      } finally {
+        this.close();
+      }
+      return;
+    }
+    if (!ACTIONS.has(message.action)) return;
+    // 'auto': with a udev daemon its own event follows the kernel's, with links and database.
+    if (source === 'auto' && message.source === 'kernel' && udevDaemonRunning()) return;
+    const event = eventFromRecord(message);
+    this.emit(event.action, event);
+    this.emit('event', event);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<DeviceEvent> {
+    const queue: DeviceEvent[] = [];
+    const waiters: Array<{ resolve: (r: IteratorResult<DeviceEvent>) => void; reject: (e: unknown) => void }> = [];
+    let failure: unknown;
+    let ended = false;
+    const settleAll = (): void => {
+      while (waiters.length > 0) {
+        const w = waiters.shift();
+        if (w === undefined) break;
+        this.#waiting--;
+        if (failure !== undefined) {
+          w.reject(failure);
+          failure = undefined;
+        } else {
+          w.resolve({ value: undefined, done: true });
+        }
+      }
+      this.#updateRef();
+    };
+    const onEvent = (event: DeviceEvent): void => {
+      const w = waiters.shift();
+      if (w !== undefined) {
+        this.#waiting--;
+        this.#updateRef();
+        w.resolve({ value: event, done: false });
+      } else {
+        queue.push(event);
+      }
+    };
+    const onError = (error: Error): void => {
+      failure = error;
+    };
+    const detach = (): void => {
+      if (ended) return;
+      ended = true;
+      this.off('event', onEvent);
+      this.off('error', onError);
+      this.off('close', onClose);
+    };
+    const onClose = (): void => {
+      detach();
+      settleAll();
+    };
+    this.on('event', onEvent);
+    this.on('error', onError);
+    this.on('close', onClose);
+    if (this.#closed) onClose();
+    const finish = (): Promise<IteratorResult<DeviceEvent>> => {
+      detach();
+      queue.length = 0;
+      this.close();
+      settleAll();
+      return Promise.resolve({ value: undefined, done: true });
+    };
+    const iterator: AsyncIterableIterator<DeviceEvent> = {
+      next: () => {
+        const event = queue.shift();
+        if (event !== undefined) return Promise.resolve({ value: event, done: false });
+        if (failure !== undefined) {
+          const error = failure;
+          failure = undefined;
+          return Promise.reject(error);
+        }
+        if (ended) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve, reject) => {
+          waiters.push({ resolve, reject });
+          this.#waiting++;
+          this.#updateRef();
+        });
+      },
+      return: finish,
+      throw: finish,
+      [Symbol.asyncIterator]() {
+        return iterator;
+      },
+    };
+    return iterator;
+  }
+}
+
+/** Watch block devices for add / remove / change events. See WatchOptions for what keeps the process alive. */
+export function watch(options: WatchOptions = {}): DeviceWatcher {
+  return new DeviceWatcher(options);
+}
+
+export const devices = { list, lookup, watch, resolveDevicePath };
