@@ -82,17 +82,9 @@ export interface Device {
 }
 
 /** What an event says about a device that is not (or no longer) in sysfs: a 'remove', or a device gone again before it could be read. */
-export interface DeviceIdentity {
-  name: string;
-  path: string;
-  major: number;
-  minor: number;
-  devno: string;
-  type: 'disk' | 'partition';
-  sysPath: string;
-  disk?: string;
+export type DeviceIdentity = Pick<Device, 'name' | 'path' | 'major' | 'minor' | 'devno' | 'type' | 'sysPath' | 'disk'> & {
   partition?: { number: number };
-}
+};
 
 /** The kernel's uevent actions (kobject_action). */
 export type DeviceAction = 'add' | 'remove' | 'change' | 'move' | 'online' | 'offline' | 'bind' | 'unbind';
