@@ -191,8 +191,8 @@ SysError CopyEngine::SetupRing(CopyReport* report) {
   // most 4096 SQ entries. That flush must never split a linked read→write
   // pair (a chain ends at a submit: the write would run unlinked, before its
   // read filled the buffer), so with links the SQ holds all 2 × depth ≤ 2048.
-  const bool linked = plan_.link_read_write && targets == 1;
-  const uint32_t in_flight_max = depth * (linked ? 2 : std::max<uint32_t>(1, targets));
+  link_ = plan_.link_read_write && targets == 1;
+  const uint32_t in_flight_max = depth * (link_ ? 2 : std::max<uint32_t>(1, targets));
   options.sq_entries = std::min<uint32_t>(4096, std::max<uint32_t>(8, in_flight_max));
   options.cq_entries = std::max<uint32_t>(options.sq_entries * 2, in_flight_max);
   options.sqpoll = plan_.sqpoll;
@@ -220,7 +220,6 @@ SysError CopyEngine::SetupRing(CopyReport* report) {
     }
   }
   report->fixed_buffers = use_fixed_buffers_;
-  link_ = plan_.link_read_write && targets == 1;
   report->linked = link_;
   report->batched = plan_.batch_submissions;
 
@@ -490,10 +489,7 @@ SysError CopyEngine::MakeDurable(bool best_effort, CopyReport* report) {
     }
     if (t.created()) {
       // A new file's directory entry must be durable too.
-      std::string dir = t.path();
-      const size_t slash = dir.find_last_of('/');
-      dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : dir.substr(0, slash));
-      const int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      const int dfd = open(ParentDirectory(t.path()).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
       if (dfd >= 0) {
         fsync(dfd);
         close(dfd);

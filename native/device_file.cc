@@ -28,18 +28,25 @@ int OpenFlags(const OpenRequest& r) {
   return flags;
 }
 
+constexpr const char* kReadOnlyDevice =
+    "the device is read-only (blockdev --setrw clears the flag, if that is intended)";
+
 // True when `path` would be created on the filesystem that holds /dev itself
 // (devtmpfs), where a mistyped device name must not become a regular file.
 // Separate mounts below /dev (such as /dev/shm) are ordinary filesystems.
 bool WouldCreateInDevtmpfs(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  const std::string parent = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
   struct stat dir {}, dev {};
-  if (stat(parent.c_str(), &dir) != 0 || stat("/dev", &dev) != 0) return false;
+  if (stat(ParentDirectory(path).c_str(), &dir) != 0 || stat("/dev", &dev) != 0) return false;
   return dir.st_dev == dev.st_dev;
 }
 
 }  // namespace
+
+std::string ParentDirectory(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
 
 std::unique_ptr<DeviceFile> DeviceFile::Open(const OpenRequest& r, SysError* error) {
   std::unique_ptr<DeviceFile> f(new DeviceFile());
@@ -82,7 +89,7 @@ std::unique_ptr<DeviceFile> DeviceFile::Open(const OpenRequest& r, SysError* err
         if (ioctl(probe, BLKROGET, &read_only) != 0) read_only = 0;
         close(probe);
       }
-      if (read_only) message = "the device is read-only (blockdev --setrw clears the flag, if that is intended)";
+      if (read_only) message = kReadOnlyDevice;
     }
     *error = SysError::Make(err, "open", r.path, -1, message);
     return nullptr;
@@ -114,8 +121,7 @@ std::unique_ptr<DeviceFile> DeviceFile::Open(const OpenRequest& r, SysError* err
       // write with EPERM; refuse before the first write instead.
       int read_only = 0;
       if (ioctl(f->buffered_fd_, BLKROGET, &read_only) == 0 && read_only) {
-        *error = SysError::Make(EROFS, "open", r.path, -1,
-                                "the device is read-only (blockdev --setrw clears the flag, if that is intended)");
+        *error = SysError::Make(EROFS, "open", r.path, -1, kReadOnlyDevice);
         return nullptr;
       }
     }

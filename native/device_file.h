@@ -15,6 +15,9 @@
 namespace devmove {
 
 enum class DirectMode { kAuto, kAlways, kNever };
+
+// The directory a path's last component lives in ("." for a bare name).
+std::string ParentDirectory(const std::string& path);
 enum class Durability { kFdatasync, kFsync, kDsync, kSync, kNone };
 
 struct OpenRequest {

@@ -150,6 +150,7 @@ export interface CopyJobEvents {
 }
 
 const DIRECT_MODES: readonly DirectMode[] = ['auto', 'always', 'never'];
+const ENGINE_OPTIONS: readonly string[] = ['fixedBuffers', 'fixedFiles', 'sqpoll', 'linkReadWrite', 'batchSubmissions'] satisfies ReadonlyArray<keyof EngineOptions>;
 const DURABILITIES: readonly Durability[] = ['fdatasync', 'fsync', 'dsync', 'sync', 'none'];
 const KNOWN_OPTIONS = new Set<string>([
   'source', 'target', 'sourceOffset', 'targetOffset', 'length', 'maxLength', 'blockSize', 'queueDepth',
@@ -274,8 +275,8 @@ export function planCopy(options: CopyOptions): NativePlan {
   const engine = options.engine ?? {};
   if (typeof engine !== 'object' || engine === null) throw new TypeError(`options.engine must be an object (got ${describe(engine)})`);
   for (const key of Object.keys(engine)) {
-    if (!['fixedBuffers', 'fixedFiles', 'sqpoll', 'linkReadWrite', 'batchSubmissions'].includes(key)) {
-      throw new TypeError(`options.engine.${key} is not an engine option: use fixedBuffers, fixedFiles, sqpoll, linkReadWrite or batchSubmissions`);
+    if (!ENGINE_OPTIONS.includes(key)) {
+      throw new TypeError(`options.engine.${key} is not an engine option: use ${ENGINE_OPTIONS.slice(0, -1).join(', ')} or ${ENGINE_OPTIONS.at(-1)}`);
     }
   }
 
@@ -379,7 +380,7 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
         // Node names ('sdb', 'loop3', '7:3') are accepted wherever a path is.
         plan.source.path = resolveDevicePath(plan.source.path);
         for (const t of plan.targets) t.path = resolveDevicePath(t.path);
-        checkCopySafety(plan, !plan.targets[0].exclusive);
+        checkCopySafety(plan);
       } catch (error) {
         this.settled = true;
         if (error instanceof Error) Error.captureStackTrace(error, CopyJob);

@@ -17,11 +17,10 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { DevmoveError } from './errors';
-import { readMountInfo, type MountEntry } from './mountinfo';
+import { mountsOf, readMountInfo, type MountEntry } from './mountinfo';
 import {
   loadNative,
   type NativeBinding,
-  type NativeErrorInfo,
   type NativeUdevDevice,
   type NativeUdevError,
   type NativeUdevMessage,
@@ -123,33 +122,11 @@ export interface WatchOptions {
 
 // ---- errors -------------------------------------------------------------------
 
-// Linux errnos the device manager uses that Node's errno map (libuv's) and
-// os.constants.errno lack: asm-generic values, those of every architecture Node runs on.
 const ENOTBLK = 15;
 const ELIBACC = 79;
-const EXTRA_ERRNOS: Record<number, [code: string, description: string]> = {
-  [ENOTBLK]: ['ENOTBLK', 'block device required'],
-  [ELIBACC]: ['ELIBACC', 'cannot access a needed shared library'],
-  80: ['ELIBBAD', 'accessing a corrupted shared library'],
-};
-
-/** A DevmoveError for a device-manager failure (errno positive in `info`), with the Linux code name. */
-export function deviceError(info: NativeErrorInfo): DevmoveError {
-  const error = new DevmoveError(info);
-  const extra = EXTRA_ERRNOS[Math.abs(info.errno)];
-  if (error.code.startsWith('UNKNOWN_') && extra !== undefined) {
-    // DevmoveError names only the codes Node knows; give it the right one.
-    const [code, description] = extra;
-    const unknown = `${error.code}: unknown error ${Math.abs(info.errno)}`;
-    Object.defineProperty(error, 'code', { value: code, enumerable: true, configurable: true, writable: false });
-    error.message = error.message.replace(unknown, `${code}: ${description}`);
-    if (typeof error.stack === 'string') error.stack = error.stack.replace(unknown, `${code}: ${description}`);
-  }
-  return error;
-}
 
 function notFound(name: string): DevmoveError {
-  return deviceError({ errno: os.constants.errno.ENODEV, syscall: 'lookup', path: name });
+  return new DevmoveError({ errno: os.constants.errno.ENODEV, syscall: 'lookup', path: name });
 }
 
 /** Runs a device-manager native call, turning its errors into DevmoveErrors. */
@@ -158,7 +135,7 @@ function callNative<T>(fn: () => T): T {
     return fn();
   } catch (error) {
     const info = (error as NativeUdevError | undefined)?.sysError;
-    if (info !== undefined) throw deviceError(info);
+    if (info !== undefined) throw new DevmoveError(info);
     throw error;
   }
 }
@@ -171,7 +148,7 @@ function udevNative(): NativeBinding {
   }
   const status = native.udevStatus();
   if (!status.available) {
-    throw deviceError(
+    throw new DevmoveError(
       status.error ?? { errno: ELIBACC, syscall: 'dlopen', path: status.library, detail: `${status.library} is not available: install the libudev1 package` },
     );
   }
@@ -186,7 +163,7 @@ export function deviceManagerStatus(): { libudev: boolean; library: string; erro
     library: status.library,
     udevDaemon: udevDaemonRunning(),
   };
-  if (status.error) out.error = deviceError(status.error);
+  if (status.error) out.error = new DevmoveError(status.error);
   return out;
 }
 
@@ -238,9 +215,7 @@ function identityOf(record: NativeUdevDevice | undefined): Identity {
 }
 
 function mountsFor(info: BlockInfo, entries: readonly MountEntry[]): DeviceMount[] {
-  return entries
-    .filter((e) => e.major === info.major && e.minor === info.minor)
-    .map((e) => ({ mountPoint: e.mountPoint, fsType: e.fsType, readOnly: e.readOnly }));
+  return mountsOf(info.major, info.minor, entries).map((e) => ({ mountPoint: e.mountPoint, fsType: e.fsType, readOnly: e.readOnly }));
 }
 
 function buildDevice(info: BlockInfo, record: NativeUdevDevice | undefined, mounts: readonly MountEntry[]): Device {
@@ -272,29 +247,6 @@ function buildDevice(info: BlockInfo, record: NativeUdevDevice | undefined, moun
   return device;
 }
 
-/**
- * sysfs facts by kernel name, or undefined when the device is not (or no longer) there: a device
- * can vanish between two of blockInfoByName's reads (hot-unplug, a loop detach removing its
- * partitions), which then throws ENOENT.
- */
-function blockInfoIfPresent(name: string): BlockInfo | undefined {
-  try {
-    return blockInfoByName(name);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-}
-
-function blockInfoByDevnoIfPresent(major: number, minor: number): BlockInfo | undefined {
-  try {
-    return blockInfoByDevno(major, minor);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-}
-
 /** Natural order of kernel names: loop2 < loop10, sda < sda1 < sda2 < sdb. */
 export function compareNames(a: string, b: string): number {
   const pa = a.match(/\d+|\D+/g) ?? [];
@@ -324,7 +276,7 @@ export function list(): Device[] {
   const mounts = readMountInfo();
   const devices: Device[] = [];
   for (const record of records) {
-    const info = blockInfoIfPresent(record.sysname);
+    const info = blockInfoByName(record.sysname);
     if (info !== undefined) devices.push(buildDevice(info, record, mounts)); // else: gone since the scan
   }
   return devices.sort((a, b) => compareNames(a.name, b.name));
@@ -341,22 +293,22 @@ function statOrUndefined(file: string): fs.BigIntStats | undefined {
 /** sysfs facts for a lookup name; undefined when nothing matches; ENOTBLK for an existing non-block file. */
 function findBlockInfo(name: string): BlockInfo | undefined {
   const devno = /^(\d+):(\d+)$/.exec(name);
-  if (devno) return blockInfoByDevnoIfPresent(Number(devno[1]), Number(devno[2]));
+  if (devno) return blockInfoByDevno(Number(devno[1]), Number(devno[2]));
   if (!name.includes('/')) {
-    const byName = blockInfoIfPresent(name);
+    const byName = blockInfoByName(name);
     if (byName !== undefined) return byName;
     // A node name that is not a kernel name, e.g. /dev/cdrom → sr0.
     const inDev = statOrUndefined(path.join('/dev', name));
     if (inDev?.isBlockDevice()) {
       const { major, minor } = splitRdev(inDev.rdev);
-      return blockInfoByDevnoIfPresent(major, minor);
+      return blockInfoByDevno(major, minor);
     }
   }
   // A path (a bare name: relative to the current directory), symlinks followed.
   const st = statOrUndefined(name);
   if (st === undefined) return undefined;
   if (!st.isBlockDevice()) {
-    throw deviceError({
+    throw new DevmoveError({
       errno: ENOTBLK,
       syscall: 'lookup',
       path: name,
@@ -364,7 +316,7 @@ function findBlockInfo(name: string): BlockInfo | undefined {
     });
   }
   const { major, minor } = splitRdev(st.rdev);
-  return blockInfoByDevnoIfPresent(major, minor);
+  return blockInfoByDevno(major, minor);
 }
 
 /**
@@ -392,8 +344,8 @@ export function lookup(name: string): Device {
 export function resolveDevicePath(nameOrPath: string): string {
   let info: BlockInfo | undefined;
   const devno = /^(\d+):(\d+)$/.exec(nameOrPath);
-  if (devno) info = blockInfoByDevnoIfPresent(Number(devno[1]), Number(devno[2]));
-  else if (nameOrPath !== '' && !nameOrPath.includes('/')) info = blockInfoIfPresent(nameOrPath);
+  if (devno) info = blockInfoByDevno(Number(devno[1]), Number(devno[2]));
+  else if (nameOrPath !== '' && !nameOrPath.includes('/')) info = blockInfoByName(nameOrPath);
   if (info === undefined) return nameOrPath;
   let local: fs.BigIntStats | undefined;
   try {
@@ -405,7 +357,7 @@ export function resolveDevicePath(nameOrPath: string): string {
     const target = statOrUndefined(nameOrPath);
     const same = target?.isBlockDevice() === true && splitRdev(target.rdev).major === info.major && splitRdev(target.rdev).minor === info.minor;
     if (!same) {
-      throw deviceError({
+      throw new DevmoveError({
         errno: os.constants.errno.EINVAL,
         syscall: 'lookup',
         path: nameOrPath,
@@ -450,7 +402,7 @@ function eventFromRecord(message: NativeUdevDevice & { action: string; source: '
   };
   if (message.seqnum !== undefined) base.seqnum = message.seqnum;
   if (message.action !== 'remove') {
-    const info = blockInfoIfPresent(message.sysname);
+    const info = blockInfoByName(message.sysname);
     if (info !== undefined && (message.major === undefined || (info.major === message.major && info.minor === message.minor))) {
       return { ...base, present: true, device: buildDevice(info, message, readMountInfo()) };
     }
@@ -569,7 +521,7 @@ export class DeviceWatcher extends EventEmitter<DeviceWatcherEvents> implements 
     if (this.#closed) return;
     if (message.error !== undefined) {
       // Iterators take the error from the 'error' event and see the end at 'close'.
-      const error = deviceError(message.error);
+      const error = new DevmoveError(message.error);
       try {
         this.emit('error', error); // throws, as EventEmitter does, when nobody listens
       } finally {

@@ -36,9 +36,19 @@ export class DevmoveError extends Error {
   }
 }
 
+// Linux errnos that Node's errno map (libuv's) lacks: asm-generic values, the
+// same on x86-64 and arm64.
+const LINUX_ERRNOS: ReadonlyMap<number, [code: string, description: string]> = new Map([
+  [15, ['ENOTBLK', 'block device required']],
+  [79, ['ELIBACC', 'cannot access a needed shared library']],
+  [80, ['ELIBBAD', 'accessing a corrupted shared library']],
+]);
+
 export function describeErrno(errno: number): [code: string, description: string] {
   const entry = util.getSystemErrorMap().get(-Math.abs(errno));
   if (entry) return [entry[0], entry[1]];
+  const linux = LINUX_ERRNOS.get(Math.abs(errno));
+  if (linux) return [...linux];
   return [`UNKNOWN_${Math.abs(errno)}`, `unknown error ${Math.abs(errno)}`];
 }
 

@@ -163,14 +163,15 @@ function deviceOf(m: MountEntry, related: readonly BlockInfo[]): string {
  * O_EXCL (unless forced), which also closes the window between check and open
  * for mounts and device-mapper claims.
  */
-export function checkCopySafety(plan: NativePlan, force: boolean): void {
+export function checkCopySafety(plan: NativePlan): void {
   const source = gatherSide(plan.source.path);
   if (source.kind === 'missing' || source.kind === 'other') return; // the engine reports those precisely
   const available = Math.max(0, source.sizeBytes - plan.source.offset);
   const length = plan.length === undefined ? available : Math.min(plan.length, plan.lengthIsMax ? available : plan.length);
   const mounts = readMountInfo();
   for (const t of plan.targets) {
-    const refusal = assessCopy(source, plan.source.offset, gatherSide(t.path), t.offset, length, mounts, force);
+    // A target opened without the O_EXCL claim is a forced one.
+    const refusal = assessCopy(source, plan.source.offset, gatherSide(t.path), t.offset, length, mounts, !t.exclusive);
     if (refusal) throw new DevmoveError({ errno: refusal.errno, syscall: 'open', path: refusal.path, detail: refusal.detail });
   }
 }

@@ -77,7 +77,10 @@ export function listBlockNames(): string[] {
   return listDir(SYS_CLASS_BLOCK);
 }
 
-/** Facts about one block device by kernel name, or undefined when there is none. */
+/**
+ * Facts about one block device by kernel name, or undefined when there is none, including one
+ * that vanishes while it is read (hot-unplug, a loop detach removing its partitions).
+ */
 export function blockInfoByName(name: string): BlockInfo | undefined {
   if (!/^[A-Za-z0-9!._:+-]+$/.test(name)) return undefined; // kernel names; never a path
   const dir = path.join(SYS_CLASS_BLOCK, name);
@@ -85,7 +88,12 @@ export function blockInfoByName(name: string): BlockInfo | undefined {
   const devno = readText(path.join(dir, 'dev'));
   if (!devno) return undefined;
   const [major, minor] = devno.split(':').map(Number);
-  const sysPath = fs.realpathSync(dir);
+  let sysPath: string;
+  try {
+    sysPath = fs.realpathSync(dir);
+  } catch {
+    return undefined;
+  }
   const isPartition = fs.existsSync(path.join(dir, 'partition'));
   const queueDir = isPartition ? path.join(path.dirname(sysPath), 'queue') : path.join(dir, 'queue');
   const info: BlockInfo = {
