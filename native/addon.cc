@@ -66,6 +66,36 @@ Durability GetDurability(const Napi::Object& o, const char* key) {
   throw Napi::RangeError::New(o.Env(), "native plan durability must be fdatasync|fsync|dsync|sync|none");
 }
 
+// [[offset, length], ...] as numbers.
+std::vector<ByteRange> GetRanges(const Napi::Object& o, const char* key) {
+  const Napi::Value v = Require(o, key);
+  if (!v.IsArray()) throw Napi::TypeError::New(o.Env(), std::string("native plan '") + key + "' must be an array");
+  const Napi::Array a = v.As<Napi::Array>();
+  std::vector<ByteRange> out;
+  out.reserve(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    const Napi::Value e = a.Get(i);
+    if (!e.IsArray()) throw Napi::TypeError::New(o.Env(), std::string("native plan '") + key + "' entries must be [offset, length]");
+    Napi::Object pair = e.As<Napi::Object>();
+    Napi::Object holder = Napi::Object::New(o.Env());
+    holder.Set("offset", pair.Get(static_cast<uint32_t>(0)));
+    holder.Set("length", pair.Get(static_cast<uint32_t>(1)));
+    out.push_back({GetU64(holder, "offset"), GetU64(holder, "length")});
+  }
+  return out;
+}
+
+Napi::Array RangesToJs(Napi::Env env, const std::vector<ByteRange>& ranges) {
+  Napi::Array a = Napi::Array::New(env, ranges.size());
+  for (uint32_t i = 0; i < ranges.size(); ++i) {
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(static_cast<uint32_t>(0), static_cast<double>(ranges[i].offset));
+    pair.Set(static_cast<uint32_t>(1), static_cast<double>(ranges[i].length));
+    a.Set(i, pair);
+  }
+  return a;
+}
+
 CopyPlan PlanFromJs(const Napi::Object& js) {
   CopyPlan plan;
   const Napi::Object source = Require(js, "source").As<Napi::Object>();
@@ -117,10 +147,40 @@ CopyPlan PlanFromJs(const Napi::Object& js) {
   plan.batch_submissions = GetBool(js, "batchSubmissions");
   plan.progress_interval_ms = static_cast<uint32_t>(GetU64(js, "progressIntervalMs"));
   if (plan.progress_interval_ms < 100) plan.progress_interval_ms = 100;  // ≤10 Hz
+
+  // Reliability and migration-job fields: optional, engine defaults when absent.
+  if (!js.Get("extents").IsUndefined()) {
+    plan.has_extents = true;
+    plan.extents = GetRanges(js, "extents");
+  }
+  if (!js.Get("verifySkip").IsUndefined()) plan.verify_skip = GetRanges(js, "verifySkip");
+  if (!js.Get("noError").IsUndefined()) plan.no_error = GetBool(js, "noError");
+  if (!js.Get("retries").IsUndefined()) plan.retries = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "retries"), 1000000));
+  if (!js.Get("verify").IsUndefined()) plan.verify = GetBool(js, "verify");
+  if (!js.Get("hash").IsUndefined()) plan.hash_algorithm = GetString(js, "hash");
+  if (!js.Get("rate").IsUndefined()) plan.rate_bytes_per_second = GetU64(js, "rate");
+  if (!js.Get("checkpointIntervalMs").IsUndefined())
+    plan.checkpoint_interval_ms = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "checkpointIntervalMs"), 86400000));
+  if (!js.Get("zeroBlocks").IsUndefined()) {
+    const std::string z = GetString(js, "zeroBlocks");
+    if (z == "write") plan.zero_mode = ZeroMode::kWrite;
+    else if (z == "skip") plan.zero_mode = ZeroMode::kSkip;
+    else if (z == "discard") plan.zero_mode = ZeroMode::kDiscard;
+    else if (z == "sparse") plan.zero_mode = ZeroMode::kSparse;
+    else throw Napi::RangeError::New(js.Env(), "native plan zeroBlocks must be write|skip|discard|sparse");
+  }
+  if (!js.Get("onTargetError").IsUndefined()) {
+    const std::string p = GetString(js, "onTargetError");
+    if (p == "stop") plan.on_target_error = TargetErrorPolicy::kStop;
+    else if (p == "drop") plan.on_target_error = TargetErrorPolicy::kDrop;
+    else throw Napi::RangeError::New(js.Env(), "native plan onTargetError must be stop|drop");
+  }
   return plan;
 }
 
 // ---- C++ → JS ----
+
+Napi::Object ErrorToJs(Napi::Env env, const SysError& e);
 
 Napi::Object FileReportToJs(Napi::Env env, const FileReport& f) {
   Napi::Object o = Napi::Object::New(env);
@@ -132,6 +192,9 @@ Napi::Object FileReportToJs(Napi::Env env, const FileReport& f) {
   o.Set("direct", f.direct);
   o.Set("directNote", f.direct_note);
   o.Set("created", f.created);
+  o.Set("dropped", f.dropped);
+  if (f.error.failed()) o.Set("error", ErrorToJs(env, f.error));
+  if (!f.zero_note.empty()) o.Set("zeroNote", f.zero_note);
   return o;
 }
 
@@ -167,7 +230,42 @@ Napi::Object ReportToJs(Napi::Env env, const CopyReport& r) {
   io.Set("requeues", static_cast<double>(r.requeues));
   io.Set("submitCalls", static_cast<double>(r.submit_calls));
   io.Set("brokenLinks", static_cast<double>(r.broken_links));
+  io.Set("readErrors", static_cast<double>(r.read_errors));
+  io.Set("retriedReads", static_cast<double>(r.retried_reads));
+  io.Set("discards", static_cast<double>(r.discards));
   o.Set("io", io);
+  o.Set("domainOffset", static_cast<double>(r.domain_offset));
+  o.Set("domainLength", static_cast<double>(r.domain_length));
+  Napi::Object bad = Napi::Object::New(env);
+  bad.Set("bytes", static_cast<double>(r.bad_bytes));
+  bad.Set("rangeCount", static_cast<double>(r.bad_range_count));
+  bad.Set("ranges", RangesToJs(env, r.bad_ranges));
+  o.Set("bad", bad);
+  Napi::Object zero = Napi::Object::New(env);
+  zero.Set("bytes", static_cast<double>(r.zero_bytes));
+  zero.Set("skipped", static_cast<double>(r.zero_bytes_skipped));
+  zero.Set("discarded", static_cast<double>(r.zero_bytes_discarded));
+  o.Set("zero", zero);
+  o.Set("checkpoints", static_cast<double>(r.checkpoints));
+  if (!r.hash_hex.empty()) {
+    Napi::Object hash = Napi::Object::New(env);
+    hash.Set("algorithm", r.hash_algorithm);
+    hash.Set("hex", r.hash_hex);
+    o.Set("hash", hash);
+  }
+  if (r.verify.done || r.verify.bytes_compared > 0) {
+    Napi::Object v = Napi::Object::New(env);
+    v.Set("done", r.verify.done);
+    v.Set("bytesCompared", static_cast<double>(r.verify.bytes_compared));
+    v.Set("mismatchedBlocks", static_cast<double>(r.verify.mismatched_blocks));
+    v.Set("blockBytes", r.verify.compare_block_bytes);
+    if (r.verify.first_mismatch_offset >= 0) {
+      v.Set("firstMismatchOffset", static_cast<double>(r.verify.first_mismatch_offset));
+      v.Set("firstMismatchTarget", r.verify.first_mismatch_target);
+    }
+    o.Set("verify", v);
+  }
+  o.Set("rate", static_cast<double>(r.rate_bytes_per_second));
   return o;
 }
 
@@ -183,9 +281,10 @@ Napi::Object ErrorToJs(Napi::Env env, const SysError& e) {
 
 // A message from the engine thread to JS.
 struct Event {
-  enum class Kind { kProgress, kDone } kind = Kind::kProgress;
-  uint64_t bytes_done = 0;
-  uint64_t bytes_total = 0;
+  enum class Kind { kProgress, kCheckpoint, kDone } kind = Kind::kProgress;
+  ProgressInfo progress;
+  std::vector<ByteRange> finished;  // checkpoint
+  std::vector<ByteRange> bad;
   SysError error;
   CopyReport report;
 };
@@ -199,7 +298,9 @@ class CopyJob : public Napi::ObjectWrap<CopyJob> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "CopyJob",
                        {InstanceMethod<&CopyJob::Start>("start"), InstanceMethod<&CopyJob::Cancel>("cancel"),
-                        InstanceMethod<&CopyJob::BytesDone>("bytesDone")});
+                        InstanceMethod<&CopyJob::BytesDone>("bytesDone"),
+                        InstanceMethod<&CopyJob::Pause>("pause"), InstanceMethod<&CopyJob::Resume>("resume"),
+                        InstanceMethod<&CopyJob::SetRate>("setRate")});
   }
 
   // new CopyJob(plan, onEvent)
@@ -248,6 +349,24 @@ class CopyJob : public Napi::ObjectWrap<CopyJob> {
     return info.Env().Undefined();
   }
 
+  Napi::Value Pause(const Napi::CallbackInfo& info) {
+    engine_->Pause();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Resume(const Napi::CallbackInfo& info) {
+    engine_->Resume();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetRate(const Napi::CallbackInfo& info) {
+    if (info.Length() != 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "setRate(bytesPerSecond: number)");
+    const double d = info[0].As<Napi::Number>().DoubleValue();
+    if (!(d >= 0) || d > 9007199254740991.0) throw Napi::RangeError::New(info.Env(), "setRate() needs a non-negative number");
+    engine_->SetRate(static_cast<uint64_t>(d));
+    return info.Env().Undefined();
+  }
+
   Napi::Value BytesDone(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(engine_->bytes_done()));
   }
@@ -256,13 +375,19 @@ class CopyJob : public Napi::ObjectWrap<CopyJob> {
     auto final_event = std::make_unique<Event>();
     final_event->kind = Event::Kind::kDone;
     final_event->error = engine_->Run(
-        [this](uint64_t done, uint64_t total) {
+        [this](const ProgressInfo& info) {
           auto* e = new Event();
-          e->bytes_done = done;
-          e->bytes_total = total;
+          e->progress = info;
           if (channel_.NonBlockingCall(e) != napi_ok) delete e;
         },
-        &final_event->report);
+        &final_event->report,
+        [this](const std::vector<ByteRange>& finished, const std::vector<ByteRange>& bad) {
+          auto* e = new Event();
+          e->kind = Event::Kind::kCheckpoint;
+          e->finished = finished;
+          e->bad = bad;
+          if (channel_.NonBlockingCall(e) != napi_ok) delete e;
+        });
     Event* e = final_event.release();
     if (channel_.NonBlockingCall(e) != napi_ok) delete e;  // napi_closing: env is going away
     channel_.Release();
@@ -305,9 +430,22 @@ void DeliverEvent(Napi::Env env, Napi::Function on_event, CopyJob* job, Event* r
   if (env == nullptr) return;  // the env is shutting down; nobody is listening
   Napi::Object js = Napi::Object::New(env);
   if (e->kind == Event::Kind::kProgress) {
+    const ProgressInfo& p = e->progress;
     js.Set("type", "progress");
-    js.Set("bytesDone", static_cast<double>(e->bytes_done));
-    js.Set("bytesTotal", static_cast<double>(e->bytes_total));
+    js.Set("domainOffset", static_cast<double>(p.domain_offset));
+    js.Set("domainLength", static_cast<double>(p.domain_length));
+    js.Set("bytesDone", static_cast<double>(p.bytes_done));
+    js.Set("bytesTotal", static_cast<double>(p.bytes_total));
+    js.Set("badBytes", static_cast<double>(p.bad_bytes));
+    js.Set("zeroBytes", static_cast<double>(p.zero_bytes));
+    js.Set("paused", p.paused);
+    js.Set("verifying", p.verifying);
+    js.Set("verifyDone", static_cast<double>(p.verify_done));
+    js.Set("verifyTotal", static_cast<double>(p.verify_total));
+  } else if (e->kind == Event::Kind::kCheckpoint) {
+    js.Set("type", "checkpoint");
+    js.Set("finished", RangesToJs(env, e->finished));
+    js.Set("bad", RangesToJs(env, e->bad));
   } else {
     job->Finish();
     js.Set("type", "done");
@@ -361,7 +499,7 @@ class DevmoveAddon : public Napi::Addon<DevmoveAddon> {
                              InstanceMethod<&DevmoveAddon::ProbeMethod>("probe", napi_enumerable),
                              InstanceMethod<&DevmoveAddon::ExplainMethod>("explainIoUringSetupFailure",
                                                                           napi_enumerable),
-                             InstanceValue("abiVersion", Napi::Number::New(env, 2), napi_enumerable),
+                             InstanceValue("abiVersion", Napi::Number::New(env, 3), napi_enumerable),
                              // Device manager (libudev, loaded on first use): udev_node.h
                              InstanceValue("UdevMonitor", udev_node::UdevMonitorWrap::Define(env, &udev_env_),
                                            napi_enumerable),

@@ -18,7 +18,7 @@ namespace {
 int OpenFlags(const OpenRequest& r) {
   int flags = O_CLOEXEC;
   if (r.for_write) {
-    flags |= O_WRONLY;
+    flags |= r.read_back ? O_RDWR : O_WRONLY;
     if (r.durability == Durability::kDsync) flags |= O_DSYNC;
     if (r.durability == Durability::kSync) flags |= O_SYNC;
   } else {

@@ -23,6 +23,7 @@ enum class Durability { kFdatasync, kFsync, kDsync, kSync, kNone };
 struct OpenRequest {
   std::string path;
   bool for_write = false;
+  bool read_back = false;          // target only: open read-write, to verify what was written
   DirectMode direct = DirectMode::kAuto;
   bool noatime = false;            // source only: O_NOATIME
   bool create = false;             // target only: create a regular file when missing

@@ -3,6 +3,7 @@
 // as UNKNOWN_<n>.
 import util from 'node:util';
 
+import type { CopyResult } from './copy';
 import type { NativeErrorInfo } from './native';
 
 export class DevmoveError extends Error {
@@ -19,6 +20,11 @@ export class DevmoveError extends Error {
   readonly detail?: string;
   /** Bytes written to the target(s) before the failure. */
   bytesCopied = 0;
+  /**
+   * What the copy did before it failed, when it ran at all: bytes, unreadable ranges, dropped
+   * targets, the mapfile, and for a verify mismatch the comparison (result.verify).
+   */
+  result?: CopyResult;
 
   constructor(info: NativeErrorInfo) {
     const [code, description] = describeErrno(info.errno);
@@ -58,6 +64,8 @@ export class CopyAbortError extends Error {
   readonly code = 'ABORT_ERR';
   /** Bytes written (and flushed) to the target(s) before the copy stopped. */
   bytesCopied = 0;
+  /** What the copy did before it stopped (see DevmoveError.result). */
+  result?: CopyResult;
   constructor(message = 'The copy was aborted', options?: { cause?: unknown }) {
     super(message, options);
   }

@@ -32,6 +32,23 @@ export interface NativePlan {
   linkReadWrite: boolean;
   batchSubmissions: boolean;
   progressIntervalMs: number;
+  /** Absolute source ranges [offset, length] to copy this run (a resumed copy); omitted = the whole range. */
+  extents?: Array<[number, number]>;
+  /** Absolute source ranges not compared by verify (known-bad blocks). */
+  verifySkip?: Array<[number, number]>;
+  /** Unreadable blocks: zero-fill, report and go on (true) or stop at the first (false, default). */
+  noError?: boolean;
+  /** Extra reads of an unreadable logical block before it counts as bad. */
+  retries?: number;
+  zeroBlocks?: 'write' | 'skip' | 'discard' | 'sparse';
+  onTargetError?: 'stop' | 'drop';
+  /** OpenSSL digest name of the bytes read. */
+  hash?: string;
+  verify?: boolean;
+  /** Bytes per second; 0 = unlimited. */
+  rate?: number;
+  /** > 0: make finished ranges durable and report them (checkpoint events) at this interval. */
+  checkpointIntervalMs?: number;
 }
 
 export interface NativeFileReport {
@@ -43,6 +60,11 @@ export interface NativeFileReport {
   direct: boolean;
   directNote: string;
   created: boolean;
+  /** Targets: dropped after failing (onTargetError 'drop'). */
+  dropped?: boolean;
+  error?: NativeErrorInfo;
+  /** Targets: how zero blocks were handled when not as asked. */
+  zeroNote?: string;
 }
 
 /** What the engine submitted, for diagnostics and benchmarks. */
@@ -61,6 +83,12 @@ export interface IoCounters {
   submitCalls: number;
   /** Linked writes cancelled by a short read and resubmitted. */
   brokenLinks: number;
+  /** Failed read commands (unreadable blocks being located). */
+  readErrors: number;
+  /** Re-reads of unreadable blocks (retries). */
+  retriedReads: number;
+  /** fallocate commands for zero blocks. */
+  discards: number;
 }
 
 export interface NativeReport {
@@ -86,6 +114,21 @@ export interface NativeReport {
     batched: boolean;
   };
   io: IoCounters;
+  domainOffset: number;
+  domainLength: number;
+  bad: { bytes: number; rangeCount: number; ranges: Array<[number, number]> };
+  zero: { bytes: number; skipped: number; discarded: number };
+  checkpoints: number;
+  hash?: { algorithm: string; hex: string };
+  verify?: {
+    done: boolean;
+    bytesCompared: number;
+    mismatchedBlocks: number;
+    blockBytes: number;
+    firstMismatchOffset?: number;
+    firstMismatchTarget?: number;
+  };
+  rate: number;
 }
 
 /** A failed system call as the engine saw it; errno is positive here. */
@@ -98,7 +141,20 @@ export interface NativeErrorInfo {
 }
 
 export type NativeEvent =
-  | { type: 'progress'; bytesDone: number; bytesTotal: number }
+  | {
+      type: 'progress';
+      domainOffset: number;
+      domainLength: number;
+      bytesDone: number;
+      bytesTotal: number;
+      badBytes: number;
+      zeroBytes: number;
+      paused: boolean;
+      verifying: boolean;
+      verifyDone: number;
+      verifyTotal: number;
+    }
+  | { type: 'checkpoint'; finished: Array<[number, number]>; bad: Array<[number, number]> }
   | { type: 'done'; report: NativeReport; error?: NativeErrorInfo };
 
 export interface NativeCopyJob {
@@ -106,6 +162,11 @@ export interface NativeCopyJob {
   cancel(): void;
   /** Bytes written to every target so far, read live from the engine. */
   bytesDone(): number;
+  /** Hold new I/O (in-flight I/O completes). */
+  pause(): void;
+  resume(): void;
+  /** Bytes per second, 0 = unlimited; takes effect at once. */
+  setRate(bytesPerSecond: number): void;
 }
 
 export interface NativeProbe {
@@ -192,7 +253,7 @@ export interface NativeBinding {
   udevStatus(): NativeUdevStatus;
 }
 
-const EXPECTED_ABI_VERSION = 2;
+const EXPECTED_ABI_VERSION = 3;
 
 /** Where the addon is looked for; DEVMOVE_NATIVE_PATH selects another build (the sanitizer build). */
 export function nativePath(): string {

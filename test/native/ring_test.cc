@@ -612,7 +612,7 @@ CopyResult RunCopy(CopyPlan plan, bool cancel_first = false) {
   CopyResult result;
   CopyEngine engine(std::move(plan));
   if (cancel_first) engine.Cancel();
-  result.error = engine.Run([&](uint64_t done, uint64_t total) { result.progress.emplace_back(done, total); },
+  result.error = engine.Run([&](const ProgressInfo& p) { result.progress.emplace_back(p.bytes_done, p.bytes_total); },
                             &result.report);
   if (result.error.failed()) {
     std::printf("    copy failed: errno %d (%s) syscall=%s path=%s offset=%lld: %s\n", result.error.errno_value,

@@ -21,6 +21,13 @@ describe('planCopy: valid options', () => {
       linkReadWrite: true,
       batchSubmissions: true,
       progressIntervalMs: 200,
+      noError: false,
+      retries: 0,
+      verify: false,
+      zeroBlocks: 'write',
+      onTargetError: 'stop',
+      rate: 0,
+      checkpointIntervalMs: 0,
     });
   });
 
@@ -33,6 +40,13 @@ describe('planCopy: valid options', () => {
     ['queue depth bounds', { ...base, queueDepth: 1024, blockSize: '1M' }, { queueDepth: 1024 }],
     ['engine switches', { ...base, engine: { linkReadWrite: false, sqpoll: true, fixedBuffers: false } }, { linkReadWrite: false, sqpoll: true, fixedBuffers: false }],
     ['block size of one byte', { ...base, blockSize: 1 }, { blockBytes: 1 }],
+    ['fan-out', { source: '/dev/sdb', targets: ['/dev/sdc', '/dev/sdd'], onTargetError: 'drop' }, { targets: [expect.objectContaining({ path: '/dev/sdc' }), expect.objectContaining({ path: '/dev/sdd' })], onTargetError: 'drop' }],
+    ['background mode', { ...base, background: true }, { blockBytes: 128 * 1024, queueDepth: 2 }],
+    ['background mode with an explicit block size', { ...base, background: true, blockSize: '1M' }, { blockBytes: 1024 * 1024, queueDepth: 2 }],
+    ['rate as a size', { ...base, rate: '200M' }, { rate: 200 * 1024 * 1024 }],
+    ['reliability', { ...base, noError: true, retries: 3, mapfile: 'x.map', verify: true, hash: 'sha256' }, { noError: true, retries: 3, verify: true, hash: 'sha256', checkpointIntervalMs: 1000 }],
+    ['checkpoint interval', { ...base, mapfile: 'x.map', checkpointInterval: 250 }, { checkpointIntervalMs: 250 }],
+    ['zero blocks', { ...base, zeroBlocks: 'discard' }, { zeroBlocks: 'discard' }],
   ])('%s', (_name, options, expected) => {
     expect(planCopy(options)).toMatchObject(expected);
   });
@@ -69,6 +83,20 @@ describe('planCopy: invalid options', () => {
     ['length and maxLength', { ...base, length: 1, maxLength: 1 }, TypeError, /exclude each other/],
     ['bad direct mode', { ...base, direct: 'yes' }, RangeError, /^options\.direct must be 'auto', 'always' or 'never' \(got 'yes'\)$/],
     ['bad direct side', { ...base, direct: { src: 'auto' } }, TypeError, /^options\.direct\.src is not a side/],
+    ['target and targets', { ...base, targets: ['/dev/sdd'] }, TypeError, /^options\.target and options\.targets exclude each other/],
+    ['targets not an array', { source: 'a', targets: 'b' }, TypeError, /^options\.targets must be an array/],
+    ['empty targets', { source: 'a', targets: [] }, RangeError, /^options\.targets must list 1 to 64 targets \(got 0\)$/],
+    ['65 targets', { source: 'a', targets: Array.from({ length: 65 }, (_, i) => `t${i}`) }, RangeError, /must list 1 to 64 targets \(got 65\)/],
+    ['empty target in targets', { source: 'a', targets: ['b', ''] }, RangeError, /^options\.targets\[1\] must not be empty$/],
+    ['bad failure policy', { ...base, onTargetError: 'ignore' }, RangeError, /^options\.onTargetError must be one of 'stop', 'drop' \(got 'ignore'\)$/],
+    ['negative retries', { ...base, retries: -1 }, RangeError, /^options\.retries must be an integer from 0 to 1000/],
+    ['unknown hash', { ...base, hash: 'crc32' }, RangeError, /^options\.hash must be one of 'sha256'/],
+    ['bad zero mode', { ...base, zeroBlocks: 'trim' }, RangeError, /^options\.zeroBlocks must be one of 'write', 'skip', 'discard', 'sparse'/],
+    ['bad rate', { ...base, rate: 'fast' }, RangeError, /^options\.rate/],
+    ['mapfile without durability', { ...base, mapfile: 'x.map', durability: 'none' }, TypeError, /^options\.mapfile needs durable writes/],
+    ['checkpoint interval without mapfile', { ...base, checkpointInterval: 500 }, TypeError, /^options\.checkpointInterval needs options\.mapfile$/],
+    ['checkpoint interval too short', { ...base, mapfile: 'x.map', checkpointInterval: 10 }, RangeError, /^options\.checkpointInterval must be an integer from 100/],
+    ['retryBad without mapfile', { ...base, retryBad: true }, TypeError, /^options\.retryBad needs options\.mapfile/],
     ['bad durability', { ...base, durability: 'eventually' }, RangeError, /^options\.durability must be one of 'fdatasync', 'fsync', 'dsync', 'sync', 'none'/],
     ['non-boolean createTarget', { ...base, createTarget: 'yes' }, TypeError, /^options\.createTarget must be true or false/],
     ['exclusiveCreate without createTarget', { ...base, exclusiveCreate: true, createTarget: false }, TypeError, /exclusiveCreate needs options\.createTarget/],
