@@ -5,9 +5,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { copy, CopyJob, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH, RING_BYTES_MAX, BLOCK_SIZE_MAX, type CopyOptions, type CopyProgress, type CopyResult } from './copy';
+import {
+  BACKGROUND_BLOCK_SIZE, BACKGROUND_QUEUE_DEPTH, BLOCK_SIZE_MAX, copy, CopyJob, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH,
+  RING_BYTES_MAX, type CopyOptions, type CopyProgress, type CopyResult,
+} from './copy';
 import { runDevicesCommand } from './cli-devices';
-import { DD_HELP_OPERANDS, parseDdArgs, UsageError, type DdInvocation } from './dd-args';
+import { DD_HELP_OPERANDS, parseDdArgs, parseRate, UsageError, type DdInvocation } from './dd-args';
 import { resolveDevicePath } from './devices';
 import { CopyAbortError, DevmoveError, describeErrno } from './errors';
 import { formatBytesIEC, formatBytesSI } from './size';
@@ -96,9 +99,9 @@ export function liveLine(p: CopyProgress): string {
 
 /** Build copy() options from a dd invocation. */
 export function optionsFromInvocation(inv: DdInvocation): CopyOptions {
-  if (inv.source === undefined || inv.target === undefined) throw new UsageError("missing operand: need if=SOURCE and of=TARGET");
-  const blockSize = Math.min(inv.blockSize ?? DEFAULT_BLOCK_SIZE, BLOCK_SIZE_MAX);
-  let queueDepth = inv.queueDepth ?? DEFAULT_QUEUE_DEPTH;
+  if (inv.source === undefined || inv.targets.length === 0) throw new UsageError("missing operand: need if=SOURCE and of=TARGET");
+  const blockSize = Math.min(inv.blockSize ?? (inv.background ? BACKGROUND_BLOCK_SIZE : DEFAULT_BLOCK_SIZE), BLOCK_SIZE_MAX);
+  let queueDepth = inv.queueDepth ?? (inv.background ? BACKGROUND_QUEUE_DEPTH : DEFAULT_QUEUE_DEPTH);
   if (queueDepth * blockSize > RING_BYTES_MAX) {
     if (inv.queueDepth !== undefined) {
       throw new UsageError(`--queue-depth=${inv.queueDepth} with a ${blockSize}-byte block size needs more than 1 GiB of buffers`);
@@ -107,7 +110,7 @@ export function optionsFromInvocation(inv: DdInvocation): CopyOptions {
   }
   const options: CopyOptions = {
     source: inv.source,
-    target: inv.target,
+    ...(inv.targets.length === 1 ? { target: inv.targets[0] } : { targets: [...inv.targets], onTargetError: inv.onTargetError }),
     sourceOffset: inv.sourceOffset,
     targetOffset: inv.targetOffset,
     blockSize,
@@ -125,7 +128,23 @@ export function optionsFromInvocation(inv: DdInvocation): CopyOptions {
     engine: { ...inv.engine },
   };
   if (inv.maxLength !== undefined) options.maxLength = inv.maxLength;
+  if (inv.noError) options.noError = true;
+  if (inv.retries > 0) options.retries = inv.retries;
+  if (inv.mapfile !== undefined) options.mapfile = inv.mapfile;
+  if (inv.retryBad) options.retryBad = true;
+  if (inv.checkpointInterval !== undefined) options.checkpointInterval = inv.checkpointInterval;
+  if (inv.verify) options.verify = true;
+  if (inv.hash !== undefined) options.hash = inv.hash;
+  if (inv.rate !== undefined) options.rate = inv.rate;
+  if (inv.zeroBlocks !== 'write') options.zeroBlocks = inv.zeroBlocks;
   return options;
+}
+
+/** A rate file's content: a rate ('200M', '50MB/s'), or 0 / 'unlimited' for no cap. */
+export function parseRateFile(text: string): number {
+  const value = text.trim();
+  if (value === '0' || value === 'unlimited' || value === 'none') return 0;
+  return parseRate('--rate-file', value);
 }
 
 /** The operand's path as copy() opens it (node names resolved); the name itself when that fails. */
@@ -138,16 +157,48 @@ function resolvedOrSame(nameOrPath: string | undefined): string | undefined {
   }
 }
 
+function operandFor(path: string, inv: DdInvocation): string {
+  if (path === inv.source || path === resolvedOrSame(inv.source)) return `if=${path}`;
+  if (inv.targets.some((t) => path === t || path === resolvedOrSame(t))) return `of=${path}`;
+  return path;
+}
+
 function describeFailure(error: DevmoveError, inv: DdInvocation): string {
-  let who = '';
-  if (error.path !== undefined) {
-    if (error.path === inv.source || error.path === resolvedOrSame(inv.source)) who = `if=${error.path}: `;
-    else if (error.path === inv.target || error.path === resolvedOrSame(inv.target)) who = `of=${error.path}: `;
-    else who = `${error.path}: `;
-  }
+  const who = error.path !== undefined ? `${operandFor(error.path, inv)}: ` : '';
   const what = error.detail ?? describeErrno(error.errno)[1];
   const where = error.offset !== undefined ? ` at byte ${error.offset}` : '';
-  return `${who}${what} (${error.code} from ${error.syscall}${where})`;
+  let line = `${who}${what} (${error.code} from ${error.syscall}${where})`;
+  const r = error.result;
+  if (r && (error.syscall === 'read' || error.syscall === 'write' || error.syscall === 'fallocate' || error.syscall.startsWith('f'))) {
+    line += `; ${error.bytesCopied} bytes copied and flushed`;
+    if (error.syscall === 'read' && error.offset !== undefined && error.offset > r.range.offset && !r.mapfile?.resumed) {
+      line += `, everything before byte ${error.offset} of the source is on the target`;
+    }
+  }
+  if (r?.mapfile) line += `; mapfile ${r.mapfile.path} updated (rerun to resume)`;
+  return line;
+}
+
+/** Lines after a successful copy for what dd does not have: bad blocks, dropped targets, zero blocks, verify. */
+function summaryLines(result: CopyResult, inv: DdInvocation): string[] {
+  const lines: string[] = [];
+  if (result.bad.bytes > 0) {
+    const shown = result.bad.ranges.slice(0, 5).map(([o, l]) => `${o}+${l}`).join(', ');
+    const more = result.bad.rangeCount > 5 ? `, … (${result.bad.rangeCount} ranges)` : '';
+    lines.push(`if=${result.source.path}: ${result.bad.bytes} unreadable bytes zero-filled on the target, at ${shown}${more}`);
+  }
+  for (const t of result.targets) {
+    if (t.dropped) lines.push(`of=${t.path}: dropped after an error: ${t.error?.message ?? 'unknown error'}`);
+  }
+  if (inv.zeroBlocks !== 'write' && result.zero.bytes > 0) {
+    lines.push(`zero blocks: ${result.zero.bytes} bytes found, ${result.zero.skipped} skipped, ${result.zero.discarded} discarded`);
+  }
+  if (result.verify) lines.push(`verified: ${result.verify.bytesCompared} bytes identical on source and target`);
+  if (result.mapfile) {
+    const m = result.mapfile;
+    lines.push(`mapfile ${m.path}: ${m.finished} bytes finished, ${m.bad} bad, ${m.nonTried} not tried${m.resumed ? ` (resumed; ${m.previouslyFinished} bytes were already done)` : ''}`);
+  }
+  return lines;
 }
 
 interface RunContext {
@@ -188,6 +239,32 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
     }
   });
 
+  // --rate-file: the cap follows the file's content.
+  let rateWatcher: (() => void) | undefined;
+  if (inv.rateFile !== undefined) {
+    const file = inv.rateFile;
+    let lastText: string | undefined;
+    const apply = (): void => {
+      let text: string;
+      try {
+        text = fs.readFileSync(file, 'utf8');
+      } catch {
+        return; // not there (yet): keep the current rate
+      }
+      if (text === lastText) return;
+      lastText = text;
+      try {
+        job.setRate(parseRateFile(text));
+      } catch (error) {
+        clearLive();
+        io.stderr.write(`devmove: --rate-file ${file}: ${error instanceof Error ? error.message : String(error)}; keeping ${job.rate || 'no'} cap\n`);
+      }
+    };
+    apply();
+    fs.watchFile(file, { interval: 250, persistent: false }, apply);
+    rateWatcher = () => fs.unwatchFile(file, apply);
+  }
+
   let interruptedBy: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
     interruptedBy ??= signal;
@@ -215,15 +292,23 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
     const result: CopyResult = await job;
     clearLive();
     finalStats(result.bytesCopied, result.seconds);
-    if (inv.json) io.stdout.write(`${JSON.stringify({ type: 'result', ...result })}\n`);
-    return EXIT_OK;
+    if (inv.json) {
+      io.stdout.write(`${JSON.stringify({ type: 'result', ...result })}\n`);
+    } else {
+      if (result.hash) io.stdout.write(`${result.hash.algorithm.toUpperCase()} (${result.source.path}) = ${result.hash.hex}\n`);
+      if (inv.status !== 'none') for (const line of summaryLines(result, inv)) io.stderr.write(`devmove: ${line}\n`);
+    }
+    // Like dd with conv=noerror: unreadable blocks or a dropped target make the exit status 1.
+    const degraded = result.bad.bytes > 0 || result.targets.some((t) => t.dropped);
+    return degraded ? EXIT_FAILURE : EXIT_OK;
   } catch (error) {
     clearLive();
     const seconds = job.progress.elapsedSeconds;
     if (error instanceof CopyAbortError) {
       finalStats(error.bytesCopied, seconds);
       const signal = interruptedBy ?? 'SIGINT';
-      const line = `interrupted by ${signal} after ${error.bytesCopied} bytes; what was written has been flushed`;
+      const mapNote = error.result?.mapfile ? `; mapfile ${error.result.mapfile.path} updated (rerun to resume)` : '';
+      const line = `interrupted by ${signal} after ${error.bytesCopied} bytes; what was written has been flushed${mapNote}`;
       if (inv.json) io.stdout.write(`${JSON.stringify({ type: 'error', code: 'ABORT_ERR', message: line, bytesCopied: error.bytesCopied })}\n`);
       io.stderr.write(`devmove: ${line}\n`);
       return signal === 'SIGTERM' ? 143 : 130;
@@ -250,6 +335,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
     }
     throw error;
   } finally {
+    rateWatcher?.();
     if (ctx.handleSignals) {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);

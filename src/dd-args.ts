@@ -23,8 +23,34 @@ export interface DdInvocation {
   command: 'copy' | 'help' | 'version' | 'demo';
   /** if= (required for 'copy'). */
   source?: string;
-  /** of= (required for 'copy'). */
+  /** of= (required for 'copy'): the first target. */
   target?: string;
+  /** Every of=, in order (fan-out when more than one). */
+  targets: string[];
+  /** --on-target-error: a failing target stops the copy ('stop') or is dropped ('drop'). */
+  onTargetError: 'stop' | 'drop';
+  /** conv=noerror / --noerror: zero-fill unreadable blocks and go on. */
+  noError: boolean;
+  /** --retries N: extra reads of an unreadable block. */
+  retries: number;
+  /** --mapfile FILE (GNU ddrescue format): record progress, resume from it. */
+  mapfile?: string;
+  /** --retry-bad: read the ranges the mapfile marks bad again. */
+  retryBad: boolean;
+  /** --checkpoint-interval MS. */
+  checkpointInterval?: number;
+  /** --verify: compare source and target after the copy. */
+  verify: boolean;
+  /** --hash ALG. */
+  hash?: 'sha256' | 'sha512' | 'sha1' | 'md5' | 'blake2b512' | 'sha3-256';
+  /** --rate RATE: bytes per second. */
+  rate?: number;
+  /** --rate-file FILE: the rate is read from FILE whenever it changes. */
+  rateFile?: string;
+  /** --background: small requests, few in flight. */
+  background: boolean;
+  /** conv=sparse, --target-is-zero, --zero-blocks MODE. */
+  zeroBlocks: 'write' | 'skip' | 'discard' | 'sparse';
   /** bs= or --block-size: I/O size in bytes; undefined = engine default. */
   blockSize?: number;
   /** Input block size, the unit of skip= and count= (default 512; bs= sets it). */
@@ -105,14 +131,16 @@ const UNSUPPORTED_FLAGS: ReadonlySet<string> = new Set([
 
 /** Conversions GNU dd has that devmove does not implement. */
 const UNSUPPORTED_CONVERSIONS: ReadonlySet<string> = new Set([
-  'ascii', 'ebcdic', 'ibm', 'block', 'unblock', 'lcase', 'ucase', 'swab', 'sync', 'noerror', 'sparse',
+  'ascii', 'ebcdic', 'ibm', 'block', 'unblock', 'lcase', 'ucase', 'swab',
 ]);
 
 const INPUT_FLAGS = [
   'direct', 'skip_bytes', 'count_bytes', 'noatime', 'fullblock', 'nocache', 'dsync', 'sync',
 ] as const;
 const OUTPUT_FLAGS = ['direct', 'seek_bytes', 'dsync', 'sync', 'nocache', 'noatime'] as const;
-const CONVERSIONS = ['notrunc', 'fsync', 'fdatasync', 'excl', 'nocreat'] as const;
+const CONVERSIONS = ['notrunc', 'fsync', 'fdatasync', 'excl', 'nocreat', 'noerror', 'sync', 'sparse'] as const;
+const HASHES = ['sha256', 'sha512', 'sha1', 'md5', 'blake2b512', 'sha3-256'] as const;
+const ZERO_MODES = ['write', 'skip', 'discard', 'sparse'] as const;
 
 type InputFlag = (typeof INPUT_FLAGS)[number];
 type OutputFlag = (typeof OUTPUT_FLAGS)[number];
@@ -176,6 +204,14 @@ function defaults(command: DdInvocation['command']): DdInvocation {
     noatime: false,
     force: false,
     engine: { ...DEFAULT_ENGINE },
+    targets: [],
+    onTargetError: 'stop',
+    noError: false,
+    retries: 0,
+    retryBad: false,
+    verify: false,
+    background: false,
+    zeroBlocks: 'write',
   };
 }
 
@@ -192,6 +228,20 @@ function toBytes(count: BlockCount, bytesMode: boolean, unit: number, unitName: 
   return Number(bytes);
 }
 
+/** A rate in bytes per second: a size with an optional '/s' ('200M', '50MB/s'). */
+export function parseRate(option: string, value: string): number {
+  const text = value.endsWith('/s') ? value.slice(0, -2) : value;
+  let n: number;
+  try {
+    n = parseDdNumber(text);
+  } catch (err) {
+    if (err instanceof SizeSyntaxError) throw new UsageError(`invalid option ${quote(option)}: ${err.reason}`);
+    throw err;
+  }
+  if (n < 1) throw new UsageError(`invalid option ${quote(option)}: the rate must be at least 1 byte per second`);
+  return n;
+}
+
 function parseQueueDepth(option: string, value: string): number {
   if (!/^[0-9]+$/.test(value) || Number(value) < 1 || Number(value) > MAX_QUEUE_DEPTH) {
     throw new UsageError(
@@ -202,9 +252,22 @@ function parseQueueDepth(option: string, value: string): number {
 }
 
 /** Options that take a value ('--name=value' or '--name value'). */
-const VALUE_OPTIONS: ReadonlySet<string> = new Set(['queue-depth', 'block-size']);
+const VALUE_OPTIONS: ReadonlySet<string> = new Set([
+  'queue-depth', 'block-size', 'retries', 'mapfile', 'checkpoint-interval', 'hash', 'rate', 'rate-file', 'zero-blocks',
+  'on-target-error',
+]);
 /** Options that take no value. */
-const FLAG_OPTIONS: ReadonlySet<string> = new Set(['help', 'version', 'json', 'quiet', 'no-sync', 'force', ...Object.keys(ENGINE_FLAGS)]);
+const FLAG_OPTIONS: ReadonlySet<string> = new Set([
+  'help', 'version', 'json', 'quiet', 'no-sync', 'force', 'noerror', 'retry-bad', 'verify', 'background', 'target-is-zero',
+  ...Object.keys(ENGINE_FLAGS),
+]);
+
+function parseWhole(option: string, value: string, min: number, max: number, what: string): number {
+  if (!/^[0-9]+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new UsageError(`invalid option ${quote(option)}: ${what} must be a whole number from ${min} to ${max}`);
+  }
+  return Number(value);
+}
 
 /**
  * Parse devmove's command line (argv without the node and script paths).
@@ -220,8 +283,20 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
 
   let command: DdInvocation['command'] = 'copy';
   let source: string | undefined;
-  let target: string | undefined;
-  let targetOperand: string | undefined;
+  const targets: string[] = [];
+  let noErrorFlag = false;
+  let retries = 0;
+  let mapfile: string | undefined;
+  let retryBad = false;
+  let checkpointInterval: number | undefined;
+  let verify = false;
+  let hash: DdInvocation['hash'];
+  let rate: number | undefined;
+  let rateFile: string | undefined;
+  let background = false;
+  let zeroOption: DdInvocation['zeroBlocks'] | undefined;
+  let zeroOptionText: string | undefined;
+  let onTargetError: DdInvocation['onTargetError'] = 'stop';
   let bs: number | undefined;
   let bsOperand: string | undefined;
   let ibs: number | undefined;
@@ -263,7 +338,17 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
         if (name === 'quiet') quiet = true;
         else if (name === 'no-sync') noSync = true;
         else if (name === 'force') force = true;
-        else {
+        else if (name === 'noerror') noErrorFlag = true;
+        else if (name === 'retry-bad') retryBad = true;
+        else if (name === 'verify') verify = true;
+        else if (name === 'background') background = true;
+        else if (name === 'target-is-zero') {
+          if (zeroOption !== undefined && zeroOption !== 'skip') {
+            throw new UsageError(`--target-is-zero contradicts ${quote(zeroOptionText ?? '')}; give one`);
+          }
+          zeroOption = 'skip';
+          zeroOptionText = '--target-is-zero';
+        } else {
           const [key, value] = ENGINE_FLAGS[name];
           engine[key] = value;
         }
@@ -283,6 +368,34 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
       const shown = `--${name}=${value}`;
       if (name === 'queue-depth') {
         queueDepth = parseQueueDepth(shown, value);
+      } else if (name === 'retries') {
+        retries = parseWhole(shown, value, 0, 1000, 'the number of retries');
+      } else if (name === 'checkpoint-interval') {
+        checkpointInterval = parseWhole(shown, value, 100, 3_600_000, 'the checkpoint interval (milliseconds)');
+      } else if (name === 'mapfile') {
+        mapfile = value;
+      } else if (name === 'rate-file') {
+        rateFile = value;
+      } else if (name === 'hash') {
+        if (!isOneOf(HASHES, value)) throw new UsageError(`invalid option ${quote(shown)}: the hash must be one of ${HASHES.join(', ')}`);
+        hash = value;
+      } else if (name === 'zero-blocks') {
+        if (!isOneOf(ZERO_MODES, value)) {
+          throw new UsageError(`invalid option ${quote(shown)}: zero blocks are handled by one of ${ZERO_MODES.join(', ')}`);
+        }
+        if (zeroOption !== undefined && zeroOption !== value) {
+          throw new UsageError(`${quote(shown)} contradicts ${quote(zeroOptionText ?? '')}; give one`);
+        }
+        zeroOption = value;
+        zeroOptionText = shown;
+      } else if (name === 'on-target-error') {
+        if (value !== 'stop' && value !== 'drop') {
+          throw new UsageError(`invalid option ${quote(shown)}: a failing target can 'stop' the copy or be 'drop'ped`);
+        }
+        onTargetError = value;
+      } else if (name === 'rate') {
+        const r = parseRate(shown, value);
+        rate = r;
       } else {
         try {
           const size = parseDdNumber(value);
@@ -328,11 +441,9 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
         source = value;
         break;
       case 'of':
-        if (targetOperand !== undefined) {
-          throw new UsageError(`of= given twice; one target per copy (${quote(targetOperand)} and ${quote(arg)})`);
-        }
-        target = value;
-        targetOperand = arg;
+        if (targets.includes(value)) throw new UsageError(`${quote(arg)} is given twice`);
+        if (targets.length >= 64) throw new UsageError('at most 64 targets (of=) per copy');
+        targets.push(value);
         break;
       case 'bs':
         bs = parseBlockSize(arg, value, 'the block size');
@@ -394,6 +505,27 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
   if (outputFlags.has('direct') && outputFlags.has('nocache')) {
     throw new UsageError('oflag=direct and oflag=nocache cannot be combined (as in GNU dd)');
   }
+  if (conversions.has('sync') && !conversions.has('noerror')) {
+    throw new UsageError('conv=sync is supported only as conv=noerror,sync (unreadable blocks become zeros); devmove never pads short reads');
+  }
+  const noError = noErrorFlag || conversions.has('noerror');
+  let zeroBlocks: DdInvocation['zeroBlocks'] = zeroOption ?? 'write';
+  if (conversions.has('sparse')) {
+    if (zeroOption !== undefined && zeroOption !== 'sparse') {
+      throw new UsageError(`conv=sparse contradicts ${quote(zeroOptionText ?? '')}; give one`);
+    }
+    zeroBlocks = 'sparse';
+  }
+  if (retryBad && mapfile === undefined) throw new UsageError('--retry-bad needs --mapfile (the map names the bad ranges)');
+  if (checkpointInterval !== undefined && mapfile === undefined) {
+    throw new UsageError('--checkpoint-interval needs --mapfile');
+  }
+  if (mapfile !== undefined && noSync) {
+    throw new UsageError('--mapfile needs durable writes: it records only what is on stable storage (--no-sync conflicts)');
+  }
+  if (onTargetError === 'drop' && targets.length < 2) {
+    throw new UsageError('--on-target-error=drop needs two or more targets (of= more than once)');
+  }
 
   // Durability: the strongest request wins; --no-sync contradicts any explicit request.
   const requested: Exclude<Durability, 'none'>[] = [];
@@ -428,7 +560,7 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
         "missing operand 'if=SOURCE': devmove cannot read from standard input; name the source device or file, e.g. if=/dev/sdb",
       );
     }
-    if (target === undefined) {
+    if (targets.length === 0) {
       throw new UsageError(
         "missing operand 'of=TARGET': devmove cannot write to standard output; name the target device or file, e.g. of=/dev/sdc",
       );
@@ -440,7 +572,20 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
   return {
     command,
     ...(source === undefined ? {} : { source }),
-    ...(target === undefined ? {} : { target }),
+    ...(targets.length === 0 ? {} : { target: targets[0] }),
+    targets,
+    onTargetError,
+    noError,
+    retries,
+    ...(mapfile === undefined ? {} : { mapfile }),
+    retryBad,
+    ...(checkpointInterval === undefined ? {} : { checkpointInterval }),
+    verify,
+    ...(hash === undefined ? {} : { hash }),
+    ...(rate === undefined ? {} : { rate }),
+    ...(rateFile === undefined ? {} : { rateFile }),
+    background,
+    zeroBlocks,
     ...(blockSize === undefined ? {} : { blockSize }),
     ibs: inputBlock,
     obs: outputBlock,
@@ -472,6 +617,8 @@ const FLAG_HOME: Record<string, string> = {
   fdatasync: 'conv',
   excl: 'conv',
   nocreat: 'conv',
+  noerror: 'conv',
+  sparse: 'conv',
 };
 
 function flagError(kind: 'iflag' | 'oflag', flag: string, operand: string): UsageError {
@@ -502,8 +649,9 @@ function conversionError(conv: string, operand: string): UsageError {
 export const DD_HELP_OPERANDS = `Operands (as in GNU dd):
   if=SOURCE     read from SOURCE, a block device or file (required: devmove
                 cannot read standard input)
-  of=TARGET     write to TARGET, a block device or file (required, once:
-                devmove cannot write standard output)
+  of=TARGET     write to TARGET, a block device or file (required: devmove
+                cannot write standard output); give of= several times to
+                write each block read to every TARGET (fan-out)
   bs=BYTES      read and write BYTES at a time; also sets ibs= and obs=
                 (default: devmove picks an efficient I/O size)
   ibs=BYTES     input block size, the unit of skip= and count= (default: 512)
@@ -521,6 +669,10 @@ export const DD_HELP_OPERANDS = `Operands (as in GNU dd):
                   excl       fail if TARGET already exists
                   fdatasync  flush TARGET's data before exiting (the default)
                   fsync      flush TARGET's data and metadata before exiting
+                  noerror    go on after unreadable blocks: they are located
+                             to the logical block, zero-filled on TARGET and
+                             reported (sync is implied; conv=noerror,sync ok)
+                  sparse     seek over all-zero blocks instead of writing them
   iflag=FLAGS   comma-separated list of:
                   direct       require O_DIRECT on SOURCE (default: use it
                                whenever possible)
@@ -554,6 +706,32 @@ Options:
   --force            write to a target mounted read-only or held by LVM/md/dm
                      (never to one mounted read-write, the source itself, an
                      overlapping range, a read-only or a too-small device)
+Failing disks and long migrations:
+  --noerror          the same as conv=noerror
+  --retries=N        read an unreadable block N more times first (default 0)
+  --mapfile=FILE     record progress in FILE (GNU ddrescue mapfile format)
+                     and, when it exists, copy only what it lacks; updated
+                     atomically once the data is durable on TARGET
+  --checkpoint-interval=MS  mapfile update interval (default 1000)
+  --retry-bad        with --mapfile: read the ranges marked bad again
+  --verify           after the copy, re-read SOURCE and TARGET with O_DIRECT
+                     and compare (exit 1 on a difference)
+  --hash=ALG         digest of the data read: sha256, sha512, sha1, md5,
+                     blake2b512, sha3-256
+  --on-target-error=stop|drop  with several of=: a failing TARGET stops
+                     the copy (stop, default) or is dropped while the others
+                     finish (drop)
+Sharing the devices:
+  --rate=RATE        copy at most RATE bytes per second (200M, 50MB/s)
+  --rate-file=FILE   read the rate from FILE, and again whenever FILE changes
+                     (echo 50M > FILE; 0 or 'unlimited' lifts the cap)
+  --background       small requests (128 KiB), 2 in flight, so other I/O on
+                     the same devices keeps its latency
+Zero blocks (all-zero source blocks):
+  --zero-blocks=MODE write (default), skip (TARGET already reads zeros),
+                     discard (punch holes in files; write-zeroes/unmap on
+                     devices that guarantee zeros), sparse (= conv=sparse)
+  --target-is-zero   the same as --zero-blocks=skip
 Engine switches, for benchmarks (the defaults are the measured best):
   --no-fixed-buffers do not register the buffer ring with io_uring
   --no-fixed-files   do not register the file descriptors with io_uring
@@ -566,6 +744,6 @@ Engine switches, for benchmarks (the defaults are the measured best):
                      (if= and of= are then optional)
 
 Not supported: cbs=; conv=ascii, ebcdic, ibm, block, unblock, lcase, ucase,
-swab, sync, noerror, sparse; flags append, nonblock, nofollow, noctty,
+swab, sync without noerror; flags append, nonblock, nofollow, noctty,
 directory, nolinks, binary, text, cio.
 `;
