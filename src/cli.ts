@@ -9,7 +9,6 @@ import {
   BACKGROUND_BLOCK_SIZE, BACKGROUND_QUEUE_DEPTH, BLOCK_SIZE_MAX, copy, CopyJob, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH,
   RING_BYTES_MAX, type CopyOptions, type CopyProgress, type CopyResult,
 } from './copy';
-import { runDevicesCommand } from './cli-devices';
 import { DD_HELP_OPERANDS, parseDdArgs, parseRate, UsageError, type DdInvocation } from './dd-args';
 import { resolveDevicePath } from './devices';
 import { CopyAbortError, DevmoveError, describeErrno } from './errors';
@@ -33,6 +32,7 @@ export function version(): string {
 export function helpText(): string {
   return `Usage: devmove if=SOURCE of=TARGET [OPERAND]... [OPTION]...
   or:  devmove devices [info NAME | watch] [--json]
+  or:  devmove run JOBFILE [--json]
   or:  devmove demo
 Copy a block device or image file to another at the speed of the slower
 device: io_uring with O_DIRECT over a ring of aligned buffers, no page cache,
@@ -346,7 +346,15 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
 
 export async function main(argv: readonly string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   let inv: DdInvocation;
-  if (argv[0] === 'devices') return runDevicesCommand(argv.slice(1), io);
+  if (argv[0] === 'devices') {
+    // Loaded on demand: a copy never needs the device manager's command line.
+    const { runDevicesCommand } = await import('./cli-devices');
+    return runDevicesCommand(argv.slice(1), io);
+  }
+  if (argv[0] === 'run') {
+    const { runRunCommand } = await import('./cli-run');
+    return runRunCommand(argv.slice(1), io);
+  }
   try {
     inv = parseDdArgs(argv);
     if (inv.command === 'help') {

@@ -6,6 +6,7 @@
  * dd has that devmove does not implement is rejected with a one-line UsageError
  * instead of being silently ignored.
  */
+import { HASH_ALGORITHMS, type HashAlgorithm } from './copy';
 import { parseDdNumber, SizeSyntaxError } from './size';
 
 /** A command line devmove cannot run. The message is one line naming the offending argument. */
@@ -42,7 +43,7 @@ export interface DdInvocation {
   /** --verify: compare source and target after the copy. */
   verify: boolean;
   /** --hash ALG. */
-  hash?: 'sha256' | 'sha512' | 'sha1' | 'md5' | 'blake2b512' | 'sha3-256';
+  hash?: HashAlgorithm;
   /** --rate RATE: bytes per second. */
   rate?: number;
   /** --rate-file FILE: the rate is read from FILE whenever it changes. */
@@ -139,7 +140,6 @@ const INPUT_FLAGS = [
 ] as const;
 const OUTPUT_FLAGS = ['direct', 'seek_bytes', 'dsync', 'sync', 'nocache', 'noatime'] as const;
 const CONVERSIONS = ['notrunc', 'fsync', 'fdatasync', 'excl', 'nocreat', 'noerror', 'sync', 'sparse'] as const;
-const HASHES = ['sha256', 'sha512', 'sha1', 'md5', 'blake2b512', 'sha3-256'] as const;
 const ZERO_MODES = ['write', 'skip', 'discard', 'sparse'] as const;
 
 type InputFlag = (typeof INPUT_FLAGS)[number];
@@ -377,7 +377,7 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
       } else if (name === 'rate-file') {
         rateFile = value;
       } else if (name === 'hash') {
-        if (!isOneOf(HASHES, value)) throw new UsageError(`invalid option ${quote(shown)}: the hash must be one of ${HASHES.join(', ')}`);
+        if (!isOneOf(HASH_ALGORITHMS, value)) throw new UsageError(`invalid option ${quote(shown)}: the hash must be one of ${HASH_ALGORITHMS.join(', ')}`);
         hash = value;
       } else if (name === 'zero-blocks') {
         if (!isOneOf(ZERO_MODES, value)) {

@@ -1,0 +1,231 @@
+// Many pairs in one job: every (source, target) pair of a JobSpec runs as its own copy(),
+// all at once, within the job's shared budget of I/Os in flight and buffer memory
+// (allocateBudget in jobfile.ts). Each pair has its own progress and its own result or
+// error; one pair failing does not stop the others; aborting the signal cancels all.
+import { copy, type CopyJob, type CopyOptions, type CopyProgress, type CopyResult } from './copy';
+import { resolveDevicePath } from './devices';
+import { CopyAbortError } from './errors';
+import { allocateBudget, fieldPath, JobFileError, type JobPair, type JobSpec, type PairAllocation } from './jobfile';
+import { gatherSide, type SideFacts } from './safety';
+
+export type JobEvent =
+  | {
+      type: 'pair-start';
+      pair: string;
+      source: string;
+      targets: string[];
+      /** What the pair got from the job's budget. */
+      queueDepth: number;
+      blockSize: number;
+    }
+  | ({ type: 'progress'; pair: string } & CopyProgress)
+  | { type: 'pair-done'; pair: string; result: CopyResult }
+  /** The pair failed, or was cancelled (then `error` is the AbortError, code 'ABORT_ERR'). */
+  | { type: 'pair-failed'; pair: string; error: Error };
+
+export interface JobHooks {
+  /** Every event of every pair, in the order they happen. */
+  onEvent?(event: JobEvent): void;
+  /** Aborting it cancels every pair: in-flight I/O drains, written data is flushed. */
+  signal?: AbortSignal;
+  /** Milliseconds between a pair's progress events (at least 100). Default 200. */
+  progressInterval?: number;
+}
+
+export interface PairOutcome {
+  name: string;
+  status: 'done' | 'failed' | 'cancelled';
+  source: string;
+  targets: string[];
+  queueDepth: number;
+  blockSize: number;
+  /** Written (and flushed) to the target(s), also when the pair failed or was cancelled. */
+  bytesCopied: number;
+  seconds: number;
+  bytesPerSecond: number;
+  /** When status is 'done'. */
+  result?: CopyResult;
+  /** When status is 'failed' or 'cancelled'. */
+  error?: Error;
+}
+
+export interface JobResult {
+  /** Every pair done. */
+  ok: boolean;
+  /** The signal was aborted. */
+  cancelled: boolean;
+  seconds: number;
+  bytesCopied: number;
+  /** One entry per pair, in the job's order. */
+  pairs: PairOutcome[];
+}
+
+function targetsOf(pair: JobPair): string[] {
+  return pair.options.targets ?? (pair.options.target !== undefined ? [pair.options.target] : []);
+}
+
+/** copy()'s options for one pair with its share of the budget. */
+function copyOptionsFor(pair: JobPair, allocation: PairAllocation, signal: AbortSignal, progressInterval: number | undefined): CopyOptions {
+  const { queueDepth: _wanted, blockSize: _block, ...rest } = pair.options;
+  const options: CopyOptions = { ...rest, blockSize: allocation.blockSize, queueDepth: allocation.queueDepth, signal };
+  if (progressInterval !== undefined) options.progressInterval = progressInterval;
+  return options;
+}
+
+// ---- device-level aliasing between pairs -------------------------------------------
+
+interface Extent {
+  pair: JobPair;
+  field: string;
+  role: 'source' | 'target' | 'mapfile';
+  shown: string;
+  identity: string;
+  start: number;
+  end: number;
+}
+
+/** Where a side's bytes live: one storage object and the byte offset of the side's byte 0 on it. */
+function storageOf(side: SideFacts): { identity: string; base: number } | undefined {
+  if (side.kind === 'file' && side.fileId !== undefined) return { identity: `file:${side.fileId}`, base: 0 };
+  if (side.kind !== 'block' || side.block === undefined) return undefined;
+  const base = side.block.type === 'partition' ? (side.block.partition?.startBytes ?? 0) : 0;
+  if (side.disk?.loop !== undefined && side.loopBackingId !== undefined) {
+    return { identity: `file:${side.loopBackingId}`, base: side.disk.loop.offsetBytes + base };
+  }
+  return { identity: `block:${(side.disk ?? side.block).devno}`, base };
+}
+
+function facts(nameOrPath: string): SideFacts | undefined {
+  try {
+    return gatherSide(resolveDevicePath(nameOrPath));
+  } catch {
+    return undefined; // the pair reports it when it runs
+  }
+}
+
+/**
+ * copy() checks one pair's own source and targets; this checks pairs against each other
+ * on the devices themselves: a pair writing (target or mapfile) to storage another pair
+ * reads or writes, with overlapping byte ranges — the same device under two names, a
+ * partition and its disk, two loop devices over one image file. Throws a JobFileError
+ * naming both pairs. Exported for tests.
+ */
+export function checkDeviceConflicts(spec: JobSpec): void {
+  const extents: Extent[] = [];
+  for (const pair of spec.pairs) {
+    const o = pair.options;
+    const base = fieldPath('pairs', pair.index);
+    const source = facts(o.source);
+    const sourceOffset = o.sourceOffset ?? 0;
+    let length = o.length ?? (source !== undefined && (source.kind === 'block' || source.kind === 'file') ? Math.max(0, source.sizeBytes - sourceOffset) : Infinity);
+    if (o.maxLength !== undefined) length = Math.min(length, o.maxLength);
+    const add = (side: SideFacts | undefined, role: Extent['role'], field: string, shown: string, offset: number, size: number): void => {
+      const where = side === undefined ? undefined : storageOf(side);
+      if (where === undefined || size <= 0) return;
+      extents.push({ pair, field, role, shown, identity: where.identity, start: where.base + offset, end: where.base + offset + size });
+    };
+    add(source, 'source', fieldPath(base, 'source'), o.source, sourceOffset, length);
+    if (o.target !== undefined) add(facts(o.target), 'target', fieldPath(base, 'target'), o.target, o.targetOffset ?? 0, length);
+    o.targets?.forEach((t, i) => add(facts(t), 'target', fieldPath(fieldPath(base, 'targets'), i), t, o.targetOffset ?? 0, length));
+    if (o.mapfile !== undefined) add(facts(o.mapfile), 'mapfile', fieldPath(base, 'mapfile'), o.mapfile, 0, Infinity);
+  }
+  for (const a of extents) {
+    if (a.role === 'source') continue; // a is the side that writes
+    for (const b of extents) {
+      if (a === b || a.identity !== b.identity || !(a.start < b.end && b.start < a.end)) continue;
+      if (a.pair === b.pair && a.role !== 'mapfile' && b.role !== 'mapfile') continue; // copy() checks a pair's own sides
+      const whose = a.pair === b.pair ? `this pair's ${b.role}` : `the ${b.role} of pair '${b.pair.name}'`;
+      throw new JobFileError({
+        fileName: spec.fileName,
+        field: a.field,
+        reason:
+          `'${a.shown}' of pair '${a.pair.name}' is the same storage as '${b.shown}', ${whose} (${b.field}), ` +
+          `and the byte ranges overlap; ${b.role === 'source' ? 'a pair must not write to what another pair reads' : 'two pairs must not write to the same bytes'}`,
+      });
+    }
+  }
+}
+
+// ---- the runner ----------------------------------------------------------------------
+
+/**
+ * Runs every pair of the job at once. Resolves when all pairs have settled, with one
+ * outcome per pair (done, failed or cancelled); never rejects because a pair failed.
+ * Rejects only for a job that cannot start: pairs that would write to each other's
+ * storage, or a budget too small for one buffer (JobFileError).
+ */
+export async function runJob(spec: JobSpec, hooks: JobHooks = {}): Promise<JobResult> {
+  const allocations = allocateBudget(spec);
+  checkDeviceConflicts(spec);
+
+  const controller = new AbortController();
+  const onAbort = (): void => controller.abort(hooks.signal?.reason);
+  if (hooks.signal?.aborted) onAbort();
+  else hooks.signal?.addEventListener('abort', onAbort, { once: true });
+
+  let listenerError: { error: unknown } | undefined;
+  const emit = (event: JobEvent): void => {
+    if (hooks.onEvent === undefined || listenerError !== undefined) return;
+    try {
+      hooks.onEvent(event);
+    } catch (error) {
+      // A throwing listener stops the job; runJob rejects with its error once every pair has settled.
+      listenerError = { error };
+      controller.abort(error);
+    }
+  };
+
+  const started = process.hrtime.bigint();
+  const elapsed = (since: bigint): number => Number(process.hrtime.bigint() - since) / 1e9;
+
+  const runPair = async (pair: JobPair, allocation: PairAllocation): Promise<PairOutcome> => {
+    const outcome: PairOutcome = {
+      name: pair.name,
+      status: 'failed',
+      source: pair.options.source,
+      targets: targetsOf(pair),
+      queueDepth: allocation.queueDepth,
+      blockSize: allocation.blockSize,
+      bytesCopied: 0,
+      seconds: 0,
+      bytesPerSecond: 0,
+    };
+    emit({ type: 'pair-start', pair: pair.name, source: outcome.source, targets: outcome.targets, queueDepth: allocation.queueDepth, blockSize: allocation.blockSize });
+    const pairStarted = process.hrtime.bigint();
+    let job: CopyJob | undefined;
+    try {
+      job = copy(copyOptionsFor(pair, allocation, controller.signal, hooks.progressInterval));
+      job.on('progress', (p) => emit({ type: 'progress', pair: pair.name, ...p }));
+      const result = await job;
+      // Every pair's last progress event says where it ended, however short the copy was.
+      emit({ type: 'progress', pair: pair.name, ...job.progress });
+      Object.assign(outcome, { status: 'done', result, bytesCopied: result.bytesCopied, seconds: result.seconds, bytesPerSecond: result.bytesPerSecond });
+      emit({ type: 'pair-done', pair: pair.name, result });
+    } catch (caught) {
+      const error = caught instanceof Error ? caught : new Error(String(caught));
+      outcome.status = error instanceof CopyAbortError ? 'cancelled' : 'failed';
+      outcome.error = error;
+      const bytes = (error as { bytesCopied?: unknown }).bytesCopied;
+      outcome.bytesCopied = typeof bytes === 'number' ? bytes : 0;
+      outcome.seconds = elapsed(pairStarted);
+      outcome.bytesPerSecond = outcome.seconds > 0 ? outcome.bytesCopied / outcome.seconds : 0;
+      if (job !== undefined) emit({ type: 'progress', pair: pair.name, ...job.progress });
+      emit({ type: 'pair-failed', pair: pair.name, error });
+    }
+    return outcome;
+  };
+
+  try {
+    const pairs = await Promise.all(spec.pairs.map((pair, i) => runPair(pair, allocations[i])));
+    if (listenerError !== undefined) throw listenerError.error;
+    return {
+      ok: pairs.every((p) => p.status === 'done'),
+      cancelled: hooks.signal?.aborted === true,
+      seconds: elapsed(started),
+      bytesCopied: pairs.reduce((sum, p) => sum + p.bytesCopied, 0),
+      pairs,
+    };
+  } finally {
+    hooks.signal?.removeEventListener('abort', onAbort);
+  }
+}
