@@ -169,7 +169,7 @@ function describeFailure(error: DevmoveError, inv: DdInvocation): string {
   const where = error.offset !== undefined ? ` at byte ${error.offset}` : '';
   let line = `${who}${what} (${error.code} from ${error.syscall}${where})`;
   const r = error.result;
-  if (r && (error.syscall === 'read' || error.syscall === 'write' || error.syscall === 'fallocate' || error.syscall.startsWith('f'))) {
+  if (r && error.offset !== undefined && ['read', 'write', 'fallocate'].includes(error.syscall)) {
     line += `; ${error.bytesCopied} bytes copied and flushed`;
     if (error.syscall === 'read' && error.offset !== undefined && error.offset > r.range.offset && !r.mapfile?.resumed) {
       line += `, everything before byte ${error.offset} of the source is on the target`;
@@ -299,7 +299,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
       if (inv.status !== 'none') for (const line of summaryLines(result, inv)) io.stderr.write(`devmove: ${line}\n`);
     }
     // Like dd with conv=noerror: unreadable blocks or a dropped target make the exit status 1.
-    const degraded = result.bad.bytes > 0 || result.targets.some((t) => t.dropped);
+    const degraded = result.bad.bytes > 0 || (result.mapfile?.bad ?? 0) > 0 || result.targets.some((t) => t.dropped);
     return degraded ? EXIT_FAILURE : EXIT_OK;
   } catch (error) {
     clearLive();
