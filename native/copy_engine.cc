@@ -198,6 +198,11 @@ SysError CopyEngine::Run(const ProgressFn& progress, CopyReport* report, const C
   }
   report->rate_bytes_per_second = rate_.load();
   report->seconds = NowSeconds() - start;
+  if (error.failed() && bytes_completed_ == 0) {
+    // Nothing was written: leave no new empty file behind.
+    for (auto& t : targets_) t->UnlinkIfCreated();
+    for (FileReport& t : report->targets) t.created = false;
+  }
   // Release everything now, not when the JS object is collected: the ring
   // first (nothing is in flight any more), then buffers, then descriptors.
   ring_.reset();
@@ -274,14 +279,17 @@ SysError CopyEngine::Prepare(CopyReport* report) {
     const TargetPlan& t = plan_.targets[i];
     OpenRequest open = t.open;
     open.read_back = open.read_back || plan_.verify;
-    std::unique_ptr<DeviceFile> target = DeviceFile::Open(open, &error);
-    if (!target) return error;
+    std::unique_ptr<DeviceFile> opened = DeviceFile::Open(open, &error);
+    if (!opened) return error;
+    // Owned by targets_ from here on: a refusal below removes a file it created (Run()).
+    targets_.push_back(std::move(opened));
+    DeviceFile* target = targets_.back().get();
     if (target->st_rdev() == source_->st_rdev() && target->kind() == DeviceFile::Kind::kBlockDevice &&
         source_->kind() == DeviceFile::Kind::kBlockDevice) {
       return SysError::Make(EINVAL, "open", target->path(), -1,
                             "target is the same device as the source (" + source_->path() + ")");
     }
-    for (size_t j = 0; j < targets_.size(); ++j) {
+    for (size_t j = 0; j + 1 < targets_.size(); ++j) {
       const DeviceFile& other = *targets_[j];
       const bool same = target->kind() == other.kind() &&
                         (target->kind() == DeviceFile::Kind::kBlockDevice
@@ -321,10 +329,15 @@ SysError CopyEngine::Prepare(CopyReport* report) {
                                   std::to_string(t.offset_bytes) + " + length " + std::to_string(length_bytes_) +
                                   ") but the device has " + Bytes(target->size_bytes()));
       }
-    } else if (t.truncate_to >= 0) {
-      if (target->Truncate(static_cast<uint64_t>(t.truncate_to), &error) != 0) return error;
     }
-    targets_.push_back(std::move(target));
+  }
+  // Only once every target has been opened and checked: cut regular files
+  // (dd without conv=notrunc), so a refusal leaves all targets untouched.
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    const int64_t cut = plan_.targets[i].truncate_to;
+    if (cut >= 0 && targets_[i]->kind() == DeviceFile::Kind::kRegularFile &&
+        targets_[i]->Truncate(static_cast<uint64_t>(cut), &error) != 0)
+      return error;
   }
   dropped_.assign(targets_.size(), 0);
   discard_ok_.assign(targets_.size(), 0);

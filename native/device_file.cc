@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <cassert>
@@ -40,6 +42,36 @@ bool WouldCreateInDevtmpfs(const std::string& path) {
   return dir.st_dev == dev.st_dev;
 }
 
+// What a path is, for a refusal ("is a character device").
+const char* TypeName(mode_t mode) {
+  return S_ISDIR(mode)    ? "a directory"
+         : S_ISCHR(mode)  ? "a character device"
+         : S_ISFIFO(mode) ? "a pipe (FIFO)"
+         : S_ISSOCK(mode) ? "a socket"
+                          : "not a regular file";
+}
+
+// Kernel interfaces that look like regular files but are not storage:
+// writing an image to /proc/sysrq-trigger or a sysfs attribute must never
+// happen, and reading one "copies" a few bytes of text.
+const char* PseudoFilesystem(int fd) {
+  struct statfs fs {};
+  if (fstatfs(fd, &fs) != 0) return nullptr;
+  switch (static_cast<unsigned long>(fs.f_type)) {
+    case PROC_SUPER_MAGIC: return "procfs";
+    case SYSFS_MAGIC: return "sysfs";
+    case DEBUGFS_MAGIC: return "debugfs";
+    case TRACEFS_MAGIC: return "tracefs";
+    case SECURITYFS_MAGIC: return "securityfs";
+    case CGROUP_SUPER_MAGIC: return "cgroupfs";
+    case CGROUP2_SUPER_MAGIC: return "cgroup2fs";
+    case BPF_FS_MAGIC: return "bpffs";
+    case EFIVARFS_MAGIC: return "efivarfs";
+    case 0x62656570UL: return "configfs";  // CONFIGFS_MAGIC
+    default: return nullptr;
+  }
+}
+
 }  // namespace
 
 std::string ParentDirectory(const std::string& path) {
@@ -59,6 +91,25 @@ std::unique_ptr<DeviceFile> DeviceFile::Open(const OpenRequest& r, SysError* err
     *error = SysError::Make(errno, "stat", r.path);
     return nullptr;
   }
+  if (exists && !S_ISREG(before.st_mode) && !S_ISBLK(before.st_mode)) {
+    // Before open(): opening a FIFO blocks until its other end opens, and
+    // nothing (not even a signal to us) would end the wait.
+    *error = SysError::Make(S_ISDIR(before.st_mode) ? EISDIR : EINVAL, "open", r.path, -1,
+                            std::string("is ") + TypeName(before.st_mode) +
+                                "; devmove copies block devices and regular files");
+    return nullptr;
+  }
+  struct stat link {};
+  if (!exists && r.for_write && r.create && lstat(r.path.c_str(), &link) == 0 && S_ISLNK(link.st_mode)) {
+    // A dangling symbolic link: creating through it would put the file
+    // wherever the link points (into /dev, say) unchecked.
+    char to[4096];
+    const ssize_t n = readlink(r.path.c_str(), to, sizeof to - 1);
+    const std::string where = n > 0 ? std::string(to, static_cast<size_t>(n)) : std::string("?");
+    *error = SysError::Make(ENOENT, "open", r.path, -1,
+                            "is a dangling symbolic link (to " + where + "); devmove does not create a target through a link");
+    return nullptr;
+  }
   if (!exists && r.for_write && r.create && WouldCreateInDevtmpfs(r.path)) {
     // dd would create a regular file in /dev for a mistyped device name; a
     // migration tool must not silently copy a disk into RAM-backed devtmpfs.
@@ -72,7 +123,9 @@ std::unique_ptr<DeviceFile> DeviceFile::Open(const OpenRequest& r, SysError* err
     if (r.exclusive) flags |= O_EXCL;
   } else if (r.for_write && r.create) {
     flags |= O_CREAT;
-    if (r.exclusive_create) flags |= O_EXCL;
+    // A file that did not exist a moment ago is created exclusively: never
+    // through a link planted since, never someone else's new file.
+    if (r.exclusive_create || !exists) flags |= O_EXCL;
   }
 
   f->buffered_fd_ = open(r.path.c_str(), flags, 0644);
@@ -131,6 +184,12 @@ std::unique_ptr<DeviceFile> DeviceFile::Open(const OpenRequest& r, SysError* err
     f->direct_alignment_ = static_cast<uint32_t>(logical);
   } else if (S_ISREG(st.st_mode)) {
     f->kind_ = Kind::kRegularFile;
+    if (const char* pseudo = PseudoFilesystem(f->buffered_fd_)) {
+      *error = SysError::Make(EINVAL, "open", r.path, -1,
+                              std::string("is on ") + pseudo + " (a kernel interface, not storage)");
+      if (f->created_) unlink(r.path.c_str());
+      return nullptr;
+    }
     f->size_bytes_ = static_cast<uint64_t>(st.st_size);
     f->physical_block_bytes_ = static_cast<uint32_t>(st.st_blksize);
     struct statx sx {};
@@ -148,13 +207,9 @@ std::unique_ptr<DeviceFile> DeviceFile::Open(const OpenRequest& r, SysError* err
     }
     f->logical_block_bytes_ = f->direct_alignment_ ? f->direct_alignment_ : 512;
   } else {
-    const char* what = S_ISDIR(st.st_mode)   ? "a directory"
-                       : S_ISCHR(st.st_mode) ? "a character device"
-                       : S_ISFIFO(st.st_mode) ? "a pipe"
-                       : S_ISSOCK(st.st_mode) ? "a socket"
-                                              : "not a regular file";
     *error = SysError::Make(S_ISDIR(st.st_mode) ? EISDIR : EINVAL, "open", r.path, -1,
-                            std::string("is ") + what + "; devmove copies block devices and regular files");
+                            std::string("is ") + TypeName(st.st_mode) +
+                                "; devmove copies block devices and regular files");
     return nullptr;
   }
 
@@ -182,6 +237,7 @@ std::unique_ptr<DeviceFile> DeviceFile::Open(const OpenRequest& r, SysError* err
     }
   }
   if (f->direct_fd_ < 0 && r.direct == DirectMode::kAlways) {
+    f->UnlinkIfCreated();
     *error = SysError::Make(EINVAL, "open", r.path, -1, "direct I/O was required but " + f->direct_note_);
     return nullptr;
   }
@@ -205,6 +261,14 @@ int DeviceFile::Truncate(uint64_t size_bytes, SysError* error) {
   }
   size_bytes_ = size_bytes;
   return 0;
+}
+
+void DeviceFile::UnlinkIfCreated() {
+  if (!created_ || kind_ != Kind::kRegularFile) return;
+  struct stat now {};
+  // Only the file this object created: the same inode still at the path.
+  if (stat(path_.c_str(), &now) == 0 && now.st_dev == st_dev_ && now.st_ino == st_ino_) unlink(path_.c_str());
+  created_ = false;
 }
 
 void DeviceFile::RefreshSize() {

@@ -50,6 +50,8 @@ class DeviceFile {
   int Truncate(uint64_t size_bytes, SysError* error);
   // Refresh size_bytes() after a target file grew.
   void RefreshSize();
+  // A failed copy that wrote nothing removes the file it created (and only that file).
+  void UnlinkIfCreated();
 
   Kind kind() const { return kind_; }
   const char* kind_name() const { return kind_ == Kind::kBlockDevice ? "block" : "file"; }

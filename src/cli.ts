@@ -267,7 +267,13 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
 
   let interruptedBy: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
-    interruptedBy ??= signal;
+    if (interruptedBy !== undefined) {
+      // A second signal: the user does not want to wait for the drain.
+      clearLive();
+      io.stderr.write(`devmove: ${signal} again: exiting without waiting for in-flight I/O\n`);
+      process.exit(signal === 'SIGTERM' ? 143 : 130);
+    }
+    interruptedBy = signal;
     job.cancel();
   };
   const onUsr1 = (): void => {

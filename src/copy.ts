@@ -557,6 +557,9 @@ class MapfileSession {
       plan.extents = this.map.gaps(done, 0, Number.MAX_SAFE_INTEGER);
       if (plan.noError && !retryBad) plan.verifySkip = this.map.ranges(['-']);
     }
+    // Written once before the engine starts: a mapfile that cannot be kept
+    // stops the copy before anything is written.
+    this.write(false);
   }
 
   /** The engine has opened the source: the copy's range is known. */

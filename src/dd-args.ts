@@ -366,6 +366,7 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
       }
       if (value === '') throw new UsageError(`option '--${name}' needs a value`);
       const shown = `--${name}=${value}`;
+      if (value.includes('\0')) throw new UsageError(`invalid option ${quote(shown)}: a value cannot contain a NUL byte`);
       if (name === 'queue-depth') {
         queueDepth = parseQueueDepth(shown, value);
       } else if (name === 'retries') {
@@ -436,6 +437,9 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
     }
     if (value === '') throw new UsageError(`'${key}=' needs a value`);
 
+    if ((key === 'if' || key === 'of') && value.includes('\0')) {
+      throw new UsageError(`invalid operand ${quote(arg)}: a path cannot contain a NUL byte`);
+    }
     switch (key) {
       case 'if':
         source = value;
