@@ -167,6 +167,33 @@ function cmpEqual(a, b, bytes) {
   if (r.status !== 0) throw new Error(`verification could not run: cmp ended with ${r.status ?? r.signal}`);
 }
 
+/** Cumulative 'some' stall time (µs) from /proc/pressure/{cpu,io}: how much others (or we) waited for CPU / I/O. */
+function pressure() {
+  const some = (kind) => {
+    try {
+      const m = /^some .*total=(\d+)/m.exec(fs.readFileSync(`/proc/pressure/${kind}`, 'utf8'));
+      return m ? Number(m[1]) : NaN;
+    } catch {
+      return NaN;
+    }
+  };
+  return { cpuUs: some('cpu'), ioUs: some('io') };
+}
+
+/** fio's limit for a copy: one job reading `source` while one job per target writes it, all at once (512 KiB, QD 8, O_DIRECT, io_uring). */
+function fioLimit(source, targets, bytes) {
+  dropCaches();
+  const common = ['--ioengine=io_uring', '--direct=1', '--bs=512k', '--iodepth=8', `--size=${bytes}`, '--output-format=json'];
+  const jobs = [`--name=read`, `--filename=${source}`, '--rw=read'];
+  targets.forEach((t, i) => jobs.push(`--name=write${i}`, `--filename=${t}`, '--rw=write'));
+  const run = spawnSync('fio', [...common, ...jobs], { encoding: 'utf8', maxBuffer: 64 * MiB });
+  if (run.status !== 0) throw new Error(`fio failed: ${run.stderr}`);
+  const out = JSON.parse(run.stdout.slice(run.stdout.indexOf('{'))).jobs;
+  const read = out.find((j) => j.jobname === 'read').read.bw_bytes;
+  const writes = targets.map((_, i) => out.find((j) => j.jobname === `write${i}`).write.bw_bytes);
+  return { bytesPerSecond: Math.min(read, ...writes), readBytesPerSecond: read, writeBytesPerSecond: writes };
+}
+
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
@@ -199,6 +226,8 @@ module.exports = {
   diskStat,
   timed,
   cmpEqual,
+  pressure,
+  fioLimit,
   median,
   mean,
   fmt,
