@@ -756,6 +756,89 @@ void TestCopyWideFanOut() {
   }, CopyPlan::kTargetsMax);
 }
 
+
+void TestCopyExtentsAndCheckpoints() {
+  // Only the planned extents are copied; checkpoints report exactly them
+  // (absolute source offsets), merged, after they were made durable.
+  const size_t kLen = 4 * 1024 * 1024;
+  const std::string source = TempPath("extents.src");
+  const std::vector<uint8_t> data = RandomBytes(kLen, 77);
+  REQUIRE(WriteFile(source, data));
+  CopyPlan plan = BasicPlan(source, TempPath("extents.dst"));
+  plan.source_offset_bytes = 4096;
+  plan.targets[0].offset_bytes = 4096;
+  plan.has_extents = true;
+  plan.extents = {{1 * 1024 * 1024, 300 * 1024}, {0, 8192}, {3 * 1024 * 1024, 8 * 1024 * 1024}};  // last one clipped
+  plan.checkpoint_interval_ms = 100;
+  plan.block_bytes = 64 * 1024;
+  std::vector<ByteRange> finished;
+  CopyEngine engine(plan);
+  CopyReport report;
+  const SysError error = engine.Run({}, &report, [&](const std::vector<ByteRange>& f, const std::vector<ByteRange>& bad) {
+    CHECK(bad.empty());
+    finished.insert(finished.end(), f.begin(), f.end());
+  });
+  REQUIRE(!error.failed());
+  const uint64_t expected = (8192 - 4096) + 300 * 1024 + (kLen - 3 * 1024 * 1024);
+  CHECK_EQ(report.bytes_total, expected);
+  CHECK_EQ(report.bytes_copied, expected);
+  uint64_t sum = 0;
+  for (const ByteRange& r : finished) sum += r.length;
+  CHECK_EQ(sum, expected);
+  std::vector<uint8_t> back;
+  REQUIRE(ReadFile(plan.targets[0].open.path, &back));
+  REQUIRE(back.size() == kLen);
+  auto same = [&](size_t from, size_t to) { return std::memcmp(back.data() + from, data.data() + from, to - from) == 0; };
+  auto zero = [&](size_t from, size_t to) { return std::all_of(back.begin() + from, back.begin() + to, [](uint8_t b) { return b == 0; }); };
+  CHECK(zero(0, 4096));
+  CHECK(same(4096, 8192));
+  CHECK(zero(8192, 1024 * 1024));
+  CHECK(same(1024 * 1024, 1024 * 1024 + 300 * 1024));
+  CHECK(zero(1024 * 1024 + 300 * 1024, 3 * 1024 * 1024));
+  CHECK(same(3 * 1024 * 1024, kLen));
+}
+
+void TestCopyZeroBlocks() {
+  // A source that is mostly zeros: 'sparse' writes only the data blocks and
+  // still gives the target its full size; 'write' counts nothing.
+  const size_t kLen = 2 * 1024 * 1024 + 64 * 1024;
+  std::vector<uint8_t> data(kLen, 0);
+  const std::vector<uint8_t> noise = RandomBytes(64 * 1024, 5);
+  std::copy(noise.begin(), noise.end(), data.begin() + 1024 * 1024);
+  const std::string source = TempPath("zeros.src");
+  REQUIRE(WriteFile(source, data));
+  for (ZeroMode mode : {ZeroMode::kSparse, ZeroMode::kSkip, ZeroMode::kDiscard, ZeroMode::kWrite}) {
+    CopyPlan plan = BasicPlan(source, TempPath("zeros.dst" + std::to_string(static_cast<int>(mode))));
+    plan.zero_mode = mode;
+    plan.block_bytes = 64 * 1024;
+    const CopyResult r = RunCopy(plan);
+    REQUIRE(!r.error.failed());
+    std::vector<uint8_t> back;
+    REQUIRE(ReadFile(plan.targets[0].open.path, &back));
+    CHECK(back == data);
+    if (mode == ZeroMode::kWrite) {
+      CHECK_EQ(r.report.zero_bytes, 0u);
+      CHECK_EQ(r.report.writes, static_cast<uint64_t>(kLen / (64 * 1024)));
+    } else {
+      CHECK_EQ(r.report.zero_bytes, static_cast<uint64_t>(kLen - 64 * 1024));
+      CHECK_EQ(r.report.writes, 1u);
+    }
+  }
+}
+
+void TestCopyHashWithoutHostOpenSsl() {
+  // The standalone test has no Node: the digest cannot be computed, and the
+  // copy says so before opening anything for writing... after the source.
+  CopyPlan plan = BasicPlan(TempPath("zeros.src"), TempPath("hash.dst"));
+  plan.hash_algorithm = "sha256";
+  const CopyResult r = RunCopy(plan);
+  CHECK(r.error.failed());
+  CHECK(r.error.syscall == "hash");
+  CHECK(Contains(r.error.message, "OpenSSL"));
+  struct stat st {};
+  CHECK(stat(plan.targets[0].open.path.c_str(), &st) != 0);  // the refused copy left no new file
+}
+
 void TestCopyOffsets() {
   // source offset + length, target offset (the dd skip=/count=/seek= paths).
   const size_t kSrc = 2 * 1024 * 1024 + 100;
@@ -879,6 +962,9 @@ int main() {
   Run("CopyEngine plan variants", TestCopyVariants);
   Run("CopyEngine queue depth 1024 x 5 and x 64 targets", TestCopyWideFanOut);
   Run("CopyEngine offsets and lengths", TestCopyOffsets);
+  Run("CopyEngine extents and checkpoints", TestCopyExtentsAndCheckpoints);
+  Run("CopyEngine zero blocks: sparse, skip, discard, write", TestCopyZeroBlocks);
+  Run("CopyEngine hash without a host OpenSSL", TestCopyHashWithoutHostOpenSsl);
   Run("CopyEngine source missing -> ENOENT open", TestCopySourceMissing);
   Run("CopyEngine Cancel() before Run -> ECANCELED", TestCopyCancelBeforeRun);
   Run("CopyEngine target is a directory -> EISDIR", TestCopyTargetIsDirectory);
