@@ -157,6 +157,7 @@ CopyPlan PlanFromJs(const Napi::Object& js) {
   if (!js.Get("noError").IsUndefined()) plan.no_error = GetBool(js, "noError");
   if (!js.Get("retries").IsUndefined()) plan.retries = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "retries"), 1000000));
   if (!js.Get("verify").IsUndefined()) plan.verify = GetBool(js, "verify");
+  if (!js.Get("idlePriority").IsUndefined()) plan.idle_priority = GetBool(js, "idlePriority");
   if (!js.Get("hash").IsUndefined()) plan.hash_algorithm = GetString(js, "hash");
   if (!js.Get("rate").IsUndefined()) plan.rate_bytes_per_second = GetU64(js, "rate");
   if (!js.Get("checkpointIntervalMs").IsUndefined())

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/ioprio.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <time.h>
@@ -503,6 +504,7 @@ void CopyEngine::PrepIo(uint8_t opcode, const Fd& fd, Slot& slot, uint32_t buffe
   sqe->len = length;
   sqe->off = file_offset;
   if (fixed_buffer) sqe->buf_index = static_cast<uint16_t>(slot.index);
+  if (plan_.idle_priority) sqe->ioprio = IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0);
   sqe->user_data = user_data;
   if (link) sqe->flags |= IOSQE_IO_LINK;
   if (!plan_.batch_submissions && !link) {
@@ -967,6 +969,15 @@ SysError CopyEngine::Loop(const ProgressFn& progress, const CheckpointFn& checkp
     while (!stopping_ && halt_position_ == UINT64_MAX && !paused && !free_slots_.empty() && HasMoreWork()) {
       if (rate > 0) {
         const uint64_t next = std::min<uint64_t>(pool_->buffer_bytes(), extents_[extent_index_].length - extent_done_);
+        // Allowance not used during a stall (a slow device, a busy CPU) is
+        // kept only up to a small bucket, so a stall is never paid back as a
+        // burst above the cap: rebase when the backlog would exceed it.
+        const double bucket = std::max(2.0 * pool_->buffer_bytes(), static_cast<double>(rate) * 0.05);
+        const double earned = static_cast<double>(rate_base_bytes) + static_cast<double>(rate) * (now - rate_base_time);
+        if (earned - static_cast<double>(bytes_started_) > bucket) {
+          rate_base_bytes = bytes_started_;
+          rate_base_time = now - bucket / static_cast<double>(rate);
+        }
         const double allowed = static_cast<double>(rate_base_bytes) + static_cast<double>(rate) * (now - rate_base_time) +
                                static_cast<double>(pool_->buffer_bytes());
         const double wanted = static_cast<double>(bytes_started_ + next);

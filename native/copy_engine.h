@@ -96,6 +96,10 @@ struct CopyPlan {
   bool verify = false;           // re-read both sides with O_DIRECT after the copy and compare
   std::vector<ByteRange> verify_skip;  // not compared (known-bad source blocks)
   uint64_t rate_bytes_per_second = 0;  // 0 = unlimited; SetRate() changes it live
+  // Background copies: every request in the idle I/O class, so an I/O
+  // scheduler that honours priorities (mq-deadline, bfq; loop devices pass it
+  // on to their backing file) serves other work first.
+  bool idle_priority = false;
   // > 0: every interval, make what finished durable on the targets and report
   // it through the checkpoint callback (the mapfile's only source of truth).
   uint32_t checkpoint_interval_ms = 0;

@@ -137,6 +137,7 @@ export function optionsFromInvocation(inv: DdInvocation): CopyOptions {
   if (inv.hash !== undefined) options.hash = inv.hash;
   if (inv.rate !== undefined) options.rate = inv.rate;
   if (inv.zeroBlocks !== 'write') options.zeroBlocks = inv.zeroBlocks;
+  if (inv.background) options.background = true;
   return options;
 }
 

@@ -440,6 +440,7 @@ export function planCopy(options: CopyOptions): NativePlan {
     checkpointIntervalMs,
   };
   if (hash !== undefined) plan.hash = hash;
+  if (background) plan.idlePriority = true;
   if (truncateTo !== undefined) for (const t of plan.targets) t.truncateTo = truncateTo;
   const lengthValue = length ?? maxLength;
   if (lengthValue !== undefined) plan.length = lengthValue;

@@ -47,6 +47,8 @@ export interface NativePlan {
   verify?: boolean;
   /** Bytes per second; 0 = unlimited. */
   rate?: number;
+  /** Every request in the idle I/O priority class (background mode). */
+  idlePriority?: boolean;
   /** > 0: make finished ranges durable and report them (checkpoint events) at this interval. */
   checkpointIntervalMs?: number;
 }
