@@ -193,7 +193,11 @@ describe.skipIf(skipWithoutLoop)('resource leaks over many copies', () => {
     expect(after.fds, 'open descriptors').toBe(before.fds);
     expect(after.ioUring, 'io_uring instances').toBe(before.ioUring);
     expect(after.threads, 'threads').toBe(before.threads);
-    expect(after.rssBytes - before.rssBytes, 'RSS growth').toBeLessThan(RSS_NOISE_BYTES);
+    // Under AddressSanitizer (npm run test:sanitize) freed memory is held in
+    // ASan's quarantine on purpose, so RSS grows by design there; ASan's own
+    // leak and use-after-free checks cover that build instead.
+    const underAsan = (process.env.LD_PRELOAD ?? '').includes('libasan');
+    if (!underAsan) expect(after.rssBytes - before.rssBytes, 'RSS growth').toBeLessThan(RSS_NOISE_BYTES);
 
     // The copies did what they said: the last successful loop-to-loop copy is on the target.
     const last = plan(COPIES - 1).options; // i % 4 === 3: sourceLoop -> targetLoop
