@@ -6,7 +6,10 @@
 // every devmove copy, and reports ratios taken in the same run. Everything it
 // attaches or creates is removed on exit, failure or Ctrl-C.
 //
-//   sudo npm run bench -- [--size 2G] [--runs 3] [--pairs ram,disk] [--only compare,sweep,ablation,rss]
+//   sudo npm run bench -- [--size 2G] [--runs 3] [--pairs ram,disk] [--only compare,sweep,ablation,rss,cold]
+//                         [--rss-sizes 2G,8G] [--rss-pair ram|disk] [--tag NAME] [--out DIR]
+// --tag NAME writes bench-DATE-NAME.{json,md} (and NAME-suffixed charts) instead of bench-DATE.*;
+// --only cold times devmove's start-up with caches dropped (not in the default set).
 'use strict';
 
 const { execFileSync, spawnSync } = require('node:child_process');
@@ -19,13 +22,14 @@ const { renderBars, renderLines } = require('./svg');
 
 const ROOT = path.join(__dirname, '..');
 const CLI = path.join(ROOT, 'dist', 'cli.js');
+const COLD_HOOK = path.join(__dirname, 'cold-hook.js');
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 
 // ---------- arguments ----------
 
 function parseArgs(argv) {
-  const args = { size: '2G', runs: 3, pairs: ['ram', 'disk'], only: ['compare', 'sweep', 'ablation', 'rss'], out: path.join(__dirname, 'results') };
+  const args = { size: '2G', runs: 3, pairs: ['ram', 'disk'], only: ['compare', 'sweep', 'ablation', 'rss'], out: path.join(__dirname, 'results'), tag: '', rssPair: 'disk' };
   for (let i = 0; i < argv.length; i++) {
     const [key, inline] = argv[i].split('=', 2);
     const value = () => inline ?? argv[++i];
@@ -34,14 +38,24 @@ function parseArgs(argv) {
     else if (key === '--pairs') args.pairs = value().split(',');
     else if (key === '--only') args.only = value().split(',');
     else if (key === '--out') args.out = value();
+    else if (key === '--tag') args.tag = value();
+    else if (key === '--rss-sizes') args.rssSizes = value().split(',');
+    else if (key === '--rss-pair') args.rssPair = value();
     else if (key === '--help' || key === '-h') {
-      process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(1, 10).join('\n') + '\n');
+      process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(1, 13).join('\n') + '\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${argv[i]}`);
   }
   args.sizeBytes = parseSize(args.size);
   if (!Number.isInteger(args.runs) || args.runs < 1) throw new Error('--runs must be a positive integer');
   for (const p of args.pairs) if (!['ram', 'disk'].includes(p)) throw new Error(`unknown pair ${p}: use ram and/or disk`);
+  for (const o of args.only) if (!['compare', 'sweep', 'ablation', 'rss', 'cold'].includes(o)) throw new Error(`unknown experiment ${o}`);
+  if (!['ram', 'disk'].includes(args.rssPair)) throw new Error(`--rss-pair takes ram or disk (got ${args.rssPair})`);
+  // Default: the copy size (at most 2 GiB) and four times that, as before.
+  const rssBase = Math.min(args.sizeBytes, 2 * GiB);
+  args.rssSizeBytes = args.rssSizes ? args.rssSizes.map(parseSize) : [rssBase, 4 * rssBase];
+  if (args.rssSizeBytes.length < 2) throw new Error('--rss-sizes needs at least two sizes, e.g. 2G,8G');
+  if (!/^[\w.-]*$/.test(args.tag)) throw new Error('--tag takes letters, digits, ".", "_" and "-"');
   return args;
 }
 
@@ -57,6 +71,29 @@ function have(cmd, args = ['--version']) {
   return spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
 }
 
+// The tools, each found on PATH once at start: a PATH lookup per call failed mid-run once on this
+// shared machine (execvp: ELOOP), leaving the loop devices attached; absolute paths avoid that.
+const TOOLS = {};
+function tool(name) {
+  if (TOOLS[name]) return TOOLS[name];
+  for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
+    const candidate = path.join(dir || '.', name);
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK);
+      if (!fs.statSync(candidate).isFile()) continue;
+      return (TOOLS[name] = candidate);
+    } catch {
+      // not here
+    }
+  }
+  throw new Error(`${name} not found on PATH`);
+}
+
+/** Sleeps without spinning (cleanup retries). */
+function sleepMs(ms) {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 function preflight() {
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root: it attaches loop devices and drops caches');
   if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run npm ci (or npm run build) first`);
@@ -65,6 +102,25 @@ function preflight() {
   if (!have('/usr/bin/time', ['--version'])) missing.push('GNU time (Debian package time) — CPU seconds and peak RSS per process');
   if (!have('losetup')) missing.push('losetup (Debian package mount)');
   if (missing.length) throw new Error(`missing tools; install them first (the benchmark installs nothing itself):\n  ${missing.join('\n  ')}`);
+  for (const name of ['losetup', 'sync', 'fio', 'dd', 'cmp']) tool(name);
+}
+
+// ---------- environment of the measured process ----------
+
+// Set on some machines (this project's CI among them) for outbound TLS; every Node process then
+// parses that CA bundle before running any JavaScript (~35 ms here), whatever it does. dd does not
+// pay it. compare measures devmove with the environment as inherited (the headline figure) and,
+// when this variable is set, also without it.
+const MACHINE_NODE_VARS = ['NODE_EXTRA_CA_CERTS'];
+
+function inheritedEnvIsClean() {
+  return MACHINE_NODE_VARS.every((k) => process.env[k] === undefined);
+}
+
+function cleanEnv() {
+  const env = { ...process.env };
+  for (const k of MACHINE_NODE_VARS) delete env[k];
+  return env;
 }
 
 // ---------- device pairs ----------
@@ -105,9 +161,45 @@ function writeImage(file, bytes, random) {
 }
 
 function attach(image) {
-  const dev = execFileSync('losetup', ['--find', '--show', '--direct-io=on', image], { encoding: 'utf8' }).trim();
-  atCleanup(() => execFileSync('losetup', ['--detach', dev]));
+  const dev = execFileSync(tool('losetup'), ['--find', '--show', '--direct-io=on', image], { encoding: 'utf8' }).trim();
+  atCleanup(() => {
+    // A device still being closed by the last copy can be busy for a moment: retry before giving up loudly.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        execFileSync(tool('losetup'), ['--detach', dev], { stdio: ['ignore', 'ignore', 'pipe'] });
+        return;
+      } catch (e) {
+        if (attempt === 5) throw new Error(`could not detach ${dev} (${image}): ${e.message}; run losetup --detach ${dev}`);
+        sleepMs(500);
+      }
+    }
+  });
   return dev;
+}
+
+// Queue settings a loop device keeps across detach and re-attach: a previous user's
+// max_sectors_kb (a test that caps requests at 124 KiB, say) would split every 512 KiB request
+// into five and change what is measured. The bench sets the kernel's defaults on the devices it
+// attached and puts the values it found back at teardown.
+const QUEUE_DEFAULTS = {
+  max_sectors_kb: (q) => fs.readFileSync(`${q}/max_hw_sectors_kb`, 'utf8').trim(),
+  read_ahead_kb: () => '128', // VM_READAHEAD_PAGES: a loop device's read-ahead without an optimal I/O size
+};
+
+function normalizeQueue(dev) {
+  const q = `/sys/block/${path.basename(dev)}/queue`;
+  const changed = {};
+  for (const [attr, wanted] of Object.entries(QUEUE_DEFAULTS)) {
+    const file = `${q}/${attr}`;
+    const found = fs.readFileSync(file, 'utf8').trim();
+    const value = wanted(q);
+    if (found === value) continue;
+    fs.writeFileSync(file, value);
+    atCleanup(() => fs.writeFileSync(file, found));
+    changed[attr] = { found: Number(found), set: Number(value) };
+  }
+  if (Object.keys(changed).length) log(`${dev}: reset ${Object.entries(changed).map(([a, c]) => `${a} ${c.found} → ${c.set}`).join(', ')} (left by a previous user; restored at teardown)`);
+  return changed;
 }
 
 function makePair(kind, bytes) {
@@ -121,8 +213,9 @@ function makePair(kind, bytes) {
   writeImage(dstImage, bytes, false); // tmpfs allocates pages on first write: pre-write the target once
   const src = attach(srcImage);
   const dst = attach(dstImage);
+  const queueReset = { src: normalizeQueue(src), dst: normalizeQueue(dst) };
   log(`${kind} pair: ${src} → ${dst}`);
-  return { kind, src, dst, bytes };
+  return { kind, src, dst, bytes, queueReset };
 }
 
 // ---------- measurement ----------
@@ -132,7 +225,7 @@ function log(line) {
 }
 
 function dropCaches() {
-  execFileSync('sync');
+  execFileSync(tool('sync'));
   fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
 }
 
@@ -143,12 +236,12 @@ function diskStat(dev) {
 }
 
 /** Runs a command under GNU time: wall seconds, CPU seconds (user+sys), peak RSS, device requests. */
-function timed(pair, cmd, args) {
+function timed(pair, cmd, args, env = process.env) {
   dropCaches();
   const timeFile = path.join(os.tmpdir(), `devmove-bench-time-${process.pid}`);
   const before = { src: diskStat(pair.src), dst: diskStat(pair.dst) };
   const t0 = process.hrtime.bigint();
-  const run = spawnSync('/usr/bin/time', ['-o', timeFile, '-f', '%e %U %S %M', cmd, ...args], { encoding: 'utf8', maxBuffer: 64 * MiB });
+  const run = spawnSync('/usr/bin/time', ['-o', timeFile, '-f', '%e %U %S %M', cmd, ...args], { encoding: 'utf8', maxBuffer: 64 * MiB, env });
   const wall = Number(process.hrtime.bigint() - t0) / 1e9;
   const after = { src: diskStat(pair.src), dst: diskStat(pair.dst) };
   if (run.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${run.status}): ${run.stderr}`);
@@ -168,7 +261,7 @@ function fioLimit(pair) {
   dropCaches();
   const common = ['--ioengine=io_uring', '--direct=1', '--bs=512k', '--iodepth=8', `--size=${pair.bytes}`, '--output-format=json'];
   const run = spawnSync(
-    'fio',
+    tool('fio'),
     [...common, '--name=read', `--filename=${pair.src}`, '--rw=read', '--name=write', `--filename=${pair.dst}`, '--rw=write'],
     { encoding: 'utf8' },
   );
@@ -180,14 +273,22 @@ function fioLimit(pair) {
 }
 
 function verify(pair) {
-  const r = spawnSync('cmp', ['-s', '-n', String(pair.bytes), pair.src, pair.dst]);
+  const r = spawnSync(tool('cmp'), ['-s', '-n', String(pair.bytes), pair.src, pair.dst]);
   if (r.status === 1) throw new Error(`verification failed: ${pair.dst} differs from ${pair.src}`);
   if (r.status !== 0) throw new Error(`verification could not run: cmp ended with ${r.status ?? r.signal}`);
 }
 
-function devmove(pair, extra = []) {
-  const m = timed(pair, process.execPath, [CLI, `if=${pair.src}`, `of=${pair.dst}`, 'status=none', ...extra]);
+/** The engine's own seconds from devmove's --json result line (its wall time minus Node's start-up and exit). */
+function engineSeconds(stdout) {
+  const line = stdout.trim().split('\n').reverse().find((l) => l.startsWith('{"type":"result"'));
+  if (!line) throw new Error(`devmove printed no result line: ${stdout.slice(0, 200)}`);
+  return JSON.parse(line).seconds;
+}
+
+function devmove(pair, extra = [], env = process.env) {
+  const m = timed(pair, process.execPath, [CLI, `if=${pair.src}`, `of=${pair.dst}`, 'status=none', '--json', ...extra], env);
   verify(pair);
+  m.engineSeconds = engineSeconds(m.stdout);
   return m;
 }
 
@@ -211,6 +312,12 @@ function summarize(runs, bytes) {
     out.sourceReadsPerGiB = median(runs.map((r) => r.sourceReads)) / gib;
     out.targetWritesPerGiB = median(runs.map((r) => r.targetWrites)) / gib;
   }
+  if (runs[0].engineSeconds !== undefined) {
+    const engineRates = runs.map((r) => bytes / r.engineSeconds);
+    out.engineGbPerSecond = { median: median(engineRates) / 1e9, min: Math.min(...engineRates) / 1e9, max: Math.max(...engineRates) / 1e9 };
+    // Wall seconds outside the engine: exec, Node's start-up, module loading, checks, exit.
+    out.outsideEngineSeconds = median(runs.map((r) => r.seconds - r.engineSeconds));
+  }
   return out;
 }
 
@@ -218,19 +325,24 @@ function summarize(runs, bytes) {
 
 function compare(pair, runs) {
   const samples = { limit: [], ddBuffered: [], ddDirect: [], devmove: [] };
+  const withCleanEnv = !inheritedEnvIsClean();
+  if (withCleanEnv) samples.devmoveCleanEnv = [];
   const fio = [];
   for (let i = 0; i < runs; i++) {
     // Alternate the order from run to run so drift does not favour one tool.
-    const order = i % 2 === 0 ? ['limit', 'ddBuffered', 'ddDirect', 'devmove'] : ['devmove', 'ddDirect', 'ddBuffered', 'limit'];
+    const forward = ['limit', 'ddBuffered', 'ddDirect', 'devmove', ...(withCleanEnv ? ['devmoveCleanEnv'] : [])];
+    const order = i % 2 === 0 ? forward : [...forward].reverse();
     for (const what of order) {
       if (what === 'limit') {
         const f = fioLimit(pair);
         fio.push(f);
         samples.limit.push({ seconds: pair.bytes / f.bytesPerSecond });
       } else if (what === 'ddBuffered') {
-        samples.ddBuffered.push(timed(pair, 'dd', [`if=${pair.src}`, `of=${pair.dst}`, 'bs=512K', 'conv=fsync', 'status=none']));
+        samples.ddBuffered.push(timed(pair, tool('dd'), [`if=${pair.src}`, `of=${pair.dst}`, 'bs=512K', 'conv=fsync', 'status=none']));
       } else if (what === 'ddDirect') {
-        samples.ddDirect.push(timed(pair, 'dd', [`if=${pair.src}`, `of=${pair.dst}`, 'bs=512K', 'iflag=direct', 'oflag=direct', 'status=none']));
+        samples.ddDirect.push(timed(pair, tool('dd'), [`if=${pair.src}`, `of=${pair.dst}`, 'bs=512K', 'iflag=direct', 'oflag=direct', 'status=none']));
+      } else if (what === 'devmoveCleanEnv') {
+        samples.devmoveCleanEnv.push(devmove(pair, [], cleanEnv()));
       } else {
         samples.devmove.push(devmove(pair));
       }
@@ -238,11 +350,15 @@ function compare(pair, runs) {
     }
   }
   const result = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, summarize(v, pair.bytes)]));
+  result.devices = { src: pair.src, dst: pair.dst, queueReset: pair.queueReset };
   result.limit.readGbPerSecond = median(fio.map((f) => f.readBytesPerSecond)) / 1e9;
   result.limit.writeGbPerSecond = median(fio.map((f) => f.writeBytesPerSecond)) / 1e9;
   const dm = result.devmove;
+  if (withCleanEnv) result.devmoveCleanEnv.envRemoved = MACHINE_NODE_VARS.filter((k) => process.env[k] !== undefined);
   result.ratios = {
     devmoveVsLimit: dm.gbPerSecond.median / result.limit.gbPerSecond.median,
+    engineVsLimit: dm.engineGbPerSecond.median / result.limit.gbPerSecond.median,
+    ...(withCleanEnv ? { devmoveCleanEnvVsLimit: result.devmoveCleanEnv.gbPerSecond.median / result.limit.gbPerSecond.median } : {}),
     speedupVsDdDirect: result.ddDirect.seconds / dm.seconds,
     speedupVsDdBuffered: result.ddBuffered.seconds / dm.seconds,
     cpuPerGiBVsDdDirect: dm.cpuSecondsPerGiB / result.ddDirect.cpuSecondsPerGiB,
@@ -287,19 +403,137 @@ function ablation(pair, runs) {
   });
 }
 
-/** Peak RSS of a copy of N bytes vs 4N bytes: the ring bounds memory, not the copy size. */
-function rssCheck(bytes) {
-  const small = makePair('disk', bytes);
-  const large = makePair('disk', bytes * 4);
-  const a = devmove(small);
-  const b = devmove(large);
+/**
+ * Peak RSS of copies of growing size (default N and 4N bytes): the ring bounds memory, not the
+ * copy size. One pair at a time (made, measured `runs` times, torn down), so the largest size
+ * needs only its own two images.
+ */
+function rssCheck(kind, sizes, runs) {
+  const bySize = [];
+  for (const bytes of sizes) {
+    const pair = makePair(kind, bytes);
+    const samples = [];
+    for (let i = 0; i < runs; i++) samples.push(devmove(pair));
+    cleanupAll(); // the rss check runs after every other experiment: nothing else is attached
+    const rss = samples.map((r) => r.peakRssBytes);
+    bySize.push({
+      bytes,
+      devices: { src: pair.src, dst: pair.dst, queueReset: pair.queueReset },
+      runs,
+      peakRssBytes: { median: median(rss), min: Math.min(...rss), max: Math.max(...rss), all: rss },
+      gbPerSecond: median(samples.map((r) => bytes / r.seconds)) / 1e9,
+    });
+    log(`rss ${kind} ${bytes / GiB} GiB: peak RSS ${rss.map((b) => (b / MiB).toFixed(1)).join(', ')} MiB`);
+  }
+  const first = bySize[0];
+  const last = bySize.at(-1);
   return {
-    smallBytes: bytes,
-    largeBytes: bytes * 4,
-    smallPeakRssBytes: a.peakRssBytes,
-    largePeakRssBytes: b.peakRssBytes,
-    ratio: b.peakRssBytes / a.peakRssBytes,
+    pair: kind,
+    bySize,
+    // Largest copy vs smallest: medians, and the worst case (largest max ÷ smallest min).
+    ratio: last.peakRssBytes.median / first.peakRssBytes.median,
+    worstRatio: last.peakRssBytes.max / first.peakRssBytes.min,
   };
+}
+
+// ---------- cold start ----------
+
+/** Wall time of one process started right after `sync; echo 3 > drop_caches`. */
+function coldRun(cmd, args, env) {
+  dropCaches();
+  const spawnedAt = performance.timeOrigin + performance.now();
+  const t0 = process.hrtime.bigint();
+  const run = spawnSync(cmd, args, { encoding: 'utf8', env, maxBuffer: 64 * MiB });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (run.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${run.status ?? run.signal}): ${run.stderr}`);
+  return { seconds, spawnedAt, stdout: run.stdout, stderr: run.stderr };
+}
+
+/** Phases of one hooked devmove copy (ms): see bench/cold-hook.js. */
+function phases(run) {
+  const line = run.stderr.split('\n').find((l) => l.startsWith('DEVMOVE_COLD_HOOK '));
+  if (!line) throw new Error(`no DEVMOVE_COLD_HOOK line in: ${run.stderr.slice(0, 300)}`);
+  const h = JSON.parse(line.slice('DEVMOVE_COLD_HOOK '.length));
+  const wallMs = run.seconds * 1000;
+  const execToOrigin = h.timeOrigin - run.spawnedAt;
+  return {
+    wallMs,
+    // fork/exec, dynamic linking and paging in the node binary, up to Node's time origin
+    execToNodeStartMs: execToOrigin,
+    // Node's per-process set-up: OpenSSL (and NODE_EXTRA_CA_CERTS), ICU, the V8 platform
+    nodeProcessInitMs: h.v8Start,
+    // V8 isolate and Node's bootstrap (from its built-in snapshot)
+    nodeBootstrapMs: h.bootstrapComplete - h.v8Start,
+    // ours: loading dist/*.js, parsing the operands, planning, safety checks, loading the addon
+    devmoveJsToEngineStartMs: h.jobCreated - h.bootstrapComplete,
+    // of which: reading and compiling the modules cli.js requires (copy, devices, safety, …)
+    ourModuleLoadMs: h.ourModuleLoadMs,
+    // the checks before the first write (stat, sysfs, mountinfo)
+    safetyChecksMs: h.safetyChecksMs,
+    // dlopen of build/Release/devmove.node
+    addonLoadMs: h.addonLoadMs,
+    // the rest: cli.js itself, the operands, the plan
+    otherJsMs: h.jobCreated - h.bootstrapComplete - h.ourModuleLoadMs - h.safetyChecksMs - h.addonLoadMs,
+    engineMs: h.jobDone - h.jobCreated,
+    engineReportedMs: h.engineMs,
+    engineDoneToExitMs: h.exitEvent - h.jobDone,
+    // process teardown until the parent sees the exit
+    exitMs: wallMs - (execToOrigin + h.exitEvent),
+    ourModules: h.ourModules,
+  };
+}
+
+/**
+ * Where a devmove process's fixed cost goes when it starts cold (the protocol drops caches before
+ * every timed run): `node -e 0`, `devmove --version` and a real copy on the pair, each with the
+ * environment as inherited and (when it sets NODE_EXTRA_CA_CERTS) without it, each with the node
+ * binary shared with this benchmark process (its pages stay resident: they are mapped here) and
+ * with a private copy of the binary on disk (paged in from disk, as for the first Node process
+ * after boot). Then the same copies under bench/cold-hook.js for a per-phase breakdown.
+ */
+function coldStart(pair, runs) {
+  const dir = fs.mkdtempSync(path.join('/var/tmp', 'devmove-bench-node-'));
+  atCleanup(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const privateNode = path.join(dir, 'node');
+  fs.copyFileSync(process.execPath, privateNode);
+  fs.chmodSync(privateNode, 0o755);
+  const envs = inheritedEnvIsClean() ? [['inherited env', process.env]] : [['inherited env', process.env], ['without NODE_EXTRA_CA_CERTS', cleanEnv()]];
+  const binaries = [['shared node', process.execPath], ['private node', privateNode]];
+  const copyArgs = [CLI, `if=${pair.src}`, `of=${pair.dst}`, 'status=none', '--json'];
+  const whats = [
+    ['node -e 0', ['-e', '0']],
+    ['devmove --version', [CLI, '--version']],
+    ['devmove copy', copyArgs],
+    ['devmove copy (hooked)', ['-r', COLD_HOOK, ...copyArgs]],
+  ];
+  const variants = [];
+  for (const [what, args] of whats) for (const [envName, env] of envs) for (const [binName, bin] of binaries) variants.push({ what, envName, binName, bin, args, env, samples: [] });
+  for (let i = 0; i < runs; i++) {
+    const order = i % 2 === 0 ? variants : [...variants].reverse();
+    for (const v of order) {
+      const run = coldRun(v.bin, v.args, v.env);
+      if (v.what.startsWith('devmove copy')) {
+        verify(pair);
+        run.engineSeconds = engineSeconds(run.stdout);
+      }
+      v.samples.push(run);
+    }
+    log(`cold start round ${i + 1}/${runs} done`);
+  }
+  return variants.map((v) => {
+    const out = { what: v.what, env: v.envName, binary: v.binName, runs: v.samples.length, wallSeconds: median(v.samples.map((r) => r.seconds)), all: v.samples.map((r) => r.seconds) };
+    if (v.samples[0].engineSeconds !== undefined) {
+      out.engineSeconds = median(v.samples.map((r) => r.engineSeconds));
+      out.outsideEngineSeconds = median(v.samples.map((r) => r.seconds - r.engineSeconds));
+    }
+    if (v.what.endsWith('(hooked)')) {
+      const ps = v.samples.map(phases);
+      out.phasesMs = Object.fromEntries(Object.keys(ps[0]).filter((k) => k !== 'ourModules').map((k) => [k, median(ps.map((p) => p[k]))]));
+      out.ourModulesMs = Object.fromEntries(Object.keys(ps[0].ourModules).map((k) => [k, median(ps.map((p) => p.ourModules[k] ?? 0))]));
+    }
+    log(`cold ${v.what}, ${v.envName}, ${v.binName}: ${(out.wallSeconds * 1000).toFixed(0)} ms${out.outsideEngineSeconds !== undefined ? ` (${(out.outsideEngineSeconds * 1000).toFixed(0)} ms outside the engine)` : ''}`);
+    return out;
+  });
 }
 
 // ---------- report ----------
@@ -312,15 +546,26 @@ function markdown(report) {
   const lines = [];
   lines.push(`Benchmark ${report.date} on ${report.machine} (${report.sizeBytes / GiB} GiB per device, ${report.runs} runs each, medians):`);
   lines.push('');
-  lines.push('| pair | fio limit (read ∥ write) | devmove | ÷ limit | dd direct | dd conv=fsync | speed-up vs dd direct | vs dd fsync | CPU s/GiB devmove / dd direct | reqs/GiB src, dst | peak RSS |');
-  lines.push('|---|---|---|---|---|---|---|---|---|---|---|');
-  for (const [kind, c] of Object.entries(report.compare)) {
-    const d = c.devmove;
-    lines.push(
-      `| ${kind} | ${fmt(c.limit.gbPerSecond.median)} GB/s | ${fmt(d.gbPerSecond.median)} GB/s (${fmt(d.gbPerSecond.min)}–${fmt(d.gbPerSecond.max)}) | ${fmt(c.ratios.devmoveVsLimit)} | ` +
-        `${fmt(c.ddDirect.gbPerSecond.median)} GB/s | ${fmt(c.ddBuffered.gbPerSecond.median)} GB/s | ${fmt(c.ratios.speedupVsDdDirect)}× | ${fmt(c.ratios.speedupVsDdBuffered)}× | ` +
-        `${fmt(d.cpuSecondsPerGiB, 3)} / ${fmt(c.ddDirect.cpuSecondsPerGiB, 3)} | ${fmt(d.sourceReadsPerGiB, 0)}, ${fmt(d.targetWritesPerGiB, 0)} | ${fmt(d.peakRssBytes / MiB, 0)} MiB |`,
-    );
+  if (report.compare) {
+    lines.push('| pair | fio limit (read ∥ write) | devmove | ÷ limit | engine alone ÷ limit | dd direct | dd conv=fsync | speed-up vs dd direct | vs dd fsync | CPU s/GiB devmove / dd direct | reqs/GiB src, dst | peak RSS |');
+    lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const [kind, c] of Object.entries(report.compare)) {
+      const d = c.devmove;
+      lines.push(
+        `| ${kind} | ${fmt(c.limit.gbPerSecond.median)} GB/s | ${fmt(d.gbPerSecond.median)} GB/s (${fmt(d.gbPerSecond.min)}–${fmt(d.gbPerSecond.max)}) | ${fmt(c.ratios.devmoveVsLimit)} | ${fmt(c.ratios.engineVsLimit)} | ` +
+          `${fmt(c.ddDirect.gbPerSecond.median)} GB/s | ${fmt(c.ddBuffered.gbPerSecond.median)} GB/s | ${fmt(c.ratios.speedupVsDdDirect)}× | ${fmt(c.ratios.speedupVsDdBuffered)}× | ` +
+          `${fmt(d.cpuSecondsPerGiB, 3)} / ${fmt(c.ddDirect.cpuSecondsPerGiB, 3)} | ${fmt(d.sourceReadsPerGiB, 0)}, ${fmt(d.targetWritesPerGiB, 0)} | ${fmt(d.peakRssBytes / MiB, 0)} MiB |`,
+      );
+    }
+    for (const [kind, c] of Object.entries(report.compare)) {
+      const d = c.devmove;
+      let line = `${kind}: ${fmt(d.outsideEngineSeconds * 1000, 0)} ms of devmove's ${fmt(d.seconds * 1000, 0)} ms wall (medians) are outside the engine.`;
+      if (c.devmoveCleanEnv) {
+        line += ` Without ${c.devmoveCleanEnv.envRemoved.join(', ')}: ${fmt(c.devmoveCleanEnv.gbPerSecond.median)} GB/s, ${fmt(c.ratios.devmoveCleanEnvVsLimit)} × limit, ${fmt(c.devmoveCleanEnv.outsideEngineSeconds * 1000, 0)} ms outside the engine.`;
+      }
+      lines.push('');
+      lines.push(line);
+    }
   }
   if (report.ablation) {
     lines.push('');
@@ -334,13 +579,33 @@ function markdown(report) {
   }
   if (report.rss) {
     lines.push('');
-    lines.push(`Peak RSS: ${fmt(report.rss.smallPeakRssBytes / MiB, 1)} MiB copying ${report.rss.smallBytes / GiB} GiB, ${fmt(report.rss.largePeakRssBytes / MiB, 1)} MiB copying ${report.rss.largeBytes / GiB} GiB (ratio ${fmt(report.rss.ratio, 3)}).`);
+    const sizes = report.rss.bySize.map((r) => `${fmt(r.peakRssBytes.median / MiB, 1)} MiB (${fmt(r.peakRssBytes.min / MiB, 1)}–${fmt(r.peakRssBytes.max / MiB, 1)}) copying ${r.bytes / GiB} GiB`);
+    lines.push(`Peak RSS on the ${report.rss.pair} pair, median of ${report.rss.bySize[0].runs}: ${sizes.join(', ')}; largest ÷ smallest ${fmt(report.rss.ratio, 3)} (worst case ${fmt(report.rss.worstRatio, 3)}).`);
+  }
+  if (report.cold) {
+    for (const [kind, rows] of Object.entries(report.cold)) {
+      lines.push('');
+      lines.push(`Cold start (${kind} pair, caches dropped before each run, medians of ${rows[0].runs}; ms):`);
+      lines.push('');
+      lines.push('| process | environment | node binary | wall | outside the engine |');
+      lines.push('|---|---|---|---|---|');
+      for (const r of rows.filter((x) => !x.phasesMs)) {
+        lines.push(`| ${r.what} | ${r.env} | ${r.binary} | ${fmt(r.wallSeconds * 1000, 0)} | ${r.outsideEngineSeconds !== undefined ? fmt(r.outsideEngineSeconds * 1000, 0) : ''} |`);
+      }
+      const hooked = rows.filter((x) => x.phasesMs);
+      const keys = Object.keys(hooked[0].phasesMs);
+      lines.push('');
+      lines.push('| phase of a hooked copy (ms) | ' + hooked.map((r) => `${r.env}, ${r.binary}`).join(' | ') + ' |');
+      lines.push('|---|' + hooked.map(() => '---|').join(''));
+      for (const k of keys) lines.push(`| ${k} | ` + hooked.map((r) => fmt(r.phasesMs[k], 1)).join(' | ') + ' |');
+    }
   }
   return lines.join('\n') + '\n';
 }
 
-function charts(report, outDir) {
+function charts(report, outDir, tag) {
   const files = [];
+  const named = (file) => (tag ? file.replace(/\.svg$/, `-${tag}.svg`) : file);
   if (report.compare) {
     const groups = Object.entries(report.compare).map(([kind, c]) => ({
       label: `${kind} pair`,
@@ -351,7 +616,7 @@ function charts(report, outDir) {
         { label: 'dd conv=fsync', value: c.ddBuffered.gbPerSecond.median },
       ],
     }));
-    const file = path.join(outDir, 'compare.svg');
+    const file = path.join(outDir, named('compare.svg'));
     fs.writeFileSync(file, renderBars({ title: `Copy throughput, ${report.sizeBytes / GiB} GiB, median of ${report.runs} (${report.date})`, unit: 'GB/s', groups }));
     files.push(file);
   }
@@ -359,7 +624,7 @@ function charts(report, outDir) {
     const kinds = Object.keys(report.sweep);
     // One line chart per sweep dimension: a line per pair, a dashed line for its fio limit.
     const sweepChart = (name, title, xLabel, rowsKey, xKey) => {
-      const file = path.join(outDir, name);
+      const file = path.join(outDir, named(name));
       fs.writeFileSync(
         file,
         renderLines({
@@ -381,6 +646,21 @@ function charts(report, outDir) {
 
 // ---------- main ----------
 
+/** The commit measured, with "+dirty" when the work tree differs from it. */
+function gitDescribe() {
+  let gitPath;
+  try {
+    gitPath = tool('git');
+  } catch {
+    return undefined;
+  }
+  const git = (args) => spawnSync(gitPath, ['-C', ROOT, ...args], { encoding: 'utf8' });
+  const head = git(['rev-parse', '--short', 'HEAD']);
+  if (head.status !== 0) return undefined;
+  const dirty = git(['status', '--porcelain', '--untracked-files=no']).stdout.trim() !== '';
+  return `${head.stdout.trim()}${dirty ? '+dirty' : ''}`;
+}
+
 function main() {
   const args = parseArgs(process.argv.slice(2));
   preflight();
@@ -388,24 +668,29 @@ function main() {
   const report = {
     date,
     machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / GiB)} GiB, Linux ${os.release()}`,
+    node: process.version,
+    commit: gitDescribe(),
     sizeBytes: args.sizeBytes,
     runs: args.runs,
     command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
   };
-  for (const kind of args.pairs) {
+  const pairExperiments = ['compare', 'sweep', 'ablation', 'cold'].filter((e) => args.only.includes(e));
+  for (const kind of pairExperiments.length ? args.pairs : []) {
     const pair = makePair(kind, args.sizeBytes);
     if (args.only.includes('compare')) (report.compare ??= {})[kind] = compare(pair, args.runs);
     if (args.only.includes('sweep')) (report.sweep ??= {})[kind] = sweep(pair, args.runs);
     if (args.only.includes('ablation')) (report.ablation ??= {})[kind] = ablation(pair, args.runs);
+    if (args.only.includes('cold')) (report.cold ??= {})[kind] = coldStart(pair, Math.max(args.runs, 5));
     cleanupAll(); // free this pair's memory/disk before the next
   }
-  if (args.only.includes('rss')) report.rss = rssCheck(Math.min(args.sizeBytes, 2 * GiB));
+  if (args.only.includes('rss')) report.rss = rssCheck(args.rssPair, args.rssSizeBytes, args.runs);
   fs.mkdirSync(args.out, { recursive: true });
-  const json = path.join(args.out, `bench-${date}.json`);
+  const stem = `bench-${date}${args.tag ? `-${args.tag}` : ''}`;
+  const json = path.join(args.out, `${stem}.json`);
   fs.writeFileSync(json, JSON.stringify(report, null, 2) + '\n');
   const md = markdown(report);
-  fs.writeFileSync(path.join(args.out, `bench-${date}.md`), md);
-  const svgs = charts(report, args.out);
+  fs.writeFileSync(path.join(args.out, `${stem}.md`), md);
+  const svgs = charts(report, args.out, args.tag);
   process.stdout.write(md);
   log(`wrote ${[json, ...svgs].join(', ')}`);
 }
