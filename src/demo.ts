@@ -84,7 +84,7 @@ export async function runDemo(inv: DdInvocation, io: CliIo): Promise<number> {
     } else {
       say('devmove demo: not root (or no loop devices): copying image file to image file');
     }
-    const run: DdInvocation = { ...inv, command: 'copy', source, target, truncate: false };
+    const run: DdInvocation = { ...inv, command: 'copy', source, target, targets: [target], truncate: false };
     say(`devmove demo: $ devmove if=${source} of=${target}`);
     const code = await runCopy(run, { io, handleSignals: true });
     if (code !== 0) return code;
