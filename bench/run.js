@@ -318,6 +318,8 @@ function summarize(runs, bytes) {
     // Wall seconds outside the engine: exec, Node's start-up, module loading, checks, exit.
     out.outsideEngineSeconds = median(runs.map((r) => r.seconds - r.engineSeconds));
   }
+  // Every run, in the order taken: medians of a ratio and ratios of medians differ.
+  out.perRun = runs.map((r) => ({ seconds: r.seconds, ...(r.engineSeconds !== undefined ? { engineSeconds: r.engineSeconds } : {}) }));
   return out;
 }
 

@@ -175,6 +175,8 @@ export class FaultyDevice {
   /** Did the kernel accept direct I/O for the loop device (sysfs loop/dio)? */
   directIo = false;
   private destroyed = false;
+  /** queue/max_sectors_kb before create() lowered it; restored by teardown. */
+  private maxSectorsKb = '';
   private daemon: ChildProcess | null = null;
 
   private constructor(
@@ -233,6 +235,9 @@ export class FaultyDevice {
       // retries a short read (so the failed piece is asked twice) but completes
       // a short write as a success: the error would be lost, and so would the
       // data. 124 KiB leaves a page for a buffer that does not start on one.
+      // The setting outlives the detach (the next user of this loop number
+      // would get 124 KiB requests): teardown puts the original back.
+      dev.maxSectorsKb = fs.readFileSync(`${sys}/queue/max_sectors_kb`, 'utf8').trim();
       fs.writeFileSync(`${sys}/queue/max_sectors_kb`, String(MAX_REQUEST_BYTES / 1024));
       return dev;
     } catch (e) {
@@ -342,6 +347,13 @@ export class FaultyDevice {
     // 1. The loop device, only while it is still ours (devices.ts's
     //    detachAll() may have detached it and someone reused the number).
     const ours = (): boolean => this.device !== '' && loopBackingFile(this.device) === this.fusePath;
+    if (ours() && this.maxSectorsKb !== '') {
+      try {
+        fs.writeFileSync(`/sys/block/${path.basename(this.device)}/queue/max_sectors_kb`, this.maxSectorsKb);
+      } catch {
+        // best effort: the device may be going away
+      }
+    }
     if (ours()) detachLoop(this.device);
     // Detaching is deferred while someone holds the device open (it happens
     // at the last close); give a holder with I/O in flight a moment.
