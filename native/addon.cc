@@ -267,6 +267,7 @@ Napi::Object ReportToJs(Napi::Env env, const CopyReport& r) {
     o.Set("verify", v);
   }
   o.Set("rate", static_cast<double>(r.rate_bytes_per_second));
+  if (r.stopped_at_bad_block.length > 0) o.Set("stoppedAtBadBlock", RangesToJs(env, {r.stopped_at_bad_block}).Get(0u));
   return o;
 }
 

@@ -198,6 +198,7 @@ SysError CopyEngine::Run(const ProgressFn& progress, CopyReport* report, const C
     report->hash_hex = hasher_->FinalHex();
   }
   report->rate_bytes_per_second = rate_.load();
+  if (halt_error_.failed()) report->stopped_at_bad_block = {Absolute(halt_position_), halt_length_};
   report->seconds = NowSeconds() - start;
   if (error.failed() && bytes_completed_ == 0) {
     // Nothing was written: leave no new empty file behind.
@@ -577,9 +578,10 @@ void CopyEngine::Fail(SysError error) {
   stopping_ = true;
 }
 
-void CopyEngine::Halt(SysError error, uint64_t position) {
+void CopyEngine::Halt(SysError error, uint64_t position, uint32_t length) {
   if (position < halt_position_) {
     halt_position_ = position;
+    halt_length_ = length;
     halt_error_ = std::move(error);
   }
 }
@@ -702,7 +704,8 @@ void CopyEngine::HandleReadResult(Slot& slot, int32_t result) {
     if (!plan_.no_error) {
       // Stop here: the buffer keeps only what precedes the bad block, and is
       // written; later buffers are abandoned.
-      Halt(SysError::Make(error, "read", source_->path(), static_cast<int64_t>(offset)), slot.position + p.offset);
+      Halt(SysError::Make(error, "read", source_->path(), static_cast<int64_t>(offset)), slot.position + p.offset,
+           p.length);
       slot.length = p.offset;
       slot.read_done = slot.length;
       slot.scraping = false;
@@ -939,13 +942,7 @@ SysError CopyEngine::Loop(const ProgressFn& progress, const CheckpointFn& checkp
 
   auto emit_progress = [&](bool paused) {
     if (!progress) return;
-    ProgressInfo info;
-    info.domain_offset = plan_.source_offset_bytes;
-    info.domain_length = length_bytes_;
-    info.bytes_done = bytes_completed_;
-    info.bytes_total = planned_bytes_;
-    info.bad_bytes = bad_bytes_;
-    info.zero_bytes = report->zero_bytes;
+    ProgressInfo info = ProgressNow(*report);
     info.paused = paused;
     progress(info);
   };
@@ -1060,6 +1057,17 @@ SysError CopyEngine::Loop(const ProgressFn& progress, const CheckpointFn& checkp
   }
   emit_progress(false);
   return {};
+}
+
+ProgressInfo CopyEngine::ProgressNow(const CopyReport& report) const {
+  ProgressInfo info;
+  info.domain_offset = plan_.source_offset_bytes;
+  info.domain_length = length_bytes_;
+  info.bytes_done = bytes_completed_;
+  info.bytes_total = planned_bytes_;
+  info.bad_bytes = bad_bytes_;
+  info.zero_bytes = report.zero_bytes;
+  return info;
 }
 
 SysError CopyEngine::FinishTargets() {
@@ -1260,13 +1268,7 @@ SysError CopyEngine::Verify(const ProgressFn& progress, CopyReport* report) {
         const double now = NowSeconds();
         if (now - last_progress >= interval) {
           last_progress = now;
-          ProgressInfo info;
-          info.domain_offset = plan_.source_offset_bytes;
-          info.domain_length = length_bytes_;
-          info.bytes_done = bytes_completed_;
-          info.bytes_total = planned_bytes_;
-          info.bad_bytes = bad_bytes_;
-          info.zero_bytes = report->zero_bytes;
+          ProgressInfo info = ProgressNow(*report);
           info.verifying = true;
           info.verify_done = compared_all;
           info.verify_total = verify_total;

@@ -174,6 +174,9 @@ struct CopyReport {
   std::string hash_hex;           // digest of the bytes read, in source order
   VerifyReport verify;
   uint64_t rate_bytes_per_second = 0;  // the cap at the end (0 = none)
+  // The unreadable block the copy stopped at (no_error false), absolute source
+  // offset; length 0 when it did not stop at one.
+  ByteRange stopped_at_bad_block;
 };
 
 struct ProgressInfo {
@@ -246,8 +249,9 @@ class CopyEngine {
   void HashInOrder();
   void FinishIfDone(Slot& slot);
   void Fail(SysError error);
-  // Stop at an unreadable block: everything before `position` is still copied.
-  void Halt(SysError error, uint64_t position);
+  // Stop at an unreadable block [position, position + length): everything
+  // before it is still copied.
+  void Halt(SysError error, uint64_t position, uint32_t length);
   bool Halted(const Slot& slot) const;
   uint32_t LiveTargets() const;
   Fd FdFor(const DeviceFile& file, uint32_t file_index, uint64_t offset, uint64_t length);
@@ -256,6 +260,8 @@ class CopyEngine {
   SysError MakeDurable(CopyReport* report);
   SysError FinishTargets();
   SysError Verify(const ProgressFn& progress, CopyReport* report);
+  // The progress fields every phase reports.
+  ProgressInfo ProgressNow(const CopyReport& report) const;
   uint64_t Absolute(uint64_t position) const { return plan_.source_offset_bytes + position; }
 
   CopyPlan plan_;
@@ -297,6 +303,7 @@ class CopyEngine {
   uint32_t in_flight_ = 0;
   bool stopping_ = false;
   uint64_t halt_position_ = UINT64_MAX;
+  uint32_t halt_length_ = 0;
   SysError first_error_;
   SysError halt_error_;
   CopyReport* report_ = nullptr;

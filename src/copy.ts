@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 
 import { CopyAbortError, DevmoveError } from './errors';
 import { MapfileError, RescueMap, writeFileAtomic, type Range } from './mapfile';
-import { loadNative, type IoCounters, type NativeErrorInfo, type NativeFileReport, type NativePlan, type NativeReport } from './native';
+import { loadNative, type IoCounters, type NativeFileReport, type NativePlan, type NativeReport } from './native';
 import { resolveDevicePath } from './devices';
 import { checkCopySafety } from './safety';
 import { toByteCount } from './size';
@@ -508,8 +508,6 @@ function toResult(report: NativeReport, plan: NativePlan, mapfile: MapfileSessio
   return result;
 }
 
-const MEDIA_ERRNOS = new Set([5 /* EIO */, 61 /* ENODATA */, 121 /* EREMOTEIO */, 84 /* EILSEQ */, 110 /* ETIMEDOUT */, 67 /* ENOLINK */, 52 /* EBADE */, 74 /* EBADMSG */]);
-
 /**
  * The mapfile side of a copy: loads a previous run's map (and turns it into
  * the ranges still to copy), then records every durable checkpoint.
@@ -579,11 +577,9 @@ class MapfileSession {
     this.write(false);
   }
 
-  /** The copy stopped: note a located unreadable block, and whether all is finished. */
-  end(error: NativeErrorInfo | undefined, logicalBlock: number): void {
-    if (error && error.syscall === 'read' && error.offset !== undefined && MEDIA_ERRNOS.has(error.errno)) {
-      this.map.set(error.offset, Math.max(512, logicalBlock), '-');
-    }
+  /** The copy stopped: note the unreadable block it stopped at, if any, and whether all is finished. */
+  end(stoppedAtBadBlock: Range | undefined): void {
+    if (stoppedAtBadBlock) this.map.set(stoppedAtBadBlock[0], stoppedAtBadBlock[1], '-');
     const d = this.domain;
     const complete = d !== undefined && this.map.gaps(['+', '-'], d.offset, d.offset + d.length).length === 0;
     this.map.currentStatus = complete ? '+' : '?';
@@ -702,7 +698,7 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
         const report = event.report;
         if (mapfile && mapfileError === undefined) {
           try {
-            mapfile.end(event.error, report.source?.logicalBlockBytes ?? 512);
+            mapfile.end(report.stoppedAtBadBlock);
           } catch (error) {
             mapfileError = error;
           }

@@ -131,6 +131,8 @@ export interface NativeReport {
     firstMismatchTarget?: number;
   };
   rate: number;
+  /** The unreadable block the copy stopped at (absolute source [offset, length]), when it stopped at one. */
+  stoppedAtBadBlock?: [number, number];
 }
 
 /** A failed system call as the engine saw it; errno is positive here. */
