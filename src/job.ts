@@ -6,7 +6,7 @@ import { copy, type CopyJob, type CopyOptions, type CopyProgress, type CopyResul
 import { resolveDevicePath } from './devices';
 import { CopyAbortError } from './errors';
 import { allocateBudget, fieldPath, JobFileError, type JobPair, type JobSpec, type PairAllocation } from './jobfile';
-import { gatherSide, type SideFacts } from './safety';
+import { gatherSide, storageOf, type SideFacts } from './safety';
 
 export type JobEvent =
   | {
@@ -82,17 +82,6 @@ interface Extent {
   identity: string;
   start: number;
   end: number;
-}
-
-/** Where a side's bytes live: one storage object and the byte offset of the side's byte 0 on it. */
-function storageOf(side: SideFacts): { identity: string; base: number } | undefined {
-  if (side.kind === 'file' && side.fileId !== undefined) return { identity: `file:${side.fileId}`, base: 0 };
-  if (side.kind !== 'block' || side.block === undefined) return undefined;
-  const base = side.block.type === 'partition' ? (side.block.partition?.startBytes ?? 0) : 0;
-  if (side.disk?.loop !== undefined && side.loopBackingId !== undefined) {
-    return { identity: `file:${side.loopBackingId}`, base: side.disk.loop.offsetBytes + base };
-  }
-  return { identity: `block:${(side.disk ?? side.block).devno}`, base };
 }
 
 function facts(nameOrPath: string): SideFacts | undefined {

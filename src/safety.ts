@@ -74,15 +74,24 @@ export function gatherSide(path: string): SideFacts {
   return facts;
 }
 
-/** Where a side's bytes really live: one storage object and a byte offset on it. */
-function extent(side: SideFacts, offset: number): { identity: string; start: number; what: string } | undefined {
-  if (side.kind === 'file' && side.fileId) return { identity: `file:${side.fileId}`, start: offset, what: 'file' };
-  if (side.kind !== 'block' || !side.block || !side.disk) return undefined;
+/**
+ * Where a side's bytes live: one storage object (a file, or a whole disk), the byte offset of the
+ * side's byte 0 on it, and what it is. A partition whose disk has vanished counts as itself.
+ */
+export function storageOf(side: SideFacts): { identity: string; base: number; what: string } | undefined {
+  if (side.kind === 'file' && side.fileId) return { identity: `file:${side.fileId}`, base: 0, what: 'file' };
+  if (side.kind !== 'block' || !side.block) return undefined;
   const base = side.block.type === 'partition' ? (side.block.partition?.startBytes ?? 0) : 0;
-  if (side.disk.loop && side.loopBackingId) {
-    return { identity: `file:${side.loopBackingId}`, start: side.disk.loop.offsetBytes + base + offset, what: `loop device over ${side.disk.loop.backingFile}` };
+  if (side.disk?.loop && side.loopBackingId) {
+    return { identity: `file:${side.loopBackingId}`, base: side.disk.loop.offsetBytes + base, what: `loop device over ${side.disk.loop.backingFile}` };
   }
-  return { identity: `block:${side.disk.devno}`, start: base + offset, what: 'device' };
+  return { identity: `block:${(side.disk ?? side.block).devno}`, base, what: 'device' };
+}
+
+function extent(side: SideFacts, offset: number): { identity: string; start: number; what: string } | undefined {
+  if (side.kind === 'block' && !side.disk) return undefined; // its disk vanished: nothing to compare against
+  const where = storageOf(side);
+  return where && { identity: where.identity, start: where.base + offset, what: where.what };
 }
 
 function describeMount(m: MountEntry): string {
