@@ -18,6 +18,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
+const { diskStat, fmt, have, log, median } = require('./lib');
 const { renderBars, renderLines } = require('./svg');
 
 const ROOT = path.join(__dirname, '..');
@@ -66,10 +67,6 @@ function parseSize(text) {
 }
 
 // ---------- environment checks ----------
-
-function have(cmd, args = ['--version']) {
-  return spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
-}
 
 // The tools, each found on PATH once at start: a PATH lookup per call failed mid-run once on this
 // shared machine (execvp: ELOOP), leaving the loop devices attached; absolute paths avoid that.
@@ -220,19 +217,9 @@ function makePair(kind, bytes) {
 
 // ---------- measurement ----------
 
-function log(line) {
-  process.stderr.write(`bench: ${line}\n`);
-}
-
 function dropCaches() {
   execFileSync(tool('sync'));
   fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
-}
-
-/** Completed reads and writes of a block device, from /sys/block/<dev>/stat. */
-function diskStat(dev) {
-  const f = fs.readFileSync(`/sys/block/${path.basename(dev)}/stat`, 'utf8').trim().split(/\s+/).map(Number);
-  return { reads: f[0], writes: f[4] };
 }
 
 /** Runs a command under GNU time: wall seconds, CPU seconds (user+sys), peak RSS, device requests. */
@@ -290,12 +277,6 @@ function devmove(pair, extra = [], env = process.env) {
   verify(pair);
   m.engineSeconds = engineSeconds(m.stdout);
   return m;
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 function summarize(runs, bytes) {
@@ -539,10 +520,6 @@ function coldStart(pair, runs) {
 }
 
 // ---------- report ----------
-
-function fmt(x, digits = 2) {
-  return Number.isFinite(x) ? x.toFixed(digits) : '–';
-}
 
 function markdown(report) {
   const lines = [];
