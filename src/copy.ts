@@ -240,10 +240,11 @@ export interface CopyJobEvents {
   progress: [CopyProgress];
 }
 
-const DIRECT_MODES: readonly DirectMode[] = ['auto', 'always', 'never'];
+export const DIRECT_MODES: readonly DirectMode[] = ['auto', 'always', 'never'];
 const ENGINE_OPTIONS: readonly string[] = ['fixedBuffers', 'fixedFiles', 'sqpoll', 'linkReadWrite', 'batchSubmissions'] satisfies ReadonlyArray<keyof EngineOptions>;
-const DURABILITIES: readonly Durability[] = ['fdatasync', 'fsync', 'dsync', 'sync', 'none'];
-const ZERO_MODES: readonly ZeroBlocks[] = ['write', 'skip', 'discard', 'sparse'];
+export const DURABILITIES: readonly Durability[] = ['fdatasync', 'fsync', 'dsync', 'sync', 'none'];
+export const ZERO_MODES: readonly ZeroBlocks[] = ['write', 'skip', 'discard', 'sparse'];
+export const TARGET_ERROR_POLICIES: readonly TargetErrorPolicy[] = ['stop', 'drop'];
 const KNOWN_OPTIONS = new Set<string>([
   'source', 'target', 'targets', 'onTargetError', 'sourceOffset', 'targetOffset', 'length', 'maxLength', 'blockSize', 'queueDepth',
   'direct', 'durability', 'createTarget', 'exclusiveCreate', 'truncateTarget', 'noatime', 'signal',
@@ -403,7 +404,7 @@ export function planCopy(options: CopyOptions): NativePlan {
   const retryBad = optionalBoolean(options.retryBad, 'retryBad', false);
   const verify = optionalBoolean(options.verify, 'verify', false);
   const zeroBlocks = oneOf(options.zeroBlocks, 'zeroBlocks', ZERO_MODES, 'write');
-  const onTargetError = oneOf(options.onTargetError, 'onTargetError', ['stop', 'drop'] as const, 'stop');
+  const onTargetError = oneOf(options.onTargetError, 'onTargetError', TARGET_ERROR_POLICIES, 'stop');
   const hash = options.hash === undefined ? undefined : oneOf(options.hash, 'hash', HASH_ALGORITHMS, 'sha256');
   const rate = options.rate === undefined ? 0 : toByteCount(options.rate, 'options.rate');
   let checkpointIntervalMs = 0;

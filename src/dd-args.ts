@@ -6,7 +6,7 @@
  * dd has that devmove does not implement is rejected with a one-line UsageError
  * instead of being silently ignored.
  */
-import { HASH_ALGORITHMS, type HashAlgorithm } from './copy';
+import { HASH_ALGORITHMS, TARGET_ERROR_POLICIES, ZERO_MODES, type HashAlgorithm } from './copy';
 import { parseDdNumber, SizeSyntaxError } from './size';
 
 /** A command line devmove cannot run. The message is one line naming the offending argument. */
@@ -140,7 +140,6 @@ const INPUT_FLAGS = [
 ] as const;
 const OUTPUT_FLAGS = ['direct', 'seek_bytes', 'dsync', 'sync', 'nocache', 'noatime'] as const;
 const CONVERSIONS = ['notrunc', 'fsync', 'fdatasync', 'excl', 'nocreat', 'noerror', 'sync', 'sparse'] as const;
-const ZERO_MODES = ['write', 'skip', 'discard', 'sparse'] as const;
 
 type InputFlag = (typeof INPUT_FLAGS)[number];
 type OutputFlag = (typeof OUTPUT_FLAGS)[number];
@@ -390,7 +389,7 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
         zeroOption = value;
         zeroOptionText = shown;
       } else if (name === 'on-target-error') {
-        if (value !== 'stop' && value !== 'drop') {
+        if (!isOneOf(TARGET_ERROR_POLICIES, value)) {
           throw new UsageError(`invalid option ${quote(shown)}: a failing target can 'stop' the copy or be 'drop'ped`);
         }
         onTargetError = value;

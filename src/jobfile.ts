@@ -21,7 +21,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import {
-  BLOCK_SIZE_MAX, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH, HASH_ALGORITHMS, QUEUE_DEPTH_MAX, RING_BYTES_MAX,
+  BLOCK_SIZE_MAX, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH, DIRECT_MODES, DURABILITIES, HASH_ALGORITHMS, QUEUE_DEPTH_MAX,
+  RING_BYTES_MAX, TARGET_ERROR_POLICIES, ZERO_MODES,
   type DirectMode, type Durability, type HashAlgorithm, type TargetErrorPolicy as OnTargetError, type ZeroBlocks,
 } from './copy';
 import { formatBytesIEC, parseDdNumber, SizeSyntaxError } from './size';
@@ -420,10 +421,6 @@ class Checker {
   }
 }
 
-const DIRECT_MODES: readonly DirectMode[] = ['auto', 'always', 'never'];
-const DURABILITIES: readonly Durability[] = ['fdatasync', 'fsync', 'dsync', 'sync', 'none'];
-const ZERO_BLOCKS: readonly ZeroBlocks[] = ['write', 'skip', 'discard', 'sparse'];
-const ON_TARGET_ERROR: readonly OnTargetError[] = ['stop', 'drop'];
 export const RETRIES_MAX = 1000;
 
 const TOP_LEVEL_KEYS = ['version', 'maxQueueDepth', 'maxBufferMemory', 'defaults', 'pairs'] as const;
@@ -539,8 +536,8 @@ class JobValidator {
     if (has('retries')) out.retries = c.integer(object.retries, at('retries'), 0, RETRIES_MAX);
     if (has('mapfile')) out.mapfile = this.filePath(object.mapfile, at('mapfile'));
     if (has('hash')) out.hash = c.choice(object.hash, at('hash'), HASH_ALGORITHMS);
-    if (has('zeroBlocks')) out.zeroBlocks = c.choice(object.zeroBlocks, at('zeroBlocks'), ZERO_BLOCKS);
-    if (has('onTargetError')) out.onTargetError = c.choice(object.onTargetError, at('onTargetError'), ON_TARGET_ERROR);
+    if (has('zeroBlocks')) out.zeroBlocks = c.choice(object.zeroBlocks, at('zeroBlocks'), ZERO_MODES);
+    if (has('onTargetError')) out.onTargetError = c.choice(object.onTargetError, at('onTargetError'), TARGET_ERROR_POLICIES);
     return out;
   }
 
