@@ -1,4 +1,4 @@
-// Preloaded by `npm run bench -- --only cold` (node -r bench/cold-hook.js dist/cli.js ...): times
+// Preloaded by `npm run bench -- --only cold` (node -r bench/cold-hook.js dist/cli/main.js ...): times
 // where a devmove process spends its start-up, in ms since Node's time origin, and prints one line
 // `DEVMOVE_COLD_HOOK {json}` on stderr at exit. It only observes: module loads are timed by
 // wrapping Module._load, the native CopyJob and checkCopySafety by wrapping them.
@@ -11,7 +11,7 @@ const { writeSync } = require('node:fs');
 const now = () => performance.now();
 const marks = { preload: now() };
 const ours = {}; // exclusive load time per module of ours (ms)
-let ourLoadMs = 0; // the modules cli.js requires, not cli.js itself
+let ourLoadMs = 0; // the modules cli/main.js requires, not cli/main.js itself
 let mainMs = 0;
 let addonMs = 0;
 let safetyMs = 0;
@@ -30,7 +30,7 @@ Module._load = function (request, parent, isMain) {
     if (stack.length) stack[stack.length - 1] += inclusive;
     const name = basename(request);
     if (request.endsWith('.node')) addonMs += own;
-    else if (isMain) mainMs += own; // cli.js: its compilation, and main() up to its first await
+    else if (isMain) mainMs += own; // cli/main.js: its compilation, and main() up to its first await
     else if (request.startsWith('.') || request.startsWith('/')) {
       ours[name] = (ours[name] ?? 0) + own;
       ourLoadMs += own;

@@ -22,7 +22,7 @@ const L = require('./lib');
 const { GiB, MiB, log, median, mean, fmt } = L;
 
 const ROOT = path.join(__dirname, '..');
-const CLI = path.join(ROOT, 'dist', 'cli.js');
+const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 const EXPERIMENTS = ['fanout', 'rate', 'background', 'zeros'];
 const RATE_RUN_SECONDS = 12;
 const ZERO_BLOCK = 512 * 1024;

@@ -22,7 +22,7 @@ const { diskStat, fmt, have, log, median } = require('./lib');
 const { renderBars, renderLines } = require('./svg');
 
 const ROOT = path.join(__dirname, '..');
-const CLI = path.join(ROOT, 'dist', 'cli.js');
+const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 const COLD_HOOK = path.join(__dirname, 'cold-hook.js');
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -449,13 +449,13 @@ function phases(run) {
     nodeBootstrapMs: h.bootstrapComplete - h.v8Start,
     // ours: loading dist/*.js, parsing the operands, planning, safety checks, loading the addon
     devmoveJsToEngineStartMs: h.jobCreated - h.bootstrapComplete,
-    // of which: reading and compiling the modules cli.js requires (copy, devices, safety, …)
+    // of which: reading and compiling the modules cli/main.js requires (copy, devices, safety, …)
     ourModuleLoadMs: h.ourModuleLoadMs,
     // the checks before the first write (stat, sysfs, mountinfo)
     safetyChecksMs: h.safetyChecksMs,
     // dlopen of build/Release/devmove.node
     addonLoadMs: h.addonLoadMs,
-    // the rest: cli.js itself, the operands, the plan
+    // the rest: cli/main.js itself, the operands, the plan
     otherJsMs: h.jobCreated - h.bootstrapComplete - h.ourModuleLoadMs - h.safetyChecksMs - h.addonLoadMs,
     engineMs: h.jobDone - h.jobCreated,
     engineReportedMs: h.engineMs,

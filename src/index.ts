@@ -1,4 +1,9 @@
-export { copy, CopyJob, planCopy, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH, HASH_ALGORITHMS } from './copy';
+// devmove's public face: the library API. The CLI (src/cli/) is not part of it.
+export { copy, CopyJob } from './api/copy';
+export { planCopy } from './api/plan';
+export { probeIoUring } from './api/probe';
+export type { IoUringProbe } from './api/probe';
+export { DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH, HASH_ALGORITHMS } from './base/types';
 export type {
   CopyOptions,
   HashAlgorithm,
@@ -12,18 +17,15 @@ export type {
   EngineOptions,
   FileInfo,
   Size,
-} from './copy';
-export type { IoCounters } from './native';
-export { DevmoveError, CopyAbortError } from './errors';
-export { toByteCount, parseDdNumber } from './size';
-export { probeIoUring } from './probe';
-export type { IoUringProbe } from './probe';
-export { devices, list as listDevices, lookup as lookupDevice, watch as watchDevices, resolveDevicePath, DeviceWatcher, deviceManagerStatus } from './devices';
-export type { Device, DeviceMount, DeviceIdentity, DeviceEvent, DeviceAction, WatchOptions, DeviceWatcherEvents } from './devices';
-export { runDevicesCommand } from './cli-devices';
-export { runJob } from './job';
-export type { JobEvent, JobHooks, JobResult, PairOutcome } from './job';
-export { parseJobFile, validateJob, JobFileError } from './jobfile';
-export type { JobSpec, JobPair, PairOptions } from './jobfile';
-export { RescueMap, MapfileError } from './mapfile';
-export type { BlockStatus, MapBlock } from './mapfile';
+} from './base/types';
+export type { IoCounters } from './addon/binding';
+export { DevmoveError, CopyAbortError } from './base/errors';
+export { toByteCount, parseDdNumber } from './base/size';
+export { devices, list as listDevices, lookup as lookupDevice, watch as watchDevices, resolveDevicePath, DeviceWatcher, deviceManagerStatus } from './devices/manager';
+export type { Device, DeviceMount, DeviceIdentity, DeviceEvent, DeviceAction, WatchOptions, DeviceWatcherEvents } from './devices/manager';
+export { runJob } from './jobs/job';
+export type { JobEvent, JobHooks, JobResult, PairOutcome } from './jobs/job';
+export { parseJobFile, validateJob, JobFileError } from './jobs/jobfile';
+export type { JobSpec, JobPair, PairOptions } from './jobs/jobfile';
+export { RescueMap, MapfileError } from './resume/mapfile';
+export type { BlockStatus, MapBlock } from './resume/mapfile';

@@ -8,10 +8,10 @@ import { Writable } from 'node:stream';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { runDevicesCommand } from '../../src/cli-devices';
-import { devices, lookup, resolveDevicePath, watch, type DeviceEvent, type DeviceWatcher } from '../../src/devices';
-import { DevmoveError } from '../../src/errors';
-import { splitRdev } from '../../src/sysfs';
+import { runDevicesCommand } from '../../src/cli/devices-command';
+import { devices, lookup, resolveDevicePath, watch, type DeviceEvent, type DeviceWatcher } from '../../src/devices/manager';
+import { DevmoveError } from '../../src/base/errors';
+import { splitRdev } from '../../src/storage/sysfs';
 import { attachLoop, detachAll, detachLoop, makeImage, skipWithoutLoop, tempDir, writeMbr } from '../helpers/devices';
 
 const MiB = 1024 * 1024;

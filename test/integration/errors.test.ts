@@ -10,7 +10,7 @@ import { copy, CopyAbortError, DevmoveError } from '../../src/index';
 import { attachLoop, detachAll, makeImage, sha256Range, skipWithoutLoop, tempDir } from '../helpers/devices';
 
 const MiB = 1024 * 1024;
-const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
+const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 
 describe.skipIf(skipWithoutLoop)('copy() errors on real devices', () => {
   let dir: string;
@@ -173,7 +173,7 @@ describe.skipIf(skipWithoutLoop)('copy() errors on real devices', () => {
   });
 
   it('io_uring setup failures are explained (seccomp / sysctl / memlock)', async () => {
-    const { loadNative } = await import('../../src/native');
+    const { loadNative } = await import('../../src/addon/binding');
     const native = loadNative();
     expect(native.explainIoUringSetupFailure(38)).toMatch(/seccomp|Linux >= 5\.6/); // ENOSYS
     expect(native.explainIoUringSetupFailure(12)).toMatch(/RLIMIT_MEMLOCK/); // ENOMEM

@@ -24,7 +24,7 @@ import { attachLoop, detachAll, deviceSize, makeImage, sha256Range, skipWithoutL
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
+const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 /** The second line every usage error (exit 2) ends with, as GNU dd's "Try 'dd --help'". */
 const USAGE_HINT = "Try 'devmove --help' for more information.";
 /** dd operands whose value is a path the invocation must not change (beyond what it is refused to do). */

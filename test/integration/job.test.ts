@@ -8,13 +8,13 @@ import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { CopyAbortError, DevmoveError } from '../../src/errors';
-import { runJob, type JobEvent } from '../../src/job';
-import { JobFileError, validateJob } from '../../src/jobfile';
+import { CopyAbortError, DevmoveError } from '../../src/base/errors';
+import { runJob, type JobEvent } from '../../src/jobs/job';
+import { JobFileError, validateJob } from '../../src/jobs/jobfile';
 import { attachLoop, detachAll, makeImage, sha256File, sha256Range, skipWithoutLoop, tempDir } from '../helpers/devices';
 
 const MiB = 1024 * 1024;
-const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
+const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 
 const zeros = (bytes: number): string => crypto.createHash('sha256').update(Buffer.alloc(bytes)).digest('hex');
 

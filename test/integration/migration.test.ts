@@ -9,13 +9,13 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { copy, DevmoveError } from '../../src/index';
-import { RescueMap } from '../../src/mapfile';
+import { RescueMap } from '../../src/resume/mapfile';
 import { attachLoop, detachAll, makeImage, readRange, skipWithoutLoop, tempDir } from '../helpers/devices';
 import { FaultyDevice, skipWithoutFuse } from '../helpers/faulty';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
+const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 
 /** A source with large zero regions: [data 1M][zeros 3M][data 512K][zeros 2.5M+4K][data 4K]. */
 function zeroHeavyImage(dir: string): { file: string; size: number; zeroBytes: number } {

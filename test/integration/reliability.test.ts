@@ -12,13 +12,13 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { copy, DevmoveError, type CopyResult } from '../../src/index';
-import { RescueMap } from '../../src/mapfile';
+import { RescueMap } from '../../src/resume/mapfile';
 import { attachLoop, detachAll, makeImage, readRange, skipWithoutLoop, tempDir } from '../helpers/devices';
 import { FaultyDevice, skipWithoutFuse } from '../helpers/faulty';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
+const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 
 function zeros(buf: Buffer): boolean {
   return buf.every((b) => b === 0);

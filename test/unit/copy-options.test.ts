@@ -2,7 +2,8 @@
 // naming the option and the accepted form; good options become a clean plan.
 import { describe, expect, it } from 'vitest';
 
-import { planCopy, type CopyOptions } from '../../src/copy';
+import { planCopy } from '../../src/api/plan';
+import type { CopyOptions } from '../../src/base/types';
 
 const base = { source: '/dev/sdb', target: '/dev/sdc' } as const;
 

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { parseDdArgs, UsageError, DD_HELP_OPERANDS, type DdInvocation } from '../../src/dd-args';
+import { parseDdArgs, UsageError, DD_HELP_OPERANDS, type DdInvocation } from '../../src/cli/dd-args';
 
 const KiB = 1024;
 const MiB = 1024 ** 2;

@@ -2,8 +2,8 @@
 // event lines and the natural order of kernel names.
 import { describe, expect, it } from 'vitest';
 
-import { formatDeviceEvent, formatDeviceInfo, formatDeviceTable } from '../../src/cli-devices';
-import { compareNames, type Device, type DeviceEvent } from '../../src/devices';
+import { formatDeviceEvent, formatDeviceInfo, formatDeviceTable } from '../../src/cli/devices-command';
+import { compareNames, type Device, type DeviceEvent } from '../../src/devices/manager';
 
 const GiB = 1024 ** 3;
 

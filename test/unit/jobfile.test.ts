@@ -6,8 +6,8 @@ import path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { allocateBudget, JobFileError, parseJobFile, validateJob, type JobSpec } from '../../src/jobfile';
-import { pairLine, summaryLine } from '../../src/cli-run';
+import { allocateBudget, JobFileError, parseJobFile, validateJob, type JobSpec } from '../../src/jobs/jobfile';
+import { pairLine, summaryLine } from '../../src/cli/run-command';
 
 const MiB = 1024 * 1024;
 const FILE = '/jobs/nightly/job.json';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { mountsOf, parseMountInfo } from '../../src/mountinfo';
+import { mountsOf, parseMountInfo } from '../../src/storage/mountinfo';
 
 // Lines in the format of proc(5), including optional fields and escaped spaces.
 const SAMPLE = [

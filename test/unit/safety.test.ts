@@ -3,9 +3,9 @@
 // kernel lacks; overlapping partitions are refused by BLKPG).
 import { describe, expect, it } from 'vitest';
 
-import type { MountEntry } from '../../src/mountinfo';
-import { assessCopy, type SideFacts } from '../../src/safety';
-import type { BlockInfo } from '../../src/sysfs';
+import type { MountEntry } from '../../src/storage/mountinfo';
+import { assessCopy, type SideFacts } from '../../src/storage/safety';
+import type { BlockInfo } from '../../src/storage/sysfs';
 
 const MiB = 1024 * 1024;
 

@@ -5,7 +5,7 @@ import {
   toByteCount,
   formatBytesSI,
   formatBytesIEC,
-} from '../../src/size';
+} from '../../src/base/size';
 
 const KiB = 1024;
 const MiB = 1024 ** 2;

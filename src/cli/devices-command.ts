@@ -5,9 +5,9 @@
 //   devmove devices watch [--json]        hot-plug events until Ctrl-C (JSON lines with --json)
 //
 // Exit status: 0 ok, 1 runtime failure (no such device, libudev missing), 2 usage error.
-import { DevmoveError } from './errors';
-import { list, lookup, watch, type Device, type DeviceEvent, type DeviceIdentity } from './devices';
-import { formatBytesIEC } from './size';
+import { DevmoveError } from '../base/errors';
+import { list, lookup, watch, type Device, type DeviceEvent, type DeviceIdentity } from '../devices/manager';
+import { formatBytesIEC } from '../base/size';
 
 export interface DevicesIo {
   stdout: NodeJS.WritableStream;

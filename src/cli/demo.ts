@@ -9,9 +9,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { runCopy, type CliIo } from './cli';
+import { runCopy } from './copy-command';
+import type { CliIo } from './output';
 import type { DdInvocation } from './dd-args';
-import { formatBytesIEC } from './size';
+import { formatBytesIEC } from '../base/size';
 
 export const DEMO_SIZE_BYTES = 256 * 1024 * 1024;
 

@@ -24,9 +24,9 @@ import {
   BLOCK_SIZE_MAX, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH, DIRECT_MODES, DURABILITIES, HASH_ALGORITHMS, QUEUE_DEPTH_MAX,
   RING_BYTES_MAX, TARGET_ERROR_POLICIES, ZERO_MODES,
   type DirectMode, type Durability, type HashAlgorithm, type TargetErrorPolicy as OnTargetError, type ZeroBlocks,
-} from './copy';
-import { formatBytesIEC, parseDdNumber, SizeSyntaxError } from './size';
-import { blockInfoByName } from './sysfs';
+} from '../base/types';
+import { formatBytesIEC, parseDdNumber, SizeSyntaxError } from '../base/size';
+import { blockInfoByName } from '../storage/sysfs';
 
 export const JOB_FILE_VERSION = 1;
 

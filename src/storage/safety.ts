@@ -9,9 +9,9 @@
 // cannot be made to show on demand (holders need dm/md).
 import fs from 'node:fs';
 
-import { DevmoveError } from './errors';
+import { DevmoveError } from '../base/errors';
 import { readMountInfo, type MountEntry } from './mountinfo';
-import type { NativePlan } from './native';
+import type { NativePlan } from '../addon/binding';
 import { blockInfoByName, blockInfoForPath, type BlockInfo } from './sysfs';
 
 const EINVAL = 22;

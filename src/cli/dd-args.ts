@@ -6,8 +6,8 @@
  * dd has that devmove does not implement is rejected with a one-line UsageError
  * instead of being silently ignored.
  */
-import { HASH_ALGORITHMS, TARGET_ERROR_POLICIES, ZERO_MODES, type HashAlgorithm } from './copy';
-import { parseDdNumber, SizeSyntaxError } from './size';
+import { HASH_ALGORITHMS, TARGET_ERROR_POLICIES, ZERO_MODES, type HashAlgorithm } from '../base/types';
+import { parseDdNumber, SizeSyntaxError } from '../base/size';
 
 /** A command line devmove cannot run. The message is one line naming the offending argument. */
 export class UsageError extends Error {

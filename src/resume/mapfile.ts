@@ -8,9 +8,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
+import type { Range } from '../base/types';
+
+export type { Range } from '../base/types';
+
 /** '?' non-tried, '*' non-trimmed, '/' non-scraped, '-' bad sector(s), '+' finished. */
 export type BlockStatus = '?' | '*' | '/' | '-' | '+';
-export type Range = [offset: number, length: number];
 
 export interface MapBlock {
   pos: number;

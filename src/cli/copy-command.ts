@@ -1,101 +1,16 @@
-#!/usr/bin/env node
-// devmove's command line: dd's operands (if= of= bs= count= skip= seek= conv=
-// iflag= oflag= status=) plus long options. Exit codes: 0 success, 1 runtime
-// failure, 2 usage error.
+// The copy itself on the command line (`devmove if=… of=…`): dd operands to
+// copy() options, progress lines, signals, and the final report.
 import fs from 'node:fs';
-import path from 'node:path';
 
+import { copy, type CopyJob } from '../api/copy';
+import { CopyAbortError, DevmoveError, describeErrno } from '../base/errors';
 import {
-  BACKGROUND_BLOCK_SIZE, BACKGROUND_QUEUE_DEPTH, BLOCK_SIZE_MAX, copy, CopyJob, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH,
-  RING_BYTES_MAX, type CopyOptions, type CopyProgress, type CopyResult,
-} from './copy';
-import { DD_HELP_OPERANDS, parseDdArgs, parseRate, UsageError, type DdInvocation } from './dd-args';
-import { resolveDevicePath } from './devices';
-import { CopyAbortError, DevmoveError, describeErrno } from './errors';
-import { formatBytesIEC, formatBytesSI } from './size';
-
-export const EXIT_OK = 0;
-export const EXIT_FAILURE = 1;
-export const EXIT_USAGE = 2;
-
-/** Where the CLI writes; replaceable so the demo and tests can reuse it. */
-export interface CliIo {
-  stdout: NodeJS.WritableStream & { isTTY?: boolean };
-  stderr: NodeJS.WritableStream & { isTTY?: boolean };
-}
-
-export function version(): string {
-  const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string };
-  return pkg.version;
-}
-
-export function helpText(): string {
-  return `Usage: devmove if=SOURCE of=TARGET [OPERAND]... [OPTION]...
-  or:  devmove devices [info NAME | watch] [--json]
-  or:  devmove run JOBFILE [--json]
-  or:  devmove demo
-Copy a block device or image file to another at the speed of the slower
-device: io_uring with O_DIRECT over a ring of aligned buffers, no page cache,
-and success reported only once the data is on stable storage.
-SOURCE and TARGET are block devices (/dev/sdb, /dev/loop3, or node names such
-as sdb, loop3, 7:3) or regular files. Before the first write devmove refuses a
-target that is mounted, held by LVM/md/dm, read-only, too small, or the source
-itself or overlapping it (--force overrides only a read-only mount or holders).
-devmove devices lists block devices; devmove devices watch follows hot-plug.
-
-${DD_HELP_OPERANDS}
-Defaults: I/O size ${DEFAULT_BLOCK_SIZE / 1024} KiB unless bs= is given (sizes above 1 GiB are copied
-in 1 GiB I/Os), ${DEFAULT_QUEUE_DEPTH} I/Os in flight. A live progress line is shown when
-standard error is a terminal; kill -USR1 PID prints the statistics like dd.
-
-Exit status:
-  0  the copy completed and is durable on TARGET
-  1  runtime failure (I/O error, device too small, permission, interrupted:
-     130 after SIGINT, 143 after SIGTERM)
-  2  usage error (bad operand or option)
-
-Examples:
-  devmove if=/dev/sdb of=/dev/sdc
-  devmove if=disk.img of=/dev/loop3 bs=4M status=progress
-  devmove if=/dev/sdb of=part.img skip=2048 count=1G iflag=count_bytes
-  devmove if=/dev/sdb of=/dev/sdc --json > result.jsonl
-`;
-}
-
-/** dd's "N+M records" counts for a byte total and a block size. */
-export function records(bytes: number, blockSize: number): string {
-  const full = Math.floor(bytes / blockSize);
-  const partial = bytes % blockSize === 0 ? 0 : 1;
-  return `${full}+${partial} records`;
-}
-
-function formatSeconds(seconds: number): string {
-  // like printf's %g with dd's precision
-  if (seconds === 0) return '0';
-  return String(Number(seconds.toPrecision(6)));
-}
-
-/** dd's transfer line: "N bytes (1.1 GB, 1.0 GiB) copied, 0.6 s, 1.8 GB/s". */
-export function transferLine(bytes: number, seconds: number): string {
-  const rate = seconds > 0 ? `${formatBytesSI(bytes / seconds)}/s` : 'Infinity B/s';
-  const si = formatBytesSI(bytes);
-  const sizes = bytes < 1000 ? '' : ` (${si}, ${formatBytesIEC(bytes)})`;
-  const noun = bytes === 1 ? 'byte' : 'bytes';
-  return `${bytes} ${noun}${sizes} copied, ${formatSeconds(seconds)} s, ${rate}`;
-}
-
-function formatEta(seconds: number | undefined): string {
-  if (seconds === undefined || !Number.isFinite(seconds)) return '--:--';
-  const s = Math.round(seconds);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = String(s % 60).padStart(2, '0');
-  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${m}:${sec}`;
-}
-
-export function liveLine(p: CopyProgress): string {
-  return `${formatBytesIEC(p.bytesDone)} / ${formatBytesIEC(p.bytesTotal)} (${p.percent.toFixed(1)}%)  ${formatBytesSI(p.bytesPerSecond)}/s  ETA ${formatEta(p.etaSeconds)}`;
-}
+  BACKGROUND_BLOCK_SIZE, BACKGROUND_QUEUE_DEPTH, BLOCK_SIZE_MAX, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH, RING_BYTES_MAX,
+  type CopyOptions, type CopyResult,
+} from '../base/types';
+import { resolveDevicePath } from '../devices/manager';
+import { parseRate, UsageError, type DdInvocation } from './dd-args';
+import { EXIT_FAILURE, EXIT_OK, liveLine, records, transferLine, type CliIo } from './output';
 
 /** Build copy() options from a dd invocation. */
 export function optionsFromInvocation(inv: DdInvocation): CopyOptions {
@@ -202,7 +117,7 @@ function summaryLines(result: CopyResult, inv: DdInvocation): string[] {
   return lines;
 }
 
-interface RunContext {
+export interface RunContext {
   io: CliIo;
   /** Signals the CLI handles while a copy runs; false in library-hosted runs (the demo passes true). */
   handleSignals: boolean;
@@ -349,53 +264,4 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
       process.off('SIGUSR1', onUsr1);
     }
   }
-}
-
-export async function main(argv: readonly string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  let inv: DdInvocation;
-  if (argv[0] === 'devices') {
-    // Loaded on demand: a copy never needs the device manager's command line.
-    const { runDevicesCommand } = await import('./cli-devices');
-    return runDevicesCommand(argv.slice(1), io);
-  }
-  if (argv[0] === 'run') {
-    const { runRunCommand } = await import('./cli-run');
-    return runRunCommand(argv.slice(1), io);
-  }
-  try {
-    inv = parseDdArgs(argv);
-    if (inv.command === 'help') {
-      io.stdout.write(helpText());
-      return EXIT_OK;
-    }
-    if (inv.command === 'version') {
-      io.stdout.write(`devmove ${version()}\n`);
-      return EXIT_OK;
-    }
-    if (inv.command === 'demo') {
-      const { runDemo } = await import('./demo');
-      return await runDemo(inv, io);
-    }
-    return await runCopy(inv, { io, handleSignals: true });
-  } catch (error) {
-    if (error instanceof UsageError) {
-      io.stderr.write(`devmove: ${error.message}\nTry 'devmove --help' for more information.\n`);
-      return EXIT_USAGE;
-    }
-    const message = error instanceof Error ? error.message : String(error);
-    io.stderr.write(`devmove: ${message}\n`);
-    return EXIT_FAILURE;
-  }
-}
-
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (error: unknown) => {
-      process.stderr.write(`devmove: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-      process.exitCode = EXIT_FAILURE;
-    },
-  );
 }

@@ -8,10 +8,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { CopyAbortError, DevmoveError, describeErrno } from './errors';
-import { runJob, type JobEvent, type JobResult, type PairOutcome } from './job';
-import { JobFileError, parseJobFile, type JobSpec } from './jobfile';
-import { formatBytesIEC, formatBytesSI } from './size';
+import { CopyAbortError, DevmoveError, describeErrno } from '../base/errors';
+import { runJob, type JobEvent, type JobResult, type PairOutcome } from '../jobs/job';
+import { JobFileError, parseJobFile, type JobSpec } from '../jobs/jobfile';
+import { formatBytesIEC, formatBytesSI } from '../base/size';
 
 export interface RunIo {
   stdout: NodeJS.WritableStream;

@@ -3,8 +3,8 @@
 // as UNKNOWN_<n>.
 import util from 'node:util';
 
-import type { CopyResult } from './copy';
-import type { NativeErrorInfo } from './native';
+import type { CopyResult } from './types';
+import type { NativeErrorInfo } from '../addon/binding';
 
 export class DevmoveError extends Error {
   override name = 'DevmoveError';

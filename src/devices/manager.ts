@@ -16,8 +16,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { DevmoveError } from './errors';
-import { mountsOf, readMountInfo, type MountEntry } from './mountinfo';
+import { DevmoveError } from '../base/errors';
+import { mountsOf, readMountInfo, type MountEntry } from '../storage/mountinfo';
 import {
   loadNative,
   type NativeBinding,
@@ -25,8 +25,8 @@ import {
   type NativeUdevError,
   type NativeUdevMessage,
   type NativeUdevMonitor,
-} from './native';
-import { blockInfoByDevno, blockInfoByName, splitRdev, type BlockInfo } from './sysfs';
+} from '../addon/binding';
+import { blockInfoByDevno, blockInfoByName, splitRdev, type BlockInfo } from '../storage/sysfs';
 
 export interface DeviceMount {
   mountPoint: string;

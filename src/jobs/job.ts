@@ -2,11 +2,12 @@
 // all at once, within the job's shared budget of I/Os in flight and buffer memory
 // (allocateBudget in jobfile.ts). Each pair has its own progress and its own result or
 // error; one pair failing does not stop the others; aborting the signal cancels all.
-import { copy, type CopyJob, type CopyOptions, type CopyProgress, type CopyResult } from './copy';
-import { resolveDevicePath } from './devices';
-import { CopyAbortError } from './errors';
+import { copy, type CopyJob } from '../api/copy';
+import type { CopyOptions, CopyProgress, CopyResult } from '../base/types';
+import { resolveDevicePath } from '../devices/manager';
+import { CopyAbortError } from '../base/errors';
 import { allocateBudget, fieldPath, JobFileError, type JobPair, type JobSpec, type PairAllocation } from './jobfile';
-import { gatherSide, storageOf, type SideFacts } from './safety';
+import { gatherSide, storageOf, type SideFacts } from '../storage/safety';
 
 export type JobEvent =
   | {

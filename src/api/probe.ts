@@ -1,5 +1,5 @@
-import { DevmoveError } from './errors';
-import { loadNative } from './native';
+import { DevmoveError } from '../base/errors';
+import { loadNative } from '../addon/binding';
 
 export interface IoUringProbe {
   available: boolean;

@@ -263,7 +263,7 @@ const EXPECTED_ABI_VERSION = 3;
 export function nativePath(): string {
   const override = process.env.DEVMOVE_NATIVE_PATH;
   if (override) return path.resolve(override);
-  return path.join(__dirname, '..', 'build', 'Release', 'devmove.node');
+  return path.join(__dirname, '..', '..', 'build', 'Release', 'devmove.node');
 }
 
 let cached: NativeBinding | undefined;

@@ -1,0 +1,244 @@
+// The library API: copy(options) validates everything, hands the engine a
+// plan of clean primitives and returns a job that is awaitable, emits progress
+// and can be cancelled. No byte of the data ever passes through JavaScript.
+import { EventEmitter } from 'node:events';
+
+import { loadNative, type NativePlan } from '../addon/binding';
+import { CopyAbortError, DevmoveError } from '../base/errors';
+import { toByteCount } from '../base/size';
+import type { CopyJobEvents, CopyOptions, CopyProgress, CopyResult, Size } from '../base/types';
+import { resolveDevicePath } from '../devices/manager';
+import { MapfileSession } from '../resume/session';
+import { checkCopySafety } from '../storage/safety';
+import { planCopy } from './plan';
+import { toResult } from './result';
+
+interface JobSetup {
+  signal: AbortSignal | undefined;
+  onProgress: ((p: CopyProgress) => void) | undefined;
+  mapfile: string | undefined;
+  retryBad: boolean;
+}
+
+/** Rate over a sliding window of recent samples, so ETA follows the current speed. */
+class RateMeter {
+  private readonly samples: Array<[seconds: number, bytes: number]> = [];
+  constructor(private readonly windowSeconds = 3) {}
+  add(seconds: number, bytes: number): number {
+    this.samples.push([seconds, bytes]);
+    while (this.samples.length > 2 && seconds - this.samples[0][0] > this.windowSeconds) this.samples.shift();
+    const [t0, b0] = this.samples[0];
+    return seconds > t0 ? (bytes - b0) / (seconds - t0) : 0;
+  }
+}
+
+/** A running copy: await it (or use .promise), listen for 'progress', pause, change its rate, cancel it. */
+export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<CopyResult> {
+  /** Settles when the copy is done and durable (or failed, or was cancelled). */
+  readonly promise: Promise<CopyResult>;
+  private native: { cancel(): void; bytesDone(): number; pause(): void; resume(): void; setRate(n: number): void } | undefined;
+  private readonly started = process.hrtime.bigint();
+  private readonly rateMeter = new RateMeter();
+  private last: CopyProgress;
+  private settled = false;
+  private pausedNow = false;
+  private rateNow: number;
+
+  /** @internal use copy() */
+  constructor(plan: NativePlan, setup: JobSetup) {
+    super();
+    const { signal, onProgress } = setup;
+    this.rateNow = plan.rate ?? 0;
+    this.last = {
+      bytesDone: 0, bytesTotal: plan.length ?? 0, percent: 0, bytesPerSecond: 0, etaSeconds: undefined, elapsedSeconds: 0,
+      badBytes: 0, zeroBytes: 0, paused: false, phase: 'copy', verifyDone: 0, verifyTotal: 0,
+    };
+    if (onProgress) this.on('progress', onProgress);
+    this.promise = new Promise<CopyResult>((resolve, reject) => {
+      if (signal?.aborted) {
+        this.settled = true;
+        reject(new CopyAbortError('The copy was aborted before it started', { cause: signal.reason }));
+        return;
+      }
+      const binding = loadNative();
+      let mapfile: MapfileSession | undefined;
+      try {
+        // Node names ('sdb', 'loop3', '7:3') are accepted wherever a path is.
+        plan.source.path = resolveDevicePath(plan.source.path);
+        for (const t of plan.targets) t.path = resolveDevicePath(t.path);
+        checkCopySafety(plan);
+        if (setup.mapfile !== undefined) mapfile = new MapfileSession(setup.mapfile, plan, setup.retryBad);
+      } catch (error) {
+        this.settled = true;
+        if (error instanceof Error) Error.captureStackTrace(error, CopyJob);
+        reject(error);
+        return;
+      }
+      const onAbort = (): void => this.cancel();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      let mapfileError: unknown;
+      const job = new binding.CopyJob(plan, (event) => {
+        if (event.type === 'progress') {
+          if (mapfile && mapfileError === undefined) {
+            try {
+              mapfile.begin(event.domainOffset, event.domainLength);
+            } catch (error) {
+              mapfileError = error;
+              this.cancel();
+            }
+          }
+          this.updateProgress(event.bytesDone, event.bytesTotal, true, event);
+          return;
+        }
+        if (event.type === 'checkpoint') {
+          if (mapfile && mapfileError === undefined) {
+            try {
+              mapfile.checkpoint(event.finished, event.bad);
+            } catch (error) {
+              // The map cannot be kept: stop rather than copy without a record.
+              mapfileError = error;
+              this.cancel();
+            }
+          }
+          return;
+        }
+        signal?.removeEventListener('abort', onAbort);
+        this.settled = true;
+        this.native = undefined;
+        const report = event.report;
+        if (mapfile && mapfileError === undefined) {
+          try {
+            mapfile.end(report.stoppedAtBadBlock);
+          } catch (error) {
+            mapfileError = error;
+          }
+        }
+        this.updateProgress(report.bytesCopied, report.bytesTotal, false);
+        const result = toResult(report, plan, mapfile);
+        if (mapfileError !== undefined) {
+          const error = mapfileError instanceof Error ? mapfileError : new Error(String(mapfileError));
+          reject(error);
+          return;
+        }
+        if (event.error) {
+          if (report.cancelled && event.error.syscall === 'copy') {
+            const error = new CopyAbortError('The copy was aborted', signal?.aborted ? { cause: signal.reason } : undefined);
+            error.bytesCopied = report.bytesCopied;
+            error.result = result;
+            reject(error);
+          } else {
+            const error = new DevmoveError(event.error);
+            error.bytesCopied = report.bytesCopied;
+            error.result = result;
+            Error.captureStackTrace(error, CopyJob);
+            reject(error);
+          }
+          return;
+        }
+        resolve(result);
+      });
+      this.native = job;
+      job.start();
+    });
+    // A job nobody awaits must not crash the process with an unhandled rejection;
+    // anyone who awaits it still sees the error.
+    this.promise.catch(() => undefined);
+  }
+
+  /** Progress now: the byte count is read live from the engine while it runs. */
+  get progress(): CopyProgress {
+    if (this.native && !this.settled) this.updateProgress(this.native.bytesDone(), this.last.bytesTotal, false);
+    return this.last;
+  }
+
+  /** Stop submitting I/O, drain what is in flight, flush what was written; the job rejects with an AbortError. */
+  cancel(): void {
+    if (!this.settled) this.native?.cancel();
+  }
+
+  /** Hold new I/O; what is in flight completes. Checkpoints go on, so a mapfile stays current. */
+  pause(): void {
+    if (this.settled) return;
+    this.pausedNow = true;
+    this.native?.pause();
+  }
+
+  resume(): void {
+    if (this.settled) return;
+    this.pausedNow = false;
+    this.native?.resume();
+  }
+
+  get paused(): boolean {
+    return this.pausedNow;
+  }
+
+  /** Changes the rate cap at once: bytes per second ('200M', 50e6), 0 = unlimited. */
+  setRate(rate: Size): void {
+    const n = toByteCount(rate, 'rate');
+    this.rateNow = n;
+    if (!this.settled) this.native?.setRate(n);
+  }
+
+  /** The rate cap in bytes per second (0 = none). */
+  get rate(): number {
+    return this.rateNow;
+  }
+
+  then<T1 = CopyResult, T2 = never>(
+    onFulfilled?: ((value: CopyResult) => T1 | PromiseLike<T1>) | null,
+    onRejected?: ((reason: unknown) => T2 | PromiseLike<T2>) | null,
+  ): Promise<T1 | T2> {
+    return this.promise.then(onFulfilled, onRejected);
+  }
+
+  catch<T = never>(onRejected?: ((reason: unknown) => T | PromiseLike<T>) | null): Promise<CopyResult | T> {
+    return this.promise.catch(onRejected);
+  }
+
+  finally(onFinally?: (() => void) | null): Promise<CopyResult> {
+    return this.promise.finally(onFinally);
+  }
+
+  private updateProgress(
+    bytesDone: number,
+    bytesTotal: number,
+    emit = true,
+    extra?: { badBytes: number; zeroBytes: number; paused: boolean; verifying: boolean; verifyDone: number; verifyTotal: number },
+  ): void {
+    const elapsedSeconds = Number(process.hrtime.bigint() - this.started) / 1e9;
+    const bytesPerSecond = this.rateMeter.add(elapsedSeconds, bytesDone);
+    const remaining = Math.max(0, bytesTotal - bytesDone);
+    this.last = {
+      bytesDone,
+      bytesTotal,
+      percent: bytesTotal > 0 ? (bytesDone / bytesTotal) * 100 : 100,
+      bytesPerSecond,
+      etaSeconds: bytesPerSecond > 0 ? remaining / bytesPerSecond : remaining === 0 ? 0 : undefined,
+      elapsedSeconds,
+      badBytes: extra?.badBytes ?? this.last.badBytes,
+      zeroBytes: extra?.zeroBytes ?? this.last.zeroBytes,
+      paused: extra?.paused ?? this.pausedNow,
+      phase: extra ? (extra.verifying ? 'verify' : 'copy') : this.last.phase,
+      verifyDone: extra?.verifyDone ?? this.last.verifyDone,
+      verifyTotal: extra?.verifyTotal ?? this.last.verifyTotal,
+    };
+    if (emit) this.emit('progress', this.last);
+  }
+}
+
+/**
+ * Copy a byte range from a block device or image file to another, through
+ * io_uring and O_DIRECT. Throws TypeError/RangeError at once for bad options;
+ * the returned job rejects with a DevmoveError (code, errno, syscall, path,
+ * offset) for I/O failures and with an AbortError when cancelled.
+ */
+export function copy(options: CopyOptions): CopyJob {
+  const plan = planCopy(options);
+  return new CopyJob(plan, {
+    signal: options.signal,
+    onProgress: options.onProgress,
+    mapfile: options.mapfile,
+    retryBad: options.retryBad ?? false,
+  });
+}

@@ -1,0 +1,66 @@
+// The engine's report as the library's CopyResult.
+import type { NativeFileReport, NativePlan, NativeReport } from '../addon/binding';
+import { DevmoveError } from '../base/errors';
+import type { CopyResult, FileInfo } from '../base/types';
+import type { MapfileSession } from '../resume/session';
+
+function fileInfo(f: NativeFileReport | undefined, fallbackPath: string): FileInfo {
+  if (!f) {
+    return { path: fallbackPath, kind: 'file', sizeBytes: 0, logicalBlockBytes: 0, physicalBlockBytes: 0, direct: false, created: false };
+  }
+  const info: FileInfo = {
+    path: f.path,
+    kind: f.kind,
+    sizeBytes: f.sizeBytes,
+    logicalBlockBytes: f.logicalBlockBytes,
+    physicalBlockBytes: f.physicalBlockBytes,
+    direct: f.direct,
+    created: f.created,
+  };
+  if (!f.direct && f.directNote) info.directNote = f.directNote;
+  if (f.dropped) info.dropped = true;
+  if (f.error) info.error = new DevmoveError(f.error);
+  if (f.zeroNote) info.zeroNote = f.zeroNote;
+  return info;
+}
+
+export function toResult(report: NativeReport, plan: NativePlan, mapfile: MapfileSession | undefined): CopyResult {
+  const targets = plan.targets.map((t, i) => fileInfo(report.targets[i], t.path));
+  const result: CopyResult = {
+    bytesCopied: report.bytesCopied,
+    seconds: report.seconds,
+    bytesPerSecond: report.seconds > 0 ? report.bytesCopied / report.seconds : 0,
+    durability: report.durability,
+    source: fileInfo(report.source, plan.source.path),
+    target: targets[0],
+    targets,
+    range: { offset: report.domainOffset ?? plan.source.offset, length: report.domainLength ?? 0 },
+    bad: { bytes: report.bad?.bytes ?? 0, rangeCount: report.bad?.rangeCount ?? 0, ranges: report.bad?.ranges ?? [] },
+    zero: { bytes: report.zero?.bytes ?? 0, skipped: report.zero?.skipped ?? 0, discarded: report.zero?.discarded ?? 0 },
+    rate: report.rate ?? 0,
+    blockSize: report.blockBytes || plan.blockBytes,
+    queueDepth: report.queueDepth || plan.queueDepth,
+    engine: {
+      fixedBuffers: report.ring.fixedBuffers,
+      fixedFiles: report.ring.fixedFiles,
+      sqpoll: report.ring.sqpoll,
+      linkReadWrite: report.ring.linked,
+      batchSubmissions: report.ring.batched,
+      ringSetupFlags: report.ring.setupFlags,
+    },
+    io: { ...report.io },
+  };
+  if (report.hash) result.hash = { ...report.hash };
+  if (report.verify) {
+    result.verify = {
+      bytesCompared: report.verify.bytesCompared,
+      mismatchedBlocks: report.verify.mismatchedBlocks,
+      blockBytes: report.verify.blockBytes,
+    };
+    if (report.verify.firstMismatchOffset !== undefined) result.verify.firstMismatchOffset = report.verify.firstMismatchOffset;
+  }
+  if (mapfile) result.mapfile = mapfile.summary(result.range);
+  if (report.ring.fixedBuffersNote) result.engine.fixedBuffersNote = report.ring.fixedBuffersNote;
+  if (report.ring.fixedFilesNote) result.engine.fixedFilesNote = report.ring.fixedFilesNote;
+  return result;
+}
