@@ -369,12 +369,22 @@ SysError CopyEngine::Prepare(CopyReport* report) {
 SysError CopyEngine::SetupRing(CopyReport* report) {
   SysError error;
   const uint32_t targets = static_cast<uint32_t>(targets_.size());
-  // Never more buffers than the copy can use at once.
+  // Buffer memory follows the copy: never more buffers than it can use at
+  // once, and never a buffer larger than its largest extent (rounded up to
+  // the pool's alignment). bs=1G for a 64 MiB copy maps 64 MiB, and a copy of
+  // nothing (count=0) maps a single page, as dd allocates nothing then.
   uint64_t useful = 0;
-  for (const ByteRange& e : extents_) useful += RoundUp(e.length, plan_.block_bytes) / plan_.block_bytes;
+  uint64_t largest_extent = 0;
+  for (const ByteRange& e : extents_) {
+    useful += RoundUp(e.length, plan_.block_bytes) / plan_.block_bytes;
+    largest_extent = std::max(largest_extent, e.length);
+  }
   useful = std::max<uint64_t>(1, useful);
   const uint32_t depth = static_cast<uint32_t>(std::min<uint64_t>(plan_.queue_depth, useful));
-  pool_ = BufferPool::Create(depth, plan_.block_bytes, &error);
+  const uint64_t needed = std::max<uint64_t>(BufferPool::kAlignment, RoundUp(largest_extent, BufferPool::kAlignment));
+  const uint32_t buffer_bytes = static_cast<uint32_t>(std::min<uint64_t>(plan_.block_bytes, needed));
+  assert(buffer_bytes >= 1 && buffer_bytes <= plan_.block_bytes);
+  pool_ = BufferPool::Create(depth, buffer_bytes, &error);
   if (!pool_) return error;
 
   RingOptions options;

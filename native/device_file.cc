@@ -7,8 +7,10 @@
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cstring>
 
@@ -72,6 +74,27 @@ const char* PseudoFilesystem(int fd) {
   }
 }
 
+// A block device's exclusive claim can outlive its last user for a while: a
+// process killed with SIGKILL releases its io_uring (and the descriptors the
+// ring holds) asynchronously, in a kernel worker, tens of milliseconds later
+// and longer on a loaded machine. Mounts and holders were refused before we
+// got here, so an EBUSY now is most likely that: retry, bounded.
+constexpr int kExclusiveBusyRetryMs = 3000;
+
+int OpenExclusiveBlock(const std::string& path, int flags) {
+  assert(flags & O_EXCL);
+  int waited_ms = 0;
+  int pause_ms = 5;
+  for (;;) {
+    const int fd = open(path.c_str(), flags);
+    if (fd >= 0 || errno != EBUSY || waited_ms >= kExclusiveBusyRetryMs) return fd;
+    const timespec pause{0, static_cast<long>(pause_ms) * 1000 * 1000};
+    nanosleep(&pause, nullptr);
+    waited_ms += pause_ms;
+    pause_ms = std::min(pause_ms * 2, 100);
+  }
+}
+
 }  // namespace
 
 std::string ParentDirectory(const std::string& path) {
@@ -128,12 +151,14 @@ std::unique_ptr<DeviceFile> DeviceFile::Open(const OpenRequest& r, SysError* err
     if (r.exclusive_create || !exists) flags |= O_EXCL;
   }
 
-  f->buffered_fd_ = open(r.path.c_str(), flags, 0644);
+  const bool exclusive_block = (flags & O_EXCL) && exists && S_ISBLK(before.st_mode);
+  f->buffered_fd_ = exclusive_block ? OpenExclusiveBlock(r.path, flags) : open(r.path.c_str(), flags, 0644);
   if (f->buffered_fd_ < 0) {
     const int err = errno;
     std::string message;
-    if (err == EBUSY && (flags & O_EXCL) && exists && S_ISBLK(before.st_mode))
-      message = "device is busy: mounted, or in use by LVM/md/dm or another exclusive opener";
+    if (err == EBUSY && exclusive_block)
+      message = "device is busy: mounted, or in use by LVM/md/dm or another exclusive opener (still after " +
+                std::to_string(kExclusiveBusyRetryMs) + " ms)";
     if ((err == EPERM || err == EROFS || err == EACCES) && r.for_write && exists && S_ISBLK(before.st_mode)) {
       // The kernel answers EPERM for a read-only block device; say so.
       const int probe = open(r.path.c_str(), O_RDONLY | O_CLOEXEC);
