@@ -115,7 +115,7 @@ function summaryLines(result: CopyResult, inv: DdInvocation, argv: readonly stri
     const m = result.mapfile;
     lines.push(`mapfile ${m.path}: ${m.finished} bytes finished, ${m.bad} bad, ${m.nonTried} not tried${m.resumed ? ` (resumed; ${m.previouslyFinished} bytes were already done)` : ''}`);
     // A dropped target lacks what the others got after it failed: the map stopped there.
-    if (m.nonTried > 0 && result.targets.some((t) => t.dropped)) lines.push(`to bring the dropped target up to date: ${mapfileNote(m, argv).replace(/^.*; resume with: /, '')}`);
+    if (m.nonTried > 0 && result.targets.some((t) => t.dropped)) lines.push(`to bring the dropped target up to date, run: ${againCommand(argv)}`);
   }
   return lines;
 }
@@ -133,12 +133,16 @@ export function shellQuote(word: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
+/** The command that continues this copy from its mapfile. */
+function againCommand(argv: readonly string[] | undefined): string {
+  return argv === undefined ? 'the same command again' : `devmove ${argv.map(shellQuote).join(' ')}`;
+}
+
 /** What the mapfile holds after a copy that did not finish, and the exact command that continues it. */
 function mapfileNote(m: NonNullable<CopyResult['mapfile']>, argv: readonly string[] | undefined): string {
   const done = m.finished + m.bad;
   if (done === 0) return `mapfile ${m.path} records nothing finished yet`;
-  const again = argv === undefined ? 'rerun the same command' : `devmove ${argv.map(shellQuote).join(' ')}`;
-  return `mapfile ${m.path} records ${m.finished} bytes finished${m.bad > 0 ? ` and ${m.bad} bad` : ''}; resume with: ${again}`;
+  return `mapfile ${m.path} records ${m.finished} bytes finished${m.bad > 0 ? ` and ${m.bad} bad` : ''}; resume with: ${againCommand(argv)}`;
 }
 
 /** Runs one copy as the CLI does and returns the exit code. */

@@ -82,13 +82,16 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
 }
 
 if (require.main === module) {
+  // process.exit(), not exitCode: a natural end tears the environment down, which closes the
+  // SIGUSR1 handle and restores the signal's default action (terminate) for the last milliseconds,
+  // so a dd user's SIGUSR1 then would kill a copy that has already succeeded. exit() skips that
+  // teardown. Standard output and error are synchronous on Linux (files, pipes, terminals), so
+  // nothing written is lost.
   main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
+    (code) => process.exit(code),
     (error: unknown) => {
       process.stderr.write(`devmove: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-      process.exitCode = EXIT_FAILURE;
+      process.exit(EXIT_FAILURE);
     },
   );
 }

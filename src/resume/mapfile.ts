@@ -116,9 +116,10 @@ export class RescueMap {
     let text: string;
     try {
       text = fs.readFileSync(file, 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw error;
+    } catch (cause) {
+      const e = cause as NodeJS.ErrnoException;
+      if (e.code === 'ENOENT') return undefined;
+      throw new MapfileError(`cannot read mapfile ${file}: ${e.code ?? 'error'}: ${describeCause(e)}`, { cause, code: e.code });
     }
     if (text.trim() === '') return undefined;
     return RescueMap.parse(text, file);

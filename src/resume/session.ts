@@ -25,8 +25,9 @@ function lastDoneEnd(map: RescueMap): number {
   return last === undefined ? 0 : last[0] + last[1];
 }
 
+/** What a mapfile records to recognise a side again (storage id and birth time, identity.ts). */
 function storageId(side: SideFacts): string | undefined {
-  return side.kind === 'missing' ? undefined : side.location?.id;
+  return side.kind === 'missing' ? undefined : side.location?.stamp;
 }
 
 export class MapfileSession {

@@ -25,6 +25,12 @@ import { blockInfoByDevno, blockInfoByName, blockInfoForPath, type BlockInfo } f
 export interface StorageLocation {
   /** 'file:DEV:INO', 'block:MAJ:MIN' or 'new:/path'. */
   id: string;
+  /**
+   * The id plus the file's birth time where the kernel has one: a file deleted and created again
+   * can get the same inode number at once (ext4 does), but not the same birth time. What a
+   * mapfile records to recognise its target.
+   */
+  stamp: string;
   base: number;
   /** The chain from the side down to the storage, for messages: 'loop device /dev/loop4 over /dev/loop3'. */
   what: string;
@@ -94,6 +100,21 @@ function fileId(st: fs.BigIntStats): string {
   return `${st.dev}:${st.ino}`;
 }
 
+function fileStamp(st: fs.BigIntStats): string {
+  return st.birthtimeNs > 0n ? `file:${fileId(st)}@${st.birthtimeNs}` : `file:${fileId(st)}`;
+}
+
+/** The stamp of a loop device's backing file, when its path still leads to the file the driver holds. */
+function backingStamp(id: string, backingFile: string): string {
+  try {
+    const st = fs.statSync(backingFile, { bigint: true });
+    if (`file:${fileId(st)}` === id) return fileStamp(st);
+  } catch {
+    // renamed or deleted since it was attached
+  }
+  return id;
+}
+
 function devOf(text: string): { major: number; minor: number } {
   const [major, minor] = text.split(':').map(Number);
   return { major, minor };
@@ -108,7 +129,7 @@ function encodeDev(major: number, minor: number): bigint {
 
 /** The storage a whole disk's bytes live on: itself, or what a loop device is attached to. */
 function diskLocation(disk: BlockInfo, depth: number): StorageLocation {
-  const own: StorageLocation = { id: `block:${disk.devno}`, base: 0, what: `device ${disk.devnode}` };
+  const own: StorageLocation = { id: `block:${disk.devno}`, stamp: `block:${disk.devno}`, base: 0, what: `device ${disk.devnode}` };
   if (disk.loop === undefined || depth >= LOOP_DEPTH_MAX) return own;
   let status;
   try {
@@ -122,21 +143,21 @@ function diskLocation(disk: BlockInfo, depth: number): StorageLocation {
     const inner = blockInfoByDevno(major, minor);
     if (inner !== undefined) {
       const below = blockLocation(inner, depth + 1);
-      return { id: below.id, base: below.base + status.offsetBytes, what: `${over} over ${below.what}` };
+      return { id: below.id, stamp: below.stamp, base: below.base + status.offsetBytes, what: `${over} over ${below.what}` };
     }
   }
   const { major, minor } = devOf(status.backingDevice);
   const id = `file:${encodeDev(major, minor)}:${status.backingInode}`;
-  return { id, base: status.offsetBytes, what: `${over} over ${disk.loop.backingFile}` };
+  return { id, stamp: backingStamp(id, disk.loop.backingFile), base: status.offsetBytes, what: `${over} over ${disk.loop.backingFile}` };
 }
 
 /** Where a block device's byte 0 lives (partitions, loop devices and loops over loops followed). */
 export function blockLocation(info: BlockInfo, depth = 0): StorageLocation {
   if (info.type === 'partition') {
     const disk = info.disk === undefined ? undefined : blockInfoByName(info.disk);
-    if (disk === undefined) return { id: `block:${info.devno}`, base: 0, what: `device ${info.devnode}` };
+    if (disk === undefined) return { id: `block:${info.devno}`, stamp: `block:${info.devno}`, base: 0, what: `device ${info.devnode}` };
     const below = diskLocation(disk, depth);
-    return { id: below.id, base: below.base + (info.partition?.startBytes ?? 0), what: `partition ${info.devnode} of ${below.what}` };
+    return { ...below, base: below.base + (info.partition?.startBytes ?? 0), what: `partition ${info.devnode} of ${below.what}` };
   }
   return diskLocation(info, depth);
 }
@@ -148,11 +169,11 @@ export function gatherSide(file: string): SideFacts {
   try {
     st = fs.statSync(resolved, { bigint: true });
   } catch {
-    return { path: resolved, kind: 'missing', sizeBytes: 0, location: { id: `new:${resolved}`, base: 0, what: `new file ${resolved}` } };
+    return { path: resolved, kind: 'missing', sizeBytes: 0, location: { id: `new:${resolved}`, stamp: `new:${resolved}`, base: 0, what: `new file ${resolved}` } };
   }
-  if (st.isFile()) return { path: resolved, kind: 'file', sizeBytes: Number(st.size), fileId: fileId(st), location: { id: `file:${fileId(st)}`, base: 0, what: `file ${resolved}` } };
+  if (st.isFile()) return { path: resolved, kind: 'file', sizeBytes: Number(st.size), fileId: fileId(st), location: { id: `file:${fileId(st)}`, stamp: fileStamp(st), base: 0, what: `file ${resolved}` } };
   const block = st.isBlockDevice() ? blockInfoForPath(resolved) : undefined;
-  if (block === undefined) return { path: resolved, kind: 'other', sizeBytes: 0, location: { id: `inode:${fileId(st)}`, base: 0, what: resolved } };
+  if (block === undefined) return { path: resolved, kind: 'other', sizeBytes: 0, location: { id: `inode:${fileId(st)}`, stamp: `inode:${fileId(st)}`, base: 0, what: resolved } };
   const disk = block.type === 'partition' && block.disk ? blockInfoByName(block.disk) : block;
   const facts: SideFacts = { path: resolved, kind: 'block', block, sizeBytes: block.sizeBytes, location: blockLocation(block) };
   if (disk) {
@@ -170,9 +191,9 @@ export function gatherSide(file: string): SideFacts {
  */
 export function storageOf(side: SideFacts): StorageLocation | undefined {
   if (side.location !== undefined) return side.location;
-  if (side.kind === 'file' && side.fileId !== undefined) return { id: `file:${side.fileId}`, base: 0, what: `file ${side.path}` };
+  if (side.kind === 'file' && side.fileId !== undefined) return { id: `file:${side.fileId}`, stamp: `file:${side.fileId}`, base: 0, what: `file ${side.path}` };
   if (side.kind !== 'block' || side.block === undefined) return undefined;
   const base = side.block.type === 'partition' ? (side.block.partition?.startBytes ?? 0) : 0;
   const disk = side.disk ?? side.block;
-  return { id: `block:${disk.devno}`, base, what: `device ${side.block.devnode}` };
+  return { id: `block:${disk.devno}`, stamp: `block:${disk.devno}`, base, what: `device ${side.block.devnode}` };
 }
