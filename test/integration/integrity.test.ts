@@ -65,13 +65,14 @@ describe.skipIf(skipWithoutLoop)('resume never destroys finished work', () => {
     const args = [`if=${src}`, `of=${dst}`, `--mapfile=${map}`, '--checkpoint-interval=100', '--rate=16M'];
     const first = await interrupted(args, 4 * MiB);
     expect(first.code).toBe(130);
-    expect(first.stderr).toMatch(/records \d+ bytes finished; resume with: devmove if=\S+ of=\S+ --mapfile=\S+ --checkpoint-interval=100 --rate=16M --json/);
     const done = RescueMap.parse(fs.readFileSync(map, 'utf8'), map).bytes('+');
     expect(done).toBeGreaterThanOrEqual(4 * MiB);
     const again = cli(args.filter((a) => !a.startsWith('--rate')));
     expect(again.code, again.stderr).toBe(0);
     expect(fs.readFileSync(dst).equals(fs.readFileSync(src))).toBe(true);
     expect(RescueMap.parse(fs.readFileSync(map, 'utf8'), map).bytes('+')).toBe(24 * MiB);
+    // The interrupted run said exactly how to go on.
+    expect(first.stderr).toMatch(/records \d+ bytes finished; resume with: devmove if=\S+ of=\S+ --mapfile=\S+ --checkpoint-interval=100 --rate=16M --json/);
   });
 
   it('a target deleted and recreated since: refused, nothing written, the message says how to start over', async () => {
