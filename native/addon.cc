@@ -6,7 +6,11 @@
 #include <napi.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/sysmacros.h>
+
+#include <cstring>
 
 #include <memory>
 #include <mutex>
@@ -519,6 +523,19 @@ Napi::Value LoopStatusToJs(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// unblockStatusSignal(): lets SIGUSR1 reach this (the main) thread again. Node
+// started with --disable-sigusr1 keeps SIGUSR1 blocked in its threads' signal
+// masks, so the CLI's own SIGUSR1 listener (dd's statistics) would never run;
+// with that flag Node installs no inspector handler, so unblocking is safe.
+Napi::Value UnblockStatusSignal(const Napi::CallbackInfo& info) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  const int r = pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  if (r != 0) throw Napi::Error::New(info.Env(), std::string("pthread_sigmask: ") + std::strerror(r));
+  return info.Env().Undefined();
+}
+
 class DevmoveAddon : public Napi::Addon<DevmoveAddon> {
  public:
   DevmoveAddon(Napi::Env env, Napi::Object exports) {
@@ -529,6 +546,7 @@ class DevmoveAddon : public Napi::Addon<DevmoveAddon> {
                                                                           napi_enumerable),
                              InstanceValue("abiVersion", Napi::Number::New(env, 4), napi_enumerable),
                              InstanceMethod<&DevmoveAddon::LoopStatusMethod>("loopStatus", napi_enumerable),
+                             InstanceMethod<&DevmoveAddon::UnblockMethod>("unblockStatusSignal", napi_enumerable),
                              // Device manager (libudev, loaded on first use): udev_node.h
                              InstanceValue("UdevMonitor", udev_node::UdevMonitorWrap::Define(env, &udev_env_),
                                            napi_enumerable),
@@ -542,6 +560,7 @@ class DevmoveAddon : public Napi::Addon<DevmoveAddon> {
   Napi::Value ProbeMethod(const Napi::CallbackInfo& info) { return Probe(info); }
   Napi::Value ExplainMethod(const Napi::CallbackInfo& info) { return ExplainSetupFailure(info); }
   Napi::Value LoopStatusMethod(const Napi::CallbackInfo& info) { return LoopStatusToJs(info); }
+  Napi::Value UnblockMethod(const Napi::CallbackInfo& info) { return UnblockStatusSignal(info); }
   Napi::Value UdevListMethod(const Napi::CallbackInfo& info) { return udev_node::ListBlockDevices(info, udev_env_); }
   Napi::Value UdevDeviceMethod(const Napi::CallbackInfo& info) { return udev_node::BlockDevice(info, udev_env_); }
   Napi::Value UdevStatusMethod(const Napi::CallbackInfo& info) { return udev_env_.Status(info.Env()); }

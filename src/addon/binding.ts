@@ -260,6 +260,8 @@ export interface NativeBinding {
   explainIoUringSetupFailure(errno: number): string;
   /** A loop device's backing file identity and window; throws an Error with sysError (ENXIO: nothing attached). */
   loopStatus(path: string): NativeLoopStatus;
+  /** Unblocks SIGUSR1 in the calling thread (Node with --disable-sigusr1 keeps it blocked). */
+  unblockStatusSignal(): void;
   /** Device manager: monitor a udev netlink source ('kernel': raw uevents; 'udev': after the udev daemon), filtered by subsystem. */
   readonly UdevMonitor: new (
     source: 'kernel' | 'udev',

@@ -280,7 +280,8 @@ function inspectorPortOpen(): boolean {
 
 /** Runs `args` through bin/devmove and sends SIGUSR1 every few ms from the moment Node runs until it exits. */
 async function sigusr1Burst(args: readonly string[], stopAfterMs?: number): Promise<{ run: Run; sent: number; listeners: string[] }> {
-  const child: ChildProcess = spawn(BIN, [...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The launcher runs the Node that runs this test (CI runs the suite under several).
+  const child: ChildProcess = spawn(BIN, [...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DEVMOVE_NODE: process.execPath } });
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -345,8 +346,10 @@ describe.skipIf(skipWithoutLoop)('SIGUSR1 never opens a debugger', () => {
       expect(listeners, c.args.join(' ')).toEqual([]);
       expect(run.signal, `${c.args.join(' ')}: ${run.stderr}`).toBeNull();
       expect(run.code, `${c.args.join(' ')}: ${run.stderr}`).toBe(c.code);
-      expect(sent, c.args.join(' ')).toBeGreaterThan(3);
+      expect(sent, c.args.join(' ')).toBeGreaterThan(0);
       expect(run.stderr).not.toMatch(/Debugger listening/);
+      // The copy answered the signals with dd's statistics (more than its final ones).
+      if (c.args[0].startsWith('if=')) expect(run.stderr.match(/records out/g)?.length ?? 0).toBeGreaterThan(1);
     }
     expect(fs.readFileSync(path.join(dir, 'c.img')).equals(fs.readFileSync(src))).toBe(true);
     expect(fs.readFileSync(path.join(dir, 'j.img')).equals(fs.readFileSync(src))).toBe(true);
