@@ -13,7 +13,7 @@ import {
 import { BLOCK_SIZE_MAX, RING_BYTES_MAX } from '../base/limits';
 import { resolveDevicePath } from '../devices/manager';
 import { UsageError, type DdInvocation } from './dd-args';
-import { EXIT_FAILURE, EXIT_OK, liveLine, records, transferLine, type CliIo } from './output';
+import { errorClause, EXIT_FAILURE, EXIT_OK, liveLine, records, transferLine, type CliIo } from './output';
 import { onStatusSignal } from './signal-guard';
 
 /** The copy() options a dd invocation's long options set, under the option table's names. */
@@ -83,10 +83,9 @@ function operandFor(path: string, inv: DdInvocation): string {
 function describeFailure(error: DevmoveError, inv: DdInvocation, argv: readonly string[] | undefined): string {
   const who = error.path !== undefined ? `${operandFor(error.path, inv)}: ` : '';
   const what = error.detail ?? describeErrno(error.errno)[1];
-  const where = error.offset !== undefined ? ` at byte ${error.offset}` : '';
-  let line = `${who}${what} (${error.code} from ${error.syscall}${where})`;
+  let line = `${who}${what} ${errorClause(error)}`;
   const r = error.result;
-  if (r && error.offset !== undefined && ['read', 'write', 'fallocate'].includes(error.syscall)) {
+  if (r && error.offset !== undefined && ['read', 'write', 'fallocate'].includes(error.syscall ?? '')) {
     line += `; ${error.bytesCopied} bytes copied and flushed`;
     if (error.syscall === 'read' && error.offset !== undefined && error.offset > r.range.offset && !r.mapfile?.resumed) {
       line += `, everything before byte ${error.offset} of the source is on the target`;
@@ -268,6 +267,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
             code: error.code,
             errno: error.errno,
             syscall: error.syscall,
+            operation: error.operation,
             path: error.path,
             offset: error.offset,
             message: line,
