@@ -3,8 +3,8 @@
 #
 # Builds the addon and the native unit test with AddressSanitizer +
 # UndefinedBehaviorSanitizer (CMakeLists.txt through cmake-js, offline), runs
-# the native unit test (CTest: ring_test), then the vitest integration suite
-# against the sanitized addon.
+# the native unit tests (CTest: ring_test, digest_test), then the vitest
+# integration suite against the sanitized addon.
 #
 #   scripts/test-sanitize.sh [extra vitest args...]
 #
@@ -69,9 +69,9 @@ ADDON="$ROOT/$OUT/$CONFIG/devmove.node"
 [ -f "$ADDON" ] || die "the build did not produce $ADDON"
 
 # ---- (b) Native unit test -----------------------------------------------------
-# ring_test is an instrumented executable: no preload; CTest sets its
-# ASAN_OPTIONS (leak detection on) and UBSAN_OPTIONS (CMakeLists.txt).
-step "native unit test (ctest)"
+# ring_test and digest_test are instrumented executables: no preload; CTest
+# sets their ASAN_OPTIONS (leak detection on) and UBSAN_OPTIONS (CMakeLists.txt).
+step "native unit tests (ctest)"
 run ctest --test-dir "$OUT" --output-on-failure
 
 if [ "${DEVMOVE_SANITIZE_SKIP_VITEST:-}" = 1 ]; then

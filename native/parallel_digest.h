@@ -1,0 +1,167 @@
+// Digests computed on the hash pool's workers while the I/O thread goes on:
+// the interface the engine's pipeline uses to hash a buffer without waiting.
+//
+// The I/O thread hands over a buffer's bytes — (position, data, length) and a
+// ticket of its own (the slot number) — with Submit(), which never blocks.
+// The buffer must stay untouched until Reap() returns that ticket; Reap()
+// never blocks either, and wake_fd() (an eventfd) becomes readable when it
+// has something, so the I/O thread can wait for "a buffer is free again"
+// together with its other completions (io_uring can read an eventfd like any
+// other descriptor). Buffers may be handed over in any order.
+//
+// Bounded: at most limits.pieces_max buffers are in the pool at once
+// (Submit() says false beyond that and the caller keeps the buffer until a
+// Reap()); each is split into at most limits.tasks_per_piece tasks, so one
+// large buffer still uses several cores; the task records live in the piece
+// records, allocated once. Submit(), Reap(), Drain() and Finish() are for one
+// thread (the I/O thread); the workers only hash and hand back.
+//
+// Two digests:
+//  - Blake3ParallelDigest: the BLAKE3 digest of the whole input, in input
+//    order, from subtrees hashed in parallel (blake3_tree.h) — what
+//    `--hash=blake3` prints and `b3sum` checks;
+//  - Xxh3BlockDigests: one XXH3-128 per block of block_bytes, for verifying
+//    a target against what was read (verify with one read).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "blake3_tree.h"
+#include "hash_pool.h"
+#include "sys_error.h"
+#include "xxhash_library.h"
+
+namespace devmove {
+
+class ParallelDigest {
+ public:
+  struct Limits {
+    static constexpr uint32_t kPiecesMax = 4096;
+    static constexpr uint32_t kTasksPerPieceMax = 16;
+    uint32_t pieces_max = 64;           // buffers in the pool at once (≥ the engine's queue depth)
+    uint32_t tasks_per_piece = 4;       // 1..kTasksPerPieceMax
+    uint64_t task_bytes_min = 128 * 1024;  // a task is never smaller (a task costs ~2 µs to hand over)
+  };
+
+  virtual ~ParallelDigest();
+  ParallelDigest(const ParallelDigest&) = delete;
+  ParallelDigest& operator=(const ParallelDigest&) = delete;
+
+  // Hands [position, position + length) of the input over, in data. false:
+  // limits.pieces_max buffers are still in the pool; nothing was taken.
+  bool Submit(uint64_t position, const uint8_t* data, size_t length, uint64_t ticket);
+  // Appends the tickets of buffers the digest no longer needs (any order).
+  size_t Reap(std::vector<uint64_t>* tickets);
+  // Readable while Reap() has tickets to return.
+  int wake_fd() const { return wake_fd_; }
+  // Blocks until every buffer handed over has been hashed (tickets stay for Reap()).
+  void Drain();
+  // Handed over and not yet reaped.
+  uint32_t pieces_in_use() const { return limits_.pieces_max - static_cast<uint32_t>(free_.size()); }
+  const Limits& limits() const { return limits_; }
+
+ protected:
+  ParallelDigest(HashPool& pool, const Limits& limits);
+  // Opens the eventfd and the piece records: call once from Create().
+  SysError Init();
+  // The subclass splits a buffer: what it needs hashed goes to AddTask()
+  // (pointers into the buffer); what it keeps it copies before returning.
+  virtual void Plan(uint64_t position, const uint8_t* data, size_t length) = 0;
+  void AddTask(uint64_t position, const uint8_t* data, size_t length);
+  // On a worker: one task's bytes.
+  virtual void Hash(uint64_t position, const uint8_t* data, size_t length) = 0;
+
+  HashPool& pool_;
+  const Limits limits_;
+
+ private:
+  struct Piece;
+  struct PieceTask final : HashPool::Task {
+    ParallelDigest* owner = nullptr;
+    Piece* piece = nullptr;
+    uint64_t position = 0;
+    const uint8_t* data = nullptr;
+    size_t length = 0;
+    void Run() override;
+  };
+  struct Piece {
+    uint32_t index = 0;
+    uint64_t ticket = 0;
+    uint32_t task_count = 0;
+    std::atomic<uint32_t> pending{0};
+    PieceTask tasks[Limits::kTasksPerPieceMax];
+  };
+
+  void TaskDone(Piece& piece);
+  void Finished(Piece& piece);
+
+  std::unique_ptr<Piece[]> pieces_;
+  std::vector<uint32_t> free_;   // piece records not in use (the I/O thread's)
+  Piece* planning_ = nullptr;    // the piece Plan() is filling
+  int wake_fd_ = -1;
+
+  std::mutex done_mutex_;        // guards what follows; workers take it once per buffer
+  std::condition_variable all_done_;
+  std::vector<uint32_t> done_;   // finished pieces, not yet reaped
+  uint64_t submitted_ = 0;
+  uint64_t finished_ = 0;
+};
+
+class Blake3ParallelDigest final : public ParallelDigest {
+ public:
+  static std::unique_ptr<Blake3ParallelDigest> Create(HashPool& pool, const blake3::Kernel& kernel,
+                                                      const Limits& limits, SysError* error);
+  ~Blake3ParallelDigest() override;
+  // Waits for every buffer, then the digest of [0, total_bytes) as hex.
+  // false (and why) when bytes of it never came.
+  bool Finish(uint64_t total_bytes, std::string* hex, std::string* why);
+  const blake3::Kernel& kernel() const { return tree_.kernel(); }
+  const Blake3Tree& tree() const { return tree_; }
+
+ private:
+  Blake3ParallelDigest(HashPool& pool, const blake3::Kernel& kernel, const Limits& limits)
+      : ParallelDigest(pool, limits), tree_(kernel) {}
+  void Plan(uint64_t position, const uint8_t* data, size_t length) override;
+  void Hash(uint64_t position, const uint8_t* data, size_t length) override;
+
+  Blake3Tree tree_;
+};
+
+// Where the per-block digests go: called from the workers, each block once.
+class BlockDigestSink {
+ public:
+  virtual void Put(uint64_t block, const Xxh128& digest) = 0;
+
+ protected:
+  ~BlockDigestSink() = default;
+};
+
+class Xxh3BlockDigests final : public ParallelDigest {
+ public:
+  // Buffers must start on a block boundary (position % block_bytes == 0);
+  // a buffer's last block may be short only at the end of the input.
+  static std::unique_ptr<Xxh3BlockDigests> Create(HashPool& pool, std::shared_ptr<const XxhashLibrary> library,
+                                                  uint32_t block_bytes, BlockDigestSink* sink, const Limits& limits,
+                                                  SysError* error);
+  ~Xxh3BlockDigests() override;
+  uint32_t block_bytes() const { return block_bytes_; }
+
+ private:
+  Xxh3BlockDigests(HashPool& pool, std::shared_ptr<const XxhashLibrary> library, uint32_t block_bytes,
+                   BlockDigestSink* sink, const Limits& limits)
+      : ParallelDigest(pool, limits), library_(std::move(library)), block_bytes_(block_bytes), sink_(sink) {}
+  void Plan(uint64_t position, const uint8_t* data, size_t length) override;
+  void Hash(uint64_t position, const uint8_t* data, size_t length) override;
+
+  std::shared_ptr<const XxhashLibrary> library_;
+  const uint32_t block_bytes_;
+  BlockDigestSink* sink_;
+};
+
+}  // namespace devmove
