@@ -258,6 +258,7 @@ Napi::Object ReportToJs(Napi::Env env, const CopyReport& r) {
     Napi::Object hash = Napi::Object::New(env);
     hash.Set("algorithm", r.hash_algorithm);
     hash.Set("hex", r.hash_hex);
+    hash.Set("implementation", r.hash_implementation);
     o.Set("hash", hash);
   }
   if (r.verify.done || r.verify.bytes_compared > 0) {

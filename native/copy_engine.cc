@@ -196,6 +196,7 @@ SysError CopyEngine::Run(const ProgressFn& progress, CopyReport* report, const C
   if (hasher_ && !error.failed()) {
     report->hash_algorithm = hasher_->algorithm();
     report->hash_hex = hasher_->FinalHex();
+    report->hash_implementation = hasher_->implementation();
   }
   report->rate_bytes_per_second = rate_.load();
   if (halt_error_.failed()) report->stopped_at_bad_block = {Absolute(halt_position_), halt_length_};

@@ -172,6 +172,7 @@ struct CopyReport {
   uint64_t checkpoints = 0;
   std::string hash_algorithm;
   std::string hash_hex;           // digest of the bytes read, in source order
+  std::string hash_implementation;  // 'openssl', or the BLAKE3 kernel ('avx512', 'avx2', 'portable')
   VerifyReport verify;
   uint64_t rate_bytes_per_second = 0;  // the cap at the end (0 = none)
   // The unreadable block the copy stopped at (no_error false), absolute source

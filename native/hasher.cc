@@ -3,7 +3,10 @@
 #include <dlfcn.h>
 #include <errno.h>
 
+#include <cstdlib>
 #include <mutex>
+
+#include "blake3_tree.h"
 
 namespace devmove {
 namespace {
@@ -38,7 +41,26 @@ const Evp& GetEvp() {
 
 }  // namespace
 
+Hasher::Hasher() = default;
+
+std::unique_ptr<Hasher> Hasher::CreateBlake3(SysError* error) {
+  const char* wanted = std::getenv("DEVMOVE_BLAKE3_KERNEL");
+  const blake3::Kernel* kernel = blake3::FindKernel(wanted ? wanted : "auto");
+  if (kernel == nullptr) {
+    *error = SysError::Make(EINVAL, "hash", {}, -1,
+                            std::string("DEVMOVE_BLAKE3_KERNEL=") + wanted +
+                                ": not a BLAKE3 kernel this CPU runs (portable, avx2, avx512, auto)");
+    return nullptr;
+  }
+  std::unique_ptr<Hasher> h(new Hasher());
+  h->algorithm_ = "blake3";
+  h->implementation_ = kernel->name;
+  h->blake3_.reset(new Blake3Stream(*kernel));
+  return h;
+}
+
 std::unique_ptr<Hasher> Hasher::Create(const std::string& algorithm, SysError* error) {
+  if (algorithm == "blake3") return CreateBlake3(error);
   const Evp& evp = GetEvp();
   if (!evp.ok) {
     *error = SysError::Make(ENOSYS, "hash", {}, -1,
@@ -52,6 +74,7 @@ std::unique_ptr<Hasher> Hasher::Create(const std::string& algorithm, SysError* e
   }
   std::unique_ptr<Hasher> h(new Hasher());
   h->algorithm_ = algorithm;
+  h->implementation_ = "openssl";
   h->ctx_ = evp.ctx_new();
   if (h->ctx_ == nullptr || evp.init_ex(h->ctx_, md, nullptr) != 1) {
     *error = SysError::Make(ENOMEM, "hash", {}, -1, "could not start a '" + algorithm + "' digest");
@@ -65,10 +88,20 @@ Hasher::~Hasher() {
 }
 
 void Hasher::Update(const uint8_t* data, size_t length) {
-  if (!finished_ && length > 0) GetEvp().update(ctx_, data, length);
+  if (finished_ || length == 0) return;
+  if (blake3_) {
+    blake3_->Update(data, length);
+  } else {
+    GetEvp().update(ctx_, data, length);
+  }
 }
 
 std::string Hasher::FinalHex() {
+  if (blake3_) {
+    if (finished_) return {};
+    finished_ = true;
+    return blake3_->FinalHex();
+  }
   unsigned char digest[64 + 16];
   unsigned int length = 0;
   if (finished_ || GetEvp().final_ex(ctx_, digest, &length) != 1) return {};

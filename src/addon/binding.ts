@@ -121,7 +121,7 @@ export interface NativeReport {
   bad: { bytes: number; rangeCount: number; ranges: Array<[number, number]> };
   zero: { bytes: number; skipped: number; discarded: number };
   checkpoints: number;
-  hash?: { algorithm: string; hex: string };
+  hash?: { algorithm: string; hex: string; implementation: string };
   verify?: {
     done: boolean;
     bytesCompared: number;

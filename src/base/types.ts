@@ -113,7 +113,10 @@ export interface CopyOptions {
   checkpointInterval?: number;
   /** After the copy, re-read source and target with O_DIRECT and compare; a difference rejects with EILSEQ. */
   verify?: boolean;
-  /** Digest of the bytes read, in source order: 'sha256', 'sha512', 'sha1', 'md5', 'blake2b512', 'sha3-256'. */
+  /**
+   * Digest of the bytes read, in source order: 'blake3' (devmove's own, on the CPU's widest SIMD; `b3sum`
+   * prints the same), or OpenSSL's 'sha256', 'sha512', 'sha1', 'md5', 'blake2b512', 'sha3-256'.
+   */
   hash?: HashAlgorithm;
   /** Bytes per second at most (e.g. '200M'); 0 or absent = unlimited. job.setRate() changes it live. */
   rate?: Size;
@@ -126,7 +129,7 @@ export interface CopyOptions {
   zeroBlocks?: ZeroBlocks;
 }
 
-export const HASH_ALGORITHMS = ['sha256', 'sha512', 'sha1', 'md5', 'blake2b512', 'sha3-256'] as const;
+export const HASH_ALGORITHMS = ['blake3', 'sha256', 'sha512', 'sha1', 'md5', 'blake2b512', 'sha3-256'] as const;
 export type HashAlgorithm = (typeof HASH_ALGORITHMS)[number];
 export const BACKGROUND_BLOCK_SIZE = 128 * 1024;
 export const BACKGROUND_QUEUE_DEPTH = 2;
@@ -207,7 +210,11 @@ export interface CopyResult {
   bad: { bytes: number; rangeCount: number; ranges: Range[] };
   /** All-zero source bytes found, and how many were not written (skipped) or discarded. */
   zero: { bytes: number; skipped: number; discarded: number };
-  hash?: { algorithm: string; hex: string };
+  /**
+   * Digest of the bytes read, in source order. implementation: 'openssl', or for 'blake3' the SIMD
+   * kernel that computed it ('avx512', 'avx2', 'portable').
+   */
+  hash?: { algorithm: string; hex: string; implementation: string };
   verify?: { bytesCompared: number; mismatchedBlocks: number; blockBytes: number; firstMismatchOffset?: number };
   mapfile?: {
     path: string;

@@ -91,7 +91,7 @@ describe('planCopy: invalid options', () => {
     ['empty target in targets', { source: 'a', targets: ['b', ''] }, RangeError, /^options\.targets\[1\] must not be empty$/],
     ['bad failure policy', { ...base, onTargetError: 'ignore' }, RangeError, /^options\.onTargetError must be one of 'stop' or 'drop' \(got 'ignore'\)$/],
     ['negative retries', { ...base, retries: -1 }, RangeError, /^options\.retries must be an integer from 0 to 1000/],
-    ['unknown hash', { ...base, hash: 'crc32' }, RangeError, /^options\.hash must be one of 'sha256'/],
+    ['unknown hash', { ...base, hash: 'crc32' }, RangeError, /^options\.hash must be one of 'blake3', 'sha256'/],
     ['bad zero mode', { ...base, zeroBlocks: 'trim' }, RangeError, /^options\.zeroBlocks must be one of 'write', 'skip', 'discard' or 'sparse'/],
     ['bad rate', { ...base, rate: 'fast' }, RangeError, /^options\.rate/],
     ['mapfile without durability', { ...base, mapfile: 'x.map', durability: 'none' }, TypeError, /^options\.mapfile needs durable writes/],

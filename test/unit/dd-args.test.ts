@@ -172,7 +172,7 @@ describe('parseDdArgs: invalid invocations', () => {
     [[...IO, '--mapfile=m', '--checkpoint-interval=50'], /^invalid option '--checkpoint-interval=50': must be an integer from 100 to 3600000$/],
     [[...IO, '--mapfile=m', '--no-sync'], /^--mapfile needs durable writes/],
     [[...IO, '--retries=-1'], /^invalid option '--retries=-1': must be an integer from 0 to 1000$/],
-    [[...IO, '--hash=crc32'], /^invalid option '--hash=crc32': must be one of 'sha256', /],
+    [[...IO, '--hash=crc32'], /^invalid option '--hash=crc32': must be one of 'blake3', 'sha256', /],
     [[...IO, '--rate=fast'], /^invalid option '--rate=fast'/],
     [[...IO, '--zero-blocks=trim'], /^invalid option '--zero-blocks=trim'/],
     [[...IO, '--zero-blocks=discard', '--target-is-zero'], /^--target-is-zero contradicts '--zero-blocks=discard'/],

@@ -80,7 +80,7 @@ describe('bad job files', () => {
     ['direct per side, bad mode', job([pair({ direct: { target: 'yes' } })]), 'job.json: pairs[0].direct.target: ', /^must be one of 'auto', 'always' or 'never'/],
     ['zeroBlocks unknown', job([pair({ zeroBlocks: 'zero' })]), 'job.json: pairs[0].zeroBlocks: ', /^must be one of 'write', 'skip', 'discard' or 'sparse' \(got 'zero'\)$/],
     ['onTargetError unknown', job([pair({ onTargetError: 'ignore' })]), 'job.json: pairs[0].onTargetError: ', /^must be one of 'stop' or 'drop' \(got 'ignore'\)$/],
-    ['hash unknown', job([pair({ hash: 'crc32' })]), 'job.json: pairs[0].hash: ', /^must be one of 'sha256', 'sha512', 'sha1', 'md5', 'blake2b512' or 'sha3-256' \(got 'crc32'\)$/],
+    ['hash unknown', job([pair({ hash: 'crc32' })]), 'job.json: pairs[0].hash: ', /^must be one of 'blake3', 'sha256', 'sha512', 'sha1', 'md5', 'blake2b512' or 'sha3-256' \(got 'crc32'\)$/],
     ['hash in capitals', job([pair({ hash: 'SHA256' })]), 'job.json: pairs[0].hash: ', /did you mean 'sha256'\?$/],
     ['negative retries', job([pair({ retries: -1 })]), 'job.json: pairs[0].retries: ', /^must be an integer from 0 to 1000 \(got -1\)$/],
     ['too many retries', job([pair({ retries: 1001 })]), 'job.json: pairs[0].retries: ', /^must be an integer from 0 to 1000 \(got 1001\)$/],
