@@ -20,6 +20,8 @@ export class UsageError extends Error {
 export type StatusLevel = 'default' | 'none' | 'noxfer' | 'progress';
 
 export interface DdInvocation {
+  /** Warnings to print before anything runs, as dd does while parsing (e.g. count=0x1). */
+  warnings: string[];
   /** 'demo' when argv[0] === 'demo'. */
   command: 'copy' | 'help' | 'version' | 'demo';
   /** if= (required for 'copy'). */
@@ -161,17 +163,33 @@ interface BlockCount {
   operand: string;
 }
 
-function parseSize(operand: string, value: string): number {
+/** What GNU dd prints for an operand such as count=0x10 (coreutils tests/dd/misc.sh). */
+export const ZERO_MULTIPLIER_WARNING = "warning: '0x' is a zero multiplier; use '00x' if that is intended";
+
+/**
+ * An operand's number in dd's grammar. dd reads '0x1' as 0 × 1 (its 'x' is
+ * multiplication), says so in a warning and goes on: so does devmove, while
+ * its size grammar (shared with the library) refuses '0x' outright.
+ */
+function parseSize(operand: string, value: string, warnings: string[]): number {
+  const zeroTimes = value.startsWith('0x');
   try {
-    return parseDdNumber(value);
+    const size = parseDdNumber(zeroTimes ? `0${value}` : value);
+    if (zeroTimes) warnings.push(ZERO_MULTIPLIER_WARNING);
+    return size;
   } catch (err) {
     if (err instanceof SizeSyntaxError) throw new UsageError(`invalid operand ${quote(operand)}: ${err.reason}`);
     throw err;
   }
 }
 
-function parseBlockSize(operand: string, value: string, what: string): number {
-  const size = parseSize(operand, value);
+function parseBlockSize(operand: string, value: string, what: string, warnings: string[]): number {
+  const size = parseSize(operand, value, warnings);
+  if (size < 1 && value.startsWith('0x')) {
+    throw new UsageError(
+      `invalid operand ${quote(operand)}: hexadecimal is not accepted (dd reads '0x' as zero times what follows, so this is 0); ${what} must be at least 1 byte`,
+    );
+  }
   if (size < 1) throw new UsageError(`invalid operand ${quote(operand)}: ${what} must be at least 1 byte`);
   if (size > MAX_BLOCK_SIZE) {
     throw new UsageError(`invalid operand ${quote(operand)}: ${what} must be at most 2 GiB (2147483648 bytes)`);
@@ -187,6 +205,7 @@ function symbols(value: string): string[] {
 /** Base invocation with every default filled in. */
 function defaults(command: DdInvocation['command']): DdInvocation {
   return {
+    warnings: [],
     command,
     ibs: DEFAULT_BLOCK_SIZE,
     obs: DEFAULT_BLOCK_SIZE,
@@ -281,6 +300,7 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
   if (options.includes('--version') || options.includes('-V')) return { ...defaults('version'), json };
 
   let command: DdInvocation['command'] = 'copy';
+  const warnings: string[] = [];
   let source: string | undefined;
   const targets: string[] = [];
   let noErrorFlag = false;
@@ -449,25 +469,25 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
         targets.push(value);
         break;
       case 'bs':
-        bs = parseBlockSize(arg, value, 'the block size');
+        bs = parseBlockSize(arg, value, 'the block size', warnings);
         bsOperand = arg;
         break;
       case 'ibs':
-        ibs = parseBlockSize(arg, value, 'the input block size');
+        ibs = parseBlockSize(arg, value, 'the input block size', warnings);
         break;
       case 'obs':
-        obs = parseBlockSize(arg, value, 'the output block size');
+        obs = parseBlockSize(arg, value, 'the output block size', warnings);
         break;
       case 'skip':
       case 'iseek':
-        skip = { value: parseSize(arg, value), hasB: value.includes('B'), operand: arg };
+        skip = { value: parseSize(arg, value, warnings), hasB: value.includes('B'), operand: arg };
         break;
       case 'seek':
       case 'oseek':
-        seek = { value: parseSize(arg, value), hasB: value.includes('B'), operand: arg };
+        seek = { value: parseSize(arg, value, warnings), hasB: value.includes('B'), operand: arg };
         break;
       case 'count':
-        count = { value: parseSize(arg, value), hasB: value.includes('B'), operand: arg };
+        count = { value: parseSize(arg, value, warnings), hasB: value.includes('B'), operand: arg };
         break;
       case 'status':
         if (value !== 'none' && value !== 'noxfer' && value !== 'progress') {
@@ -570,9 +590,15 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
     }
   }
 
-  const blockSize = bs ?? blockSizeOption;
+  // dd's conv=sparse looks for all-zero *output* blocks (coreutils
+  // tests/dd/sparse.sh: ibs=1M obs=2M leaves a 1 MiB run of zeros written);
+  // devmove finds zero blocks per I/O, so an explicit obs= sets the I/O size
+  // unless bs= or --block-size does.
+  const sparseBlock = zeroBlocks === 'sparse' && obs !== undefined ? obs : undefined;
+  const blockSize = bs ?? blockSizeOption ?? sparseBlock;
   const maxLength = count === undefined ? undefined : toBytes(count, inputFlags.has('count_bytes'), inputBlock, 'ibs');
   return {
+    warnings,
     command,
     ...(source === undefined ? {} : { source }),
     ...(targets.length === 0 ? {} : { target: targets[0] }),
@@ -664,8 +690,10 @@ export const DD_HELP_OPERANDS = `Operands (as in GNU dd):
   count=N       copy only N ibs-sized blocks (default: up to the end of SOURCE)
                 If N contains 'B' (count=10MB, skip=4KiB, seek=100B),
                 skip=, seek= and count= count bytes instead, as in GNU dd 9.
-  status=LEVEL  none: print nothing but errors; noxfer: no final statistics;
-                progress: also print periodic transfer statistics
+  status=LEVEL  none: print nothing but errors; noxfer: no transfer line
+                and no statistics of devmove's own (zero blocks, verify,
+                mapfile); progress: also print transfer statistics once a
+                second
   conv=CONVS    comma-separated list of:
                   notrunc    do not truncate a regular-file TARGET
                   nocreat    do not create TARGET; it must already exist
@@ -674,8 +702,12 @@ export const DD_HELP_OPERANDS = `Operands (as in GNU dd):
                   fsync      flush TARGET's data and metadata before exiting
                   noerror    go on after unreadable blocks: they are located
                              to the logical block, zero-filled on TARGET and
-                             reported (sync is implied; conv=noerror,sync ok)
+                             reported, exit status 1 (sync is implied;
+                             conv=noerror,sync ok; a short last block is
+                             not padded)
                   sparse     seek over all-zero blocks instead of writing them
+                             (blocks of obs= bytes when obs= is given, else
+                             of the I/O size)
   iflag=FLAGS   comma-separated list of:
                   direct       require O_DIRECT on SOURCE (default: use it
                                whenever possible)
@@ -696,8 +728,8 @@ export const DD_HELP_OPERANDS = `Operands (as in GNU dd):
 
 N and BYTES are decimal integers with an optional suffix: c=1, w=2, b=512,
 kB=KB=1000, K=k=KiB=1024, MB=1000*1000, M=MiB=1024*1024, and so on for G, T,
-P, E, Z, Y, R, Q. NxM multiplies: 2x512=1024. Byte counts must stay below
-2^53 (8 PiB).
+P, E, Z, Y, R, Q. NxM multiplies: 2x512=1024 (and 0x10 is zero times 10, with
+dd's warning: not hexadecimal). Byte counts must stay below 2^53 (8 PiB).
 
 Options:
   --block-size=SIZE  I/O size in bytes, like bs= but leaving ibs= and obs=

@@ -6,6 +6,7 @@ import { DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH } from '../base/types';
 import { runCopy } from './copy-command';
 import { DD_HELP_OPERANDS, parseDdArgs, UsageError, type DdInvocation } from './dd-args';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, version, type CliIo } from './output';
+import { StdioGuard } from './stdio';
 
 export function helpText(): string {
   return `Usage: devmove if=SOURCE of=TARGET [OPERAND]... [OPTION]...
@@ -28,8 +29,9 @@ standard error is a terminal; kill -USR1 PID prints the statistics like dd.
 
 Exit status:
   0  the copy completed and is durable on TARGET
-  1  runtime failure (I/O error, device too small, permission, interrupted:
-     130 after SIGINT, 143 after SIGTERM)
+  1  runtime failure (I/O error, device too small, permission, unreadable
+     blocks skipped with conv=noerror, standard output or error not
+     writable; interrupted: 130 after SIGINT, 143 after SIGTERM)
   2  usage error (bad operand or option)
 
 Examples:
@@ -54,6 +56,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
   }
   try {
     inv = parseDdArgs(argv);
+    for (const warning of inv.warnings) io.stderr.write(`devmove: ${warning}\n`);
     if (inv.command === 'help') {
       io.stdout.write(helpText());
       return EXIT_OK;
@@ -79,12 +82,23 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then(
+  // SIGUSR1 asks dd for statistics and never ends it: a copy prints them
+  // (runCopy), and before or after one the signal is ignored instead of
+  // killing the process (coreutils tests/dd/stats.sh signals until dd exits).
+  // Node itself resets inherited dispositions at start-up, so a SIGUSR1 that
+  // arrives before this line starts Node's inspector or ends the process.
+  process.on('SIGUSR1', () => undefined);
+  const stdio = new StdioGuard();
+  main(process.argv.slice(2), stdio.io).then(
     (code) => {
-      process.exitCode = code;
+      // Exit from here rather than by running out of work: Node's teardown
+      // closes its signal handles, which puts SIGUSR1 back to "terminate" for
+      // the last moments of the process. One turn of the loop first, so that
+      // a failed write to stdout or stderr has reported itself (StdioGuard).
+      setImmediate(() => process.exit(stdio.exitCode(code)));
     },
     (error: unknown) => {
-      process.stderr.write(`devmove: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      stdio.io.stderr.write(`devmove: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
       process.exitCode = EXIT_FAILURE;
     },
   );
