@@ -70,3 +70,20 @@ export class CopyAbortError extends Error {
     super(message, options);
   }
 }
+
+/**
+ * An option a library call cannot take: a TypeError (wrong type, or options that exclude each
+ * other) or a RangeError (a value out of range), carrying Node's codes for invalid arguments so a
+ * caller (the CLI) can tell them from a TypeError a bug throws.
+ */
+export function invalidOption(message: string, range: boolean): TypeError | RangeError {
+  const error = range ? new RangeError(message) : new TypeError(message);
+  Object.defineProperty(error, 'code', { value: range ? 'ERR_OUT_OF_RANGE' : 'ERR_INVALID_ARG_TYPE', enumerable: true, writable: true, configurable: true });
+  return error;
+}
+
+/** An error from invalidOption() (not a TypeError of some bug). */
+export function isInvalidOption(error: unknown): error is (TypeError | RangeError) & { code: string } {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return (error instanceof TypeError || error instanceof RangeError) && (code === 'ERR_OUT_OF_RANGE' || code === 'ERR_INVALID_ARG_TYPE');
+}

@@ -2,6 +2,9 @@
 // devmove's command line: dd's operands (if= of= bs= count= skip= seek= conv=
 // iflag= oflag= status=) plus long options and subcommands. Exit codes: 0
 // success, 1 runtime failure, 2 usage error.
+//
+// The first import installs the SIGUSR1 guard (signal-guard.ts): keep it first.
+import './signal-guard';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH } from '../base/types';
 import { runCopy } from './copy-command';
 import { DD_HELP_OPERANDS, parseDdArgs, UsageError, type DdInvocation } from './dd-args';
@@ -69,7 +72,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
       const { runDemo } = await import('./demo');
       return await runDemo(inv, io);
     }
-    return await runCopy(inv, { io, handleSignals: true });
+    return await runCopy(inv, { io, handleSignals: true, argv });
   } catch (error) {
     if (error instanceof UsageError) {
       io.stderr.write(`devmove: ${error.message}\nTry 'devmove --help' for more information.\n`);
@@ -82,24 +85,18 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
 }
 
 if (require.main === module) {
-  // SIGUSR1 asks dd for statistics and never ends it: a copy prints them
-  // (runCopy), and before or after one the signal is ignored instead of
-  // killing the process (coreutils tests/dd/stats.sh signals until dd exits).
-  // Node itself resets inherited dispositions at start-up, so a SIGUSR1 that
-  // arrives before this line starts Node's inspector or ends the process.
-  process.on('SIGUSR1', () => undefined);
+  // process.exit(), not exitCode: a natural end tears the environment down, which closes the
+  // SIGUSR1 handle and restores the signal's default action (terminate) for the last milliseconds,
+  // so a dd user's SIGUSR1 then would kill a copy that has already succeeded. exit() skips that
+  // teardown. Standard output and error are synchronous on Linux (files, pipes, terminals), so
+  // nothing written is lost; one turn of the loop first lets a write that failed report itself
+  // (StdioGuard: exit 1, as dd after `2>/dev/full`).
   const stdio = new StdioGuard();
   main(process.argv.slice(2), stdio.io).then(
-    (code) => {
-      // Exit from here rather than by running out of work: Node's teardown
-      // closes its signal handles, which puts SIGUSR1 back to "terminate" for
-      // the last moments of the process. One turn of the loop first, so that
-      // a failed write to stdout or stderr has reported itself (StdioGuard).
-      setImmediate(() => process.exit(stdio.exitCode(code)));
-    },
+    (code) => setImmediate(() => process.exit(stdio.exitCode(code))),
     (error: unknown) => {
       stdio.io.stderr.write(`devmove: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-      process.exitCode = EXIT_FAILURE;
+      setImmediate(() => process.exit(EXIT_FAILURE));
     },
   );
 }
