@@ -3,7 +3,6 @@
 // reported in one line on whichever stream still works, never as a crash with
 // a stack trace (coreutils tests/dd/stderr.sh: `dd 2>&-` and `dd 2>/dev/full`
 // exit 1, `dd --help >/dev/null 2>&-` exits 0).
-import fs from 'node:fs';
 import { Writable } from 'node:stream';
 
 import { describeErrno } from '../base/errors';
@@ -18,42 +17,18 @@ export interface StdioFailure {
   description: string;
 }
 
-function openFlags(fd: number): number | undefined {
-  try {
-    const m = /^flags:\s+([0-7]+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
-    return m ? parseInt(m[1], 8) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function isDevNullReadWrite(fd: number, devNull: fs.Stats): boolean {
-  try {
-    const st = fs.fstatSync(fd);
-    return st.isCharacterDevice() && st.rdev === devNull.rdev && ((openFlags(fd) ?? 0) & 3) === 2; // O_RDWR
-  } catch {
-    return false;
-  }
-}
-
 /**
- * Which of fds 1 and 2 were closed when the process started. Node.js reopens
- * a closed standard descriptor as /dev/null, read-write, before any JavaScript
- * runs (src/node.cc, PlatformInit), so writes to it succeed where dd's fail
- * with EBADF. A shell's `2>/dev/null` opens it write-only. daemon(3) and
- * start-stop-daemon leave all three descriptors on one read-write /dev/null:
- * that is a detached process, not a closed stream, so it does not count.
+ * Which of fds 1 and 2 were closed when devmove was started. Node.js reopens
+ * a closed standard descriptor on /dev/null, read-write, before any JavaScript
+ * runs (src/node.cc, PlatformInit), and a parent's /dev/null looks the same
+ * (Python's subprocess.DEVNULL, Node's stdio 'ignore' open it read-write too),
+ * so only the launcher, bin/devmove, can see it: it says so in
+ * DEVMOVE_CLOSED_STDIO ('2' for `2>&-`), which is not passed on.
  */
-export function closedAtStart(): { stdout: boolean; stderr: boolean } {
-  let devNull: fs.Stats;
-  try {
-    devNull = fs.statSync('/dev/null');
-  } catch {
-    return { stdout: false, stderr: false };
-  }
-  const rdwr = [0, 1, 2].map((fd) => isDevNullReadWrite(fd, devNull));
-  if (rdwr.every(Boolean)) return { stdout: false, stderr: false };
-  return { stdout: rdwr[1], stderr: rdwr[2] };
+export function closedAtStart(env: NodeJS.ProcessEnv = process.env): { stdout: boolean; stderr: boolean } {
+  const closed = env.DEVMOVE_CLOSED_STDIO ?? '';
+  delete env.DEVMOVE_CLOSED_STDIO;
+  return { stdout: closed.includes('1'), stderr: closed.includes('2') };
 }
 
 /** Stands in for a closed descriptor: every write fails with EBADF, as it would for dd. */

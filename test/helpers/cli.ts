@@ -4,6 +4,8 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 
 export const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
+/** The installed command: a shell launcher that starts Node on CLI. */
+export const LAUNCHER = path.join(__dirname, '..', '..', 'bin', 'devmove');
 
 export interface Run {
   status: number | null;
@@ -47,14 +49,13 @@ export function tool(command: string, args: readonly string[], timeoutMs?: numbe
 
 /**
  * A bash script, for what needs a shell (`ulimit`, `2>&-`, `>/dev/full`).
- * The shell function DEVMOVE runs devmove; `vars` become environment
- * variables, so paths need no quoting inside the script ("$OUT").
+ * The shell function DEVMOVE runs devmove as users do, through its launcher
+ * bin/devmove (with this test's Node); `vars` become environment variables,
+ * so paths need no quoting inside the script ("$OUT").
  */
 export function shell(script: string, vars: Record<string, string> = {}, timeoutMs?: number): Run {
-  const env = toolEnv({ ...vars, NODE_BIN: process.execPath, CLI_JS: CLI });
-  if (process.env.LD_PRELOAD !== undefined) env.DEVMOVE_LD_PRELOAD = process.env.LD_PRELOAD;
-  const prelude = 'DEVMOVE() { LD_PRELOAD="${DEVMOVE_LD_PRELOAD:-}" "$NODE_BIN" "$CLI_JS" "$@"; }\n';
-  return run('bash', ['-c', prelude + script], env, timeoutMs);
+  const env = toolEnv({ ...vars, DEVMOVE_NODE: process.execPath, LAUNCHER });
+  return run('bash', ['-c', `DEVMOVE() { "$LAUNCHER" "$@"; }\n${script}`], env, timeoutMs);
 }
 
 /** Is this program installed (answers --version)? */
