@@ -1,6 +1,5 @@
 // The public data types of the library: options, progress, results, and the
 // lists of accepted values that the CLI and job files share.
-import type { DevmoveError } from './errors';
 import type { IoCounters } from '../addon/binding';
 
 export type Size = number | bigint | string;
@@ -14,6 +13,17 @@ export type Durability = 'fdatasync' | 'fsync' | 'dsync' | 'sync' | 'none';
  */
 export type ZeroBlocks = 'write' | 'skip' | 'discard' | 'sparse';
 export type TargetErrorPolicy = 'stop' | 'drop';
+/** What a DevmoveError carries (see base/errors.ts). */
+export interface SystemErrorLike extends Error {
+  code: string;
+  errno: number;
+  syscall?: string;
+  operation?: string;
+  path?: string;
+  offset?: number;
+  detail?: string;
+}
+
 /** A byte range: [offset, length]. */
 export type Range = [offset: number, length: number];
 
@@ -174,7 +184,8 @@ export interface FileInfo {
   created: boolean;
   /** Targets: failed and dropped (onTargetError 'drop'); error says why. */
   dropped?: boolean;
-  error?: DevmoveError;
+  /** A DevmoveError (declared structurally here: errors.ts builds on these types). */
+  error?: SystemErrorLike;
   /** Targets: how zero blocks were handled when not as asked. */
   zeroNote?: string;
   /**

@@ -13,7 +13,7 @@ import {
 import { BLOCK_SIZE_MAX, RING_BYTES_MAX } from '../base/limits';
 import { resolveDevicePath } from '../devices/manager';
 import { UsageError, type DdInvocation } from './dd-args';
-import { EXIT_FAILURE, EXIT_OK, liveLine, records, transferLine, type CliIo } from './output';
+import { errorClause, EXIT_FAILURE, EXIT_OK, liveLine, records, transferLine, type CliIo } from './output';
 import { onStatusSignal } from './signal-guard';
 
 /** The copy() options a dd invocation's long options set, under the option table's names. */
@@ -83,10 +83,9 @@ function operandFor(path: string, inv: DdInvocation): string {
 function describeFailure(error: DevmoveError, inv: DdInvocation, argv: readonly string[] | undefined): string {
   const who = error.path !== undefined ? `${operandFor(error.path, inv)}: ` : '';
   const what = error.detail ?? describeErrno(error.errno)[1];
-  const where = error.offset !== undefined ? ` at byte ${error.offset}` : '';
-  let line = `${who}${what} (${error.code} from ${error.syscall}${where})`;
+  let line = `${who}${what} ${errorClause(error)}`;
   const r = error.result;
-  if (r && error.offset !== undefined && ['read', 'write', 'fallocate'].includes(error.syscall)) {
+  if (r && error.offset !== undefined && ['read', 'write', 'fallocate'].includes(error.syscall ?? '')) {
     line += `; ${error.bytesCopied} bytes copied and flushed`;
     const partial = r.target.unfinishedBytes ?? 0;
     if (partial > 0) line += ` (and ${partial} more written by the unfinished write)`;
@@ -285,8 +284,8 @@ function reportSuccess(inv: DdInvocation, io: CliIo, result: CopyResult, argv: r
 function reportFailure(inv: DdInvocation, io: CliIo, error: DevmoveError, argv: readonly string[] | undefined): number {
   const line = describeFailure(error, inv, argv);
   if (inv.json) {
-    const { code, errno, syscall, path, offset, bytesCopied } = error;
-    io.stdout.write(`${JSON.stringify({ type: 'error', code, errno, syscall, path, offset, message: line, bytesCopied })}\n`);
+    const { code, errno, syscall, operation, path, offset, bytesCopied } = error;
+    io.stdout.write(`${JSON.stringify({ type: 'error', code, errno, syscall, operation, path, offset, message: line, bytesCopied })}\n`);
   }
   io.stderr.write(`devmove: ${line}\n`);
   return EXIT_FAILURE;

@@ -1,10 +1,10 @@
 // Job files: several independent (source, target) pairs in one JSON file, run
-// together by `devmove run JOBFILE` (see job.ts). This module only reads and
-// validates: every mistake is a JobFileError whose message names the file and
-// the field, e.g.
+// together by `devmove run JOBFILE` (see job.ts). This module validates (the
+// strict JSON reading is json.ts): every mistake is a JobFileError whose message
+// names the file and the field, or the line:column of a JSON syntax error, e.g.
 //
 //   job.json: pairs[1].blockSize: must be a size such as '512K' or '4M' (got 'lots')
-//   job.json:3:15: invalid JSON: expected ',' or '}' after a property value
+//   job.json:3:3: invalid JSON: unexpected '"': expected ',' or '}' after a property value
 //
 // Schema, version 1:
 //
@@ -31,183 +31,30 @@ import { formatBytesIEC } from '../base/size';
 import { resolveKernelPath } from '../storage/identity';
 import { blockInfoByName } from '../storage/sysfs';
 import { checkPairConflicts } from './conflicts';
+import { JsonDuplicateKeyError, JsonSyntaxError, parseStrictJson } from './json';
 import { fieldPath, JOB_FILE_VERSION, JobFileError, type JobPair, type JobSpec, type PairOptions, type ValidateOptions } from './spec';
 
 export { JOB_FILE_VERSION, fieldPath, JobFileError, type JobPair, type JobSpec, type PairOptions, type ValidateOptions } from './spec';
 
-// ---- JSON with positions ---------------------------------------------------------
+// ---- the document -----------------------------------------------------------------
 
-/**
- * Strict JSON (RFC 8259), with what JSON.parse does not give: the line and column of a
- * syntax error, messages for the usual slips (comments, trailing commas, single quotes),
- * and duplicate keys refused instead of silently dropped.
- */
-function parseJson(text: string, fileName: string | undefined): unknown {
-  let pos = text.charCodeAt(0) === 0xfeff ? 1 : 0;
-
-  const fail = (reason: string, at = pos): never => {
-    let line = 1;
-    let lineStart = 0;
-    for (let i = 0; i < at && i < text.length; i++) {
-      if (text[i] === '\n') {
-        line++;
-        lineStart = i + 1;
-      }
-    }
-    throw new JobFileError({ fileName, reason: `invalid JSON: ${reason}`, line, column: at - lineStart + 1 });
-  };
-  const describeChar = (ch: string | undefined): string => {
-    if (ch === undefined) return 'the end of the file';
-    if (ch === "'") return `"'" (strings and keys take double quotes)`;
-    if (ch === '/') return `'/' (JSON has no comments)`;
-    const code = ch.charCodeAt(0);
-    return code < 0x20 || code === 0x7f ? `control character U+${code.toString(16).padStart(4, '0')}` : `'${ch}'`;
-  };
-  const skipWhitespace = (): void => {
-    while (pos < text.length) {
-      const ch = text[pos];
-      if (ch === ' ' || ch === '\t' || ch === '\n' || ch === '\r') pos++;
-      else break;
-    }
-  };
-
-  const parseString = (): string => {
-    const start = pos;
-    pos++; // the opening quote
-    let out = '';
-    for (;;) {
-      if (pos >= text.length) fail('unterminated string', start);
-      const ch = text[pos];
-      if (ch === '"') {
-        pos++;
-        return out;
-      }
-      if (ch === '\\') {
-        const esc = text[pos + 1];
-        const simple: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
-        if (esc !== undefined && esc in simple) {
-          out += simple[esc];
-          pos += 2;
-        } else if (esc === 'u' && /^[0-9a-fA-F]{4}$/.test(text.slice(pos + 2, pos + 6))) {
-          out += String.fromCharCode(parseInt(text.slice(pos + 2, pos + 6), 16));
-          pos += 6;
-        } else {
-          fail(`invalid escape sequence '\\${esc ?? ''}' in a string`);
-        }
-        continue;
-      }
-      if (ch.charCodeAt(0) < 0x20) fail(`${describeChar(ch)} in a string; write it as an escape such as \\n`);
-      out += ch;
-      pos++;
-    }
-  };
-
-  const parseNumber = (): number => {
-    const re = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
-    re.lastIndex = pos;
-    const m = re.exec(text);
-    if (!m) fail(`invalid number starting with ${describeChar(text[pos])}`);
-    const literal = (m as RegExpExecArray)[0];
-    if (/^-?0[0-9]/.test(text.slice(pos, pos + literal.length + 1))) fail('numbers must not have leading zeros');
-    pos += literal.length;
-    return Number(literal);
-  };
-
-  const parseValue = (field: string, depth: number): unknown => {
-    if (depth > 64) fail('nested too deeply');
-    skipWhitespace();
-    const ch = text[pos];
-    if (ch === '{') return parseObject(field, depth);
-    if (ch === '[') return parseArray(field, depth);
-    if (ch === '"') return parseString();
-    if (ch === '-' || (ch !== undefined && ch >= '0' && ch <= '9')) return parseNumber();
-    for (const [word, value] of [['true', true], ['false', false], ['null', null]] as const) {
-      if (text.startsWith(word, pos)) {
-        pos += word.length;
-        return value;
-      }
-    }
-    if (ch === undefined) return fail('unexpected end of the file: a value is missing');
-    return fail(`unexpected ${describeChar(ch)}: expected a value (an object, array, string, number, true, false or null)`);
-  };
-
-  const parseObject = (field: string, depth: number): Record<string, unknown> => {
-    pos++; // {
-    const object: Record<string, unknown> = {};
-    skipWhitespace();
-    if (text[pos] === '}') {
-      pos++;
-      return object;
-    }
-    for (;;) {
-      skipWhitespace();
-      if (text[pos] !== '"') {
-        if (text[pos] === '}') fail('trailing comma before }');
-        fail(`unexpected ${describeChar(text[pos])}: expected a property name in double quotes`);
-      }
-      const keyAt = pos;
-      const key = parseString();
-      if (Object.prototype.hasOwnProperty.call(object, key)) {
-        throw new JobFileError({ fileName, field: fieldPath(field, key), reason: `given twice in one object (the second time at line ${lineOf(keyAt)})` });
-      }
-      skipWhitespace();
-      if (text[pos] !== ':') fail(`unexpected ${describeChar(text[pos])}: expected ':' after the property name "${key}"`);
-      pos++;
-      const value = parseValue(fieldPath(field, key), depth + 1);
-      // defineProperty: a key named __proto__ is data, not the object's prototype.
-      Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
-      skipWhitespace();
-      if (text[pos] === ',') {
-        pos++;
-        continue;
-      }
-      if (text[pos] === '}') {
-        pos++;
-        return object;
-      }
-      fail(`unexpected ${describeChar(text[pos])}: expected ',' or '}' after a property value`);
-    }
-  };
-
-  const parseArray = (field: string, depth: number): unknown[] => {
-    pos++; // [
-    const array: unknown[] = [];
-    skipWhitespace();
-    if (text[pos] === ']') {
-      pos++;
-      return array;
-    }
-    for (;;) {
-      skipWhitespace();
-      if (text[pos] === ']') fail('trailing comma before ]');
-      array.push(parseValue(fieldPath(field, array.length), depth + 1));
-      skipWhitespace();
-      if (text[pos] === ',') {
-        pos++;
-        continue;
-      }
-      if (text[pos] === ']') {
-        pos++;
-        return array;
-      }
-      fail(`unexpected ${describeChar(text[pos])}: expected ',' or ']' after an array element`);
-    }
-  };
-
-  const lineOf = (at: number): number => {
-    let line = 1;
-    for (let i = 0; i < at; i++) if (text[i] === '\n') line++;
-    return line;
-  };
-
-  skipWhitespace();
-  if (pos >= text.length) {
+/** The file's JSON value, or a JobFileError naming the line:column of a syntax error or the field of a duplicate key. */
+function readJson(text: string, fileName: string | undefined): unknown {
+  if (/^\ufeff?[ \t\r\n]*$/.test(text)) {
     throw new JobFileError({ fileName, reason: 'the file is empty; a job file is a JSON object such as {"version": 1, "pairs": [{"source": "/dev/sdb", "target": "/dev/sdc"}]}' });
   }
-  const value = parseValue('', 0);
-  skipWhitespace();
-  if (pos < text.length) fail(`unexpected ${describeChar(text[pos])} after the end of the JSON value`);
-  return value;
+  try {
+    return parseStrictJson(text);
+  } catch (error) {
+    if (error instanceof JsonSyntaxError) {
+      throw new JobFileError({ fileName, reason: `invalid JSON: ${error.reason}`, line: error.line, column: error.column });
+    }
+    if (error instanceof JsonDuplicateKeyError) {
+      const field = fieldPath(error.path.reduce<string>((parent, key) => fieldPath(parent, key), ''), error.key);
+      throw new JobFileError({ fileName, field, reason: `given twice in one object (the second time at line ${error.line})` });
+    }
+    throw error;
+  }
 }
 
 // ---- field validators --------------------------------------------------------------
@@ -518,6 +365,6 @@ export function validateJob(value: unknown, options: ValidateOptions = {}): JobS
  * `baseDir` is given, its directory is where relative paths are resolved.
  */
 export function parseJobFile(text: string, fileName: string, options: { baseDir?: string } = {}): JobSpec {
-  const value = parseJson(text, fileName);
+  const value = readJson(text, fileName);
   return validateJob(value, { fileName, baseDir: options.baseDir ?? path.dirname(resolveKernelPath(fileName)) });
 }
