@@ -1095,8 +1095,9 @@ ProgressInfo CopyEngine::ProgressNow(const CopyReport& report) const {
 
 SysError CopyEngine::FinishTargets() {
   // Zero blocks that were skipped or punched at the end leave a file target
-  // short: extend it to the copy's end, as dd conv=sparse does.
-  if (plan_.zero_mode == ZeroMode::kWrite) return {};
+  // short, and so do ranges the copy leaves out (a domain mapfile, a resume):
+  // extend it to the copy's end, as dd conv=sparse does.
+  if (plan_.zero_mode == ZeroMode::kWrite && !plan_.has_extents) return {};
   for (size_t i = 0; i < targets_.size(); ++i) {
     DeviceFile& t = *targets_[i];
     if (dropped_[i] || t.kind() != DeviceFile::Kind::kRegularFile) continue;

@@ -8,6 +8,7 @@ import { CopyAbortError, CopyFailure, DevmoveError } from '../base/errors';
 import { toByteCount } from '../base/size';
 import type { CopyJobEvents, CopyOptions, CopyProgress, CopyResult, Size } from '../base/types';
 import { resolveDevicePath } from '../devices/manager';
+import { loadDomain, restrictToDomain, type Domain } from '../resume/domain';
 import { MapfileError } from '../resume/mapfile';
 import { MapfileSession } from '../resume/session';
 import { describeBusy } from '../storage/holders';
@@ -37,6 +38,7 @@ interface JobSetup {
   signal: AbortSignal | undefined;
   onProgress: ((p: CopyProgress) => void) | undefined;
   mapfile: string | undefined;
+  domainMapfile: string | undefined;
   retryBad: boolean;
 }
 
@@ -45,13 +47,17 @@ interface Settle {
   reject(error: unknown): void;
 }
 
-/** Before the engine starts: node names resolved, every refusal made, the mapfile loaded. */
-function prepare(plan: NativePlan, setup: JobSetup): MapfileSession | undefined {
+/** Before the engine starts: node names resolved, every refusal made, the mapfiles loaded. */
+function prepare(plan: NativePlan, setup: JobSetup): { session: MapfileSession | undefined; domain: Domain | undefined } {
   // Node names ('sdb', 'loop3', '7:3') are accepted wherever a path is.
   plan.source.path = resolveDevicePath(plan.source.path);
   for (const t of plan.targets) t.path = resolveDevicePath(t.path);
   checkCopySafety(plan, setup.mapfile);
-  return setup.mapfile === undefined ? undefined : new MapfileSession(setup.mapfile, plan, setup.retryBad);
+  // Read before the mapfile is written, so a domain that is not a mapfile leaves nothing behind.
+  const domain = setup.domainMapfile === undefined ? undefined : loadDomain(setup.domainMapfile);
+  const session = setup.mapfile === undefined ? undefined : new MapfileSession(setup.mapfile, plan, setup.retryBad);
+  if (domain) restrictToDomain(plan, domain, session);
+  return { session, domain };
 }
 
 /**
@@ -123,8 +129,11 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
       return;
     }
     let map: MapKeeper;
+    let domain: Domain | undefined;
     try {
-      map = new MapKeeper(prepare(plan, setup), () => this.cancel());
+      const prepared = prepare(plan, setup);
+      domain = prepared.domain;
+      map = new MapKeeper(prepared.session, () => this.cancel());
     } catch (error) {
       this.settled = true;
       if (error instanceof Error) Error.captureStackTrace(error, CopyJob);
@@ -141,20 +150,26 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
         map.keep((m) => m.checkpoint(event.finished, event.bad));
       } else {
         signal?.removeEventListener('abort', onAbort);
-        this.finish(event, plan, map, signal, settle);
+        this.finish(event, plan, { map, domain, signal }, settle);
       }
     });
     this.native = job;
     job.start();
   }
 
-  private finish(event: Extract<NativeEvent, { type: 'done' }>, plan: NativePlan, map: MapKeeper, signal: AbortSignal | undefined, settle: Settle): void {
+  private finish(
+    event: Extract<NativeEvent, { type: 'done' }>,
+    plan: NativePlan,
+    ctx: { map: MapKeeper; domain: Domain | undefined; signal: AbortSignal | undefined },
+    settle: Settle,
+  ): void {
+    const { map, signal } = ctx;
     this.settled = true;
     this.native = undefined;
     const { report } = event;
     map.keep((m) => m.end(report.stoppedAtBadBlock), false);
     this.updateProgress(report.bytesCopied, report.bytesTotal, false);
-    const result = toResult(report, plan, map.session);
+    const result = toResult(report, plan, map.session, ctx.domain);
     const failure = failureOf(map.error, event.error, report.cancelled, signal);
     if (failure === undefined) {
       settle.resolve(result);
@@ -260,6 +275,7 @@ export function copy(options: CopyOptions): CopyJob {
     signal: options.signal,
     onProgress: options.onProgress,
     mapfile: options.mapfile,
+    domainMapfile: options.domainMapfile,
     retryBad: options.retryBad ?? false,
   });
 }

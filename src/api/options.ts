@@ -107,6 +107,10 @@ export const OPTION_ROWS: readonly OptionRow[] = [
     help: 'record progress in FILE (GNU ddrescue mapfile format) and, when it exists, copy only what it lacks; updated atomically once the data is durable on TARGET',
   },
   {
+    key: 'domainMapfile', kind: path("'used.map'"), job: true, group: 'failing', cli: { option: '--domain-mapfile', value: 'FILE' },
+    help: "copy only the ranges GNU ddrescue mapfile FILE marks finished ('+'), such as the used blocks `partclone.<fs> -D` lists; the rest of TARGET is left as it is",
+  },
+  {
     key: 'retryBad', kind: boolean(), default: false, job: true, group: 'failing', cli: { flags: [{ flag: '--retry-bad', value: true }] },
     help: 'with --mapfile: read the ranges marked bad again',
   },

@@ -32,6 +32,7 @@ interface ValidOptions {
   noError: boolean;
   retries: number;
   mapfile: string | undefined;
+  domainMapfile: string | undefined;
   retryBad: boolean;
   checkpointInterval: number;
   verify: boolean;
@@ -124,6 +125,9 @@ function checkCombinations(o: ValidOptions, options: CopyOptions): void {
   }
   if (o.mapfile === undefined && options.checkpointInterval !== undefined) throw invalidOption('options.checkpointInterval needs options.mapfile', false);
   if (o.mapfile === undefined && o.retryBad) throw invalidOption('options.retryBad needs options.mapfile (it names the bad ranges to read again)', false);
+  if (o.domainMapfile !== undefined && o.hash !== undefined) {
+    throw invalidOption('options.hash needs every byte of the range read, but options.domainMapfile reads only the ranges it marks finished', false);
+  }
 }
 
 function readAll(options: CopyOptions): ValidOptions {
@@ -157,6 +161,7 @@ function readAll(options: CopyOptions): ValidOptions {
     noError: read(options, 'noError'),
     retries: read(options, 'retries'),
     mapfile: read(options, 'mapfile'),
+    domainMapfile: read(options, 'domainMapfile'),
     retryBad: read(options, 'retryBad'),
     checkpointInterval: read<number | undefined>(options, 'checkpointInterval') ?? DEFAULT_CHECKPOINT_INTERVAL,
     verify: read(options, 'verify'),

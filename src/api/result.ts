@@ -2,6 +2,7 @@
 import type { NativeFileReport, NativePlan, NativeReport } from '../addon/binding';
 import { DevmoveError } from '../base/errors';
 import type { CopyResult, FileInfo } from '../base/types';
+import { bytesWithin, type Domain } from '../resume/domain';
 import type { MapfileSession } from '../resume/session';
 
 function fileInfo(f: NativeFileReport | undefined, fallbackPath: string): FileInfo {
@@ -25,7 +26,7 @@ function fileInfo(f: NativeFileReport | undefined, fallbackPath: string): FileIn
   return info;
 }
 
-export function toResult(report: NativeReport, plan: NativePlan, mapfile: MapfileSession | undefined): CopyResult {
+export function toResult(report: NativeReport, plan: NativePlan, mapfile: MapfileSession | undefined, domain?: Domain): CopyResult {
   const targets = plan.targets.map((t, i) => fileInfo(report.targets[i], t.path));
   const result: CopyResult = {
     bytesCopied: report.bytesCopied,
@@ -60,6 +61,7 @@ export function toResult(report: NativeReport, plan: NativePlan, mapfile: Mapfil
     };
     if (report.verify.firstMismatchOffset !== undefined) result.verify.firstMismatchOffset = report.verify.firstMismatchOffset;
   }
+  if (domain) result.domain = { path: domain.path, bytes: bytesWithin(domain.ranges, result.range.offset, result.range.offset + result.range.length) };
   if (mapfile) result.mapfile = mapfile.summary(result.range);
   if (report.ring.fixedBuffersNote) result.engine.fixedBuffersNote = report.ring.fixedBuffersNote;
   if (report.ring.fixedFilesNote) result.engine.fixedFilesNote = report.ring.fixedFilesNote;

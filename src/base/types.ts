@@ -107,6 +107,12 @@ export interface CopyOptions {
    * with the same mapfile copies only what is not finished. Updated atomically every checkpointInterval.
    */
   mapfile?: string;
+  /**
+   * GNU ddrescue's --domain-mapfile: only the ranges this mapfile marks finished ('+') are read and
+   * written (absolute source offsets); the rest of each target is left as it is. `partclone.<fs> -D`
+   * writes one for a filesystem's used blocks. With mapfile, a resume copies what is in both.
+   */
+  domainMapfile?: string;
   /** With noError and a mapfile: read the ranges the map marks bad again. Default false. */
   retryBad?: boolean;
   /** Milliseconds between mapfile checkpoints (fdatasync of the targets, then the map). Default 1000; ≥ 100. */
@@ -221,6 +227,8 @@ export interface CopyResult {
    */
   hash?: { algorithm: string; hex: string; implementation: string };
   verify?: { bytesCompared: number; mismatchedBlocks: number; blockBytes: number; firstMismatchOffset?: number };
+  /** With domainMapfile: the domain's bytes within the copy's range (all that was to be copied). */
+  domain?: { path: string; bytes: number };
   mapfile?: {
     path: string;
     /** A previous run's map was found and only what it lacked was copied. */

@@ -129,6 +129,9 @@ export function summaryLines(
   if (inv.zeroBlocks !== 'write' && result.zero.bytes > 0) {
     lines.push({ kind: 'statistic', text: `zero blocks: ${result.zero.bytes} bytes found, ${result.zero.skipped} skipped, ${result.zero.discarded} discarded` });
   }
+  if (result.domain) {
+    lines.push({ kind: 'statistic', text: `domain mapfile ${result.domain.path}: ${result.domain.bytes} of ${result.range.length} bytes in the domain; the rest of the target was left as it was` });
+  }
   if (result.verify) lines.push({ kind: 'statistic', text: `verified: ${result.verify.bytesCompared} bytes identical on source and target` });
   if (result.mapfile) {
     const m = result.mapfile;

@@ -189,7 +189,7 @@ class JobValidator {
       const value = object[key];
       if (value === undefined) continue;
       if (key === 'direct') out.direct = this.direct(value, at('direct'));
-      else if (key === 'mapfile') out.mapfile = this.filePath(value, at('mapfile'));
+      else if (key === 'mapfile' || key === 'domainMapfile') out[key] = this.filePath(value, at(key));
       else out[key] = this.option(key as OptionKey, value, at(key));
     }
     if (out.rate === 0) delete out.rate; // 0 is the default: unlimited

@@ -35,6 +35,7 @@ export interface PairOptions {
   noError?: boolean;
   retries?: number;
   mapfile?: string;
+  domainMapfile?: string;
   retryBad?: boolean;
   verify?: boolean;
   hash?: HashAlgorithm;

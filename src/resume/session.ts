@@ -11,6 +11,7 @@
 import type { NativePlan } from '../addon/binding';
 import type { CopyResult, Range } from '../base/types';
 import { gatherSide, resolveKernelPath, type SideFacts } from '../storage/identity';
+import { bytesWithin, intersectRanges } from './domain';
 import { MapfileError, RescueMap, writeFileAtomic, type MapIdentity } from './mapfile';
 
 /** How to start over, for every refusal. */
@@ -40,6 +41,8 @@ export class MapfileSession {
   private readonly started = new Date();
   private readonly commandLine = process.argv.slice(1).join(' ');
   private domain: { offset: number; length: number } | undefined;
+  /** With a domain mapfile: only these ranges are part of the copy (absolute, sorted). */
+  private scope: Range[] | undefined;
   /** The last range a checkpoint reported finished, and the I/O size that read it. */
   private lastFinished: Range | undefined;
   private readonly blockBytes: number;
@@ -143,6 +146,17 @@ export class MapfileSession {
     }
   }
 
+  /** Only `ranges` (a domain mapfile's) are copied: the map is complete when they are. */
+  restrictTo(ranges: Range[]): void {
+    this.scope = ranges;
+  }
+
+  /** Ranges of the map within [from, to) and the scope. */
+  private within(statuses: Array<'+' | '-'>, from: number, to: number): number {
+    const ranges = this.map.ranges(statuses, from, to);
+    return this.scope === undefined ? ranges.reduce((n, [, l]) => n + l, 0) : bytesWithin(intersectRanges(ranges, this.scope), from, to);
+  }
+
   /** The engine has opened every side: the copy's range is known, and where each side lives is recorded. */
   begin(offset: number, length: number): void {
     if (this.domain) return;
@@ -173,7 +187,8 @@ export class MapfileSession {
   end(stoppedAtBadBlock: Range | undefined): void {
     if (stoppedAtBadBlock) this.map.set(stoppedAtBadBlock[0], stoppedAtBadBlock[1], '-');
     const d = this.domain;
-    const complete = d !== undefined && this.map.gaps(['+', '-'], d.offset, d.offset + d.length).length === 0;
+    const left = d === undefined ? [] : this.map.gaps(['+', '-'], d.offset, d.offset + d.length);
+    const complete = d !== undefined && (this.scope === undefined ? left : intersectRanges(left, this.scope)).length === 0;
     this.map.currentStatus = complete ? '+' : '?';
     // ddrescue leaves current_pos where its last read began, inside the
     // domain (a 16 MiB copy ends with 0x00FF0000 +): so does devmove.
@@ -186,14 +201,10 @@ export class MapfileSession {
 
   summary(range: { offset: number; length: number }): NonNullable<CopyResult['mapfile']> {
     const to = range.offset + range.length;
-    return {
-      path: this.given,
-      resumed: this.resumed,
-      previouslyFinished: this.previouslyFinished,
-      finished: this.map.bytes('+', range.offset, to),
-      bad: this.map.bytes('-', range.offset, to),
-      nonTried: range.length - this.map.bytes('+', range.offset, to) - this.map.bytes('-', range.offset, to),
-    };
+    const finished = this.within(['+'], range.offset, to);
+    const bad = this.within(['-'], range.offset, to);
+    const size = this.scope === undefined ? range.length : bytesWithin(this.scope, range.offset, to);
+    return { path: this.given, resumed: this.resumed, previouslyFinished: this.previouslyFinished, finished, bad, nonTried: size - finished - bad };
   }
 
   private write(finished: boolean): void {
