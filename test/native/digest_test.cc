@@ -7,9 +7,12 @@
 //
 // Randomized tests take their seed from DEVMOVE_TEST_SEED (default: the
 // time) and print it, so a failure can be replayed.
+#include <dirent.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+#include <thread>
 
 #include <algorithm>
 #include <cstdio>
@@ -21,6 +24,7 @@
 
 #include "blake3.h"
 #include "blake3_tree.h"
+#include "digest_table.h"
 #include "harness.h"
 #include "hash_pool.h"
 #include "parallel_digest.h"
@@ -472,6 +476,99 @@ void TestParallelXxh3Blocks() {
   }
 }
 
+// ---- The per-block digest table ----------------------------------------------------
+
+Xxh128 FakeDigest(uint64_t block, uint64_t salt) { return Xxh128{block * 0x9E3779B97F4A7C15ull ^ salt, ~block + salt}; }
+
+size_t EntriesIn(const std::string& dir) {
+  size_t n = 0;
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d)) n += std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0;
+    closedir(d);
+  }
+  return n;
+}
+
+void TestDigestTableInMemory() {
+  SysError error;
+  const uint64_t blocks = 3 * DigestTable::kEntriesPerPage + 17;
+  std::unique_ptr<DigestTable> table = DigestTable::Create(blocks, 64 << 20, "/nonexistent", &error);
+  REQUIRE(table);  // the spill directory is never touched when everything fits
+  CHECK(!table->spills());
+  std::mt19937_64 rng(g_seed + 8);
+  std::vector<uint64_t> order(blocks);
+  for (uint64_t i = 0; i < blocks; ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), rng);
+  for (uint64_t b : order) {
+    if (b % 7 != 3) table->Put(b, FakeDigest(b, 1));  // some blocks never get one (holes, outside a domain)
+  }
+  Xxh128 d;
+  for (uint64_t b = 0; b < blocks; ++b) {
+    CHECK_EQ(table->Has(b), b % 7 != 3);
+    CHECK_EQ(table->Get(b, &d), b % 7 != 3);
+    if (b % 7 != 3) CHECK(d == FakeDigest(b, 1));
+  }
+  CHECK(!table->Get(blocks, &d));
+}
+
+// Three pages of memory for forty pages of digests: puts arrive nearly in
+// order (a ring of buffers completing out of order), verify reads in order;
+// memory never exceeds the limit and every digest comes back.
+void TestDigestTableSpills() {
+  char dir[] = "/var/tmp/devmove-spill-test-XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  SysError error;
+  const uint64_t blocks = 40 * DigestTable::kEntriesPerPage - 5;
+  std::unique_ptr<DigestTable> table = DigestTable::Create(blocks, 3 * DigestTable::kPageBytes, dir, &error);
+  REQUIRE(table);
+  CHECK(table->spills());
+  CHECK_EQ(EntriesIn(dir), 0u);  // unlinked from the start
+  std::mt19937_64 rng(g_seed + 9);
+  for (uint64_t base = 0; base < blocks; base += 64) {
+    std::vector<uint64_t> window;
+    for (uint64_t b = base; b < std::min<uint64_t>(blocks, base + 64); ++b) window.push_back(b);
+    std::shuffle(window.begin(), window.end(), rng);
+    for (uint64_t b : window) table->Put(b, FakeDigest(b, 2));
+    CHECK(table->pages_in_memory() <= 3);
+  }
+  // A late put into a page already written out: read back, changed, kept.
+  table->Put(5, FakeDigest(5, 99));
+  Xxh128 d;
+  bool all = true;
+  for (uint64_t b = 0; b < blocks; ++b) all = all && table->Get(b, &d) && d == FakeDigest(b, b == 5 ? 99 : 2);
+  CHECK(all);
+  CHECK(!table->error().failed());
+  CHECK(table->pages_written() >= 37);
+  CHECK(table->pages_read() >= 37);
+  Note("pages written " + std::to_string(table->pages_written()) + ", read " + std::to_string(table->pages_read()));
+  table.reset();
+  CHECK_EQ(EntriesIn(dir), 0u);
+  rmdir(dir);
+  CHECK(!DigestTable::Create(blocks, DigestTable::kPageBytes, "/nonexistent-devmove-dir", &error));
+  CHECK_EQ(error.errno_value, ENOENT);
+  CHECK(error.path == "/nonexistent-devmove-dir");
+}
+
+// Workers put concurrently (disjoint blocks, as the pool does) while the
+// table spills: nothing is lost.
+void TestDigestTableConcurrentPuts() {
+  SysError error;
+  const uint64_t blocks = 24 * DigestTable::kEntriesPerPage;
+  std::unique_ptr<DigestTable> table = DigestTable::Create(blocks, 4 * DigestTable::kPageBytes, "/var/tmp", &error);
+  REQUIRE(table);
+  std::vector<std::thread> threads;
+  for (uint64_t t = 0; t < 4; ++t) {
+    threads.emplace_back([&table, t, blocks] {
+      for (uint64_t b = t; b < blocks; b += 4) table->Put(b, FakeDigest(b, 3));
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  Xxh128 d;
+  uint64_t right = 0;
+  for (uint64_t b = 0; b < blocks; ++b) right += table->Get(b, &d) && d == FakeDigest(b, 3);
+  CHECK_EQ(right, blocks);
+}
+
 }  // namespace
 
 int main() {
@@ -490,6 +587,9 @@ int main() {
   RunTest("parallel BLAKE3: bounded pieces, tickets, digest", TestParallelBlake3);
   RunTest("XXH3-128: libxxhash loaded at run time, against xxhsum -H2", TestXxhashLibrary);
   RunTest("parallel XXH3-128 per block", TestParallelXxh3Blocks);
+  RunTest("digest table: in memory, blocks without a digest", TestDigestTableInMemory);
+  RunTest("digest table: spills to an unlinked file, bounded memory", TestDigestTableSpills);
+  RunTest("digest table: concurrent puts while spilling", TestDigestTableConcurrentPuts);
   std::printf("digest_test: %d passed, %d failed, %d skipped\n", g_passed, g_failed, g_skipped);
   return g_failed == 0 ? 0 : 1;
 }
