@@ -3,7 +3,7 @@
 #
 # Builds the addon and the native unit test with AddressSanitizer +
 # UndefinedBehaviorSanitizer (CMakeLists.txt through cmake-js, offline), runs
-# the native unit tests (CTest: ring_test, digest_test), then the vitest
+# the native unit tests (CTest: ring_test, extents_test, digest_test), then the vitest
 # integration suite against the sanitized addon.
 #
 #   scripts/test-sanitize.sh [extra vitest args...]
@@ -69,7 +69,7 @@ ADDON="$ROOT/$OUT/$CONFIG/devmove.node"
 [ -f "$ADDON" ] || die "the build did not produce $ADDON"
 
 # ---- (b) Native unit test -----------------------------------------------------
-# ring_test and digest_test are instrumented executables: no preload; CTest
+# The native tests are instrumented executables: no preload; CTest
 # sets their ASAN_OPTIONS (leak detection on) and UBSAN_OPTIONS (CMakeLists.txt).
 step "native unit tests (ctest)"
 run ctest --test-dir "$OUT" --output-on-failure
