@@ -58,8 +58,12 @@ bool ParallelDigest::Submit(uint64_t position, const uint8_t* data, size_t lengt
   }
   // Every task is counted before the first can finish.
   piece.pending.store(piece.task_count, std::memory_order_relaxed);
-  for (uint32_t i = 0; i < piece.task_count; ++i) pool_.Submit(&piece.tasks[i]);
+  Dispatch(piece.tasks, piece.task_count);
   return true;
+}
+
+void ParallelDigest::Dispatch(PieceTask* tasks, uint32_t count) {
+  for (uint32_t i = 0; i < count; ++i) pool_.Submit(&tasks[i]);
 }
 
 void ParallelDigest::AddTask(uint64_t position, const uint8_t* data, size_t length) {
@@ -155,6 +159,80 @@ bool Blake3ParallelDigest::Finish(uint64_t total_bytes, std::string* hex, std::s
   if (!tree_.Finish(total_bytes, digest, why)) return false;
   *hex = blake3::ToHex(digest, sizeof digest);
   return true;
+}
+
+// ---- In order, off the I/O thread --------------------------------------------
+
+std::unique_ptr<SerialDigest> SerialDigest::Create(HashPool& pool, UpdateFn update, const Limits& limits,
+                                                   SysError* error) {
+  std::unique_ptr<SerialDigest> digest(new SerialDigest(pool, std::move(update), limits));
+  *error = digest->Init();
+  if (error->failed()) return nullptr;
+  return digest;
+}
+
+SerialDigest::~SerialDigest() {
+  ReleaseStuck();
+  Drain();
+}
+
+void SerialDigest::ReleaseStuck() {
+  std::vector<PieceTask*> stuck;
+  {
+    std::unique_lock<std::mutex> lock(order_mutex_);
+    // Not running: nothing that waits can start, so everything that waits is stuck.
+    idle_.wait(lock, [this] { return !running_; });
+    for (auto& entry : waiting_) stuck.push_back(entry.second);
+    waiting_.clear();
+  }
+  for (PieceTask* task : stuck) TaskDone(*task->piece);
+}
+
+void SerialDigest::Plan(uint64_t position, const uint8_t* data, size_t length) {
+  if (length > 0) AddTask(position, data, length);  // one task: the whole buffer, in its turn
+}
+
+void SerialDigest::Dispatch(PieceTask* tasks, uint32_t count) {
+  assert(count == 1);
+  (void)count;
+  std::lock_guard<std::mutex> lock(order_mutex_);
+  assert(tasks[0].position >= next_position_ && waiting_.count(tasks[0].position) == 0);
+  waiting_[tasks[0].position] = &tasks[0];
+  if (!running_) StartNextLocked();
+}
+
+// The buffer that continues the input, if it is here: into the pool.
+void SerialDigest::StartNextLocked() {
+  auto it = waiting_.find(next_position_);
+  if (it == waiting_.end()) return;
+  PieceTask* task = it->second;
+  waiting_.erase(it);
+  running_ = true;
+  pool_.Submit(task);
+}
+
+void SerialDigest::Hash(uint64_t position, const uint8_t* data, size_t length) {
+  update_(data, length);
+  std::lock_guard<std::mutex> lock(order_mutex_);
+  assert(position == next_position_ && running_);
+  next_position_ = position + length;
+  running_ = false;
+  StartNextLocked();
+  if (!running_) idle_.notify_all();
+}
+
+bool SerialDigest::Finish(uint64_t total_bytes, std::string* why) {
+  ReleaseStuck();
+  Drain();
+  const uint64_t fed = fed_bytes();
+  if (fed == total_bytes) return true;
+  *why = "the digest saw bytes [0, " + std::to_string(fed) + ") in order, not all " + std::to_string(total_bytes);
+  return false;
+}
+
+uint64_t SerialDigest::fed_bytes() const {
+  std::lock_guard<std::mutex> lock(order_mutex_);
+  return next_position_;
 }
 
 // ---- XXH3-128 per block -----------------------------------------------------

@@ -16,10 +16,13 @@
 // records, allocated once. Submit(), Reap(), Drain() and Finish() are for one
 // thread (the I/O thread); the workers only hash and hand back.
 //
-// Two digests:
+// Three digests:
 //  - Blake3ParallelDigest: the BLAKE3 digest of the whole input, in input
 //    order, from subtrees hashed in parallel (blake3_tree.h) — what
 //    `--hash=blake3` prints and `b3sum` checks;
+//  - SerialDigest: any digest that must see the input in order (OpenSSL's
+//    SHA-256…), on one worker at a time, so it overlaps the I/O instead of
+//    stopping it: a copy runs at min(device, one core's hash rate);
 //  - Xxh3BlockDigests: one XXH3-128 per block of block_bytes, for verifying
 //    a target against what was read (verify with one read).
 #pragma once
@@ -27,6 +30,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -77,10 +82,13 @@ class ParallelDigest {
   // On a worker: one task's bytes.
   virtual void Hash(uint64_t position, const uint8_t* data, size_t length) = 0;
 
+  struct PieceTask;
+  // Hands a planned piece's tasks to the pool; a digest that needs order may hold them back.
+  virtual void Dispatch(PieceTask* tasks, uint32_t count);
+
   HashPool& pool_;
   const Limits limits_;
 
- private:
   struct Piece;
   struct PieceTask final : HashPool::Task {
     ParallelDigest* owner = nullptr;
@@ -98,7 +106,10 @@ class ParallelDigest {
     PieceTask tasks[Limits::kTasksPerPieceMax];
   };
 
+  // One task of the piece is done (or will never run): the last one frees the buffer.
   void TaskDone(Piece& piece);
+
+ private:
   void Finished(Piece& piece);
 
   std::unique_ptr<Piece[]> pieces_;
@@ -131,6 +142,40 @@ class Blake3ParallelDigest final : public ParallelDigest {
   void Hash(uint64_t position, const uint8_t* data, size_t length) override;
 
   Blake3Tree tree_;
+};
+
+// A digest fed in input order (an OpenSSL hash), off the I/O thread: buffers
+// may be handed over in any order; each is fed when every byte before it has
+// been, by one worker at a time. Buffers that arrive early wait (at most
+// limits.pieces_max of them); if the bytes before them never come (the copy
+// stopped), Finish() and the destructor hand them back unhashed.
+class SerialDigest final : public ParallelDigest {
+ public:
+  using UpdateFn = std::function<void(const uint8_t* data, size_t length)>;
+  static std::unique_ptr<SerialDigest> Create(HashPool& pool, UpdateFn update, const Limits& limits, SysError* error);
+  ~SerialDigest() override;
+  // Waits for every buffer; false (and why) when [0, total_bytes) was not
+  // all fed — then the digest must not be reported.
+  bool Finish(uint64_t total_bytes, std::string* why);
+  uint64_t fed_bytes() const;
+
+ private:
+  SerialDigest(HashPool& pool, UpdateFn update, const Limits& limits)
+      : ParallelDigest(pool, limits), update_(std::move(update)) {}
+  void Plan(uint64_t position, const uint8_t* data, size_t length) override;
+  void Hash(uint64_t position, const uint8_t* data, size_t length) override;
+  void Dispatch(PieceTask* tasks, uint32_t count) override;
+  void StartNextLocked();
+  // Buffers waiting behind a gap that will never be filled (the copy
+  // stopped): handed back unhashed, so nothing waits for them forever.
+  void ReleaseStuck();
+
+  UpdateFn update_;
+  mutable std::mutex order_mutex_;
+  std::condition_variable idle_;            // running_ became false
+  std::map<uint64_t, PieceTask*> waiting_;  // by position
+  uint64_t next_position_ = 0;              // everything before it was fed (or is being fed)
+  bool running_ = false;                    // a task is in the pool
 };
 
 // Where the per-block digests go: called from the workers, each block once.

@@ -477,6 +477,75 @@ void TestParallelXxh3Blocks() {
   }
 }
 
+// An in-order digest off the I/O thread: pieces handed over in any order are
+// fed in input order, one at a time; pieces behind a gap that never closes
+// come back unhashed and Finish says so.
+void TestSerialDigest() {
+  std::mt19937_64 rng(g_seed + 10);
+  SysError error;
+  std::unique_ptr<HashPool> pool = HashPool::Create(3, &error);
+  REQUIRE(pool);
+  const uint64_t total = 5 * 1024 * 1024 + 77;
+  const std::vector<uint8_t> data = RandomBytes(rng, total);
+  const std::string want = StreamHex(blake3::GetKernel(blake3::KernelId::kPortable), data);
+  Blake3Stream stream(blake3::BestKernel());
+  std::atomic<int> inside{0};
+  std::atomic<bool> overlapped{false};
+  uint64_t fed = 0;
+  bool in_order = true;
+  auto update = [&](const uint8_t* p, size_t n) {
+    if (inside.fetch_add(1) != 0) overlapped = true;
+    in_order = in_order && p == data.data() + fed;
+    fed += n;
+    stream.Update(p, n);
+    inside.fetch_sub(1);
+  };
+  ParallelDigest::Limits limits;
+  limits.pieces_max = 3;
+  std::unique_ptr<SerialDigest> digest = SerialDigest::Create(*pool, update, limits, &error);
+  REQUIRE(digest);
+  // Out of order, but never more than pieces_max ahead: what a ring of 3 buffers does.
+  const std::vector<Piece> pieces = [&] {
+    std::vector<Piece> v;
+    for (uint64_t at = 0; at < total; at += 256 * 1024) v.push_back({at, static_cast<size_t>(std::min<uint64_t>(256 * 1024, total - at))});
+    for (size_t i = 0; i + 2 < v.size(); i += 3) std::shuffle(v.begin() + i, v.begin() + i + 3, rng);
+    return v;
+  }();
+  std::vector<uint64_t> tickets;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    while (!digest->Submit(pieces[i].position, data.data() + pieces[i].position, pieces[i].length, i)) {
+      pollfd p{digest->wake_fd(), POLLIN, 0};
+      poll(&p, 1, 10000);
+      digest->Reap(&tickets);
+    }
+  }
+  std::string why;
+  REQUIRE(digest->Finish(total, &why));
+  CHECK(!overlapped);
+  CHECK(in_order);
+  CHECK(stream.FinalHex() == want);
+  digest->Reap(&tickets);
+  CHECK_EQ(tickets.size(), pieces.size());
+  // A gap that never closes: the pieces behind it come back, Finish says what was fed.
+  fed = 0;
+  std::unique_ptr<SerialDigest> gap = SerialDigest::Create(*pool, [&](const uint8_t*, size_t n) { fed += n; }, limits, &error);
+  REQUIRE(gap);
+  CHECK(gap->Submit(0, data.data(), 1000, 0));
+  CHECK(gap->Submit(2000, data.data() + 2000, 1000, 2));
+  CHECK(gap->Submit(3000, data.data() + 3000, 1000, 3));
+  CHECK(!gap->Finish(4000, &why));
+  CHECK(Contains(why, "[0, 1000)"));
+  tickets.clear();
+  gap->Reap(&tickets);
+  CHECK_EQ(tickets.size(), 3u);
+  CHECK_EQ(fed, 1000u);
+  // And a digest destroyed with pieces stuck behind a gap does not hang.
+  std::unique_ptr<SerialDigest> dropped = SerialDigest::Create(*pool, [](const uint8_t*, size_t) {}, limits, &error);
+  REQUIRE(dropped);
+  CHECK(dropped->Submit(5000, data.data() + 5000, 10, 9));
+  dropped.reset();
+}
+
 // ---- The per-block digest table ----------------------------------------------------
 
 Xxh128 FakeDigest(uint64_t block, uint64_t salt) { return Xxh128{block * 0x9E3779B97F4A7C15ull ^ salt, ~block + salt}; }
@@ -586,6 +655,7 @@ int main() {
   RunTest("BLAKE3 tree: subtree decomposition", TestSubtreeDecomposition);
   RunTest("hash pool: every task runs, threads capped", TestPoolRunsEverything);
   RunTest("parallel BLAKE3: bounded pieces, tickets, digest", TestParallelBlake3);
+  RunTest("serial digest: in input order off the I/O thread; gaps", TestSerialDigest);
   RunTest("XXH3-128: libxxhash loaded at run time, against xxhsum -H2", TestXxhashLibrary);
   RunTest("parallel XXH3-128 per block", TestParallelXxh3Blocks);
   RunTest("digest table: in memory, blocks without a digest", TestDigestTableInMemory);
