@@ -178,7 +178,7 @@ const USAGE_ROWS: Row[] = [
   { name: '--mapfile without a value', args: io('--mapfile'), exit: 2, stderr: /option '--mapfile' needs a value/ },
   { name: '--retries=-1', args: io('--retries=-1'), exit: 2, stderr: /invalid option '--retries=-1': must be an integer from 0 to 1000$/ },
   { name: '--retries=1001', args: io('--retries=1001'), exit: 2, stderr: /invalid option '--retries=1001'/ },
-  { name: '--hash=crc32', args: io('--hash=crc32'), exit: 2, stderr: /invalid option '--hash=crc32': must be one of 'sha256', /  },
+  { name: '--hash=crc32', args: io('--hash=crc32'), exit: 2, stderr: /invalid option '--hash=crc32': must be one of 'blake3', 'sha256', /  },
   { name: '--rate=-1', args: io('--rate=-1'), exit: 2, stderr: /invalid option '--rate=-1': must be a rate in bytes per second/ },
   { name: '--rate=fast', args: io('--rate=fast'), exit: 2, stderr: /invalid option '--rate=fast'/ },
   { name: '--rate=-5M', args: io('--rate=-5M'), exit: 2, stderr: /invalid option '--rate=-5M'/ },
