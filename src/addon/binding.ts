@@ -259,33 +259,50 @@ export interface NativeBinding {
 
 const EXPECTED_ABI_VERSION = 3;
 
-/** Where the addon is looked for; DEVMOVE_NATIVE_PATH selects another build (the sanitizer build). */
+/** The package's root: dist/addon/binding.js and the bundled CLI dist/cli/main.js both sit two levels below it. */
+const PACKAGE_ROOT = path.join(__dirname, '..', '..');
+
+/**
+ * Which devmove.node to load. DEVMOVE_NATIVE_PATH selects another build (the sanitizer build).
+ * Otherwise node-gyp-build chooses, as in node-usb and leveldown: a build from source in
+ * build/Release first, else the binary shipped in prebuilds/<platform>-<arch>/ whose tags fit
+ * this process (Node-API, so one binary for every Node version; glibc or musl).
+ */
 export function nativePath(): string {
   const override = process.env.DEVMOVE_NATIVE_PATH;
   if (override) return path.resolve(override);
-  return path.join(__dirname, '..', '..', 'build', 'Release', 'devmove.node');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+  return nodeGypBuild.path(PACKAGE_ROOT);
 }
 
 let cached: NativeBinding | undefined;
+
+/** One actionable error for every way loading fails: none found, wrong platform, or dlopen refused it. */
+function loadError(file: string | undefined, cause: unknown): Error {
+  const reason = cause instanceof Error ? cause.message.split('\n')[0] : String(cause);
+  const what = file === undefined ? 'its native addon' : `its native addon ${file}`;
+  const fix = process.env.DEVMOVE_NATIVE_PATH
+    ? 'DEVMOVE_NATIVE_PATH must name a devmove.node built for this system'
+    : 'devmove ships a prebuilt binary for linux-x64 with glibc >= 2.28; elsewhere build it from source with ' +
+      '`npm rebuild devmove` (needs python3, make and g++; npm >= 11 runs a dependency\'s build only once ' +
+      'allowed: `npm install-scripts approve devmove`), or set DEVMOVE_NATIVE_PATH to a built devmove.node';
+  return new Error(`devmove could not load ${what}: ${reason}. ${fix}.`, { cause });
+}
 
 export function loadNative(): NativeBinding {
   if (cached) return cached;
   if (process.platform !== 'linux') {
     throw new Error(`devmove runs on Linux only (io_uring and O_DIRECT); this is ${process.platform}`);
   }
-  const file = nativePath();
+  let file: string | undefined;
   let binding: NativeBinding;
   try {
+    file = nativePath();
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     binding = require(file) as NativeBinding;
   } catch (cause) {
-    const reason = cause instanceof Error ? cause.message.split('\n')[0] : String(cause);
-    throw new Error(
-      `devmove could not load its native addon ${file}: ${reason}. ` +
-        'Build it with `npm rebuild devmove` (needs python3, make and g++), ' +
-        'or set DEVMOVE_NATIVE_PATH to a built devmove.node.',
-      { cause },
-    );
+    throw loadError(file, cause);
   }
   if (binding.abiVersion !== EXPECTED_ABI_VERSION) {
     throw new Error(

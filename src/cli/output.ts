@@ -16,6 +16,22 @@ export interface CliIo {
   stderr: NodeJS.WritableStream & { isTTY?: boolean };
 }
 
+/**
+ * The process's own stdout and stderr, created on first use: Node builds a stream (and loads
+ * net/stream) when process.stdout is first read, ~3 ms that a copy can spend after the engine has
+ * started, or never (status=none without --json writes nothing on success).
+ */
+export function processIo(): CliIo {
+  return {
+    get stdout() {
+      return process.stdout;
+    },
+    get stderr() {
+      return process.stderr;
+    },
+  };
+}
+
 export function version(): string {
   const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
   return pkg.version;

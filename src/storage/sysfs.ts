@@ -122,7 +122,9 @@ export function blockInfoByName(name: string): BlockInfo | undefined {
       sizeBytes: info.sizeBytes,
     };
   } else {
-    info.partitions = listDir(dir).filter((entry) => fs.existsSync(path.join(dir, entry, 'partition')));
+    // The kernel names a partition after its disk (sda1, loop0p1, nvme0n1p2): test only those
+    // entries, not each of a disk's ~20 attribute files (one access() each, at every copy's start).
+    info.partitions = listDir(dir).filter((entry) => entry.startsWith(name) && fs.existsSync(path.join(dir, entry, 'partition')));
   }
   const backingFile = readText(path.join(dir, 'loop', 'backing_file'));
   if (backingFile !== undefined) {
