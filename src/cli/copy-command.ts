@@ -10,7 +10,8 @@ import {
 } from '../base/types';
 import { resolveDevicePath } from '../devices/manager';
 import { parseRate, UsageError, type DdInvocation } from './dd-args';
-import { EXIT_FAILURE, EXIT_OK, liveLine, records, transferLine, type CliIo } from './output';
+import { EXIT_FAILURE, EXIT_OK, records, transferLine, type CliIo } from './output';
+import { DEFAULT_COLUMNS, figuresOf, progressLine } from './progress-view';
 
 /** Build copy() options from a dd invocation. */
 export function optionsFromInvocation(inv: DdInvocation): CopyOptions {
@@ -147,7 +148,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
     if (inv.json) {
       io.stdout.write(`${JSON.stringify({ type: 'progress', ...p })}\n`);
     } else if (showLive) {
-      io.stderr.write(`\r\x1b[K${liveLine(p)}`);
+      io.stderr.write(`\r\x1b[K${progressLine(figuresOf(p), (io.stderr as { columns?: number }).columns || DEFAULT_COLUMNS)}`);
       liveShown = true;
     } else if (ddProgress) {
       io.stderr.write(`\r${transferLine(p.bytesDone, p.elapsedSeconds)}`);

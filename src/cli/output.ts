@@ -4,7 +4,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { formatBytesIEC, formatBytesSI } from '../base/size';
-import type { CopyProgress } from '../base/types';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -59,17 +58,3 @@ export function transferLine(bytes: number, seconds: number): string {
   const noun = bytes === 1 ? 'byte' : 'bytes';
   return `${bytes} ${noun}${sizes} copied, ${formatSeconds(seconds)} s, ${rate}`;
 }
-
-function formatEta(seconds: number | undefined): string {
-  if (seconds === undefined || !Number.isFinite(seconds)) return '--:--';
-  const s = Math.round(seconds);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = String(s % 60).padStart(2, '0');
-  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${m}:${sec}`;
-}
-
-export function liveLine(p: CopyProgress): string {
-  return `${formatBytesIEC(p.bytesDone)} / ${formatBytesIEC(p.bytesTotal)} (${p.percent.toFixed(1)}%)  ${formatBytesSI(p.bytesPerSecond)}/s  ETA ${formatEta(p.etaSeconds)}`;
-}
-

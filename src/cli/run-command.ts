@@ -12,10 +12,11 @@ import { CopyAbortError, DevmoveError, describeErrno } from '../base/errors';
 import { runJob, type JobEvent, type JobResult, type PairOutcome } from '../jobs/job';
 import { JobFileError, parseJobFile, type JobSpec } from '../jobs/jobfile';
 import { formatBytesIEC, formatBytesSI } from '../base/size';
+import { JobDisplay } from './job-display';
 
 export interface RunIo {
   stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
 }
 
 export interface RunCommandOptions {
@@ -203,12 +204,16 @@ export async function runRunCommand(args: readonly string[], io: RunIo, options:
   if (options.signal?.aborted) onAbort();
   else options.signal?.addEventListener('abort', onAbort, { once: true });
 
+  // On a terminal: a live line per pair and a total (plain lines otherwise, and with --json/--quiet).
+  const live = !json && !quiet && io.stderr.isTTY === true ? new JobDisplay(io.stderr, spec.pairs.map((p) => p.name)) : undefined;
   // One line per pair as it finishes; --quiet keeps only the failures, on stderr.
   const printOutcome = (line: PairLine): void => {
+    live?.clear();
     if (!quiet) io.stdout.write(`${pairLine(line)}\n`);
     else if (line.status === 'failed') io.stderr.write(`devmove: ${pairLine(line)}\n`);
   };
   const onEvent = (event: JobEvent): void => {
+    live?.update(event);
     if (json) {
       if (!(quiet && event.type === 'progress')) write(eventJson(event));
     } else if (event.type === 'pair-done') {
@@ -223,6 +228,7 @@ export async function runRunCommand(args: readonly string[], io: RunIo, options:
         error: event.error,
       });
     }
+    if (event.type === 'pair-done' || event.type === 'pair-failed') live?.draw();
   };
 
   let result: JobResult;
@@ -236,6 +242,7 @@ export async function runRunCommand(args: readonly string[], io: RunIo, options:
     io.stderr.write(`devmove: ${describeError(error)}\n`);
     return 1;
   } finally {
+    live?.clear();
     if (handleSignals) {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
