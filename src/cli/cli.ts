@@ -10,6 +10,7 @@ export function helpText(): string {
   return `Usage: devmove if=SOURCE of=TARGET [OPERAND]... [OPTION]...
   or:  devmove devices [info NAME | watch] [--json]
   or:  devmove run JOBFILE [--json]
+  or:  devmove map MAPFILE [--svg OUT]
   or:  devmove demo
 Copy a block device or image file to another at the speed of the slower
 device: io_uring with O_DIRECT over a ring of aligned buffers, no page cache,
@@ -19,6 +20,7 @@ as sdb, loop3, 7:3) or regular files. Before the first write devmove refuses a
 target that is mounted, held by LVM/md/dm, read-only, too small, or the source
 itself or overlapping it (--force overrides only a read-only mount or holders).
 devmove devices lists block devices; devmove devices watch follows hot-plug.
+devmove map draws a ddrescue mapfile (--mapfile) as a block grid, or as SVG.
 
 ${DD_HELP_OPERANDS}
 Defaults: I/O size ${DEFAULT_BLOCK_SIZE / 1024} KiB unless bs= is given (sizes above 1 GiB are copied
@@ -46,6 +48,10 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
     // Loaded on demand: a copy never needs the device manager's command line.
     const { runDevicesCommand } = await import('./devices-command');
     return runDevicesCommand(argv.slice(1), io);
+  }
+  if (argv[0] === 'map') {
+    const { runMapCommand } = await import('./map-command');
+    return runMapCommand(argv.slice(1), io);
   }
   if (argv[0] === 'run') {
     const { runRunCommand } = await import('./run-command');
