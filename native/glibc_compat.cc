@@ -18,6 +18,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -36,6 +37,7 @@ int devmove_pthread_join(pthread_t, void**);
 int devmove_pthread_detach(pthread_t);
 int devmove_pthread_once(pthread_once_t*, void (*)());
 int devmove_pthread_key_create(pthread_key_t*, void (*)(void*));
+int devmove_pthread_sigmask(int, const sigset_t*, sigset_t*);
 void* devmove_dlopen(const char*, int);
 void* devmove_dlsym(void*, const char*);
 char* devmove_dlerror();
@@ -48,6 +50,7 @@ __asm__(".symver devmove_pthread_join, pthread_join@GLIBC_2.2.5");
 __asm__(".symver devmove_pthread_detach, pthread_detach@GLIBC_2.2.5");
 __asm__(".symver devmove_pthread_once, pthread_once@GLIBC_2.2.5");
 __asm__(".symver devmove_pthread_key_create, __pthread_key_create@GLIBC_2.2.5");
+__asm__(".symver devmove_pthread_sigmask, pthread_sigmask@GLIBC_2.2.5");
 __asm__(".symver devmove_dlopen, dlopen@GLIBC_2.2.5");
 __asm__(".symver devmove_dlsym, dlsym@GLIBC_2.2.5");
 __asm__(".symver devmove_dlerror, dlerror@GLIBC_2.2.5");
@@ -66,6 +69,9 @@ DEVMOVE_WRAP int __wrap_pthread_detach(pthread_t t) { return devmove_pthread_det
 DEVMOVE_WRAP int __wrap_pthread_once(pthread_once_t* o, void (*f)()) { return devmove_pthread_once(o, f); }
 DEVMOVE_WRAP int __wrap___pthread_key_create(pthread_key_t* k, void (*d)(void*)) {
   return devmove_pthread_key_create(k, d);
+}
+DEVMOVE_WRAP int __wrap_pthread_sigmask(int how, const sigset_t* set, sigset_t* old) {
+  return devmove_pthread_sigmask(how, set, old);
 }
 DEVMOVE_WRAP void* __wrap_dlopen(const char* file, int mode) { return devmove_dlopen(file, mode); }
 DEVMOVE_WRAP void* __wrap_dlsym(void* handle, const char* name) { return devmove_dlsym(handle, name); }

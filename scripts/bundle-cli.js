@@ -15,7 +15,7 @@ const BANNER = '// devmove CLI bundle (scripts/bundle-cli.js): do not edit; buil
 if (fs.readFileSync(CLI, 'utf8').startsWith(BANNER)) {
   throw new Error(`${CLI} is already a bundle: run tsc first (npm run build does both)`);
 }
-esbuild.buildSync({
+esbuild.build({
   entryPoints: [CLI],
   outfile: CLI,
   allowOverwrite: true,
@@ -29,5 +29,15 @@ esbuild.buildSync({
   // tsc's maps are read, so the bundle's map points at src/*.ts.
   sourcemap: 'linked',
   banner: { js: BANNER },
+  // The SIGUSR1 guard stays its own module: main.js loads it first, before this bundle, and the
+  // copy's statistics reporter must register with that same instance.
+  plugins: [
+    {
+      name: 'signal-guard-external',
+      setup(build) {
+        build.onResolve({ filter: /^\.\/signal-guard$/ }, (args) => ({ path: args.path, external: true }));
+      },
+    },
+  ],
   logLevel: 'warning',
-});
+}).catch(() => process.exit(1));

@@ -71,7 +71,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
       const { runDemo } = await import('./demo');
       return await runDemo(inv, io);
     }
-    return await runCopy(inv, { io, handleSignals: true });
+    return await runCopy(inv, { io, handleSignals: true, argv });
   } catch (error) {
     if (error instanceof UsageError) {
       io.stderr.write(`devmove: ${error.message}\nTry 'devmove --help' for more information.\n`);
@@ -83,15 +83,18 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
   }
 }
 
-/** Runs the command line with these arguments and sets the exit code (the bin, src/cli/main.ts, calls it). */
+/** Runs the command line with these arguments and exits with its status (the bin, src/cli/main.ts, calls it). */
 export function run(argv: readonly string[]): void {
+  // process.exit(), not exitCode: a natural end tears the environment down, which closes the
+  // SIGUSR1 handle and restores the signal's default action (terminate) for the last milliseconds,
+  // so a dd user's SIGUSR1 then would kill a copy that has already succeeded. exit() skips that
+  // teardown. Standard output and error are synchronous on Linux (files, pipes, terminals), so
+  // nothing written is lost.
   main(argv).then(
-    (code) => {
-      process.exitCode = code;
-    },
+    (code) => process.exit(code),
     (error: unknown) => {
       process.stderr.write(`devmove: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-      process.exitCode = EXIT_FAILURE;
+      process.exit(EXIT_FAILURE);
     },
   );
 }

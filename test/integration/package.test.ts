@@ -55,7 +55,7 @@ function pathWithoutCompiler(dir: string): string {
 function pack(work: string): string {
   const stage = path.join(work, 'stage');
   fs.mkdirSync(path.join(stage, 'scripts'), { recursive: true });
-  for (const entry of ['package.json', 'tsconfig.json', 'README.md', 'binding.gyp', 'CMakeLists.txt', 'src', 'native']) {
+  for (const entry of ['package.json', 'tsconfig.json', 'README.md', 'binding.gyp', 'CMakeLists.txt', 'bin', 'src', 'native']) {
     fs.cpSync(path.join(ROOT, entry), path.join(stage, entry), { recursive: true });
   }
   fs.copyFileSync(path.join(ROOT, 'scripts', 'bundle-cli.js'), path.join(stage, 'scripts', 'bundle-cli.js'));
@@ -95,7 +95,7 @@ describe.skipIf(missingTools.length > 0)(`the packed package (needs ${['npm', 'm
 
   it('the tarball holds the prebuilt binary, the bundled CLI and the sources to build from, not a local build', () => {
     const files = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' }).split('\n');
-    for (const f of ['prebuilds/linux-x64/devmove.glibc.node', 'dist/cli/main.js', 'dist/cli/cli.js', 'dist/index.js', 'binding.gyp', 'native/sources.json', 'native/addon.cc']) {
+    for (const f of ['prebuilds/linux-x64/devmove.glibc.node', 'bin/devmove', 'dist/cli/main.js', 'dist/cli/signal-guard.js', 'dist/cli/cli.js', 'dist/index.js', 'binding.gyp', 'native/sources.json', 'native/addon.cc']) {
       expect(files).toContain(`package/${f}`);
     }
     expect(files.filter((f) => f.startsWith('package/build/') || f.startsWith('package/src/') || f.startsWith('package/test/'))).toEqual([]);
