@@ -454,6 +454,8 @@ function phases(run) {
     nodeBootstrapMs: h.bootstrapComplete - h.v8Start,
     // ours: loading dist/*.js, parsing the operands, planning, safety checks, loading the addon
     devmoveJsToEngineStartMs: h.jobCreated - h.bootstrapComplete,
+    // the CPU this process spent over that stretch (user + system; robust against neighbours)
+    devmoveJsToEngineStartCpuMs: h.jobCreatedCpuMs - h.preloadCpuMs,
     // of which: reading and compiling the modules cli/main.js requires (copy, devices, safety, …)
     ourModuleLoadMs: h.ourModuleLoadMs,
     // the checks before the first write (stat, sysfs, mountinfo)
