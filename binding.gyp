@@ -1,6 +1,6 @@
 {
   "variables": {
-    # 1 when this Node runs on glibc (not musl): the x86-64 glibc binary gets the
+    # 1 when this Node runs on glibc (not musl): the x86-64 and arm64 glibc binaries get the
     # symbol-version shims of native/glibc_compat.cc.
     "devmove_glibc%": "<!(node -p \"process.report.getReport().header.glibcVersionRuntime ? 1 : 0\")"
   },
@@ -26,7 +26,7 @@
       "ldflags": ["-static-libstdc++", "-Wl,--exclude-libs,ALL"],
       "conditions": [
         ["OS!='linux'", {"type": "none"}],
-        ["OS=='linux' and target_arch=='x64' and devmove_glibc==1", {
+        ["OS=='linux' and target_arch in ('x64', 'arm64') and devmove_glibc==1", {
           "defines": ["DEVMOVE_GLIBC_COMPAT"],
           "ldflags": [
             "-Wl,--wrap=pthread_create,--wrap=pthread_join,--wrap=pthread_detach,--wrap=pthread_once,--wrap=__pthread_key_create,--wrap=pthread_sigmask",

@@ -13,7 +13,7 @@
 // above 2.28 in `objdump -T` of the packed binary.
 #include <features.h>  // defines __GLIBC__ (or not, on musl)
 
-#if defined(__GLIBC__) && defined(__x86_64__) && defined(DEVMOVE_GLIBC_COMPAT)
+#if defined(__GLIBC__) && (defined(__x86_64__) || defined(__aarch64__)) && defined(DEVMOVE_GLIBC_COMPAT)
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -25,13 +25,20 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-// Before glibc 2.33 stat() was an inline wrapper around __xstat64(version, ...).
+// The first symbol version of each architecture's glibc (every function below has had it since),
+// and, for stat: before glibc 2.33 stat() was an inline wrapper around __xstat64(_STAT_VER, ...).
+#if defined(__x86_64__)
+#define DEVMOVE_GLIBC_BASE "GLIBC_2.2.5"
 static constexpr int kStatVersionLinux = 1;  // _STAT_VER_LINUX on x86-64
+#else
+#define DEVMOVE_GLIBC_BASE "GLIBC_2.17"
+static constexpr int kStatVersionLinux = 0;  // _STAT_VER on the generic ABI (aarch64)
+#endif
 
 extern "C" {
 
-// The versions every x86-64 glibc has had since 2.2.5 (in libpthread.so.0 and
-// libdl.so.2 before 2.34, which Node itself links).
+// The versions every glibc of the architecture has had from its first release (in
+// libpthread.so.0 and libdl.so.2 before 2.34, which Node itself links).
 int devmove_pthread_create(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);
 int devmove_pthread_join(pthread_t, void**);
 int devmove_pthread_detach(pthread_t);
@@ -45,19 +52,19 @@ int devmove_dlclose(void*);
 int devmove_xstat64(int, const char*, struct stat64*);
 int devmove_lxstat64(int, const char*, struct stat64*);
 int devmove_fxstat64(int, int, struct stat64*);
-__asm__(".symver devmove_pthread_create, pthread_create@GLIBC_2.2.5");
-__asm__(".symver devmove_pthread_join, pthread_join@GLIBC_2.2.5");
-__asm__(".symver devmove_pthread_detach, pthread_detach@GLIBC_2.2.5");
-__asm__(".symver devmove_pthread_once, pthread_once@GLIBC_2.2.5");
-__asm__(".symver devmove_pthread_key_create, __pthread_key_create@GLIBC_2.2.5");
-__asm__(".symver devmove_pthread_sigmask, pthread_sigmask@GLIBC_2.2.5");
-__asm__(".symver devmove_dlopen, dlopen@GLIBC_2.2.5");
-__asm__(".symver devmove_dlsym, dlsym@GLIBC_2.2.5");
-__asm__(".symver devmove_dlerror, dlerror@GLIBC_2.2.5");
-__asm__(".symver devmove_dlclose, dlclose@GLIBC_2.2.5");
-__asm__(".symver devmove_xstat64, __xstat64@GLIBC_2.2.5");
-__asm__(".symver devmove_lxstat64, __lxstat64@GLIBC_2.2.5");
-__asm__(".symver devmove_fxstat64, __fxstat64@GLIBC_2.2.5");
+__asm__(".symver devmove_pthread_create, pthread_create@" DEVMOVE_GLIBC_BASE);
+__asm__(".symver devmove_pthread_join, pthread_join@" DEVMOVE_GLIBC_BASE);
+__asm__(".symver devmove_pthread_detach, pthread_detach@" DEVMOVE_GLIBC_BASE);
+__asm__(".symver devmove_pthread_once, pthread_once@" DEVMOVE_GLIBC_BASE);
+__asm__(".symver devmove_pthread_key_create, __pthread_key_create@" DEVMOVE_GLIBC_BASE);
+__asm__(".symver devmove_pthread_sigmask, pthread_sigmask@" DEVMOVE_GLIBC_BASE);
+__asm__(".symver devmove_dlopen, dlopen@" DEVMOVE_GLIBC_BASE);
+__asm__(".symver devmove_dlsym, dlsym@" DEVMOVE_GLIBC_BASE);
+__asm__(".symver devmove_dlerror, dlerror@" DEVMOVE_GLIBC_BASE);
+__asm__(".symver devmove_dlclose, dlclose@" DEVMOVE_GLIBC_BASE);
+__asm__(".symver devmove_xstat64, __xstat64@" DEVMOVE_GLIBC_BASE);
+__asm__(".symver devmove_lxstat64, __lxstat64@" DEVMOVE_GLIBC_BASE);
+__asm__(".symver devmove_fxstat64, __fxstat64@" DEVMOVE_GLIBC_BASE);
 
 #define DEVMOVE_WRAP __attribute__((visibility("hidden")))
 
