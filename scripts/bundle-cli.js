@@ -23,6 +23,9 @@ esbuild.build({
   platform: 'node',
   format: 'cjs',
   target: 'node20',
+  // A package's ES module build where it has one (jsonc-parser's UMD build requires its parts in a
+  // way a bundler cannot follow).
+  mainFields: ['module', 'main'],
   // Smaller source for V8 to pre-parse; identifiers are kept, so stack traces stay readable.
   minifyWhitespace: true,
   minifySyntax: true,

@@ -58,3 +58,14 @@ export function transferLine(bytes: number, seconds: number): string {
   const noun = bytes === 1 ? 'byte' : 'bytes';
   return `${bytes} ${noun}${sizes} copied, ${formatSeconds(seconds)} s, ${rate}`;
 }
+
+
+/**
+ * The parenthesis every error line ends with: which system call failed and where, or that devmove
+ * refused before writing anything.
+ */
+export function errorClause(error: { code: string; syscall?: string; operation?: string; offset?: number }): string {
+  const where = error.offset !== undefined ? ` at byte ${error.offset}` : '';
+  if (error.syscall !== undefined) return `(${error.code} from ${error.syscall}${where})`;
+  return error.operation === 'copy' || error.operation === undefined ? `(${error.code}; nothing was written)` : `(${error.code} from ${error.operation})`;
+}

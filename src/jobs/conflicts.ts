@@ -8,7 +8,7 @@
 import { resolveDevicePath } from '../devices/manager';
 import { conflictReason, findConflict, type StorageUse } from '../storage/conflicts';
 import { gatherSide } from '../storage/identity';
-import { fieldPath, JobFileError, type JobPair, type JobSpec } from './jobfile';
+import { fieldPath, JobFileError, type JobPair, type JobSpec } from './spec';
 
 function sideOf(nameOrPath: string): StorageUse['side'] {
   let file = nameOrPath;

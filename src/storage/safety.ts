@@ -127,7 +127,7 @@ export function checkCopySafety(plan: NativePlan, mapfile?: string): void {
     plan.targets.forEach((t, i) => {
       // A target opened without the O_EXCL claim is a forced one.
       const refusal = assessCopy(source, plan.source.offset, targets[i], t.offset, length, mounts, !t.exclusive);
-      if (refusal) throw new DevmoveError({ errno: refusal.errno, syscall: 'open', path: refusal.path, detail: refusal.detail });
+      if (refusal) throw new DevmoveError({ errno: refusal.errno, operation: 'copy', path: refusal.path, detail: refusal.detail });
     });
   }
   const uses: StorageUse[] = [{ role: 'source', side: source, shown: plan.source.path, offset: plan.source.offset, length }];
@@ -142,7 +142,7 @@ export function checkCopySafety(plan: NativePlan, mapfile?: string): void {
     : `is the same storage as the ${other.role} ${other.shown} (${conflict.writerWhat}; ${conflict.otherWhat})`;
   throw new DevmoveError({
     errno: EINVAL,
-    syscall: 'open',
+    operation: 'copy',
     path: writer.shown,
     detail: `the ${writer.role} ${how}; ${conflictReason(writer.role, other.role, false)}`,
   });

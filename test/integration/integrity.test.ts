@@ -279,7 +279,7 @@ function inspectorPortOpen(): boolean {
 }
 
 /** Runs `args` through bin/devmove and sends SIGUSR1 every few ms from the moment Node runs until it exits. */
-async function sigusr1Burst(args: readonly string[], stopAfterMs?: number): Promise<{ run: Run; sent: number; listeners: string[] }> {
+async function sigusr1Burst(args: readonly string[], stopWhen?: RegExp): Promise<{ run: Run; sent: number; listeners: string[] }> {
   // The launcher runs the Node that runs this test (CI runs the suite under several).
   const child: ChildProcess = spawn(BIN, [...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DEVMOVE_NODE: process.execPath } });
   let stdout = '';
@@ -318,7 +318,8 @@ async function sigusr1Burst(args: readonly string[], stopAfterMs?: number): Prom
     }
     listeners.push(...listeningSockets(pid));
     if (inspectorPortOpen()) listeners.push('127.0.0.1:9229');
-    if (stopAfterMs !== undefined && Date.now() - started > stopAfterMs) child.kill('SIGINT');
+    // Stop a command that runs until interrupted once it says it runs (and has burst a while).
+    if (stopWhen !== undefined && stopWhen.test(stderr) && Date.now() - started > 300) child.kill('SIGINT');
     await new Promise((r) => setTimeout(r, 3));
   }
   const { code, signal } = await exited;
@@ -333,16 +334,16 @@ describe.skipIf(skipWithoutLoop)('SIGUSR1 never opens a debugger', () => {
     const src = makeImage(dir, 'src.img', 32 * MiB);
     const job = path.join(dir, 'job.json');
     fs.writeFileSync(job, JSON.stringify({ version: 1, pairs: [{ source: src, target: path.join(dir, 'j.img'), rate: '64M' }] }));
-    const cases: Array<{ args: string[]; stopAfterMs?: number; code: number }> = [
+    const cases: Array<{ args: string[]; stopWhen?: RegExp; code: number }> = [
       { args: [`if=${src}`, `of=${path.join(dir, 'c.img')}`, '--rate=64M'], code: 0 },
       { args: ['run', job], code: 0 },
       { args: ['devices'], code: 0 },
-      { args: ['devices', 'watch'], stopAfterMs: 400, code: 0 },
+      { args: ['devices', 'watch'], stopWhen: /watching block devices/, code: 0 },
       { args: ['--help'], code: 0 },
       { args: ['--version'], code: 0 },
     ];
     for (const c of cases) {
-      const { run, sent, listeners } = await sigusr1Burst(c.args, c.stopAfterMs);
+      const { run, sent, listeners } = await sigusr1Burst(c.args, c.stopWhen);
       expect(listeners, c.args.join(' ')).toEqual([]);
       expect(run.signal, `${c.args.join(' ')}: ${run.stderr}`).toBeNull();
       expect(run.code, `${c.args.join(' ')}: ${run.stderr}`).toBe(c.code);
