@@ -1,5 +1,5 @@
-// Bundles the command line (dist/cli/cli.js and every module of dist/ it requires, plus
-// node-gyp-build) into that one file, in place, after tsc. The CLI then reads and compiles one file
+// Bundles the command line (dist/cli/cli.js and every module of dist/ it requires) into that one
+// file, in place, after tsc. The CLI then reads and compiles one file
 // instead of ~20 at every start (README, Start-up). The library (dist/index.js) stays unbundled.
 // Run by `npm run build` and `prepare` (so by `npm ci` and `npm pack`); after a bare `tsc`, the
 // unbundled dist/cli/cli.js runs the same code from separate files.
@@ -23,9 +23,9 @@ esbuild.build({
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  // A package's ES module build where it has one (jsonc-parser's UMD build requires its parts in a
-  // way a bundler cannot follow).
-  mainFields: ['module', 'main'],
+  // devmove's own modules only: dependencies (node-gyp-build, jsonc-parser) stay packages, loaded
+  // from node_modules when needed (the JSON parser only by `devmove run`).
+  packages: 'external',
   // Smaller source for V8 to pre-parse; identifiers are kept, so stack traces stay readable.
   minifyWhitespace: true,
   minifySyntax: true,
