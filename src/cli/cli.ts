@@ -24,8 +24,8 @@ devmove map draws a ddrescue mapfile (--mapfile) as a block grid, or as SVG.
 
 ${DD_HELP_OPERANDS}
 Defaults: I/O size ${DEFAULT_BLOCK_SIZE / 1024} KiB unless bs= is given (sizes above 1 GiB are copied
-in 1 GiB I/Os), ${DEFAULT_QUEUE_DEPTH} I/Os in flight. A live progress line is shown when
-standard error is a terminal; kill -USR1 PID prints the statistics like dd.
+in 1 GiB I/Os), ${DEFAULT_QUEUE_DEPTH} I/Os in flight. A live progress line (bar, percent, rate,
+ETA) is shown when standard error is a terminal; kill -USR1 PID prints the statistics like dd.
 
 Exit status:
   0  the copy completed and is durable on TARGET

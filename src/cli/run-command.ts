@@ -55,6 +55,10 @@ resolved against the job file's directory.
            pair-failed events, then {"type":"result","pairs":[...]}
   --quiet  print only failures (with --json: no progress events)
 
+On a terminal (standard error), a live line per pair (bar, percent, rate,
+ETA) and a total are redrawn in place; each pair's result line is printed as
+it finishes.
+
 Exit status: 0 every pair done, 1 a pair failed, 2 bad job file or usage,
 130 after SIGINT, 143 after SIGTERM (every pair cancelled and flushed).
 `;
