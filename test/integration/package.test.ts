@@ -21,8 +21,19 @@ const missingTools = ['npm', 'make', 'g++', 'strip', 'readelf', 'objdump', 'tar'
 /** What a compiler toolchain is made of: none of these may be on the no-compiler PATH. */
 const TOOLCHAIN = /^(make|gmake|cc|c\+\+|gcc|g\+\+|cpp|clang.*|(gcc|g\+\+|cpp)-\d+|.*-linux-gnu-.*|python.*|cmake|ld(\..*)?|as)$/;
 
+/**
+ * A user's environment: without the sanitizer build's addon override and runtime preload
+ * (`npm run test:sanitize` runs this suite with them; the package must find its own binary, and
+ * the compilers and npm are tools here, not code under test).
+ */
+function userEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env = { ...process.env, ...extra };
+  for (const name of ['DEVMOVE_NATIVE_PATH', 'LD_PRELOAD', 'ASAN_OPTIONS', 'UBSAN_OPTIONS']) delete env[name];
+  return env;
+}
+
 function run(cmd: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): SpawnSyncReturns<string> {
-  const result = spawnSync(cmd, args, { ...options, encoding: 'utf8', timeout: TIMEOUT_MS, maxBuffer: 64 * MiB });
+  const result = spawnSync(cmd, args, { cwd: options.cwd, env: options.env ?? userEnv(), encoding: 'utf8', timeout: TIMEOUT_MS, maxBuffer: 64 * MiB });
   if (result.error) throw result.error;
   return result;
 }
@@ -117,7 +128,7 @@ describe.skipIf(missingTools.length > 0)(`the packed package (needs ${['npm', 'm
   });
 
   it('installs with no compiler on PATH, loads the prebuild and copies (CLI and library)', () => {
-    const env = { ...process.env, PATH: noCompilerPath };
+    const env = userEnv({ PATH: noCompilerPath });
     for (const tool of ['make', 'g++', 'gcc', 'cc', 'c++']) {
       expect(spawnSync('sh', ['-c', `command -v ${tool}`], { env }).status, `${tool} on the no-compiler PATH`).not.toBe(0);
     }
