@@ -4,7 +4,8 @@
 // which watches a udev netlink socket on the env's libuv loop.
 //
 // Errors are thrown as JS Errors carrying `sysError: {errno (positive),
-// syscall, path?, detail?}`; src/devices.ts turns them into DevmoveErrors.
+// syscall, path?, detail?}` (sys_error_js.h); src/devices/manager.ts turns
+// them into DevmoveErrors.
 #pragma once
 
 #include <napi.h>
@@ -20,29 +21,12 @@
 #include <vector>
 
 #include "sys_error.h"
+#include "sys_error_js.h"
 #include "udev.h"
 #include "udev_library.h"
 
 namespace devmove {
 namespace udev_node {
-
-inline Napi::Object SysErrorToJs(Napi::Env env, const SysError& e) {
-  Napi::Object info = Napi::Object::New(env);
-  info.Set("errno", e.errno_value);
-  info.Set("syscall", e.syscall);
-  if (!e.path.empty()) info.Set("path", e.path);
-  if (!e.message.empty()) info.Set("detail", e.message);
-  return info;
-}
-
-inline Napi::Error ToJsError(Napi::Env env, const SysError& e) {
-  std::string message = e.syscall;
-  if (!e.path.empty()) message += " '" + e.path + "'";
-  message += ": " + (e.message.empty() ? std::string(strerror(e.errno_value)) : e.message);
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("sysError", SysErrorToJs(env, e));
-  return error;
-}
 
 // Per-env state: the library, loaded on the first device-manager call (never
 // at addon load), and retried on the next call while it is missing.
