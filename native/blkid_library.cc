@@ -4,9 +4,12 @@
 #include <errno.h>
 #include <sys/sysmacros.h>
 
+#include <atomic>
 #include <cassert>
 #include <cstdio>
 #include <cstring>
+#include <system_error>
+#include <thread>
 
 namespace devmove {
 
@@ -82,6 +85,7 @@ std::shared_ptr<const BlkidLibrary> BlkidLibrary::Load(const std::string& name, 
                             name + " lacks " + missing + ": install a current libblkid1 package");
     return nullptr;
   }
+  if (Resolve(handle, "blkid_init_debug", &a.blkid_init_debug)) a.blkid_init_debug(0);
   return lib;
 }
 
@@ -90,6 +94,34 @@ BlkidLibrary::~BlkidLibrary() {
 }
 
 // ---- BlkidProbe ---------------------------------------------------------------
+
+std::vector<BlkidProbeOutcome> BlkidProbe::ProbeAll(const std::shared_ptr<const BlkidLibrary>& library,
+                                                    const std::vector<BlkidProbeRequest>& requests, size_t threads_max) {
+  assert(library != nullptr && threads_max >= 1 && threads_max <= kBlkidProbeThreadsMax);
+  std::vector<BlkidProbeOutcome> outcomes(requests.size());
+  std::atomic<size_t> next{0};
+  // Each worker takes the next request until none is left; every outcome
+  // slot is written by exactly one thread and read after the joins.
+  auto work = [&]() {
+    for (size_t i = next.fetch_add(1); i < requests.size(); i = next.fetch_add(1)) {
+      std::unique_ptr<BlkidProbe> probe = Open(library, requests[i].path, &outcomes[i].error);
+      if (probe) outcomes[i].error = probe->Probe(requests[i].partitions, &outcomes[i].result);
+    }
+  };
+  std::vector<std::thread> helpers;
+  const size_t threads = std::min(threads_max, requests.size());
+  for (size_t t = 1; t < threads; ++t) {
+    try {
+      helpers.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;  // no more threads (EAGAIN): the ones running, and this one, do the rest
+    }
+  }
+  work();  // the calling thread probes too
+  for (std::thread& helper : helpers) helper.join();
+  assert(next.load() >= requests.size());
+  return outcomes;
+}
 
 std::unique_ptr<BlkidProbe> BlkidProbe::Open(std::shared_ptr<const BlkidLibrary> library, const std::string& path,
                                              SysError* error) {

@@ -14,6 +14,7 @@
 // BlkidLibrary: the handle and its function table, immutable and shared by
 // every probe made from it, so dlclose runs after the last probe is gone.
 // BlkidProbe: one RAII probe of one device node (blkid_free_probe closes it).
+// ProbeAll: many devices at once, on a few threads (see there why).
 // No process-global state: each Node environment loads its own library
 // object (dlopen reference-counts the mapping). Pure C++, no Node-API.
 #pragma once
@@ -69,6 +70,10 @@ struct BlkidApi {
   unsigned long long (*blkid_partition_get_flags)(blkid_partition_t);
   blkid_parttable_t (*blkid_partition_get_table)(blkid_partition_t);
   const char* (*blkid_parttable_get_type)(blkid_parttable_t);
+  // Optional (BLKID_2.23; nullptr when absent): reads LIBBLKID_DEBUG into the
+  // library's one global, called once at load so that probes on several
+  // threads never race to initialise it.
+  void (*blkid_init_debug)(int);
 };
 
 class BlkidLibrary {
@@ -119,8 +124,34 @@ struct BlkidProbeResult {
   std::vector<BlkidPartitionEntry> entries;
 };
 
+// One device to probe, and the kernel partitions of it (a whole disk) whose
+// table entries are wanted.
+struct BlkidProbeRequest {
+  std::string path;
+  std::vector<std::pair<uint32_t, uint32_t>> partitions;
+};
+
+struct BlkidProbeOutcome {
+  SysError error;  // failed(): the device could not be opened or read
+  BlkidProbeResult result;
+};
+
+// Upper bound on the threads ProbeAll uses.
+constexpr size_t kBlkidProbeThreadsMax = 8;
+
 class BlkidProbe {
  public:
+  // Probes every request, up to `threads_max` devices at once, and returns
+  // once all are done (outcomes in request order). Why threads: a probe is
+  // ~40 small reads, and the kernel drops a block device's page cache at its
+  // last close, so each one goes to the device (measured on a loop device:
+  // 1.3-2 ms per probe, 0.09 ms while another descriptor held the device
+  // open); probes of different devices wait in parallel. Each thread has its
+  // own probe objects; libblkid keeps no shared state between probes (its
+  // debug mask is initialised at load, see BlkidApi::blkid_init_debug).
+  static std::vector<BlkidProbeOutcome> ProbeAll(const std::shared_ptr<const BlkidLibrary>& library,
+                                                 const std::vector<BlkidProbeRequest>& requests, size_t threads_max);
+
   // Opens `path` read-only. nullptr + error (errno of the open: EACCES,
   // ENOENT, ENOMEDIUM, ...; syscall "open") on failure.
   static std::unique_ptr<BlkidProbe> Open(std::shared_ptr<const BlkidLibrary> library, const std::string& path,

@@ -59,7 +59,12 @@ class BlkidEnv {
   std::shared_ptr<const BlkidLibrary> library_;
 };
 
-constexpr const char* kProbeUsage = "blkidProbe(path: string, partitions: Array<[major: number, minor: number]>)";
+constexpr const char* kProbeUsage =
+    "blkidProbe(requests: Array<{ path: string, partitions: Array<[major: number, minor: number]> }>)";
+// A machine has at most a few thousand block devices, a disk a few hundred
+// partitions (GPT: 128 by default).
+constexpr uint32_t kRequestsMax = 1 << 16;
+constexpr uint32_t kPartitionsMax = 1 << 16;
 
 inline uint32_t DeviceNumber(Napi::Env env, Napi::Value value) {
   if (!value.IsNumber()) throw Napi::TypeError::New(env, kProbeUsage);
@@ -71,13 +76,28 @@ inline uint32_t DeviceNumber(Napi::Env env, Napi::Value value) {
 inline std::vector<std::pair<uint32_t, uint32_t>> DeviceNumbers(Napi::Env env, Napi::Value value) {
   if (!value.IsArray()) throw Napi::TypeError::New(env, kProbeUsage);
   const Napi::Array array = value.As<Napi::Array>();
-  // A disk has at most a few hundred partitions (GPT: 128 by default).
-  if (array.Length() > 65536) throw Napi::RangeError::New(env, kProbeUsage);
+  if (array.Length() > kPartitionsMax) throw Napi::RangeError::New(env, kProbeUsage);
   std::vector<std::pair<uint32_t, uint32_t>> out;
   for (uint32_t i = 0; i < array.Length(); ++i) {
     const Napi::Value pair = array.Get(i);
     if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2) throw Napi::TypeError::New(env, kProbeUsage);
     out.emplace_back(DeviceNumber(env, pair.As<Napi::Array>().Get(0u)), DeviceNumber(env, pair.As<Napi::Array>().Get(1u)));
+  }
+  return out;
+}
+
+inline std::vector<BlkidProbeRequest> Requests(Napi::Env env, Napi::Value value) {
+  if (!value.IsArray()) throw Napi::TypeError::New(env, kProbeUsage);
+  const Napi::Array array = value.As<Napi::Array>();
+  if (array.Length() > kRequestsMax) throw Napi::RangeError::New(env, kProbeUsage);
+  std::vector<BlkidProbeRequest> out(array.Length());
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    const Napi::Value item = array.Get(i);
+    if (!item.IsObject()) throw Napi::TypeError::New(env, kProbeUsage);
+    const Napi::Value path = item.As<Napi::Object>().Get("path");
+    if (!path.IsString()) throw Napi::TypeError::New(env, kProbeUsage);
+    out[i].path = path.As<Napi::String>().Utf8Value();
+    out[i].partitions = DeviceNumbers(env, item.As<Napi::Object>().Get("partitions"));
   }
   return out;
 }
@@ -109,22 +129,7 @@ inline const char* OutcomeName(BlkidOutcome outcome) {
   return "nothing";
 }
 
-// blkidProbe(path, partitions) → { outcome, values: { TYPE, LABEL, ... },
-// entries: [{ major, minor, found, number?, scheme?, type?, name?, uuid?,
-// flags? }] }: the device's own signature and, for the kernel partitions
-// listed (of this whole disk), their entries in its partition table.
-inline Napi::Value Probe(const Napi::CallbackInfo& info, BlkidEnv& blkid_env) {
-  Napi::Env env = info.Env();
-  if (info.Length() != 2 || !info[0].IsString()) throw Napi::TypeError::New(env, kProbeUsage);
-  const std::string path = info[0].As<Napi::String>().Utf8Value();
-  const std::vector<std::pair<uint32_t, uint32_t>> partitions = DeviceNumbers(env, info[1]);
-  SysError error;
-  std::unique_ptr<BlkidProbe> probe = BlkidProbe::Open(blkid_env.Library(env), path, &error);
-  if (!probe) throw ToJsError(env, error);
-  BlkidProbeResult result;
-  error = probe->Probe(partitions, &result);
-  probe.reset();  // the device is closed before JS sees the result
-  if (error.failed()) throw ToJsError(env, error);
+inline Napi::Object ResultToJs(Napi::Env env, const BlkidProbeResult& result) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("outcome", OutcomeName(result.outcome));
   Napi::Object values = Napi::Object::New(env);
@@ -133,6 +138,33 @@ inline Napi::Value Probe(const Napi::CallbackInfo& info, BlkidEnv& blkid_env) {
   Napi::Array entries = Napi::Array::New(env, result.entries.size());
   for (uint32_t i = 0; i < result.entries.size(); ++i) entries.Set(i, EntryToJs(env, result.entries[i]));
   out.Set("entries", entries);
+  return out;
+}
+
+// blkidProbe([{ path, partitions }]) → per request, in order, either
+// { outcome, values: { TYPE, LABEL, ... }, entries: [{ major, minor, found,
+// number?, scheme?, type?, name?, uuid?, flags? }] } or { error: {errno,
+// syscall, path} }: each device's own signature and, for the kernel
+// partitions listed (of that whole disk), their entries in its table. The
+// devices are probed in parallel (BlkidProbe::ProbeAll) while this call
+// blocks; every device is closed before it returns. Throws (ELIBACC) only
+// when libblkid cannot be loaded.
+inline Napi::Value Probe(const Napi::CallbackInfo& info, BlkidEnv& blkid_env) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 1) throw Napi::TypeError::New(env, kProbeUsage);
+  const std::vector<BlkidProbeRequest> requests = Requests(env, info[0]);
+  const std::vector<BlkidProbeOutcome> outcomes =
+      BlkidProbe::ProbeAll(blkid_env.Library(env), requests, kBlkidProbeThreadsMax);
+  Napi::Array out = Napi::Array::New(env, outcomes.size());
+  for (uint32_t i = 0; i < outcomes.size(); ++i) {
+    if (outcomes[i].error.failed()) {
+      Napi::Object failed = Napi::Object::New(env);
+      failed.Set("error", SysErrorToJs(env, outcomes[i].error));
+      out.Set(i, failed);
+    } else {
+      out.Set(i, ResultToJs(env, outcomes[i].result));
+    }
+  }
   return out;
 }
 

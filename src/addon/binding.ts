@@ -286,11 +286,12 @@ export interface NativeBinding {
   /** Whether libudev could be loaded (loads it on first call). */
   udevStatus(): NativeUdevStatus;
   /**
-   * Content probe: libblkid on one device node, read-only. `partitions`: [major, minor] of kernel
-   * partitions of this whole disk whose table entries are wanted. Throws (sysError) when the node
-   * cannot be opened or read, and ELIBACC without libblkid.
+   * Content probe: libblkid on device nodes, read-only, several devices at once (on native threads;
+   * the call blocks until all are done). `partitions`: [major, minor] of kernel partitions of that
+   * whole disk whose table entries are wanted. Per request, in order: the probe, or the error that
+   * stopped it (the node could not be opened or read). Throws (sysError) ELIBACC without libblkid.
    */
-  blkidProbe(path: string, partitions: Array<[number, number]>): NativeBlkidProbe;
+  blkidProbe(requests: Array<{ path: string; partitions: Array<[number, number]> }>): Array<NativeBlkidProbe | { error: NativeErrorInfo }>;
   /** Whether libblkid could be loaded (loads it on first call). */
   blkidStatus(): NativeLibraryStatus;
   /** User and group names of numeric ids, from the C library's name service; absent when unknown. */
