@@ -300,6 +300,8 @@ class CopyEngine {
   std::vector<ByteRange> checkpoint_bad_;
   uint32_t checkpoint_fsyncs_ = 0;     // fdatasyncs of the checkpoint in flight
   bool checkpoint_failed_ = false;
+  // A target was dropped: nothing more is reported finished (see WriteFailed).
+  bool checkpoints_frozen_ = false;
   uint32_t in_flight_ = 0;
   bool stopping_ = false;
   uint64_t halt_position_ = UINT64_MAX;

@@ -3,15 +3,24 @@
 // and can be cancelled. No byte of the data ever passes through JavaScript.
 import { EventEmitter } from 'node:events';
 
-import { loadNative, type NativePlan } from '../addon/binding';
+import { loadNative, type NativeErrorInfo, type NativePlan } from '../addon/binding';
 import { CopyAbortError, DevmoveError } from '../base/errors';
 import { toByteCount } from '../base/size';
 import type { CopyJobEvents, CopyOptions, CopyProgress, CopyResult, Size } from '../base/types';
 import { resolveDevicePath } from '../devices/manager';
 import { MapfileSession } from '../resume/session';
+import { describeBusy } from '../storage/holders';
 import { checkCopySafety } from '../storage/safety';
 import { planCopy } from './plan';
 import { toResult } from './result';
+
+const EBUSY = 16;
+
+/** What the engine reported, with what only JavaScript can add: who keeps a busy device. */
+function explainFailure(info: NativeErrorInfo): NativeErrorInfo {
+  if (info.errno !== EBUSY || info.syscall !== 'open' || info.path === undefined) return info;
+  return { ...info, detail: `${info.detail ?? 'device is busy'}; ${describeBusy(info.path)}` };
+}
 
 interface JobSetup {
   signal: AbortSignal | undefined;
@@ -66,7 +75,7 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
         // Node names ('sdb', 'loop3', '7:3') are accepted wherever a path is.
         plan.source.path = resolveDevicePath(plan.source.path);
         for (const t of plan.targets) t.path = resolveDevicePath(t.path);
-        checkCopySafety(plan);
+        checkCopySafety(plan, setup.mapfile);
         if (setup.mapfile !== undefined) mapfile = new MapfileSession(setup.mapfile, plan, setup.retryBad);
       } catch (error) {
         this.settled = true;
@@ -127,7 +136,7 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
             error.result = result;
             reject(error);
           } else {
-            const error = new DevmoveError(event.error);
+            const error = new DevmoveError(explainFailure(event.error));
             error.bytesCopied = report.bytesCopied;
             error.result = result;
             Error.captureStackTrace(error, CopyJob);

@@ -11,6 +11,7 @@ import {
 import { resolveDevicePath } from '../devices/manager';
 import { parseRate, UsageError, type DdInvocation } from './dd-args';
 import { EXIT_FAILURE, EXIT_OK, liveLine, records, transferLine, type CliIo } from './output';
+import { onStatusSignal } from './signal-guard';
 
 /** Build copy() options from a dd invocation. */
 export function optionsFromInvocation(inv: DdInvocation): CopyOptions {
@@ -79,7 +80,7 @@ function operandFor(path: string, inv: DdInvocation): string {
   return path;
 }
 
-function describeFailure(error: DevmoveError, inv: DdInvocation): string {
+function describeFailure(error: DevmoveError, inv: DdInvocation, argv: readonly string[] | undefined): string {
   const who = error.path !== undefined ? `${operandFor(error.path, inv)}: ` : '';
   const what = error.detail ?? describeErrno(error.errno)[1];
   const where = error.offset !== undefined ? ` at byte ${error.offset}` : '';
@@ -91,12 +92,12 @@ function describeFailure(error: DevmoveError, inv: DdInvocation): string {
       line += `, everything before byte ${error.offset} of the source is on the target`;
     }
   }
-  if (r?.mapfile) line += `; mapfile ${r.mapfile.path} updated (rerun to resume)`;
+  if (r?.mapfile) line += `; ${mapfileNote(r.mapfile, argv)}`;
   return line;
 }
 
 /** Lines after a successful copy for what dd does not have: bad blocks, dropped targets, zero blocks, verify. */
-function summaryLines(result: CopyResult, inv: DdInvocation): string[] {
+function summaryLines(result: CopyResult, inv: DdInvocation, argv: readonly string[] | undefined): string[] {
   const lines: string[] = [];
   if (result.bad.bytes > 0) {
     const shown = result.bad.ranges.slice(0, 5).map(([o, l]) => `${o}+${l}`).join(', ');
@@ -113,6 +114,8 @@ function summaryLines(result: CopyResult, inv: DdInvocation): string[] {
   if (result.mapfile) {
     const m = result.mapfile;
     lines.push(`mapfile ${m.path}: ${m.finished} bytes finished, ${m.bad} bad, ${m.nonTried} not tried${m.resumed ? ` (resumed; ${m.previouslyFinished} bytes were already done)` : ''}`);
+    // A dropped target lacks what the others got after it failed: the map stopped there.
+    if (m.nonTried > 0 && result.targets.some((t) => t.dropped)) lines.push(`to bring the dropped target up to date, run: ${againCommand(argv)}`);
   }
   return lines;
 }
@@ -121,6 +124,25 @@ export interface RunContext {
   io: CliIo;
   /** Signals the CLI handles while a copy runs; false in library-hosted runs (the demo passes true). */
   handleSignals: boolean;
+  /** The command's arguments, for the line that says how to resume. */
+  argv?: readonly string[];
+}
+
+/** A word as a POSIX shell reads it back: bare when safe, else single-quoted. */
+export function shellQuote(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The command that continues this copy from its mapfile. */
+function againCommand(argv: readonly string[] | undefined): string {
+  return argv === undefined ? 'the same command again' : `devmove ${argv.map(shellQuote).join(' ')}`;
+}
+
+/** What the mapfile holds after a copy that did not finish, and the exact command that continues it. */
+function mapfileNote(m: NonNullable<CopyResult['mapfile']>, argv: readonly string[] | undefined): string {
+  const done = m.finished + m.bad;
+  if (done === 0) return `mapfile ${m.path} records nothing finished yet`;
+  return `mapfile ${m.path} records ${m.finished} bytes finished${m.bad > 0 ? ` and ${m.bad} bad` : ''}; resume with: ${againCommand(argv)}`;
 }
 
 /** Runs one copy as the CLI does and returns the exit code. */
@@ -200,7 +222,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
   if (ctx.handleSignals) {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
-    process.on('SIGUSR1', onUsr1);
+    onStatusSignal(onUsr1);
   }
 
   const finalStats = (bytes: number, seconds: number): void => {
@@ -218,7 +240,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
       io.stdout.write(`${JSON.stringify({ type: 'result', ...result })}\n`);
     } else {
       if (result.hash) io.stdout.write(`${result.hash.algorithm.toUpperCase()} (${result.source.path}) = ${result.hash.hex}\n`);
-      if (inv.status !== 'none') for (const line of summaryLines(result, inv)) io.stderr.write(`devmove: ${line}\n`);
+      if (inv.status !== 'none') for (const line of summaryLines(result, inv, ctx.argv)) io.stderr.write(`devmove: ${line}\n`);
     }
     // Like dd with conv=noerror: unreadable blocks or a dropped target make the exit status 1.
     const degraded = result.bad.bytes > 0 || (result.mapfile?.bad ?? 0) > 0 || result.targets.some((t) => t.dropped);
@@ -229,7 +251,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
     if (error instanceof CopyAbortError) {
       finalStats(error.bytesCopied, seconds);
       const signal = interruptedBy ?? 'SIGINT';
-      const mapNote = error.result?.mapfile ? `; mapfile ${error.result.mapfile.path} updated (rerun to resume)` : '';
+      const mapNote = error.result?.mapfile ? `; ${mapfileNote(error.result.mapfile, ctx.argv)}` : '';
       const line = `interrupted by ${signal} after ${error.bytesCopied} bytes; what was written has been flushed${mapNote}`;
       if (inv.json) io.stdout.write(`${JSON.stringify({ type: 'error', code: 'ABORT_ERR', message: line, bytesCopied: error.bytesCopied })}\n`);
       io.stderr.write(`devmove: ${line}\n`);
@@ -237,7 +259,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
     }
     if (error instanceof DevmoveError) {
       if (error.bytesCopied > 0) finalStats(error.bytesCopied, seconds);
-      const line = describeFailure(error, inv);
+      const line = describeFailure(error, inv, ctx.argv);
       if (inv.json) {
         io.stdout.write(
           `${JSON.stringify({
@@ -261,7 +283,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
     if (ctx.handleSignals) {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      process.off('SIGUSR1', onUsr1);
+      onStatusSignal(undefined);
     }
   }
 }

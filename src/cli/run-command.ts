@@ -12,6 +12,8 @@ import { CopyAbortError, DevmoveError, describeErrno } from '../base/errors';
 import { runJob, type JobEvent, type JobResult, type PairOutcome } from '../jobs/job';
 import { JobFileError, parseJobFile, type JobSpec } from '../jobs/jobfile';
 import { formatBytesIEC, formatBytesSI } from '../base/size';
+import type { CopyProgress } from '../base/types';
+import { onStatusSignal } from './signal-guard';
 
 export interface RunIo {
   stdout: NodeJS.WritableStream;
@@ -188,6 +190,14 @@ export async function runRunCommand(args: readonly string[], io: RunIo, options:
     io.stdout.write(`${JSON.stringify(object)}\n`);
   };
 
+  // SIGUSR1: where every pair is, as dd prints its statistics.
+  const latest = new Map<string, CopyProgress>();
+  const onStatus = (): void => {
+    for (const pair of spec.pairs) {
+      const p = latest.get(pair.name);
+      io.stderr.write(`devmove: ${pair.name}: ${p === undefined ? 'waiting' : `${bytesText(p.bytesDone)} of ${bytesText(p.bytesTotal)}, ${formatBytesSI(p.bytesPerSecond)}/s`}\n`);
+    }
+  };
   const controller = new AbortController();
   let interruptedBy: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -199,6 +209,7 @@ export async function runRunCommand(args: readonly string[], io: RunIo, options:
   if (handleSignals) {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    onStatusSignal(onStatus);
   }
   if (options.signal?.aborted) onAbort();
   else options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -209,6 +220,7 @@ export async function runRunCommand(args: readonly string[], io: RunIo, options:
     else if (line.status === 'failed') io.stderr.write(`devmove: ${pairLine(line)}\n`);
   };
   const onEvent = (event: JobEvent): void => {
+    if (event.type === 'progress') latest.set(event.pair, event);
     if (json) {
       if (!(quiet && event.type === 'progress')) write(eventJson(event));
     } else if (event.type === 'pair-done') {
@@ -239,6 +251,7 @@ export async function runRunCommand(args: readonly string[], io: RunIo, options:
     if (handleSignals) {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      onStatusSignal(undefined);
     }
     options.signal?.removeEventListener('abort', onAbort);
   }

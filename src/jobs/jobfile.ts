@@ -23,114 +23,17 @@ import path from 'node:path';
 import {
   BLOCK_SIZE_MAX, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH, DIRECT_MODES, DURABILITIES, HASH_ALGORITHMS, QUEUE_DEPTH_MAX,
   RING_BYTES_MAX, TARGET_ERROR_POLICIES, ZERO_MODES,
-  type DirectMode, type Durability, type HashAlgorithm, type TargetErrorPolicy as OnTargetError, type ZeroBlocks,
+  type DirectMode,
 } from '../base/types';
 import { formatBytesIEC, parseDdNumber, SizeSyntaxError } from '../base/size';
+import { resolveKernelPath } from '../storage/identity';
 import { blockInfoByName } from '../storage/sysfs';
+import { checkPairConflicts } from './conflicts';
+import { fieldPath, JOB_FILE_VERSION, JobFileError, type JobPair, type JobSpec, type PairOptions, type ValidateOptions } from './spec';
 
-export const JOB_FILE_VERSION = 1;
-
-
-/**
- * One pair's copy() options, as the job file gives them (defaults merged in, sizes in
- * bytes, paths resolved). The names are copy()'s; several of them (targets, rate,
- * background, noError, retries, mapfile, retryBad, verify, hash, zeroBlocks,
- * onTargetError) are being added to CopyOptions by the Migration-jobs engine work.
- */
-export interface PairOptions {
-  source: string;
-  /** Exactly one of target and targets is set. */
-  target?: string;
-  targets?: string[];
-  sourceOffset?: number;
-  targetOffset?: number;
-  length?: number;
-  maxLength?: number;
-  blockSize?: number;
-  /** What the file asks for; the job's shared budget may lower it (see allocateBudget). */
-  queueDepth?: number;
-  direct?: DirectMode | { source?: DirectMode; target?: DirectMode };
-  durability?: Durability;
-  createTarget?: boolean;
-  truncateTarget?: boolean | number;
-  force?: boolean;
-  /** Bytes per second; absent means unlimited (a 0 in the file is left out). */
-  rate?: number;
-  background?: boolean;
-  noError?: boolean;
-  retries?: number;
-  mapfile?: string;
-  retryBad?: boolean;
-  verify?: boolean;
-  hash?: HashAlgorithm;
-  zeroBlocks?: ZeroBlocks;
-  onTargetError?: OnTargetError;
-}
-
-export interface JobPair {
-  /** Unique in the job; 'pair-<index>' unless the file names it. */
-  name: string;
-  /** Position in the file's pairs array. */
-  index: number;
-  options: PairOptions;
-}
-
-export interface JobSpec {
-  version: 1;
-  /** The job file's name as given, for messages; absent for a job built in code. */
-  fileName?: string;
-  /** Total I/Os in flight over all pairs. */
-  maxQueueDepth: number;
-  /** Total bytes of buffers over all pairs. */
-  maxBufferMemory: number;
-  /** Whether the two limits above were given in the file or are defaults. */
-  maxQueueDepthIsDefault: boolean;
-  maxBufferMemoryIsDefault: boolean;
-  pairs: JobPair[];
-}
-
-/** A job file that cannot be read as a job; the message names the file and the field. */
-export class JobFileError extends Error {
-  override name = 'JobFileError';
-  readonly code = 'EJOBFILE';
-  /** The file name as given, if any. */
-  readonly fileName: string | undefined;
-  /** The field path ('pairs[1].blockSize'); '' for the whole document; undefined for JSON syntax errors. */
-  readonly field: string | undefined;
-  /** What is wrong, without the file and field. */
-  readonly reason: string;
-  /** 1-based position of a JSON syntax error. */
-  readonly line: number | undefined;
-  readonly column: number | undefined;
-
-  constructor(init: { fileName?: string | undefined; field?: string; reason: string; line?: number; column?: number }) {
-    const where =
-      init.line !== undefined ? `${init.fileName ?? 'job'}:${init.line}:${init.column ?? 1}: ` : init.fileName !== undefined ? `${init.fileName}: ` : '';
-    super(`${where}${init.field ? `${init.field}: ` : ''}${init.reason}`);
-    this.fileName = init.fileName;
-    this.field = init.field;
-    this.reason = init.reason;
-    this.line = init.line;
-    this.column = init.column;
-  }
-}
-
-export interface ValidateOptions {
-  /** Named in messages, e.g. 'job.json'. */
-  fileName?: string;
-  /** Relative paths are resolved against it; without it they are left as written (copy() resolves them against the working directory). */
-  baseDir?: string;
-}
+export { JOB_FILE_VERSION, fieldPath, JobFileError, type JobPair, type JobSpec, type PairOptions, type ValidateOptions } from './spec';
 
 // ---- JSON with positions ---------------------------------------------------------
-
-/** Field path of a member: pairs[1].blockSize, or pairs[1]["odd key"]. */
-export function fieldPath(parent: string, key: string | number): string {
-  if (typeof key === 'number') return `${parent}[${key}]`;
-  const member = /^[A-Za-z_$][\w$]*$/.test(key) ? key : JSON.stringify(key);
-  if (parent === '') return member;
-  return member.startsWith('"') ? `${parent}[${member}]` : `${parent}.${member}`;
-}
 
 /**
  * Strict JSON (RFC 8259), with what JSON.parse does not give: the line and column of a
@@ -449,7 +352,6 @@ class JobValidator {
    */
   devicePath(value: unknown, field: string): string {
     const text = this.check.pathString(value, field, "a device or file path such as '/dev/sdb', 'sdb' or 'disk.img'");
-    if (path.isAbsolute(text)) return path.normalize(text);
     const bare = !text.includes('/');
     const isDeviceName = bare && (/^\d+:\d+$/.test(text) || blockInfoByName(text) !== undefined);
     const { baseDir } = this.options;
@@ -459,13 +361,22 @@ class JobValidator {
       }
       return text;
     }
-    return baseDir === undefined ? text : path.resolve(baseDir, text);
+    return this.resolve(text);
   }
 
   filePath(value: unknown, field: string): string {
-    const text = this.check.pathString(value, field, "a file path such as 'db.map'");
-    if (path.isAbsolute(text)) return path.normalize(text);
-    return this.options.baseDir === undefined ? text : path.resolve(this.options.baseDir, text);
+    return this.resolve(this.check.pathString(value, field, "a file path such as 'db.map'"));
+  }
+
+  /**
+   * A path as the kernel resolves it, relative ones against the job file's directory: '..' after
+   * a symlinked directory goes where the kernel goes, not where the text points. A dangling link
+   * at the end stays a link (copy() refuses to create a target through one).
+   */
+  private resolve(text: string): string {
+    const { baseDir } = this.options;
+    if (!path.isAbsolute(text) && baseDir === undefined) return text;
+    return resolveKernelPath(text, baseDir, { followDanglingLink: false });
   }
 
   /** `kind` names one known key ('pair option'), `kinds` all of them ('the pair options'). */
@@ -641,7 +552,7 @@ class JobValidator {
     const spec: JobSpec = { version: 1, maxQueueDepth, maxBufferMemory, maxQueueDepthIsDefault, maxBufferMemoryIsDefault, pairs };
     if (this.options.fileName !== undefined) spec.fileName = this.options.fileName;
     checkNames(spec, c);
-    checkPathConflicts(spec, c);
+    checkPairConflicts(spec, 'paths');
     allocateBudget(spec);
     return spec;
   }
@@ -655,59 +566,6 @@ function checkNames(spec: JobSpec, c: Checker): void {
       c.fail(fieldPath(fieldPath('pairs', pair.index), 'name'), `'${pair.name}' is already the name of pairs[${before}]; names must be unique`);
     }
     seen.set(pair.name, pair.index);
-  }
-}
-
-/** Path-level aliasing between pairs (the runner checks devices, see job.ts). */
-function checkPathConflicts(spec: JobSpec, c: Checker): void {
-  // Node names compare as their device nodes: 'loop3' is '/dev/loop3'.
-  const key = (p: string): string => {
-    if (!p.includes('/')) {
-      const info = /^\d+:\d+$/.test(p) ? undefined : blockInfoByName(p);
-      return info?.devnode ?? p;
-    }
-    return path.resolve(p);
-  };
-  interface Use {
-    pair: JobPair;
-    field: string;
-    role: 'source' | 'target' | 'mapfile';
-    key: string;
-    shown: string;
-  }
-  const uses: Use[] = [];
-  for (const pair of spec.pairs) {
-    const base = fieldPath('pairs', pair.index);
-    const o = pair.options;
-    uses.push({ pair, field: fieldPath(base, 'source'), role: 'source', key: key(o.source), shown: o.source });
-    if (o.target !== undefined) uses.push({ pair, field: fieldPath(base, 'target'), role: 'target', key: key(o.target), shown: o.target });
-    o.targets?.forEach((t, i) => uses.push({ pair, field: fieldPath(fieldPath(base, 'targets'), i), role: 'target', key: key(t), shown: t }));
-    if (o.mapfile !== undefined) uses.push({ pair, field: fieldPath(base, 'mapfile'), role: 'mapfile', key: key(o.mapfile), shown: o.mapfile });
-  }
-  const writes = (u: Use): boolean => u.role !== 'source';
-  for (const later of uses) {
-    for (const earlier of uses) {
-      if (earlier === later) break;
-      if (earlier.key !== later.key || !(writes(earlier) || writes(later))) continue;
-      const samePair = earlier.pair === later.pair;
-      // Within one pair, source and target may be one image file at different ranges (copy() checks
-      // the ranges) and duplicate targets were refused above; a mapfile must be none of them.
-      if (samePair && earlier.role !== 'mapfile' && later.role !== 'mapfile') continue;
-      // The message is about the side that writes: a mapfile before a target before a source.
-      const rank = { mapfile: 2, target: 1, source: 0 } as const;
-      const [subject, other] = rank[earlier.role] > rank[later.role] ? [earlier, later] : [later, earlier];
-      const why =
-        subject.role === 'target' && other.role === 'target'
-          ? 'two pairs must not write to one target'
-          : subject.role === 'mapfile' && other.role === 'mapfile'
-            ? 'each pair needs its own mapfile'
-            : subject.role === 'mapfile' || other.role === 'mapfile'
-              ? 'a mapfile must not be a source or target'
-              : 'a pair must not write to what another pair reads';
-      const what = samePair ? describe(subject.shown) : `${describe(subject.shown)} of pair '${subject.pair.name}'`;
-      const whose = samePair ? `this pair's ${other.role}` : `the ${other.role} of pair '${other.pair.name}'`;
-      c.fail(subject.field, `${what} is also ${whose} (${other.field}); ${why}`);
-    }
   }
 }
 
@@ -766,5 +624,5 @@ export function validateJob(value: unknown, options: ValidateOptions = {}): JobS
  */
 export function parseJobFile(text: string, fileName: string, options: { baseDir?: string } = {}): JobSpec {
   const value = parseJson(text, fileName);
-  return validateJob(value, { fileName, baseDir: options.baseDir ?? path.dirname(path.resolve(fileName)) });
+  return validateJob(value, { fileName, baseDir: options.baseDir ?? path.dirname(resolveKernelPath(fileName)) });
 }

@@ -132,11 +132,12 @@ describe.skipIf(skipWithoutLoop)('copy() errors on real devices', () => {
     // A second exclusive open while a copy holds the device: dm/md/mount behave the same way.
     const busy = attachLoop(makeImage(dir, 'busy.img', 64 * MiB, 'zero'));
     const bigSource = attachLoop(makeImage(dir, 'big.img', 64 * MiB));
-    const first = copy({ source: bigSource, target: busy, blockSize: 4096, queueDepth: 1 });
+    // Slow enough to still hold the device after the second copy's bounded retry (3 s).
+    const first = copy({ source: bigSource, target: busy, blockSize: 4096, queueDepth: 1, rate: '2M' });
     await new Promise<void>((resolve) => first.once('progress', () => resolve()));
     const error = await failure(copy({ source, target: busy }).promise);
     expect(error).toMatchObject({ code: 'EBUSY', syscall: 'open', path: busy });
-    expect(error.detail).toMatch(/mounted, or in use by LVM\/md\/dm or another exclusive opener/);
+    expect(error.detail).toMatch(/mounted, or in use by LVM\/md\/dm or another exclusive opener \(still after 3000 ms\); open in node \(pid \d+, this process\)$/);
     first.cancel();
     await expect(first).rejects.toBeInstanceOf(CopyAbortError);
   });

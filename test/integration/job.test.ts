@@ -191,10 +191,14 @@ describe.skipIf(skipWithoutLoop)('runJob: many pairs in one job', () => {
     expect(sha256File(image)).toBe(before);
     expect(fs.existsSync(path.join(dir, 'alias-copy.img'))).toBe(false);
 
-    // The same device by MAJ:MIN instead of its node: refused too.
+    // The same device by MAJ:MIN instead of its node: refused too, already when the job is
+    // validated (the number resolves to the source's own node).
     const devno = fs.readFileSync(`/sys/class/block/${path.basename(source)}/dev`, 'utf8').trim();
-    const byNumber = validateJob({ version: 1, pairs: [{ name: 'reader', source, target: path.join(dir, 'alias-copy.img') }, { name: 'writer', source: other, target: devno }] });
-    await expect(runJob(byNumber)).rejects.toThrow(/^pairs\[1\]\.target: '\d+:\d+' of pair 'writer' is the same storage as/);
+    expect(() => validateJob({ version: 1, pairs: [{ name: 'reader', source, target: path.join(dir, 'alias-copy.img') }, { name: 'writer', source: other, target: devno }] })).toThrow(
+      /^pairs\[1\]\.target: '\d+:\d+' of pair 'writer' is also the source of pair 'reader' \(pairs\[0\]\.source\)/,
+    );
+    const bySecondLoop = validateJob({ version: 1, pairs: [{ name: 'reader', source, target: path.join(dir, 'alias-copy.img') }, { name: 'writer', source: other, target: fs.readFileSync(`/sys/class/block/${path.basename(sameFile)}/dev`, 'utf8').trim() }] });
+    await expect(runJob(bySecondLoop)).rejects.toThrow(/^pairs\[1\]\.target: '\d+:\d+' of pair 'writer' is the same storage as/);
   });
 });
 
