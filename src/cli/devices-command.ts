@@ -180,9 +180,10 @@ function optional(key: string, value: string | undefined): InfoLine[] {
 }
 
 /** How the content fields were found, or why they are unknown. */
-export function contentProbeText(probe: Device['contentProbe']): string {
+export function contentProbeText(d: Pick<Device, 'contentProbe' | 'sizeBytes'>): string {
+  const probe = d.contentProbe;
   if (probe.error !== undefined) return `unknown: ${probe.error.message}`;
-  if (probe.source === 'none') return 'not probed (empty device)';
+  if (probe.source === 'none') return d.sizeBytes === 0 ? 'not probed (empty device)' : 'not probed';
   if (probe.source === 'udev') return 'udev database';
   return probe.ambiguous === true ? 'libblkid: more than one signature, none reported (see wipefs)' : 'libblkid';
 }
@@ -199,7 +200,7 @@ function contentLines(d: Device): InfoLine[] {
     ...optional('partition label', d.partLabel),
     ...optional('partition uuid', d.partUuid),
     ...optional('partition flags', d.partFlags),
-    ['contents from', contentProbeText(d.contentProbe)],
+    ['contents from', contentProbeText(d)],
   ];
 }
 

@@ -49,7 +49,8 @@ export interface DeviceProbeError {
 export interface DeviceContentProbe {
   /**
    * 'udev': the udev database (a udev daemon probed the device); 'libblkid': a read-only probe of
-   * the node by devmove; 'none': not probed (an empty device: size 0).
+   * the node by devmove; 'none': not read, for an empty device (size 0), and in watch events, which
+   * never open a device (devices.lookup(name) reads it).
    */
   source: 'udev' | 'libblkid' | 'none';
   /** More than one signature (two filesystems, say): no type, label or UUID is reported, as lsblk and `blkid -p` (exit 8) report none; `wipefs` lists them. */
@@ -135,15 +136,21 @@ export class ContentProber {
   readonly #infoOf: (name: string) => BlockInfo | undefined;
   #libraryError: DeviceProbeError | null | undefined; // undefined: not checked yet; null: loaded
   readonly #outcomes = new Map<string, ProbeOutcome>(); // by kernel name
+  readonly #read: boolean;
 
-  /** `infoOf`: sysfs facts by kernel name (a partition's disk, a disk's partitions). */
-  constructor(native: NativeBinding, infoOf: (name: string) => BlockInfo | undefined) {
+  /**
+   * `infoOf`: sysfs facts by kernel name (a partition's disk, a disk's partitions). `read: false`:
+   * take only what the udev database says, open no device.
+   */
+  constructor(native: NativeBinding, infoOf: (name: string) => BlockInfo | undefined, options: { read?: boolean } = {}) {
     this.#native = native;
     this.#infoOf = infoOf;
+    this.#read = options.read ?? true;
   }
 
   /** Probes, in one batch, every device of `devices` whose content the udev database does not give. */
   probeAll(devices: ReadonlyArray<readonly [BlockInfo, NativeUdevDevice | undefined]>): void {
+    if (!this.#read) return;
     const wanted = new Map<string, BlockInfo>();
     for (const [info, record] of devices) {
       if (info.sizeBytes === 0 || udevContent(record) !== undefined || this.#outcomes.has(info.name)) continue;
@@ -176,7 +183,7 @@ export class ContentProber {
     const fromUdev = udevContent(record);
     if (fromUdev !== undefined) return { ...fromUdev, contentProbe: { source: 'udev' } };
     // An empty device (unattached loop, unused zram) has nothing to read: lsblk skips it too.
-    if (info.sizeBytes === 0) return { contentProbe: { source: 'none' } };
+    if (info.sizeBytes === 0 || !this.#read) return { contentProbe: { source: 'none' } };
     const libraryError = this.#checkLibrary();
     if (libraryError !== null) return { contentProbe: { source: 'libblkid', error: libraryError } };
     this.probeAll([[info, record]]);

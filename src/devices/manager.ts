@@ -252,10 +252,13 @@ class DeviceReader {
   readonly #prober: ContentProber;
   readonly #names = new Map<string, { user?: string; group?: string }>();
 
-  /** `infos`: the sysfs facts already read, by kernel name (others are read when needed). */
-  constructor(native: NativeBinding, infos: ReadonlyMap<string, BlockInfo> = new Map()) {
+  /**
+   * `infos`: the sysfs facts already read, by kernel name (others are read when needed). `read:
+   * false`: the content fields only from the udev database, no device opened (watch events).
+   */
+  constructor(native: NativeBinding, infos: ReadonlyMap<string, BlockInfo> = new Map(), options: { read?: boolean } = {}) {
     this.#native = native;
-    this.#prober = new ContentProber(native, (name) => infos.get(name) ?? blockInfoByName(name));
+    this.#prober = new ContentProber(native, (name) => infos.get(name) ?? blockInfoByName(name), options);
   }
 
   /** Probes the content of all these devices at once (in parallel) before they are built. */
@@ -468,7 +471,9 @@ function eventFromRecord(message: NativeUdevDevice & { action: string; source: '
   if (message.action !== 'remove') {
     const info = blockInfoByName(message.sysname);
     if (info !== undefined && (message.major === undefined || (info.major === message.major && info.minor === message.minor))) {
-      return { ...base, present: true, device: new DeviceReader(loadNative()).build(info, message) };
+      // No content probe here: probing every changed device would hold the event loop on each
+      // event of every device (a slow or failing one for seconds) and delay the events behind it.
+      return { ...base, present: true, device: new DeviceReader(loadNative(), new Map(), { read: false }).build(info, message) };
     }
   }
   return { ...base, present: false, device: identityFromEvent(message) };

@@ -12,7 +12,7 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { runDevicesCommand } from '../../src/cli/devices-command';
-import { list, lookup, type Device } from '../../src/devices/manager';
+import { list, lookup, watch, type Device, type DeviceEvent } from '../../src/devices/manager';
 import { attachLoop, detachAll, makeImage, mount, skipWithoutLoop, tempDir } from '../helpers/devices';
 
 const MiB = 1024 * 1024;
@@ -393,6 +393,33 @@ describe.skipIf(skipWithoutLoop || toolsMissing)('device content: filesystems, l
     });
     expect(d.fsType).toBeUndefined();
     expect(d.readAheadBytes).toBe(384 * 1024); // sysfs needs no permission
+  });
+
+  it('watch events open no device: content only from a udev database; lookup() reads it', async () => {
+    const dir = tempDir();
+    const image = makeImage(dir, 'watched.img', 16 * MiB, 'zero');
+    execFileSync('mkfs.vfat', ['-n', 'WATCHED', image], { stdio: 'pipe' });
+    const watcher = watch();
+    try {
+      const seen = new Promise<DeviceEvent>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no attach event within 10 s')), 10_000);
+        watcher.on('event', (event) => {
+          if (event.present && event.device.loop?.backingFile === image) {
+            clearTimeout(timer);
+            resolve(event);
+          }
+        });
+      });
+      const node = attachLoop(image, { readOnly: true });
+      const event = await seen;
+      if (!fs.existsSync('/run/udev/data')) {
+        expect(event.device).toMatchObject({ name: path.basename(node), contentProbe: { source: 'none' } });
+        expect((event.device as Device).fsType).toBeUndefined();
+      }
+      expect(lookup(node)).toMatchObject({ fsType: 'vfat', label: 'WATCHED', contentProbe: { source: 'libblkid' } });
+    } finally {
+      watcher.close();
+    }
   });
 
   it('a copy never loads libblkid; the device manager does', () => {

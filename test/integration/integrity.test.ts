@@ -318,7 +318,9 @@ async function sigusr1Burst(args: readonly string[], stopAfterMs?: number): Prom
     }
     listeners.push(...listeningSockets(pid));
     if (inspectorPortOpen()) listeners.push('127.0.0.1:9229');
-    if (stopAfterMs !== undefined && Date.now() - started > stopAfterMs) child.kill('SIGINT');
+    // SIGINT stops `devices watch` once it says it watches: sent earlier (a loaded machine can take
+    // over 400 ms to get there), it would find no handler yet and kill the CLI, testing nothing.
+    if (stopAfterMs !== undefined && Date.now() - started > stopAfterMs && stderr.includes('watching block devices')) child.kill('SIGINT');
     await new Promise((r) => setTimeout(r, 3));
   }
   const { code, signal } = await exited;
