@@ -282,10 +282,23 @@ class UdevMonitorWrap : public Napi::ObjectWrap<UdevMonitorWrap> {
     // else: OnClosed is already due and removes the hook.
   }
 
-  static void OnPoll(uv_poll_t* handle, int status, int /*events*/) {
+  static void OnPoll(uv_poll_t* handle, int status, int events) {
     auto* p = static_cast<Poller*>(handle->data);
+    if (p->owner == nullptr) return;
+    try {
+      Drain(p, status, events);
+    } catch (const Napi::Error&) {
+      // Node-API refuses to run JS once the env is being torn down (an event
+      // arriving while an unreferenced watcher's process exits): nothing can
+      // take the events any more. No exception may cross into libuv's C
+      // frames (it would terminate the process); stop polling, and the env
+      // teardown hook closes the handle.
+      uv_poll_stop(handle);
+    }
+  }
+
+  static void Drain(Poller* p, int status, int /*events*/) {
     UdevMonitorWrap* self = p->owner;
-    if (self == nullptr) return;
     Napi::Env env(self->env_);
     Napi::HandleScope scope(env);
     if (status < 0) {
