@@ -156,7 +156,7 @@ CopyPlan PlanFromJs(const Napi::Object& js) {
   plan.link_read_write = GetBool(js, "linkReadWrite");
   plan.batch_submissions = GetBool(js, "batchSubmissions");
   plan.progress_interval_ms = static_cast<uint32_t>(GetU64(js, "progressIntervalMs"));
-  if (plan.progress_interval_ms < 100) plan.progress_interval_ms = 100;  // ≤10 Hz
+  if (plan.progress_interval_ms < limits::kProgressIntervalMsMin) plan.progress_interval_ms = limits::kProgressIntervalMsMin;  // ≤10 Hz
 
   // Reliability and migration-job fields: optional, engine defaults when absent.
   if (!js.Get("extents").IsUndefined()) {
@@ -165,13 +165,13 @@ CopyPlan PlanFromJs(const Napi::Object& js) {
   }
   if (!js.Get("verifySkip").IsUndefined()) plan.verify_skip = GetRanges(js, "verifySkip");
   if (!js.Get("noError").IsUndefined()) plan.no_error = GetBool(js, "noError");
-  if (!js.Get("retries").IsUndefined()) plan.retries = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "retries"), 1000000));
+  if (!js.Get("retries").IsUndefined()) plan.retries = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "retries"), limits::kRetriesMax));
   if (!js.Get("verify").IsUndefined()) plan.verify = GetBool(js, "verify");
   if (!js.Get("idlePriority").IsUndefined()) plan.idle_priority = GetBool(js, "idlePriority");
   if (!js.Get("hash").IsUndefined()) plan.hash_algorithm = GetString(js, "hash");
   if (!js.Get("rate").IsUndefined()) plan.rate_bytes_per_second = GetU64(js, "rate");
   if (!js.Get("checkpointIntervalMs").IsUndefined())
-    plan.checkpoint_interval_ms = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "checkpointIntervalMs"), 86400000));
+    plan.checkpoint_interval_ms = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "checkpointIntervalMs"), limits::kCheckpointIntervalMsMax));
   if (!js.Get("zeroBlocks").IsUndefined()) {
     const std::string z = GetString(js, "zeroBlocks");
     if (z == "write") plan.zero_mode = ZeroMode::kWrite;

@@ -13,6 +13,7 @@ import { runJob, type JobEvent, type JobResult, type PairOutcome } from '../jobs
 import { JobFileError, parseJobFile, type JobSpec } from '../jobs/jobfile';
 import { formatBytesIEC, formatBytesSI } from '../base/size';
 import type { CopyProgress } from '../base/types';
+import { errorClause } from './output';
 import { onStatusSignal } from './signal-guard';
 
 export interface RunIo {
@@ -102,8 +103,7 @@ export function describeError(error: unknown): string {
   if (error instanceof DevmoveError) {
     const who = error.path !== undefined ? `${error.path}: ` : '';
     const what = error.detail ?? describeErrno(error.errno)[1];
-    const where = error.offset !== undefined ? ` at byte ${error.offset}` : '';
-    return `${who}${what} (${error.code} from ${error.syscall}${where})`;
+    return `${who}${what} ${errorClause(error)}`;
   }
   return error instanceof Error ? error.message : String(error);
 }
@@ -111,7 +111,7 @@ export function describeError(error: unknown): string {
 function errorJson(error: Error): Record<string, unknown> {
   const out: Record<string, unknown> = { name: error.name, message: describeError(error) };
   if (error instanceof DevmoveError) {
-    Object.assign(out, { code: error.code, errno: error.errno, syscall: error.syscall, path: error.path, offset: error.offset, detail: error.detail, bytesCopied: error.bytesCopied });
+    Object.assign(out, { code: error.code, errno: error.errno, syscall: error.syscall, operation: error.operation, path: error.path, offset: error.offset, detail: error.detail, bytesCopied: error.bytesCopied });
   } else if (error instanceof CopyAbortError) {
     Object.assign(out, { code: error.code, bytesCopied: error.bytesCopied });
   } else if (typeof (error as { code?: unknown }).code === 'string') {

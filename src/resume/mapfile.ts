@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
+import { CopyFailure } from '../base/errors';
 import type { Range } from '../base/types';
 
 export type { Range } from '../base/types';
@@ -24,7 +25,8 @@ export interface MapBlock {
 const BLOCK_STATUSES = new Set<string>(['?', '*', '/', '-', '+']);
 const CURRENT_STATUSES = new Set<string>(['?', '*', '/', '-', 'F', 'G', '+']);
 
-export class MapfileError extends Error {
+/** A mapfile that cannot be read, kept or applied; like every copy failure it keeps bytesCopied and result. */
+export class MapfileError extends CopyFailure {
   readonly code = 'EMAPFILE';
   /** The system error behind it ('EISDIR', 'ENOSPC', …), when there is one. */
   readonly errnoCode: string | undefined;

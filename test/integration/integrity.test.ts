@@ -219,6 +219,28 @@ describe.skipIf(skipWithoutLoop)('aliases the kernel sees and text does not', ()
     }
   });
 
+  it("dd's truncation touches every byte from the cut on: a source that is a loop device over the target file is refused (found by the model test)", () => {
+    const dir = tempDir();
+    const image = makeImage(dir, 't.img', 8 * MiB);
+    const loop = attachLoop(image, { directIo: false });
+    const before = sha256File(image);
+    // Copy the image's second half (through the loop device) to its first 1 MiB: the ranges are
+    // disjoint, but dd's truncation at seek= 0 would cut the source away.
+    const run = cli([`if=${loop}`, `of=${image}`, 'bs=1M', 'skip=4', 'count=1']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/truncating it at byte 0 would destroy source data/);
+    expect(sha256File(image)).toBe(before);
+    const notrunc = cli([`if=${loop}`, `of=${image}`, 'bs=1M', 'skip=4', 'count=1', 'conv=notrunc']);
+    expect(notrunc.code, notrunc.stderr).toBe(0);
+    // …and a job pair that cuts a file another pair reads.
+    const job = path.join(dir, 'job.json');
+    const other = makeImage(dir, 'o.img', 1 * MiB);
+    fs.writeFileSync(job, JSON.stringify({ version: 1, pairs: [{ name: 'reader', source: loop, sourceOffset: '6M', target: path.join(dir, 'copy.img') }, { name: 'cutter', source: other, target: image, truncateTarget: true }] }));
+    const cutter = spawnSync(process.execPath, [CLI, 'run', job], { encoding: 'utf8' });
+    expect(cutter.status).toBe(2);
+    expect(cutter.stderr).toMatch(/of pair 'cutter' is the same storage as .* the source of pair 'reader'/);
+  });
+
   it("two job pairs writing one file through a dangling symlink, and '..' after a symlinked directory, are resolved as the kernel does", () => {
     const dir = tempDir('/var/tmp');
     const a = makeImage(dir, 'a.img', 1 * MiB);
@@ -279,7 +301,7 @@ function inspectorPortOpen(): boolean {
 }
 
 /** Runs `args` through bin/devmove and sends SIGUSR1 every few ms from the moment Node runs until it exits. */
-async function sigusr1Burst(args: readonly string[], stopAfterMs?: number): Promise<{ run: Run; sent: number; listeners: string[] }> {
+async function sigusr1Burst(args: readonly string[], stopWhen?: RegExp): Promise<{ run: Run; sent: number; listeners: string[] }> {
   // The launcher runs the Node that runs this test (CI runs the suite under several).
   const child: ChildProcess = spawn(BIN, [...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DEVMOVE_NODE: process.execPath } });
   let stdout = '';
@@ -318,9 +340,8 @@ async function sigusr1Burst(args: readonly string[], stopAfterMs?: number): Prom
     }
     listeners.push(...listeningSockets(pid));
     if (inspectorPortOpen()) listeners.push('127.0.0.1:9229');
-    // SIGINT stops `devices watch` once it says it watches: sent earlier (a loaded machine can take
-    // over 400 ms to get there), it would find no handler yet and kill the CLI, testing nothing.
-    if (stopAfterMs !== undefined && Date.now() - started > stopAfterMs && stderr.includes('watching block devices')) child.kill('SIGINT');
+    // Stop a command that runs until interrupted once it says it runs (and has burst a while).
+    if (stopWhen !== undefined && stopWhen.test(stderr) && Date.now() - started > 300) child.kill('SIGINT');
     await new Promise((r) => setTimeout(r, 3));
   }
   const { code, signal } = await exited;
@@ -335,16 +356,16 @@ describe.skipIf(skipWithoutLoop)('SIGUSR1 never opens a debugger', () => {
     const src = makeImage(dir, 'src.img', 32 * MiB);
     const job = path.join(dir, 'job.json');
     fs.writeFileSync(job, JSON.stringify({ version: 1, pairs: [{ source: src, target: path.join(dir, 'j.img'), rate: '64M' }] }));
-    const cases: Array<{ args: string[]; stopAfterMs?: number; code: number }> = [
+    const cases: Array<{ args: string[]; stopWhen?: RegExp; code: number }> = [
       { args: [`if=${src}`, `of=${path.join(dir, 'c.img')}`, '--rate=64M'], code: 0 },
       { args: ['run', job], code: 0 },
       { args: ['devices'], code: 0 },
-      { args: ['devices', 'watch'], stopAfterMs: 400, code: 0 },
+      { args: ['devices', 'watch'], stopWhen: /watching block devices/, code: 0 },
       { args: ['--help'], code: 0 },
       { args: ['--version'], code: 0 },
     ];
     for (const c of cases) {
-      const { run, sent, listeners } = await sigusr1Burst(c.args, c.stopAfterMs);
+      const { run, sent, listeners } = await sigusr1Burst(c.args, c.stopWhen);
       expect(listeners, c.args.join(' ')).toEqual([]);
       expect(run.signal, `${c.args.join(' ')}: ${run.stderr}`).toBeNull();
       expect(run.code, `${c.args.join(' ')}: ${run.stderr}`).toBe(c.code);
