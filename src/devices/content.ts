@@ -61,7 +61,8 @@ export interface DeviceContentProbe {
 
 export function probeErrorOf(info: NativeErrorInfo): DeviceProbeError {
   const error = new DevmoveError(info);
-  const out: DeviceProbeError = { code: error.code, errno: error.errno, syscall: error.syscall, message: error.message };
+  // Native probe errors always name their system call (open, blkid_do_safeprobe, dlopen).
+  const out: DeviceProbeError = { code: error.code, errno: error.errno, syscall: error.syscall ?? error.operation ?? 'probe', message: error.message };
   if (error.path !== undefined) out.path = error.path;
   return out;
 }
