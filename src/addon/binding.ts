@@ -228,16 +228,46 @@ export interface NativeUdevMonitor {
   readonly source: 'kernel' | 'udev';
 }
 
-export interface NativeUdevStatus {
-  /** The library name dlopen()ed: 'libudev.so.1', or DEVMOVE_LIBUDEV. */
-  library: string;
-  available: boolean;
-  error?: NativeErrorInfo;
-}
+export type NativeUdevStatus = NativeLibraryStatus;
 
 /** Device-manager calls throw JS Errors carrying this (positive errno). */
 export interface NativeUdevError extends Error {
   sysError?: NativeErrorInfo;
+}
+
+/** One kernel partition's entry in its disk's partition table, as libblkid formats PART_ENTRY_* (native/blkid_library.h). */
+export interface NativeBlkidPartitionEntry {
+  major: number;
+  minor: number;
+  /** The table has an entry for this partition (matched by its start and size in sysfs). */
+  found: boolean;
+  number?: number;
+  /** PART_ENTRY_SCHEME: 'gpt', 'dos', … */
+  scheme?: string;
+  /** PART_ENTRY_TYPE: a GPT type GUID, or '0x83' for MBR-style types. */
+  type?: string;
+  name?: string;
+  uuid?: string;
+  /** '0x1'; absent when zero. */
+  flags?: string;
+}
+
+/** What a read-only libblkid probe of one device node found. */
+export interface NativeBlkidProbe {
+  /** 'ambiguous': more than one signature, nothing reported (as `blkid -p`, exit 8). */
+  outcome: 'found' | 'nothing' | 'ambiguous';
+  /** TYPE, LABEL, UUID, VERSION of a superblock; PTTYPE, PTUUID of a partition table. */
+  values: Record<string, string>;
+  /** One per partition asked about, in order. */
+  entries: NativeBlkidPartitionEntry[];
+}
+
+/** Whether a runtime library (libudev, libblkid) could be loaded. */
+export interface NativeLibraryStatus {
+  /** The library name dlopen()ed: the default, or DEVMOVE_LIBUDEV / DEVMOVE_LIBBLKID. */
+  library: string;
+  available: boolean;
+  error?: NativeErrorInfo;
 }
 
 /** What a loop device is attached to (LOOP_GET_STATUS64); see native/loop_device.h. */
@@ -276,6 +306,17 @@ export interface NativeBinding {
   udevBlockDevice(query: { sysname: string } | { major: number; minor: number }): NativeUdevDevice | undefined;
   /** Whether libudev could be loaded (loads it on first call). */
   udevStatus(): NativeUdevStatus;
+  /**
+   * Content probe: libblkid on device nodes, read-only, several devices at once (on native threads;
+   * the call blocks until all are done). `partitions`: [major, minor] of kernel partitions of that
+   * whole disk whose table entries are wanted. Per request, in order: the probe, or the error that
+   * stopped it (the node could not be opened or read). Throws (sysError) ELIBACC without libblkid.
+   */
+  blkidProbe(requests: Array<{ path: string; partitions: Array<[number, number]> }>): Array<NativeBlkidProbe | { error: NativeErrorInfo }>;
+  /** Whether libblkid could be loaded (loads it on first call). */
+  blkidStatus(): NativeLibraryStatus;
+  /** User and group names of numeric ids, from the C library's name service; absent when unknown. */
+  accountNames(uid: number, gid: number): { user?: string; group?: string };
 }
 
 const EXPECTED_ABI_VERSION = 4;
