@@ -134,6 +134,9 @@ describe.skipIf(skipWithoutLoop)('copy() errors on real devices', () => {
     const bigSource = attachLoop(makeImage(dir, 'big.img', 64 * MiB));
     const first = copy({ source: bigSource, target: busy, blockSize: 4096, queueDepth: 1 });
     await new Promise<void>((resolve) => first.once('progress', () => resolve()));
+    // Held, not finished: the second open retries EBUSY for 3 s (a crashed
+    // process's claim is released late) and must still find it busy.
+    first.pause();
     const error = await failure(copy({ source, target: busy }).promise);
     expect(error).toMatchObject({ code: 'EBUSY', syscall: 'open', path: busy });
     expect(error.detail).toMatch(/mounted, or in use by LVM\/md\/dm or another exclusive opener/);
