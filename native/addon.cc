@@ -185,6 +185,7 @@ void OptionalFieldsFromJs(const Napi::Object& js, CopyPlan* plan) {
     plan->checkpoint_interval_ms = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "checkpointIntervalMs"), 86400000));
   if (has("zeroBlocks")) plan->zero_mode = GetChoice<ZeroMode>(js, "zeroBlocks", {"write", "skip", "discard", "sparse"});
   if (has("onTargetError")) plan->on_target_error = GetChoice<TargetErrorPolicy>(js, "onTargetError", {"stop", "drop"});
+  if (has("ioEngine")) plan->io_engine = GetChoice<IoEngineChoice>(js, "ioEngine", {"auto", "io_uring", "threads"});
 }
 
 CopyPlan PlanFromJs(const Napi::Object& js) {
@@ -292,6 +293,8 @@ Napi::Object ReportToJs(Napi::Env env, const CopyReport& r) {
   o.Set("blockBytes", r.block_bytes);
   o.Set("queueDepth", r.queue_depth);
   o.Set("ring", RingToJs(env, r));
+  if (!r.io_engine.empty()) o.Set("ioEngine", r.io_engine);
+  if (!r.io_engine_note.empty()) o.Set("ioEngineNote", r.io_engine_note);
   o.Set("io", IoCountersToJs(env, r));
   o.Set("domainOffset", static_cast<double>(r.domain_offset));
   o.Set("domainLength", static_cast<double>(r.domain_length));

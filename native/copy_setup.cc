@@ -10,6 +10,7 @@
 
 #include "copy_engine.h"
 #include "hasher.h"
+#include "thread_driver.h"
 #include "uring_driver.h"
 
 namespace devmove {
@@ -302,8 +303,20 @@ SysError CopyEngine::CreateDriver(uint32_t in_flight_max) {
   options.batch_submissions = plan_.batch_submissions;
   options.idle_priority = plan_.idle_priority;
   SysError error;
-  driver_ = UringDriver::Create(options, &error);
-  if (!driver_) return error;
+  if (plan_.io_engine != IoEngineChoice::kThreads) {
+    driver_ = UringDriver::Create(options, &error);
+    // Where io_uring is forbidden (EPERM: seccomp, kernel.io_uring_disabled;
+    // ENOSYS: no io_uring, or a filter answering so; ENOMEM: RLIMIT_MEMLOCK)
+    // the automatic choice falls back, visibly; anything else is an error.
+    const int e = error.errno_value;
+    const bool forbidden = e == EPERM || e == ENOSYS || e == ENOMEM || e == EACCES;
+    if (!driver_ && (plan_.io_engine == IoEngineChoice::kIoUring || !forbidden)) return error;
+    if (!driver_) report_->io_engine_note = error.message.empty() ? std::strerror(e) : error.message;
+  }
+  if (!driver_) {
+    driver_ = ThreadDriver::Create(options, &error);
+    if (!driver_) return error;
+  }
   report_->io_engine = driver_->name();
   report_->ring_setup_flags = driver_->ring_setup_flags();
   report_->ring_features = driver_->ring_features();

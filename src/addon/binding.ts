@@ -3,6 +3,8 @@
 import path from 'node:path';
 
 export type NativeDirectMode = 'auto' | 'always' | 'never';
+/** Which I/O driver runs the copy; 'auto' = io_uring, or threads where io_uring cannot be set up. */
+export type NativeIoEngine = 'auto' | 'io_uring' | 'threads';
 export type NativeDurability = 'fdatasync' | 'fsync' | 'dsync' | 'sync' | 'none';
 
 /** The plan handed to the engine: clean primitives only, validated in copy.ts. */
@@ -51,6 +53,8 @@ export interface NativePlan {
   idlePriority?: boolean;
   /** > 0: make finished ranges durable and report them (checkpoint events) at this interval. */
   checkpointIntervalMs?: number;
+  /** Omitted: 'auto'. */
+  ioEngine?: NativeIoEngine;
 }
 
 export interface NativeFileReport {
@@ -104,6 +108,10 @@ export interface NativeReport {
   targets: NativeFileReport[];
   blockBytes: number;
   queueDepth: number;
+  /** The I/O driver that ran the copy; absent when the copy failed before choosing one. */
+  ioEngine?: 'io_uring' | 'threads';
+  /** Why threads, when 'auto' fell back to them (io_uring_setup's failure explained). */
+  ioEngineNote?: string;
   ring: {
     setupFlags: number;
     features: number;

@@ -3,16 +3,16 @@ import type { NativePlan } from '../addon/binding';
 import { toByteCount } from '../base/size';
 import {
   BACKGROUND_BLOCK_SIZE, BACKGROUND_QUEUE_DEPTH, BLOCK_SIZE_MAX, BLOCK_SIZE_MIN, DEFAULT_BLOCK_SIZE, DEFAULT_CHECKPOINT_INTERVAL,
-  DEFAULT_QUEUE_DEPTH, DIRECT_MODES, DURABILITIES, ENGINE_OPTIONS, HASH_ALGORITHMS, QUEUE_DEPTH_MAX, RING_BYTES_MAX, TARGET_ERROR_POLICIES,
-  TARGETS_MAX, ZERO_MODES,
-  type CopyOptions, type DirectMode,
+  DEFAULT_QUEUE_DEPTH, DIRECT_MODES, DURABILITIES, ENGINE_OPTIONS, HASH_ALGORITHMS, IO_ENGINES, QUEUE_DEPTH_MAX, RING_BYTES_MAX,
+  TARGET_ERROR_POLICIES, TARGETS_MAX, ZERO_MODES,
+  type CopyOptions, type DirectMode, type IoEngine,
 } from '../base/types';
 
 const KNOWN_OPTIONS = new Set<string>([
   'source', 'target', 'targets', 'onTargetError', 'sourceOffset', 'targetOffset', 'length', 'maxLength', 'blockSize', 'queueDepth',
   'direct', 'durability', 'createTarget', 'exclusiveCreate', 'truncateTarget', 'noatime', 'signal',
   'onProgress', 'progressInterval', 'engine', 'force', 'noError', 'retries', 'mapfile', 'retryBad',
-  'checkpointInterval', 'verify', 'hash', 'rate', 'background', 'zeroBlocks',
+  'checkpointInterval', 'verify', 'hash', 'rate', 'background', 'zeroBlocks', 'ioEngine',
 ]);
 
 function oneOf<T extends string>(value: unknown, name: string, allowed: readonly T[], fallback: T): T {
@@ -68,6 +68,18 @@ function directMode(value: unknown, name: string): DirectMode {
     );
   }
   return value as DirectMode;
+}
+
+/** options.ioEngine, else DEVMOVE_IO_ENGINE (a whole process, or test suite, on one driver), else 'auto'. */
+function ioEngine(value: unknown): IoEngine {
+  const fromEnv = process.env.DEVMOVE_IO_ENGINE;
+  if (value === undefined && fromEnv !== undefined && fromEnv !== '') {
+    if (!IO_ENGINES.includes(fromEnv as IoEngine)) {
+      throw new RangeError(`DEVMOVE_IO_ENGINE must be one of ${IO_ENGINES.map((e) => `'${e}'`).join(', ')} (got '${fromEnv}')`);
+    }
+    return fromEnv as IoEngine;
+  }
+  return oneOf(value, 'ioEngine', IO_ENGINES, 'auto');
 }
 
 /** Validates options and turns them into the engine's plan. Exported for tests. */
@@ -203,6 +215,8 @@ export function planCopy(options: CopyOptions): NativePlan {
     rate,
     checkpointIntervalMs,
   };
+  const engineChoice = ioEngine(options.ioEngine);
+  if (engineChoice !== 'auto') plan.ioEngine = engineChoice;
   if (hash !== undefined) plan.hash = hash;
   if (background) plan.idlePriority = true;
   if (truncateTo !== undefined) for (const t of plan.targets) t.truncateTo = truncateTo;

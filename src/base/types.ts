@@ -14,6 +14,12 @@ export type Durability = 'fdatasync' | 'fsync' | 'dsync' | 'sync' | 'none';
  */
 export type ZeroBlocks = 'write' | 'skip' | 'discard' | 'sparse';
 export type TargetErrorPolicy = 'stop' | 'drop';
+/**
+ * The I/O driver: 'io_uring', worker threads with pread/pwrite ('threads'), or 'auto' — io_uring,
+ * and threads where io_uring cannot be set up (a seccomp profile such as Docker's or containerd's
+ * default, sysctl kernel.io_uring_disabled, RLIMIT_MEMLOCK), named in the result.
+ */
+export type IoEngine = 'auto' | 'io_uring' | 'threads';
 /** A byte range: [offset, length]. */
 export type Range = [offset: number, length: number];
 
@@ -119,6 +125,8 @@ export interface CopyOptions {
   background?: boolean;
   /** All-zero source blocks; default 'write'. */
   zeroBlocks?: ZeroBlocks;
+  /** I/O driver. Default 'auto', or the DEVMOVE_IO_ENGINE environment variable when set. */
+  ioEngine?: IoEngine;
 }
 
 export const HASH_ALGORITHMS = ['sha256', 'sha512', 'sha1', 'md5', 'blake2b512', 'sha3-256'] as const;
@@ -217,6 +225,10 @@ export interface CopyResult {
   rate: number;
   blockSize: number;
   queueDepth: number;
+  /** The I/O driver that ran the copy. */
+  ioEngine: 'io_uring' | 'threads';
+  /** Why threads when ioEngine 'auto' fell back to them (why io_uring could not be set up). */
+  ioEngineNote?: string;
   engine: {
     fixedBuffers: boolean;
     fixedBuffersNote?: string;
@@ -239,3 +251,4 @@ export const ENGINE_OPTIONS: readonly string[] = ['fixedBuffers', 'fixedFiles', 
 export const DURABILITIES: readonly Durability[] = ['fdatasync', 'fsync', 'dsync', 'sync', 'none'];
 export const ZERO_MODES: readonly ZeroBlocks[] = ['write', 'skip', 'discard', 'sparse'];
 export const TARGET_ERROR_POLICIES: readonly TargetErrorPolicy[] = ['stop', 'drop'];
+export const IO_ENGINES: readonly IoEngine[] = ['auto', 'io_uring', 'threads'];

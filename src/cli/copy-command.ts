@@ -53,6 +53,7 @@ export function optionsFromInvocation(inv: DdInvocation): CopyOptions {
   if (inv.rate !== undefined) options.rate = inv.rate;
   if (inv.zeroBlocks !== 'write') options.zeroBlocks = inv.zeroBlocks;
   if (inv.background) options.background = true;
+  if (inv.ioEngine !== undefined) options.ioEngine = inv.ioEngine;
   return options;
 }
 
@@ -98,6 +99,8 @@ function describeFailure(error: DevmoveError, inv: DdInvocation): string {
 /** Lines after a successful copy for what dd does not have: bad blocks, dropped targets, zero blocks, verify. */
 function summaryLines(result: CopyResult, inv: DdInvocation): string[] {
   const lines: string[] = [];
+  // The automatic choice fell back: say so, and why (a silent downgrade would hide a slower copy).
+  if (result.ioEngineNote) lines.push(`I/O engine: threads, because ${result.ioEngineNote}`);
   if (result.bad.bytes > 0) {
     const shown = result.bad.ranges.slice(0, 5).map(([o, l]) => `${o}+${l}`).join(', ');
     const more = result.bad.rangeCount > 5 ? `, … (${result.bad.rangeCount} ranges)` : '';

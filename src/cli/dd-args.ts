@@ -6,7 +6,7 @@
  * dd has that devmove does not implement is rejected with a one-line UsageError
  * instead of being silently ignored.
  */
-import { HASH_ALGORITHMS, TARGET_ERROR_POLICIES, ZERO_MODES, type HashAlgorithm } from '../base/types';
+import { HASH_ALGORITHMS, IO_ENGINES, TARGET_ERROR_POLICIES, ZERO_MODES, type HashAlgorithm, type IoEngine } from '../base/types';
 import { parseDdNumber, SizeSyntaxError } from '../base/size';
 
 /** A command line devmove cannot run. The message is one line naming the offending argument. */
@@ -83,6 +83,8 @@ export interface DdInvocation {
   force: boolean;
   /** Engine switches for benchmarks and ablations (--no-fixed-buffers, --no-fixed-files, --sqpoll, --link, --no-batch). */
   engine: EngineSwitches;
+  /** --io-engine: io_uring, threads, or auto (io_uring, threads where it cannot be set up). */
+  ioEngine?: IoEngine;
 }
 
 export interface EngineSwitches {
@@ -253,7 +255,7 @@ function parseQueueDepth(option: string, value: string): number {
 /** Options that take a value ('--name=value' or '--name value'). */
 const VALUE_OPTIONS: ReadonlySet<string> = new Set([
   'queue-depth', 'block-size', 'retries', 'mapfile', 'checkpoint-interval', 'hash', 'rate', 'rate-file', 'zero-blocks',
-  'on-target-error',
+  'on-target-error', 'io-engine',
 ]);
 /** Options that take no value. */
 const FLAG_OPTIONS: ReadonlySet<string> = new Set([
@@ -296,6 +298,7 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
   let zeroOption: DdInvocation['zeroBlocks'] | undefined;
   let zeroOptionText: string | undefined;
   let onTargetError: DdInvocation['onTargetError'] = 'stop';
+  let ioEngine: IoEngine | undefined;
   let bs: number | undefined;
   let bsOperand: string | undefined;
   let ibs: number | undefined;
@@ -393,6 +396,11 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
           throw new UsageError(`invalid option ${quote(shown)}: a failing target can 'stop' the copy or be 'drop'ped`);
         }
         onTargetError = value;
+      } else if (name === 'io-engine') {
+        if (!isOneOf(IO_ENGINES, value)) {
+          throw new UsageError(`invalid option ${quote(shown)}: the I/O engine is one of ${IO_ENGINES.join(', ')}`);
+        }
+        ioEngine = value;
       } else if (name === 'rate') {
         const r = parseRate(shown, value);
         rate = r;
@@ -607,6 +615,7 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
     noatime: inputFlags.has('noatime'),
     force,
     engine,
+    ...(ioEngine === undefined ? {} : { ioEngine }),
   };
 }
 
@@ -735,6 +744,12 @@ Zero blocks (all-zero source blocks):
                      discard (punch holes in files; write-zeroes/unmap on
                      devices that guarantee zeros), sparse (= conv=sparse)
   --target-is-zero   the same as --zero-blocks=skip
+I/O engine:
+  --io-engine=auto|io_uring|threads  who performs the reads and writes:
+                     io_uring, or worker threads (pread/pwrite) for where
+                     io_uring is forbidden (seccomp in containers,
+                     sysctl kernel.io_uring_disabled); auto (default) uses
+                     io_uring and falls back to threads, saying why
 Engine switches, for benchmarks (the defaults are the measured best):
   --no-fixed-buffers do not register the buffer ring with io_uring
   --no-fixed-files   do not register the file descriptors with io_uring

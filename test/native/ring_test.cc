@@ -33,6 +33,7 @@
 #include "harness.h"
 #include "io_driver.h"
 #include "io_uring_ring.h"
+#include "thread_driver.h"
 #include "uring_driver.h"
 #include "sys_error.h"
 
@@ -509,6 +510,7 @@ std::unique_ptr<IoDriver> MakeDriver(const std::string& which, uint32_t in_fligh
   SysError error;
   std::unique_ptr<IoDriver> driver;
   if (which == "io_uring") driver = UringDriver::Create(options, &error);
+  if (which == "threads") driver = ThreadDriver::Create(options, &error);
   if (!driver) std::printf("    %s driver: %s\n", which.c_str(), error.message.c_str());
   return driver;
 }
@@ -538,7 +540,7 @@ void DriverFifoAndChains(const std::string& which) {
   const int in = open(in_path.c_str(), O_RDONLY | O_CLOEXEC);
   const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   REQUIRE(in >= 0 && out >= 0);
-  CHECK(driver->RegisterFiles({in, out}).empty());
+  if (which == "io_uring") CHECK(driver->RegisterFiles({in, out}).empty());
   std::vector<uint8_t> buffers(kOps * kBlock);
   std::vector<IoOp> reads(kOps), writes(kOps);
   Collector c;
@@ -612,6 +614,38 @@ void DriverCancelsAWaitingPipeRead(const std::string& which) {
 void TestUringDriver() {
   DriverFifoAndChains("io_uring");
   DriverCancelsAWaitingPipeRead("io_uring");
+}
+
+void TestThreadDriver() {
+  DriverFifoAndChains("threads");
+  DriverCancelsAWaitingPipeRead("threads");
+  // A chain whose read comes up short (end of file) cancels its write, as IOSQE_IO_LINK does.
+  std::unique_ptr<IoDriver> driver = MakeDriver("threads", 2);
+  REQUIRE(driver != nullptr);
+  const std::string path = TempPath("threads-short.in");
+  REQUIRE(WriteFile(path, RandomBytes(100, 3)));
+  const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  uint8_t buffer[4096];
+  Collector c;
+  IoOp read, write;
+  for (IoOp* op : {&read, &write}) {
+    op->fd = fd;
+    op->data = buffer;
+    op->length = op->capacity = sizeof buffer;
+    op->offset = op == &read ? 0 : 8192;
+    op->kind = op == &read ? IoKind::kRead : IoKind::kWrite;
+    op->owner = &c;
+  }
+  read.link_next = true;
+  driver->Submit(&read);
+  driver->Submit(&write);
+  REQUIRE(PollFor(*driver, c, 2));
+  CHECK_EQ(read.result, 100);
+  CHECK_EQ(write.result, -ECANCELED);
+  struct stat st {};
+  CHECK(fstat(fd, &st) == 0 && st.st_size == 100);  // the write never ran
+  close(fd);
 }
 
 // ---- Tests: BufferPool -------------------------------------------------------
@@ -730,6 +764,9 @@ void CopyAndCompare(const char* label, size_t length, const std::function<void(C
   CHECK_EQ(r.report.bytes_copied, static_cast<uint64_t>(length));
   CHECK_EQ(r.report.targets.size(), static_cast<size_t>(targets));
   CHECK(r.report.durability == "fdatasync");
+  CopyPlan probe = BasicPlan("", "");  // what the tweak asks for
+  if (tweak) tweak(probe);
+  CHECK(r.report.io_engine == (probe.io_engine == IoEngineChoice::kThreads ? "threads" : "io_uring"));
   // Progress: first (0, total), last (total, total), never decreasing.
   REQUIRE(!r.progress.empty());
   CHECK_EQ(r.progress.front().first, 0u);
@@ -802,6 +839,33 @@ void TestCopyVariants() {
     p.queue_depth = 8;
   });
   CopyAndCompare("unbatched", kLen, [](CopyPlan& p) { p.batch_submissions = false; });
+}
+
+void TestCopyOnThreads() {
+  // The same copies through the threads I/O driver (where io_uring is forbidden).
+  const auto threads = [](CopyPlan& p) { p.io_engine = IoEngineChoice::kThreads; };
+  const size_t kLen = 3 * 1024 * 1024 + 777;
+  CopyAndCompare("threads-len0", 0, threads);
+  CopyAndCompare("threads-len4095", 4095, threads);
+  CopyAndCompare("threads", kLen, threads);
+  CopyAndCompare("threads-unlinked", kLen, [&](CopyPlan& p) {
+    threads(p);
+    p.link_read_write = false;
+  });
+  CopyAndCompare("threads-oddblock", kLen, [&](CopyPlan& p) {
+    threads(p);
+    p.block_bytes = 3 * 4096 + 7;
+    p.queue_depth = 3;
+  });
+  CopyAndCompare("threads-deep-fanout", kLen, [&](CopyPlan& p) {
+    threads(p);
+    p.block_bytes = 4096;
+    p.queue_depth = 256;
+  }, 3);
+  CopyAndCompare("threads-buffered", kLen, [&](CopyPlan& p) {
+    threads(p);
+    p.source.direct = DirectMode::kNever;
+  });
 }
 
 void TestCopyWideFanOut() {
@@ -1026,9 +1090,11 @@ int main() {
   Run("ExplainSetupFailure", TestExplainSetupFailure);
   Run("BufferPool alignment", TestBufferPool);
   Run("UringDriver: FIFO beyond the ring, chains never split, cancel of a waiting pipe read", TestUringDriver);
+  Run("ThreadDriver: the same, and a short read cancels its linked write", TestThreadDriver);
   Run("CopyEngine lengths 0, 1, 4095, 512 KiB+1, 3 MiB", TestCopyLengths);
   Run("CopyEngine plan variants", TestCopyVariants);
   Run("CopyEngine queue depth 1024 x 5 and x 64 targets", TestCopyWideFanOut);
+  Run("CopyEngine on the threads I/O driver", TestCopyOnThreads);
   Run("CopyEngine offsets and lengths", TestCopyOffsets);
   Run("CopyEngine extents and checkpoints", TestCopyExtentsAndCheckpoints);
   Run("CopyEngine zero blocks: sparse, skip, discard, write", TestCopyZeroBlocks);
