@@ -53,8 +53,10 @@ void Checkpointer::Complete(IoOp& op) {
   assert(flushes_in_flight_ > 0);
   --flushes_in_flight_;
   if (op.result < 0) {
-    const SysError error = SysError::Make(-op.result, IoKindSyscall(op.kind), {});
-    if (!failed_(op.target, error)) round_failed_ = true;
+    // Not durable on this target: the round reports nothing (and the target
+    // is dropped, or the copy fails).
+    failed_(op.target, SysError::Make(-op.result, IoKindSyscall(op.kind), {}));
+    round_failed_ = true;
   }
   if (flushes_in_flight_ > 0) return;
   if (round_failed_) {
@@ -63,6 +65,12 @@ void Checkpointer::Complete(IoOp& op) {
     return;
   }
   Emit();
+}
+
+void Checkpointer::Freeze() {
+  frozen_ = true;
+  pending_finished_.clear();
+  pending_bad_.clear();
 }
 
 void Checkpointer::Final() {

@@ -19,17 +19,26 @@ class Checkpointer final : public IoCompletion {
  public:
   // Ranges (absolute source offsets) now durable on every remaining target.
   using EmitFn = std::function<void(const std::vector<ByteRange>& finished, const std::vector<ByteRange>& bad)>;
-  // A target's flush failed; returns whether the copy goes on without it
-  // (it was dropped) — otherwise the round is not reported.
-  using FlushFailedFn = std::function<bool(uint32_t target, const SysError& error)>;
+  // A target's flush failed (the round is then not reported): the target is
+  // dropped, or the copy fails.
+  using FlushFailedFn = std::function<void(uint32_t target, const SysError& error)>;
 
   // `absolute_base`: the source offset of the copy's position 0.
   Checkpointer(uint64_t absolute_base, uint32_t interval_ms, Durability durability, EmitFn emit,
                FlushFailedFn failed);
 
   bool enabled() const { return interval_seconds_ > 0 && static_cast<bool>(emit_); }
-  void AddFinished(const ByteRange& relative) { pending_finished_.push_back(relative); }
-  void AddBad(const ByteRange& relative) { pending_bad_.push_back(relative); }
+  void AddFinished(const ByteRange& relative) {
+    if (!frozen_) pending_finished_.push_back(relative);
+  }
+  void AddBad(const ByteRange& relative) {
+    if (!frozen_) pending_bad_.push_back(relative);
+  }
+  // A target was dropped: the checkpoints report only what is durable on
+  // every target, the dropped one included, so nothing that was not yet in
+  // a round is ever reported finished; a rerun brings the dropped target up
+  // to date.
+  void Freeze();
 
   // Seconds until the next round is due (for the loop's wait); < 0 when none.
   double SecondsUntilDue(double now) const;
@@ -57,6 +66,7 @@ class Checkpointer final : public IoCompletion {
   std::vector<IoOp> ops_;                    // one flush per target
   uint32_t flushes_in_flight_ = 0;
   bool round_failed_ = false;
+  bool frozen_ = false;
   uint64_t checkpoints_ = 0;
 };
 

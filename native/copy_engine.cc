@@ -616,16 +616,16 @@ void CopyEngine::WriteFailed(uint32_t target, SysError error) {
     dropped_[target] = 1;
     report_->targets[target].dropped = true;
     report_->targets[target].error = std::move(error);
+    checkpointer_->Freeze();
     return;
   }
   Fail(std::move(error));
 }
 
-bool CopyEngine::FlushFailed(uint32_t target, const SysError& error) {
+void CopyEngine::FlushFailed(uint32_t target, const SysError& error) {
   SysError named = error;
   named.path = targets_[target]->path();
   WriteFailed(target, named);
-  return !first_error_.failed();
 }
 
 SysError CopyEngine::FinishTargets() {

@@ -124,7 +124,7 @@ class CopyEngine final : public IoCompletion {
   uint32_t LiveTargets() const;
   std::vector<Endpoint*> LiveTargetList() const;
   void WriteFailed(uint32_t target, SysError error);
-  bool FlushFailed(uint32_t target, const SysError& error);
+  void FlushFailed(uint32_t target, const SysError& error);
   SysError FinishTargets();
   SysError MakeDurable();
   SysError Verify(const ProgressFn& progress);

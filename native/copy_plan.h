@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "endpoint.h"
+#include "limits.h"
 #include "ranges.h"
 #include "sys_error.h"
 
@@ -37,10 +38,9 @@ struct TargetPlan {
 
 struct CopyPlan {
   static constexpr uint32_t kDefaultBlockBytes = 512 * 1024;
-  // One read/write is capped by the kernel at INT_MAX & PAGE_MASK; stay well below.
-  static constexpr uint32_t kBlockBytesMax = 1024 * 1024 * 1024;
-  static constexpr uint32_t kQueueDepthMax = 1024;
-  static constexpr uint32_t kTargetsMax = 64;
+  static constexpr uint32_t kBlockBytesMax = limits::kBlockBytesMax;
+  static constexpr uint32_t kQueueDepthMax = limits::kQueueDepthMax;
+  static constexpr uint32_t kTargetsMax = limits::kTargetsMax;
 
   OpenRequest source;
   uint64_t source_offset_bytes = 0;

@@ -72,7 +72,7 @@ SysError CopyEngine::Prepare(const CheckpointFn& checkpoint) {
   if (error.failed()) return error;
   checkpointer_ = std::make_unique<Checkpointer>(
       plan_.source_offset_bytes, plan_.checkpoint_interval_ms, plan_.targets.front().open.durability, checkpoint,
-      [this](uint32_t target, const SysError& e) { return FlushFailed(target, e); });
+      [this](uint32_t target, const SysError& e) { FlushFailed(target, e); });
   report_->block_bytes = plan_.block_bytes;
   report_->queue_depth = plan_.queue_depth;
   return SetupDriver();

@@ -3,21 +3,77 @@
 // and can be cancelled. No byte of the data ever passes through JavaScript.
 import { EventEmitter } from 'node:events';
 
-import { loadNative, type NativePlan } from '../addon/binding';
-import { CopyAbortError, DevmoveError } from '../base/errors';
+import { loadNative, type NativeErrorInfo, type NativeEvent, type NativePlan } from '../addon/binding';
+import { CopyAbortError, CopyFailure, DevmoveError } from '../base/errors';
 import { toByteCount } from '../base/size';
 import type { CopyJobEvents, CopyOptions, CopyProgress, CopyResult, Size } from '../base/types';
 import { resolveDevicePath } from '../devices/manager';
+import { MapfileError } from '../resume/mapfile';
 import { MapfileSession } from '../resume/session';
+import { describeBusy } from '../storage/holders';
 import { checkCopySafety } from '../storage/safety';
 import { planCopy } from './plan';
 import { toResult } from './result';
+
+const EBUSY = 16;
+const ECANCELED = 125;
+
+/** What the engine reported, with what only JavaScript can add: who keeps a busy device. */
+function explainFailure(info: NativeErrorInfo): NativeErrorInfo {
+  if (info.errno !== EBUSY || info.syscall !== 'open' || info.path === undefined) return info;
+  return { ...info, detail: `${info.detail ?? 'device is busy'}; ${describeBusy(info.path)}` };
+}
+
+/** What the copy rejects with, if anything: a mapfile that could not be kept wins over the engine's error. */
+function failureOf(mapfileError: unknown, error: NativeErrorInfo | undefined, cancelled: boolean, signal: AbortSignal | undefined): CopyFailure | undefined {
+  if (mapfileError instanceof CopyFailure) return mapfileError;
+  if (mapfileError !== undefined) return new MapfileError(String(mapfileError), { cause: mapfileError });
+  if (error === undefined) return undefined;
+  if (cancelled && error.errno === ECANCELED) return new CopyAbortError('The copy was aborted', signal?.aborted ? { cause: signal.reason } : undefined);
+  return new DevmoveError(explainFailure(error));
+}
 
 interface JobSetup {
   signal: AbortSignal | undefined;
   onProgress: ((p: CopyProgress) => void) | undefined;
   mapfile: string | undefined;
   retryBad: boolean;
+}
+
+interface Settle {
+  resolve(result: CopyResult): void;
+  reject(error: unknown): void;
+}
+
+/** Before the engine starts: node names resolved, every refusal made, the mapfile loaded. */
+function prepare(plan: NativePlan, setup: JobSetup): MapfileSession | undefined {
+  // Node names ('sdb', 'loop3', '7:3') are accepted wherever a path is.
+  plan.source.path = resolveDevicePath(plan.source.path);
+  for (const t of plan.targets) t.path = resolveDevicePath(t.path);
+  checkCopySafety(plan, setup.mapfile);
+  return setup.mapfile === undefined ? undefined : new MapfileSession(setup.mapfile, plan, setup.retryBad);
+}
+
+/**
+ * The mapfile while the engine runs: the first error keeping it stops the copy (better no copy
+ * than one without a record), and later steps are skipped.
+ */
+class MapKeeper {
+  error: unknown;
+  constructor(
+    readonly session: MapfileSession | undefined,
+    private readonly stop: () => void,
+  ) {}
+
+  keep(step: (session: MapfileSession) => void, stopOnError = true): void {
+    if (this.session === undefined || this.error !== undefined) return;
+    try {
+      step(this.session);
+    } catch (error) {
+      this.error = error;
+      if (stopOnError) this.stop();
+    }
+  }
 }
 
 /** Rate over a sliding window of recent samples, so ETA follows the current speed. */
@@ -47,102 +103,67 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
   /** @internal use copy() */
   constructor(plan: NativePlan, setup: JobSetup) {
     super();
-    const { signal, onProgress } = setup;
     this.rateNow = plan.rate ?? 0;
     this.last = {
       bytesDone: 0, bytesTotal: plan.length ?? 0, percent: 0, bytesPerSecond: 0, etaSeconds: undefined, elapsedSeconds: 0,
       badBytes: 0, zeroBytes: 0, paused: false, phase: 'copy', verifyDone: 0, verifyTotal: 0,
     };
-    if (onProgress) this.on('progress', onProgress);
-    this.promise = new Promise<CopyResult>((resolve, reject) => {
-      if (signal?.aborted) {
-        this.settled = true;
-        reject(new CopyAbortError('The copy was aborted before it started', { cause: signal.reason }));
-        return;
-      }
-      const binding = loadNative();
-      let mapfile: MapfileSession | undefined;
-      try {
-        // Node names ('sdb', 'loop3', '7:3') are accepted wherever a path is.
-        plan.source.path = resolveDevicePath(plan.source.path);
-        for (const t of plan.targets) t.path = resolveDevicePath(t.path);
-        checkCopySafety(plan);
-        if (setup.mapfile !== undefined) mapfile = new MapfileSession(setup.mapfile, plan, setup.retryBad);
-      } catch (error) {
-        this.settled = true;
-        if (error instanceof Error) Error.captureStackTrace(error, CopyJob);
-        reject(error);
-        return;
-      }
-      const onAbort = (): void => this.cancel();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      let mapfileError: unknown;
-      const job = new binding.CopyJob(plan, (event) => {
-        if (event.type === 'progress') {
-          if (mapfile && mapfileError === undefined) {
-            try {
-              mapfile.begin(event.domainOffset, event.domainLength);
-            } catch (error) {
-              mapfileError = error;
-              this.cancel();
-            }
-          }
-          this.updateProgress(event.bytesDone, event.bytesTotal, true, event);
-          return;
-        }
-        if (event.type === 'checkpoint') {
-          if (mapfile && mapfileError === undefined) {
-            try {
-              mapfile.checkpoint(event.finished, event.bad);
-            } catch (error) {
-              // The map cannot be kept: stop rather than copy without a record.
-              mapfileError = error;
-              this.cancel();
-            }
-          }
-          return;
-        }
-        signal?.removeEventListener('abort', onAbort);
-        this.settled = true;
-        this.native = undefined;
-        const report = event.report;
-        if (mapfile && mapfileError === undefined) {
-          try {
-            mapfile.end(report.stoppedAtBadBlock);
-          } catch (error) {
-            mapfileError = error;
-          }
-        }
-        this.updateProgress(report.bytesCopied, report.bytesTotal, false);
-        const result = toResult(report, plan, mapfile);
-        if (mapfileError !== undefined) {
-          const error = mapfileError instanceof Error ? mapfileError : new Error(String(mapfileError));
-          reject(error);
-          return;
-        }
-        if (event.error) {
-          if (report.cancelled && event.error.syscall === 'copy') {
-            const error = new CopyAbortError('The copy was aborted', signal?.aborted ? { cause: signal.reason } : undefined);
-            error.bytesCopied = report.bytesCopied;
-            error.result = result;
-            reject(error);
-          } else {
-            const error = new DevmoveError(event.error);
-            error.bytesCopied = report.bytesCopied;
-            error.result = result;
-            Error.captureStackTrace(error, CopyJob);
-            reject(error);
-          }
-          return;
-        }
-        resolve(result);
-      });
-      this.native = job;
-      job.start();
-    });
+    if (setup.onProgress) this.on('progress', setup.onProgress);
+    this.promise = new Promise<CopyResult>((resolve, reject) => this.start(plan, setup, { resolve, reject }));
     // A job nobody awaits must not crash the process with an unhandled rejection;
     // anyone who awaits it still sees the error.
     this.promise.catch(() => undefined);
+  }
+
+  private start(plan: NativePlan, setup: JobSetup, settle: Settle): void {
+    const { signal } = setup;
+    if (signal?.aborted) {
+      this.settled = true;
+      settle.reject(new CopyAbortError('The copy was aborted before it started', { cause: signal.reason }));
+      return;
+    }
+    let map: MapKeeper;
+    try {
+      map = new MapKeeper(prepare(plan, setup), () => this.cancel());
+    } catch (error) {
+      this.settled = true;
+      if (error instanceof Error) Error.captureStackTrace(error, CopyJob);
+      settle.reject(error);
+      return;
+    }
+    const onAbort = (): void => this.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const job = new (loadNative().CopyJob)(plan, (event) => {
+      if (event.type === 'progress') {
+        map.keep((m) => m.begin(event.domainOffset, event.domainLength));
+        this.updateProgress(event.bytesDone, event.bytesTotal, true, event);
+      } else if (event.type === 'checkpoint') {
+        map.keep((m) => m.checkpoint(event.finished, event.bad));
+      } else {
+        signal?.removeEventListener('abort', onAbort);
+        this.finish(event, plan, map, signal, settle);
+      }
+    });
+    this.native = job;
+    job.start();
+  }
+
+  private finish(event: Extract<NativeEvent, { type: 'done' }>, plan: NativePlan, map: MapKeeper, signal: AbortSignal | undefined, settle: Settle): void {
+    this.settled = true;
+    this.native = undefined;
+    const { report } = event;
+    map.keep((m) => m.end(report.stoppedAtBadBlock), false);
+    this.updateProgress(report.bytesCopied, report.bytesTotal, false);
+    const result = toResult(report, plan, map.session);
+    const failure = failureOf(map.error, event.error, report.cancelled, signal);
+    if (failure === undefined) {
+      settle.resolve(result);
+      return;
+    }
+    failure.bytesCopied = report.bytesCopied;
+    failure.result = result;
+    Error.captureStackTrace(failure, CopyJob);
+    settle.reject(failure);
   }
 
   /** Progress now: the byte count is read live from the engine while it runs. */

@@ -77,7 +77,7 @@ describe('planCopy: invalid options', () => {
     ['empty source', { source: '', target: 'b' }, RangeError, /^options\.source must not be empty$/],
     ['NUL in a path', { source: 'a\0b', target: 'b' }, RangeError, /NUL/],
     ['unknown option', { ...base, bs: '1M' }, TypeError, /^options\.bs is not a copy\(\) option$/],
-    ['bad size suffix', { ...base, blockSize: '12Q3' }, RangeError, /^options\.blockSize must be a size in bytes/],
+    ['bad size suffix', { ...base, blockSize: '12Q3' }, RangeError, /^options\.blockSize must be a size such as '512K' or '4M' \(got '12Q3'\): unknown size suffix 'Q3'/],
     ['negative offset', { ...base, sourceOffset: -1 }, RangeError, /^options\.sourceOffset/],
     ['fractional length', { ...base, length: 1.5 }, RangeError, /^options\.length/],
     ['size as boolean', { ...base, length: true }, TypeError, /^options\.length/],
@@ -88,23 +88,23 @@ describe('planCopy: invalid options', () => {
     ['queue depth as string', { ...base, queueDepth: '8' }, TypeError, /^options\.queueDepth must be an integer from 1 to 1024 \(got '8'\)$/],
     ['ring over 1 GiB', { ...base, queueDepth: 512, blockSize: '4M' }, RangeError, /within 1 GiB of buffers/],
     ['length and maxLength', { ...base, length: 1, maxLength: 1 }, TypeError, /exclude each other/],
-    ['bad direct mode', { ...base, direct: 'yes' }, RangeError, /^options\.direct must be 'auto', 'always' or 'never' \(got 'yes'\)$/],
+    ['bad direct mode', { ...base, direct: 'yes' }, RangeError, /^options\.direct must be one of 'auto', 'always' or 'never' \(got 'yes'\)$/],
     ['bad direct side', { ...base, direct: { src: 'auto' } }, TypeError, /^options\.direct\.src is not a side/],
     ['target and targets', { ...base, targets: ['/dev/sdd'] }, TypeError, /^options\.target and options\.targets exclude each other/],
     ['targets not an array', { source: 'a', targets: 'b' }, TypeError, /^options\.targets must be an array/],
     ['empty targets', { source: 'a', targets: [] }, RangeError, /^options\.targets must list 1 to 64 targets \(got 0\)$/],
     ['65 targets', { source: 'a', targets: Array.from({ length: 65 }, (_, i) => `t${i}`) }, RangeError, /must list 1 to 64 targets \(got 65\)/],
     ['empty target in targets', { source: 'a', targets: ['b', ''] }, RangeError, /^options\.targets\[1\] must not be empty$/],
-    ['bad failure policy', { ...base, onTargetError: 'ignore' }, RangeError, /^options\.onTargetError must be one of 'stop', 'drop' \(got 'ignore'\)$/],
+    ['bad failure policy', { ...base, onTargetError: 'ignore' }, RangeError, /^options\.onTargetError must be one of 'stop' or 'drop' \(got 'ignore'\)$/],
     ['negative retries', { ...base, retries: -1 }, RangeError, /^options\.retries must be an integer from 0 to 1000/],
     ['unknown hash', { ...base, hash: 'crc32' }, RangeError, /^options\.hash must be one of 'sha256'/],
-    ['bad zero mode', { ...base, zeroBlocks: 'trim' }, RangeError, /^options\.zeroBlocks must be one of 'write', 'skip', 'discard', 'sparse'/],
+    ['bad zero mode', { ...base, zeroBlocks: 'trim' }, RangeError, /^options\.zeroBlocks must be one of 'write', 'skip', 'discard' or 'sparse'/],
     ['bad rate', { ...base, rate: 'fast' }, RangeError, /^options\.rate/],
     ['mapfile without durability', { ...base, mapfile: 'x.map', durability: 'none' }, TypeError, /^options\.mapfile needs durable writes/],
     ['checkpoint interval without mapfile', { ...base, checkpointInterval: 500 }, TypeError, /^options\.checkpointInterval needs options\.mapfile$/],
     ['checkpoint interval too short', { ...base, mapfile: 'x.map', checkpointInterval: 10 }, RangeError, /^options\.checkpointInterval must be an integer from 100/],
     ['retryBad without mapfile', { ...base, retryBad: true }, TypeError, /^options\.retryBad needs options\.mapfile/],
-    ['bad durability', { ...base, durability: 'eventually' }, RangeError, /^options\.durability must be one of 'fdatasync', 'fsync', 'dsync', 'sync', 'none'/],
+    ['bad durability', { ...base, durability: 'eventually' }, RangeError, /^options\.durability must be one of 'fdatasync', 'fsync', 'dsync', 'sync' or 'none'/],
     ['non-boolean createTarget', { ...base, createTarget: 'yes' }, TypeError, /^options\.createTarget must be true or false/],
     ['exclusiveCreate without createTarget', { ...base, exclusiveCreate: true, createTarget: false }, TypeError, /exclusiveCreate needs options\.createTarget/],
     ['progress interval too fast', { ...base, progressInterval: 10 }, RangeError, /^options\.progressInterval must be an integer from 100/],
@@ -133,7 +133,7 @@ describe('planCopy: the I/O engine', () => {
 
   it('a bad ioEngine names the option', () => {
     expect(() => planCopy({ ...base, ioEngine: 'aio' as 'auto' })).toThrow(RangeError);
-    expect(() => planCopy({ ...base, ioEngine: 'aio' as 'auto' })).toThrow(/options\.ioEngine must be one of 'auto', 'io_uring', 'threads'/);
+    expect(() => planCopy({ ...base, ioEngine: 'aio' as 'auto' })).toThrow(/options\.ioEngine must be one of 'auto', 'io_uring' or 'threads'/);
     expect(() => planCopy({ ...base, ioEngine: 1 as unknown as 'auto' })).toThrow(TypeError);
   });
 });
