@@ -105,6 +105,8 @@ Napi::Array RangesToJs(Napi::Env env, const std::vector<ByteRange>& ranges) {
 void SourceFromJs(const Napi::Object& js, CopyPlan* plan) {
   const Napi::Object source = Require(js, "source").As<Napi::Object>();
   plan->source.path = GetString(source, "path");
+  // '-' is standard input, as in dd.
+  if (plan->source.path == "-") plan->source.fd = 0;
   plan->source.for_write = false;
   plan->source.direct = GetDirect(source, "direct");
   plan->source.noatime = GetBool(source, "noatime");
@@ -122,6 +124,7 @@ void TargetsFromJs(const Napi::Object& js, CopyPlan* plan) {
     const Napi::Object t = targets.Get(i).As<Napi::Object>();
     TargetPlan target;
     target.open.path = GetString(t, "path");
+    if (target.open.path == "-") target.open.fd = 1;  // standard output
     target.open.for_write = true;
     target.open.direct = GetDirect(t, "direct");
     target.open.create = GetBool(t, "create");
@@ -212,6 +215,9 @@ Napi::Object FileReportToJs(Napi::Env env, const FileReport& f) {
   o.Set("path", f.path);
   o.Set("kind", f.kind);
   o.Set("sizeBytes", static_cast<double>(f.size_bytes));
+  o.Set("sizeKnown", f.size_known);
+  o.Set("sequential", f.sequential);
+  o.Set("bytesWritten", static_cast<double>(f.bytes_written));
   o.Set("logicalBlockBytes", f.logical_block_bytes);
   o.Set("physicalBlockBytes", f.physical_block_bytes);
   o.Set("direct", f.direct);
@@ -288,6 +294,7 @@ void FindingsToJs(Napi::Env env, const CopyReport& r, Napi::Object* o) {
 Napi::Object ReportToJs(Napi::Env env, const CopyReport& r) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("bytesCopied", static_cast<double>(r.bytes_copied));
+  o.Set("bytesRead", static_cast<double>(r.bytes_read));
   o.Set("bytesTotal", static_cast<double>(r.bytes_total));
   o.Set("seconds", r.seconds);
   o.Set("cancelled", r.cancelled);
@@ -477,6 +484,7 @@ void DeliverEvent(Napi::Env env, Napi::Function on_event, CopyJob* job, Event* r
     js.Set("domainLength", static_cast<double>(p.domain_length));
     js.Set("bytesDone", static_cast<double>(p.bytes_done));
     js.Set("bytesTotal", static_cast<double>(p.bytes_total));
+    js.Set("sizeKnown", p.size_known);
     js.Set("badBytes", static_cast<double>(p.bad_bytes));
     js.Set("zeroBytes", static_cast<double>(p.zero_bytes));
     js.Set("paused", p.paused);

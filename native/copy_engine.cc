@@ -647,6 +647,13 @@ SysError CopyEngine::FinishTargets() {
 
 SysError CopyEngine::MakeDurable() {
   const Durability mode = plan_.targets.front().open.durability;
+  bool storage = false;
+  for (const auto& t : targets_) storage = storage || t->caps().durable_flush;
+  if (!storage) {
+    // Only streams: the bytes were handed to a reader, nothing is stored here to flush.
+    report_->durability = "none (the target is a stream)";
+    return {};
+  }
   switch (mode) {
     case Durability::kNone: report_->durability = "none"; return {};
     case Durability::kDsync: report_->durability = "O_DSYNC writes"; return {};

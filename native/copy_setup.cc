@@ -90,7 +90,8 @@ SysError CopyEngine::OpenSource() {
     error = source_->Advance(plan_.source_offset_bytes, cancel_requested_);
     if (error.failed()) return error;
   } else {
-    source_->set_base_offset(plan_.source_offset_bytes);
+    // Added to where the endpoint starts (standard input continues from its position).
+    source_->set_base_offset(source_->base_offset() + plan_.source_offset_bytes);
   }
   return RequireDirectAlignment(*source_, plan_.source.direct, plan_.block_bytes, plan_.source_offset_bytes,
                                 "source offset");
@@ -105,18 +106,18 @@ SysError CopyEngine::PlanDomain() {
     return {};
   }
   const uint64_t source_size = source_->size_bytes();
-  if (plan_.source_offset_bytes > source_size) {
+  const uint64_t start = source_->base_offset();  // the plan's offset (+ standard input's position)
+  if (start > source_size) {
     return SysError::Make(EINVAL, "read", source_->path(), -1,
-                          "source offset " + Bytes(plan_.source_offset_bytes) + " is past the end of the source (" +
-                              Bytes(source_size) + ")");
+                          "source offset " + Bytes(start) + " is past the end of the source (" + Bytes(source_size) + ")");
   }
-  const uint64_t available = source_size - plan_.source_offset_bytes;
+  const uint64_t available = source_size - start;
   length_bytes_ = available;
   if (plan_.has_length) {
     if (plan_.length_bytes > available && !plan_.length_is_max) {
       return SysError::Make(EINVAL, "read", source_->path(), -1,
                             "length " + Bytes(plan_.length_bytes) + " runs past the end of the source: only " +
-                                Bytes(available) + " after offset " + std::to_string(plan_.source_offset_bytes));
+                                Bytes(available) + " after offset " + std::to_string(start));
     }
     length_bytes_ = std::min(plan_.length_bytes, available);
   }
@@ -153,10 +154,10 @@ SysError CopyEngine::CheckTarget(size_t i) {
     // A stream cannot seek (dd: "cannot seek: Illegal seek").
     return target.Advance(plan.offset_bytes, cancel_requested_);
   }
-  target.set_base_offset(plan.offset_bytes);
+  target.set_base_offset(target.base_offset() + plan.offset_bytes);
   error = RequireDirectAlignment(target, plan.open.direct, plan_.block_bytes, plan.offset_bytes, "target offset");
   if (error.failed()) return error;
-  const uint64_t end = plan.offset_bytes + length_bytes_;
+  const uint64_t end = target.base_offset() + length_bytes_;
   if (!target.caps().grows && target.caps().size_known && length_known_ && end > target.size_bytes()) {
     return SysError::Make(ENOSPC, "write", target.path(), -1,
                           "target too small: the copy needs " + Bytes(end) + " (offset " +
@@ -220,7 +221,8 @@ SysError CopyEngine::CutTargets() {
   // (dd without conv=notrunc), so a refusal leaves all targets untouched.
   for (size_t i = 0; i < targets_.size(); ++i) {
     const TargetPlan& t = plan_.targets[i];
-    if (t.truncate_to < 0 || targets_[i]->kind() != EndpointKind::kRegularFile) continue;
+    // Standard output is never cut (dd does not truncate it; the shell's > did).
+    if (t.truncate_to < 0 || t.open.fd >= 0 || targets_[i]->kind() != EndpointKind::kRegularFile) continue;
     const bool by_open = t.truncate_at_open && t.truncate_to == 0;
     const SysError error = targets_[i]->Truncate(static_cast<uint64_t>(t.truncate_to), by_open);
     if (error.failed()) return error;

@@ -57,10 +57,19 @@ export interface NativePlan {
   ioEngine?: NativeIoEngine;
 }
 
+/** What an endpoint is: a block device, a regular file, or a stream (pipe, socket, character device). */
+export type NativeEndpointKind = 'block' | 'file' | 'pipe' | 'socket' | 'character';
+
 export interface NativeFileReport {
   path: string;
-  kind: 'block' | 'file';
+  kind: NativeEndpointKind;
   sizeBytes: number;
+  /** False for a stream: its size is not known. */
+  sizeKnown: boolean;
+  /** A stream, read or written strictly in order. */
+  sequential: boolean;
+  /** Targets: bytes the target accepted, partial writes of an unfinished buffer included. */
+  bytesWritten: number;
   logicalBlockBytes: number;
   physicalBlockBytes: number;
   direct: boolean;
@@ -99,6 +108,8 @@ export interface IoCounters {
 
 export interface NativeReport {
   bytesCopied: number;
+  /** Bytes read from the source, partial buffers included. */
+  bytesRead: number;
   bytesTotal: number;
   seconds: number;
   cancelled: boolean;
@@ -158,7 +169,10 @@ export type NativeEvent =
       domainOffset: number;
       domainLength: number;
       bytesDone: number;
+      /** 0 with sizeKnown false. */
       bytesTotal: number;
+      /** False for a stream source without a length: no total, no percent. */
+      sizeKnown: boolean;
       badBytes: number;
       zeroBytes: number;
       paused: boolean;

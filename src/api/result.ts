@@ -21,6 +21,7 @@ function fileInfo(f: NativeFileReport | undefined, fallbackPath: string): FileIn
   if (f.dropped) info.dropped = true;
   if (f.error) info.error = new DevmoveError(f.error);
   if (f.zeroNote) info.zeroNote = f.zeroNote;
+  if (f.bytesWritten !== undefined && f.bytesWritten > 0) info.bytesWritten = f.bytesWritten;
   return info;
 }
 
@@ -28,6 +29,7 @@ export function toResult(report: NativeReport, plan: NativePlan, mapfile: Mapfil
   const targets = plan.targets.map((t, i) => fileInfo(report.targets[i], t.path));
   const result: CopyResult = {
     bytesCopied: report.bytesCopied,
+    bytesRead: report.bytesRead ?? report.bytesCopied,
     seconds: report.seconds,
     bytesPerSecond: report.seconds > 0 ? report.bytesCopied / report.seconds : 0,
     durability: report.durability,

@@ -159,9 +159,10 @@ export interface EngineOptions {
 
 export interface CopyProgress {
   bytesDone: number;
-  bytesTotal: number;
-  /** 0..100 */
-  percent: number;
+  /** Undefined when the size is not known (a pipe as the source, without a length). */
+  bytesTotal: number | undefined;
+  /** 0..100; undefined when the size is not known. */
+  percent: number | undefined;
   /** Recent rate, bytes per second. */
   bytesPerSecond: number;
   /** Seconds left at the recent rate; undefined until a rate is known. */
@@ -180,7 +181,9 @@ export interface CopyProgress {
 
 export interface FileInfo {
   path: string;
-  kind: 'block' | 'file';
+  /** 'pipe', 'socket' or 'character' for a stream (standard input/output, a FIFO): read and written in order. */
+  kind: 'block' | 'file' | 'pipe' | 'socket' | 'character';
+  /** For a stream: 0, its size is not known. */
   sizeBytes: number;
   logicalBlockBytes: number;
   physicalBlockBytes: number;
@@ -196,13 +199,17 @@ export interface FileInfo {
   error?: SystemErrorLike;
   /** Targets: how zero blocks were handled when not as asked. */
   zeroNote?: string;
+  /** Targets: bytes it accepted, partial writes of an unfinished buffer included (what a failed copy left there). */
+  bytesWritten?: number;
 }
 
 export interface CopyResult {
   bytesCopied: number;
+  /** Bytes read from the source, partial buffers included (dd's "records in"). */
+  bytesRead: number;
   seconds: number;
   bytesPerSecond: number;
-  /** What made the target durable: 'fdatasync', 'fsync', 'O_DSYNC writes', 'O_SYNC writes' or 'none'. */
+  /** What made the target durable: 'fdatasync', 'fsync', 'O_DSYNC writes', 'O_SYNC writes', 'none', or 'none (the target is a stream)' when every target is a pipe. */
   durability: string;
   source: FileInfo;
   /** The first target (the only one without fan-out). */

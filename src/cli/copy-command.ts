@@ -1,6 +1,7 @@
 // The copy itself on the command line (`devmove if=… of=…`): dd operands to
 // copy() options, progress lines, signals, and the final report.
 import fs from 'node:fs';
+import tty from 'node:tty';
 
 import { copy, type CopyJob } from '../api/copy';
 import { COPY_OPTION_KEYS } from '../api/options';
@@ -146,10 +147,47 @@ function mapfileNote(m: NonNullable<CopyResult['mapfile']>, argv: readonly strin
   return `mapfile ${m.path} records ${m.finished} bytes finished${m.bad > 0 ? ` and ${m.bad} bad` : ''}; resume with: ${againCommand(argv)}`;
 }
 
+/**
+ * Standard input or output as data must not be a terminal: typed keys are no
+ * disk image, and a disk image on a terminal is garbage (zstd refuses the same).
+ */
+function refuseTerminals(inv: DdInvocation): void {
+  if (inv.source === '-' && tty.isatty(0)) {
+    throw new UsageError('standard input is a terminal: give if=SOURCE, or pipe the data in (… | devmove of=TARGET)');
+  }
+  if (inv.targets.includes('-') && tty.isatty(1)) {
+    throw new UsageError('standard output is a terminal: give of=TARGET, or pipe the data on (devmove if=SOURCE | …)');
+  }
+}
+
+/**
+ * The reader of standard output went away (EPIPE): end as GNU dd does under the
+ * default disposition, killed by SIGPIPE, silently (exit status 141 in a shell).
+ * Node ignores SIGPIPE; a listener added and removed leaves libuv's default
+ * action (terminate) in place. If the process is still alive, it exits 141.
+ */
+function dieOfSigpipe(): number {
+  const nothing = (): void => undefined;
+  process.on('SIGPIPE', nothing);
+  process.off('SIGPIPE', nothing);
+  process.kill(process.pid, 'SIGPIPE');
+  return 128 + 13;
+}
+
+/** dd's "records in/out" for a failed copy: what was read, and what the target holds (partial writes included). */
+function failedCounts(error: DevmoveError): { read: number; written: number } {
+  const r = error.result;
+  const written = Math.max(error.bytesCopied, r?.target.bytesWritten ?? 0);
+  return { read: Math.max(written, r?.bytesRead ?? 0), written };
+}
+
 /** Runs one copy as the CLI does and returns the exit code. */
 export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<number> {
   const { io } = ctx;
+  refuseTerminals(inv);
   const options = optionsFromInvocation(inv);
+  // With the data on standard output (of=-), the report goes to standard error.
+  const out = inv.targets.includes('-') ? io.stderr : io.stdout;
   const showLive = inv.status === 'default' && !inv.json && io.stderr.isTTY === true;
   const ddProgress = inv.status === 'progress' && !inv.json;
   options.progressInterval = inv.json ? 1000 : ddProgress ? 1000 : 200;
@@ -169,7 +207,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
   };
   job.on('progress', (p) => {
     if (inv.json) {
-      io.stdout.write(`${JSON.stringify({ type: 'progress', ...p })}\n`);
+      out.write(`${JSON.stringify({ type: 'progress', ...p })}\n`);
     } else if (showLive) {
       io.stderr.write(`\r\x1b[K${liveLine(p)}`);
       liveShown = true;
@@ -227,10 +265,10 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
     onStatusSignal(onUsr1);
   }
 
-  const finalStats = (bytes: number, seconds: number): void => {
+  const finalStats = (bytes: number, seconds: number, read = bytes): void => {
     if (ddProgress) io.stderr.write('\n');
     if (inv.status === 'none' || inv.json) return;
-    io.stderr.write(`${records(bytes, inv.ibs)} in\n${records(bytes, inv.obs)} out\n`);
+    io.stderr.write(`${records(read, inv.ibs)} in\n${records(bytes, inv.obs)} out\n`);
     if (inv.status !== 'noxfer') io.stderr.write(`${transferLine(bytes, seconds)}\n`);
   };
 
@@ -239,9 +277,9 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
     clearLive();
     finalStats(result.bytesCopied, result.seconds);
     if (inv.json) {
-      io.stdout.write(`${JSON.stringify({ type: 'result', ...result })}\n`);
+      out.write(`${JSON.stringify({ type: 'result', ...result })}\n`);
     } else {
-      if (result.hash) io.stdout.write(`${result.hash.algorithm.toUpperCase()} (${result.source.path}) = ${result.hash.hex}\n`);
+      if (result.hash) out.write(`${result.hash.algorithm.toUpperCase()} (${result.source.path}) = ${result.hash.hex}\n`);
       if (inv.status !== 'none') for (const line of summaryLines(result, inv, ctx.argv)) io.stderr.write(`devmove: ${line}\n`);
     }
     // Like dd with conv=noerror: unreadable blocks or a dropped target make the exit status 1.
@@ -255,15 +293,17 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
       const signal = interruptedBy ?? 'SIGINT';
       const mapNote = error.result?.mapfile ? `; ${mapfileNote(error.result.mapfile, ctx.argv)}` : '';
       const line = `interrupted by ${signal} after ${error.bytesCopied} bytes; what was written has been flushed${mapNote}`;
-      if (inv.json) io.stdout.write(`${JSON.stringify({ type: 'error', code: 'ABORT_ERR', message: line, bytesCopied: error.bytesCopied })}\n`);
+      if (inv.json) out.write(`${JSON.stringify({ type: 'error', code: 'ABORT_ERR', message: line, bytesCopied: error.bytesCopied })}\n`);
       io.stderr.write(`devmove: ${line}\n`);
       return signal === 'SIGTERM' ? 143 : 130;
     }
     if (error instanceof DevmoveError) {
-      if (error.bytesCopied > 0) finalStats(error.bytesCopied, seconds);
+      if (error.code === 'EPIPE' && error.path === '-' && ctx.handleSignals) return dieOfSigpipe();
+      const counts = failedCounts(error);
+      if (counts.written > 0) finalStats(counts.written, seconds, counts.read);
       const line = describeFailure(error, inv, ctx.argv);
       if (inv.json) {
-        io.stdout.write(
+        out.write(
           `${JSON.stringify({
             type: 'error',
             code: error.code,

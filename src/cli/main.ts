@@ -44,7 +44,21 @@ Examples:
 }
 
 
-export async function main(argv: readonly string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+/**
+ * The process's own streams, looked up only when written to: Node makes a
+ * pipe on standard output non-blocking the moment process.stdout is first
+ * touched, and a copy that writes its data there (of=-) must never touch it.
+ */
+const PROCESS_IO: CliIo = {
+  get stdout() {
+    return process.stdout;
+  },
+  get stderr() {
+    return process.stderr;
+  },
+};
+
+export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Promise<number> {
   let inv: DdInvocation;
   if (argv[0] === 'devices') {
     // Loaded on demand: a copy never needs the device manager's command line.

@@ -54,6 +54,8 @@ function formatEta(seconds: number | undefined): string {
 }
 
 export function liveLine(p: CopyProgress): string {
+  // A pipe as the source has no known size: bytes and rate only.
+  if (p.bytesTotal === undefined || p.percent === undefined) return `${formatBytesIEC(p.bytesDone)}  ${formatBytesSI(p.bytesPerSecond)}/s`;
   return `${formatBytesIEC(p.bytesDone)} / ${formatBytesIEC(p.bytesTotal)} (${p.percent.toFixed(1)}%)  ${formatBytesSI(p.bytesPerSecond)}/s  ETA ${formatEta(p.etaSeconds)}`;
 }
 

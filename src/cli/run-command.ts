@@ -195,7 +195,7 @@ export async function runRunCommand(args: readonly string[], io: RunIo, options:
   const onStatus = (): void => {
     for (const pair of spec.pairs) {
       const p = latest.get(pair.name);
-      io.stderr.write(`devmove: ${pair.name}: ${p === undefined ? 'waiting' : `${bytesText(p.bytesDone)} of ${bytesText(p.bytesTotal)}, ${formatBytesSI(p.bytesPerSecond)}/s`}\n`);
+      io.stderr.write(`devmove: ${pair.name}: ${p === undefined ? 'waiting' : `${bytesText(p.bytesDone)}${p.bytesTotal === undefined ? '' : ` of ${bytesText(p.bytesTotal)}`}, ${formatBytesSI(p.bytesPerSecond)}/s`}\n`);
     }
   };
   const controller = new AbortController();

@@ -104,6 +104,14 @@ function deviceOf(m: MountEntry, related: readonly BlockInfo[]): string {
   return b ? b.devnode : `device ${m.major}:${m.minor}`;
 }
 
+/** '-': standard input (a source) or output (a target), as in dd. */
+const STANDARD_STREAM = '-';
+
+/** A side's facts; standard input/output has none a path could give ('./-' is never looked at). */
+function sideOf(path: string): SideFacts {
+  return path === STANDARD_STREAM ? { path, kind: 'other', sizeBytes: 0 } : gatherSide(path);
+}
+
 /** The bytes of a target a plan may change: its range, and with truncation everything from the cut on. */
 function targetSpan(t: NativePlan['targets'][number], length: number): { offset: number; length: number } {
   if (t.truncateTo === undefined) return { offset: t.offset, length };
@@ -118,11 +126,12 @@ function targetSpan(t: NativePlan['targets'][number], length: number): { offset:
  * closes the window between check and open for mounts and device-mapper claims.
  */
 export function checkCopySafety(plan: NativePlan, mapfile?: string): void {
-  const source = gatherSide(plan.source.path);
+  const source = sideOf(plan.source.path);
   const available = Math.max(0, source.sizeBytes - plan.source.offset);
   const length = plan.length === undefined ? available : Math.min(plan.length, plan.lengthIsMax ? available : plan.length);
-  const targets = plan.targets.map((t) => gatherSide(t.path));
-  if (source.kind === 'block' || source.kind === 'file') {
+  const targets = plan.targets.map((t) => sideOf(t.path));
+  // A pipe as the source still gets every target checked (mounted, held, read-only).
+  if (source.kind !== 'missing') {
     const mounts = readMountInfo();
     plan.targets.forEach((t, i) => {
       // A target opened without the O_EXCL claim is a forced one.
@@ -132,6 +141,9 @@ export function checkCopySafety(plan: NativePlan, mapfile?: string): void {
   }
   const uses: StorageUse[] = [{ role: 'source', side: source, shown: plan.source.path, offset: plan.source.offset, length }];
   plan.targets.forEach((t, i) => uses.push({ role: 'target', side: targets[i], shown: t.path, ...targetSpan(t, length) }));
+  // Standard input and output are descriptors, not storage a path names.
+  const named = uses.filter((u) => u.shown !== STANDARD_STREAM);
+  uses.splice(0, uses.length, ...named);
   if (mapfile !== undefined) uses.push({ role: 'mapfile', side: gatherSide(mapfile), shown: mapfile, offset: 0, length: Infinity });
   // Source against target was assessed above with its own messages.
   const conflict = findConflict(uses, (a, b) => (a.role === 'source') !== (b.role === 'source') && a.role !== 'mapfile' && b.role !== 'mapfile');

@@ -46,7 +46,7 @@ describe.skipIf(skipWithoutLoop)('copy() errors on real devices', () => {
   it('a directory as source: EISDIR', async () => {
     const error = await failure(copy({ source: dir, target }).promise);
     expect(error).toMatchObject({ code: 'EISDIR', path: dir });
-    expect(error.detail).toMatch(/is a directory; devmove copies block devices and regular files/);
+    expect(error.detail).toMatch(/is a directory; devmove copies block devices, regular files and pipes/);
   });
 
   it('a character device as target: refused before any write', async () => {

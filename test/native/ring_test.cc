@@ -25,6 +25,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "buffer_pool.h"
@@ -1048,6 +1049,83 @@ void TestCopyTargetIsDirectory() {
   CHECK(e.syscall == "open");
 }
 
+
+void CopyThroughFifo(IoEngineChoice engine) {
+  // A FIFO as the source (a writer thread) and as the target (a reader
+  // thread): read in order, buffers filled from short pipe reads, no known size.
+  const std::string tag = engine == IoEngineChoice::kThreads ? "threads" : "io_uring";
+  const std::string fifo = TempPath("pipe-" + tag);
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  const std::vector<uint8_t> data = RandomBytes(3 * 1024 * 1024 + 99, 41);
+  std::thread writer([&] {
+    const int fd = open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+    for (size_t done = 0; fd >= 0 && done < data.size();) {
+      const ssize_t n = write(fd, data.data() + done, std::min<size_t>(10000, data.size() - done));
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    if (fd >= 0) close(fd);
+  });
+  CopyPlan in = BasicPlan(fifo, TempPath("pipe-" + tag + ".out"));
+  in.io_engine = engine;
+  const CopyResult r = RunCopy(in);
+  writer.join();
+  REQUIRE(!r.error.failed());
+  CHECK(r.report.source.kind == "pipe" && r.report.source.sequential && !r.report.source.size_known);
+  CHECK_EQ(r.report.bytes_copied, static_cast<uint64_t>(data.size()));
+  std::vector<uint8_t> back;
+  CHECK(ReadFile(in.targets[0].open.path, &back));
+  CHECK(back == data);
+
+  std::vector<uint8_t> received;
+  std::thread reader([&] {
+    const int fd = open(fifo.c_str(), O_RDONLY | O_CLOEXEC);
+    uint8_t chunk[8192];
+    for (ssize_t n; fd >= 0 && (n = read(fd, chunk, sizeof chunk)) > 0;) received.insert(received.end(), chunk, chunk + n);
+    if (fd >= 0) close(fd);
+  });
+  CopyPlan out = BasicPlan(in.targets[0].open.path, fifo);
+  out.io_engine = engine;
+  out.block_bytes = 64 * 1024;
+  const CopyResult w = RunCopy(out);
+  reader.join();
+  REQUIRE(!w.error.failed());
+  CHECK(w.report.targets[0].kind == "pipe");
+  CHECK(w.report.durability == "none (the target is a stream)");
+  CHECK(received == data);
+}
+
+void TestCopyPipes() {
+  CopyThroughFifo(IoEngineChoice::kIoUring);
+  CopyThroughFifo(IoEngineChoice::kThreads);
+  // Cancel ends the wait for a writer that never comes.
+  const std::string fifo = TempPath("pipe-nobody");
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  CopyEngine engine(BasicPlan(fifo, TempPath("pipe-nobody.out")));
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    engine.Cancel();
+  });
+  CopyReport report;
+  const auto start = std::chrono::steady_clock::now();
+  const SysError e = engine.Run({}, &report);
+  canceller.join();
+  CHECK_EQ(e.errno_value, ECANCELED);
+  CHECK(report.cancelled);
+  CHECK(Seconds(start) < 5.0);
+  // What a stream cannot do is refused.
+  CopyPlan verify = BasicPlan(fifo, TempPath("pipe-verify.out"));
+  verify.verify = true;
+  std::thread opener([&] {
+    const int fd = open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) close(fd);
+  });
+  const CopyResult v = RunCopy(verify);
+  opener.join();
+  CHECK_EQ(v.error.errno_value, EINVAL);
+  CHECK(v.error.syscall == "verify");
+}
+
 void Cleanup() {
   for (const std::string& f : g_tmpfiles) unlink(f.c_str());
   if (!g_tmpdir.empty() && rmdir(g_tmpdir.c_str()) != 0) {
@@ -1095,6 +1173,7 @@ int main() {
   Run("CopyEngine plan variants", TestCopyVariants);
   Run("CopyEngine queue depth 1024 x 5 and x 64 targets", TestCopyWideFanOut);
   Run("CopyEngine on the threads I/O driver", TestCopyOnThreads);
+  Run("CopyEngine through FIFOs, both drivers; cancel while waiting; verify refused", TestCopyPipes);
   Run("CopyEngine offsets and lengths", TestCopyOffsets);
   Run("CopyEngine extents and checkpoints", TestCopyExtentsAndCheckpoints);
   Run("CopyEngine zero blocks: sparse, skip, discard, write", TestCopyZeroBlocks);
