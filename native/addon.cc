@@ -134,6 +134,7 @@ void TargetsFromJs(const Napi::Object& js, CopyPlan* plan) {
     target.offset_bytes = GetU64(t, "offset");
     const Napi::Value truncate_to = t.Get("truncateTo");
     target.truncate_to = truncate_to.IsUndefined() ? -1 : static_cast<int64_t>(GetU64(t, "truncateTo"));
+    if (!t.Get("truncateAtOpen").IsUndefined()) target.truncate_at_open = GetBool(t, "truncateAtOpen");
     plan->targets.push_back(std::move(target));
   }
 }
@@ -194,6 +195,12 @@ void OptionalFieldsFromJs(const Napi::Object& js, CopyPlan* plan) {
     plan->checkpoint_interval_ms = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "checkpointIntervalMs"), limits::kCheckpointIntervalMsMax));
   if (has("zeroBlocks")) plan->zero_mode = GetChoice<ZeroMode>(js, "zeroBlocks", {"write", "skip", "discard", "sparse"});
   if (has("onTargetError")) plan->on_target_error = GetChoice<TargetErrorPolicy>(js, "onTargetError", {"stop", "drop"});
+  if (has("zeroBlockBytes")) {
+    const uint64_t block = GetU64(js, "zeroBlockBytes");
+    if (block < 1 || plan->block_bytes % block != 0)
+      throw Napi::RangeError::New(js.Env(), "native plan zeroBlockBytes must divide blockBytes");
+    plan->zero_block_bytes = static_cast<uint32_t>(block);
+  }
   if (has("ioEngine")) plan->io_engine = GetChoice<IoEngineChoice>(js, "ioEngine", {"auto", "io_uring", "threads"});
 }
 

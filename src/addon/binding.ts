@@ -20,6 +20,8 @@ export interface NativePlan {
     exclusive: boolean;
     /** Regular files: cut to this size before copying. */
     truncateTo?: number;
+    /** With truncateTo 0: cut by opening with O_TRUNC, as GNU dd opens its output when seek= is below one output block. */
+    truncateAtOpen?: boolean;
   }>;
   /** Omitted: to the end of the source. */
   length?: number;
@@ -43,6 +45,8 @@ export interface NativePlan {
   /** Extra reads of an unreadable logical block before it counts as bad. */
   retries?: number;
   zeroBlocks?: 'write' | 'skip' | 'discard' | 'sparse';
+  /** The zero check's block (dd's obs= for conv=sparse); must divide blockBytes. Omitted: blockBytes. */
+  zeroBlockBytes?: number;
   onTargetError?: 'stop' | 'drop';
   /** OpenSSL digest name of the bytes read. */
   hash?: string;

@@ -144,6 +144,8 @@ export const OPTION_ROWS: readonly OptionRow[] = [
     key: 'ioEngine', kind: choice(IO_ENGINES), job: true, group: 'engine', cli: { option: '--io-engine' },
     help: 'who reads and writes: io_uring, or worker threads (pread/pwrite) for where io_uring is forbidden (a seccomp profile in containers, sysctl kernel.io_uring_disabled); auto (default) uses io_uring and falls back to threads, saying why',
   },
+  // No command-line spelling: dd's obs= drives it for conv=sparse (cli/copy-command.ts).
+  { key: 'zeroBlockSize', kind: size(1, BLOCK_SIZE_MAX), job: true },
   engineSwitch('fixedBuffers', '--no-fixed-buffers', false, 'do not register the buffer ring with io_uring'),
   engineSwitch('fixedFiles', '--no-fixed-files', false, 'do not register the file descriptors with io_uring'),
   engineSwitch('sqpoll', '--sqpoll', true, 'let a kernel thread poll the submission queue'),

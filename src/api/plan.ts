@@ -40,6 +40,7 @@ interface ValidOptions {
   rate: number;
   background: boolean;
   zeroBlocks: ZeroBlocks;
+  zeroBlockSize: number | undefined;
   onTargetError: TargetErrorPolicy;
   ioEngine: IoEngine;
 }
@@ -125,6 +126,9 @@ function checkCombinations(o: ValidOptions, options: CopyOptions): void {
     throw invalidOption("options.mapfile needs durable writes: it records only what is on stable storage (durability 'none' conflicts)", false);
   }
   if (o.mapfile === undefined && options.checkpointInterval !== undefined) throw invalidOption('options.checkpointInterval needs options.mapfile', false);
+  if (o.zeroBlockSize !== undefined && o.blockSize % o.zeroBlockSize !== 0) {
+    throw invalidOption(`options.zeroBlockSize must divide options.blockSize (got ${o.zeroBlockSize} and ${o.blockSize} bytes)`, true);
+  }
   if (o.mapfile === undefined && o.retryBad) throw invalidOption('options.retryBad needs options.mapfile (it names the bad ranges to read again)', false);
 }
 
@@ -176,6 +180,7 @@ function readAll(options: CopyOptions): ValidOptions {
     rate: read(options, 'rate'),
     background,
     zeroBlocks: read(options, 'zeroBlocks'),
+    zeroBlockSize: read(options, 'zeroBlockSize'),
     onTargetError: read(options, 'onTargetError'),
     ioEngine: readIoEngine(options),
   };
@@ -210,7 +215,9 @@ function toPlan(o: ValidOptions): NativePlan {
   if (o.hash !== undefined) plan.hash = o.hash;
   if (o.background) plan.idlePriority = true;
   if (o.ioEngine !== 'auto') plan.ioEngine = o.ioEngine;
-  if (o.truncateTo !== undefined) for (const t of plan.targets) t.truncateTo = o.truncateTo;
+  // A cut to 0 is done as GNU dd does it: the target opened with O_TRUNC (once every check passed).
+  if (o.truncateTo !== undefined) for (const t of plan.targets) Object.assign(t, { truncateTo: o.truncateTo }, o.truncateTo === 0 ? { truncateAtOpen: true } : {});
+  if (o.zeroBlockSize !== undefined && o.zeroBlockSize !== o.blockSize) plan.zeroBlockBytes = o.zeroBlockSize;
   const length = o.length ?? o.maxLength;
   if (length !== undefined) plan.length = length;
   return plan;

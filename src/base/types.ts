@@ -130,6 +130,11 @@ export interface CopyOptions {
   background?: boolean;
   /** All-zero source blocks; default 'write'. */
   zeroBlocks?: ZeroBlocks;
+  /**
+   * The block the zero check judges (a block is all zeros or not), as dd's obs= does for conv=sparse.
+   * Must divide blockSize. Default: blockSize.
+   */
+  zeroBlockSize?: Size;
   /** I/O driver. Default 'auto', or the DEVMOVE_IO_ENGINE environment variable when set. */
   ioEngine?: IoEngine;
 }

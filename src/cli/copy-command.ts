@@ -27,7 +27,10 @@ export function optionsFromInvocation(inv: DdInvocation): CopyOptions {
   if (inv.source === undefined || inv.targets.length === 0) throw new UsageError('missing operand: need if=SOURCE and of=TARGET');
   const background = inv.background === true;
   // bs= takes up to 2 GiB as in dd; one I/O stops at 1 GiB.
-  const blockSize = Math.min(Number(inv.blockSize ?? (background ? BACKGROUND_BLOCK_SIZE : DEFAULT_BLOCK_SIZE)), BLOCK_SIZE_MAX);
+  let blockSize = Math.min(Number(inv.blockSize ?? (background ? BACKGROUND_BLOCK_SIZE : DEFAULT_BLOCK_SIZE)), BLOCK_SIZE_MAX);
+  // conv=sparse judges output blocks (obs=), as dd does: the I/O size becomes a multiple of them.
+  const zeroBlockSize = inv.zeroBlocks === 'sparse' ? Math.min(inv.obs, BLOCK_SIZE_MAX) : undefined;
+  if (zeroBlockSize !== undefined) blockSize = Math.max(zeroBlockSize, blockSize - (blockSize % zeroBlockSize));
   let queueDepth = inv.queueDepth ?? (background ? BACKGROUND_QUEUE_DEPTH : DEFAULT_QUEUE_DEPTH);
   if (queueDepth * blockSize > RING_BYTES_MAX) {
     if (inv.queueDepth !== undefined) {
@@ -52,6 +55,7 @@ export function optionsFromInvocation(inv: DdInvocation): CopyOptions {
     // otherwise; reproduce both.
     truncateTarget: inv.truncate ? (Math.floor(inv.targetOffset / inv.obs) === 0 ? 0 : inv.targetOffset) : false,
     engine: { ...inv.engine },
+    ...(zeroBlockSize === undefined ? {} : { zeroBlockSize }),
   });
   return options as unknown as CopyOptions;
 }

@@ -1126,6 +1126,30 @@ void TestCopyPipes() {
   CHECK(v.error.syscall == "verify");
 }
 
+
+void TestCopyTruncateAtOpen() {
+  // dd's O_TRUNC: a longer existing target is cut to 0 by opening it again
+  // with O_TRUNC after every check, then written: same file, new content.
+  const std::string source = TempPath("trunc.src");
+  const std::vector<uint8_t> data = RandomBytes(100000, 8);
+  REQUIRE(WriteFile(source, data));
+  const std::string target = TempPath("trunc.dst");
+  REQUIRE(WriteFile(target, RandomBytes(300000, 9)));
+  struct stat before {};
+  REQUIRE(stat(target.c_str(), &before) == 0);
+  CopyPlan plan = BasicPlan(source, target);
+  plan.targets[0].truncate_to = 0;
+  plan.targets[0].truncate_at_open = true;
+  const CopyResult r = RunCopy(plan);
+  REQUIRE(!r.error.failed());
+  std::vector<uint8_t> back;
+  CHECK(ReadFile(target, &back));
+  CHECK(back == data);
+  struct stat after {};
+  CHECK(stat(target.c_str(), &after) == 0 && after.st_ino == before.st_ino);
+  CHECK(!r.report.targets[0].created);
+}
+
 void Cleanup() {
   for (const std::string& f : g_tmpfiles) unlink(f.c_str());
   if (!g_tmpdir.empty() && rmdir(g_tmpdir.c_str()) != 0) {
@@ -1175,6 +1199,7 @@ int main() {
   Run("CopyEngine on the threads I/O driver", TestCopyOnThreads);
   Run("CopyEngine through FIFOs, both drivers; cancel while waiting; verify refused", TestCopyPipes);
   Run("CopyEngine offsets and lengths", TestCopyOffsets);
+  Run("CopyEngine truncation at open (O_TRUNC, as dd)", TestCopyTruncateAtOpen);
   Run("CopyEngine extents and checkpoints", TestCopyExtentsAndCheckpoints);
   Run("CopyEngine zero blocks: sparse, skip, discard, write", TestCopyZeroBlocks);
   Run("CopyEngine hash without a host OpenSSL", TestCopyHashWithoutHostOpenSsl);
