@@ -22,6 +22,8 @@ class StreamEndpoint final : public Endpoint {
   static constexpr int kPeerWaitSliceMs = 100;
   // Bytes read and thrown away per call while skipping (dd's skip= on a pipe).
   static constexpr size_t kSkipChunkBytes = 64 * 1024;
+  // A pipe is grown to fs.pipe-max-size, at most this.
+  static constexpr long kPipeBytesMax = 4l << 20;
 
   // Standard input (request.fd 0) or output (1), already open; `st` is its fstat.
   static std::unique_ptr<Endpoint> FromDescriptor(const OpenRequest& r, const struct stat& st, SysError* error);
