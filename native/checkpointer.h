@@ -28,11 +28,13 @@ class Checkpointer final : public IoCompletion {
                FlushFailedFn failed);
 
   bool enabled() const { return interval_seconds_ > 0 && static_cast<bool>(emit_); }
+  // Kept only for a checkpoint callback, and merged with the previous range
+  // when it continues it, so a long interval holds few ranges.
   void AddFinished(const ByteRange& relative) {
-    if (!frozen_) pending_finished_.push_back(relative);
+    if (emit_ && !frozen_) Append(&pending_finished_, relative);
   }
   void AddBad(const ByteRange& relative) {
-    if (!frozen_) pending_bad_.push_back(relative);
+    if (emit_ && !frozen_) Append(&pending_bad_, relative);
   }
   // A target was dropped: the checkpoints report only what is durable on
   // every target, the dropped one included, so nothing that was not yet in
@@ -52,6 +54,13 @@ class Checkpointer final : public IoCompletion {
 
  private:
   void Emit();
+  static void Append(std::vector<ByteRange>* ranges, const ByteRange& r) {
+    if (!ranges->empty() && ranges->back().end() == r.offset) {
+      ranges->back().length += r.length;
+    } else {
+      ranges->push_back(r);
+    }
+  }
 
   uint64_t absolute_base_;
   double interval_seconds_;

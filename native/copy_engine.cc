@@ -123,9 +123,11 @@ SysError CopyEngine::Loop(const ProgressFn& progress) {
     pacer_.Observe(now, rate, paused, bytes_started_);
     uint64_t wait_ns = kWaitTimeoutNs;
     if (!paused) StartSlots(now, rate, &wait_ns);
-    checkpointer_->Tick(now, *driver_, LiveTargetList());
-    const double due = checkpointer_->SecondsUntilDue(now);
-    if (due >= 0) wait_ns = std::min<uint64_t>(wait_ns, static_cast<uint64_t>(due * 1e9) + 1);
+    if (checkpointer_->enabled()) {
+      checkpointer_->Tick(now, *driver_, LiveTargetList());
+      const double due = checkpointer_->SecondsUntilDue(now);
+      if (due >= 0) wait_ns = std::min<uint64_t>(wait_ns, static_cast<uint64_t>(due * 1e9) + 1);
+    }
     if (driver_->in_flight() == 0) {
       if (!MoreToStart()) break;
       SleepNs(wait_ns);  // paused or held back by the rate: nothing to wait for in the kernel
@@ -555,8 +557,12 @@ void CopyEngine::Retire(Slot& slot) {
   bytes_done_public_.store(bytes_completed_, std::memory_order_relaxed);
   // Finished = the buffer's range minus its unreadable blocks (which are
   // zero-filled on the targets and reported as bad).
-  const std::vector<ByteRange> whole{{slot.position, slot.length}};
-  for (const ByteRange& r : Subtract(whole, slot.bad)) checkpointer_->AddFinished(r);
+  if (slot.bad.empty()) {
+    checkpointer_->AddFinished({slot.position, slot.length});
+  } else {
+    const std::vector<ByteRange> whole{{slot.position, slot.length}};
+    for (const ByteRange& r : Subtract(whole, slot.bad)) checkpointer_->AddFinished(r);
+  }
   for (const ByteRange& r : slot.bad) {
     checkpointer_->AddBad(r);
     bad_all_.push_back(r);

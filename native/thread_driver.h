@@ -76,6 +76,7 @@ class ThreadDriver final : public IoDriver {
   // Engine thread only:
   std::vector<IoOp*> pending_;    // submitted since the last Poll
   std::vector<IoOp*> cancelled_;  // cancelled before a worker saw them
+  std::vector<IoOp*> running_;    // whose handlers Poll() is running
   uint32_t outstanding_ = 0;      // handed to workers, not yet delivered
 };
 

@@ -258,10 +258,11 @@ void UringDriver::Reap() {
 }
 
 void UringDriver::RunReady() {
-  // Handlers submit more work; it goes to the FIFO and waits for the next Poll.
-  std::vector<IoOp*> ready;
-  ready.swap(ready_);
-  for (IoOp* op : ready) DeliverCompletion(*op);
+  // Handlers submit more work; it goes to the FIFO and waits for the next
+  // Poll. The two lists trade places, so neither allocates after the first turns.
+  running_.swap(ready_);
+  for (IoOp* op : running_) DeliverCompletion(*op);
+  running_.clear();
 }
 
 }  // namespace devmove

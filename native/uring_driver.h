@@ -61,6 +61,7 @@ class UringDriver final : public IoDriver {
   uint32_t fifo_count_ = 0;
   uint32_t kernel_in_flight_ = 0;     // in the SQ or the kernel, completion not reaped
   std::vector<IoOp*> ready_;          // completed, handlers not run yet
+  std::vector<IoOp*> running_;        // whose handlers RunReady() is running
   std::vector<IoOp*> cancels_;        // IORING_OP_ASYNC_CANCEL to send for these
   std::vector<int> fixed_index_by_fd_;
   bool buffers_registered_ = false;
