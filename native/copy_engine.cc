@@ -225,6 +225,7 @@ void CopyEngine::StartSlot(Slot& slot) {
   for (TargetWrite& w : slot.writes) {
     w.run = w.run_done = 0;
     w.in_flight = w.done = false;
+    w.accepted = 0;
   }
   stream_reading_ = source_stream_;
   if (link_) {
@@ -433,7 +434,10 @@ void CopyEngine::OnWrite(Slot& slot, uint32_t target, int32_t result) {
     const uint32_t n = punch ? run.length - w.run_done : static_cast<uint32_t>(result);
     assert(n <= run.length - w.run_done);
     if (punch) slot.discarded = true;
-    if (!punch) bytes_written_[target] += n;
+    if (!punch) {
+      bytes_written_[target] += n;
+      w.accepted += n;
+    }
     w.run_done += n;
     if (w.run_done < run.length) {
       ++report_->short_transfers;
@@ -546,6 +550,9 @@ void CopyEngine::FinishIfDone(Slot& slot) {
     // Abandoned: the job stopped with this buffer unfinished. Its bad blocks
     // were already counted; they stay out of the checkpoints.
     assert(stopping_ || halted);
+    // What its writes did put on the targets (a write cut short by EFBIG or
+    // ENOSPC is continued, then fails): dd counts it as a partial record.
+    for (uint32_t t = 0; t < targets_.size(); ++t) report_->targets[t].unfinished_bytes_written += slot.writes[t].accepted;
   }
   slot.busy = false;
   free_slots_.push_back(slot.index);
