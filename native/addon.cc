@@ -198,6 +198,7 @@ void OptionalFieldsFromJs(const Napi::Object& js, CopyPlan* plan) {
   if (has("checkpointIntervalMs"))
     plan->checkpoint_interval_ms = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "checkpointIntervalMs"), limits::kCheckpointIntervalMsMax));
   if (has("zeroBlocks")) plan->zero_mode = GetChoice<ZeroMode>(js, "zeroBlocks", {"write", "skip", "discard", "sparse"});
+  if (has("holes")) plan->hole_mode = GetChoice<HoleMode>(js, "holes", {"auto", "policy", "read"});
   if (has("onTargetError")) plan->on_target_error = GetChoice<TargetErrorPolicy>(js, "onTargetError", {"stop", "drop"});
   if (has("zeroBlockBytes")) {
     const uint64_t block = GetU64(js, "zeroBlockBytes");
@@ -238,6 +239,7 @@ Napi::Object FileReportToJs(Napi::Env env, const FileReport& f) {
   if (f.error.failed()) o.Set("error", ErrorToJs(env, f.error));
   if (!f.zero_note.empty()) o.Set("zeroNote", f.zero_note);
   if (f.unfinished_bytes_written > 0) o.Set("unfinishedBytes", static_cast<double>(f.unfinished_bytes_written));
+  o.Set("holesKept", f.holes_kept);
   return o;
 }
 
@@ -282,6 +284,10 @@ void FindingsToJs(Napi::Env env, const CopyReport& r, Napi::Object* o) {
   zero.Set("skipped", static_cast<double>(r.zero_bytes_skipped));
   zero.Set("discarded", static_cast<double>(r.zero_bytes_discarded));
   o->Set("zero", zero);
+  Napi::Object holes = Napi::Object::New(env);
+  holes.Set("bytes", static_cast<double>(r.hole_bytes));
+  holes.Set("note", r.holes_note);
+  o->Set("holes", holes);
   o->Set("checkpoints", static_cast<double>(r.checkpoints));
   if (!r.hash_hex.empty()) {
     Napi::Object hash = Napi::Object::New(env);

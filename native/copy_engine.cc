@@ -18,6 +18,9 @@ namespace {
 
 // How long one wait for completions may last: bounds cancellation and progress latency.
 constexpr uint64_t kWaitTimeoutNs = 100ull * 1000 * 1000;
+// A hole nothing needs as zeros goes in slots of up to this many bytes
+// (ZeroRun and IoOp lengths are 32-bit).
+constexpr uint64_t kHoleSlotBytesMax = 1ull << 30;
 constexpr size_t kBadRangesReported = 1000;
 
 double NowSeconds() {
@@ -193,7 +196,8 @@ void CopyEngine::StartSlots(double now, uint64_t rate, uint64_t* wait_ns) {
   while (MoreToStart() && !free_slots_.empty() && !(source_stream_ && stream_reading_)) {
     const ByteRange& extent = extents_[extent_index_];
     const uint64_t next = std::min<uint64_t>(pool_->buffer_bytes(), extent.length - extent_done_);
-    const double delay = pacer_.Delay(now, rate, bytes_started_, next, pool_->buffer_bytes());
+    // A hole that needs no zeros costs no I/O: the rate does not hold it back.
+    const double delay = NextIsFreeHole() ? 0 : pacer_.Delay(now, rate, bytes_started_, next, pool_->buffer_bytes());
     if (delay > 0) {
       *wait_ns = std::min<uint64_t>(*wait_ns, static_cast<uint64_t>(delay * 1e9) + 1);
       return;
@@ -207,26 +211,38 @@ void CopyEngine::StartSlots(double now, uint64_t rate, uint64_t* wait_ns) {
 void CopyEngine::StartSlot(Slot& slot) {
   assert(!slot.busy && HasMoreWork());
   const ByteRange& extent = extents_[extent_index_];
+  const bool hole = extent_hole_[extent_index_] != 0;
+  // A hole no stage or target needs as zeros is one slot of up to
+  // kHoleSlotBytesMax without a buffer; otherwise a buffer of zeros.
+  const uint64_t most = hole && !hole_needs_bytes_ ? kHoleSlotBytesMax : pool_->buffer_bytes();
   slot.busy = true;
   slot.sequence = next_sequence_++;
   slot.position = extent.offset + extent_done_;
-  slot.length = static_cast<uint32_t>(std::min<uint64_t>(pool_->buffer_bytes(), extent.length - extent_done_));
+  slot.length = static_cast<uint32_t>(std::min<uint64_t>(most, extent.length - extent_done_));
   extent_done_ += slot.length;
   if (extent_done_ == extent.length) {
     ++extent_index_;
     extent_done_ = 0;
   }
-  bytes_started_ += slot.length;
+  if (!hole || hole_needs_bytes_) bytes_started_ += slot.length;  // what the rate pacer counts
+  slot.hole = hole;
   slot.read_done = 0;
   slot.read_in_flight = false;
   slot.examined = slot.discarded = false;
-  slot.runs.assign(1, {0, slot.length, false});
+  slot.runs.assign(1, {0, slot.length, hole});
   slot.locator.Stop();
   slot.bad.clear();
   for (TargetWrite& w : slot.writes) {
     w.run = w.run_done = 0;
     w.in_flight = w.done = false;
     w.accepted = 0;
+  }
+  if (hole) {
+    // Never read: the slot is complete as it starts, and goes on at once.
+    if (hole_needs_bytes_) std::memset(slot.buffer, 0, slot.length);
+    slot.read_done = slot.length;
+    Advance(slot);
+    return;
   }
   stream_reading_ = source_stream_;
   if (link_) {
@@ -471,15 +487,18 @@ void CopyEngine::Examine(Slot& slot) {
   slot.examined = true;
   if (source_stream_) stream_reading_ = false;
   // The length may have changed since the start (a stream's end, a bad block).
-  if (!zero_stage_) slot.runs.assign(slot.length > 0 ? 1 : 0, {0, slot.length, false});
+  if (!zero_stage_ && !slot.hole) slot.runs.assign(slot.length > 0 ? 1 : 0, {0, slot.length, false});
   std::vector<Slot*> released;
-  for (const auto& stage : stages_) stage->OnRead(slot, &released);
+  for (const auto& stage : stages_) {
+    if (!slot.hole || stage->NeedsHoleBytes()) stage->OnRead(slot, &released);
+  }
   for (Slot* other : released) {
     if (other != &slot) FinishIfDone(*other);
   }
 }
 
 CopyEngine::WriteAction CopyEngine::ActionFor(const Slot& slot, const ZeroRun& run, uint32_t target) const {
+  if (slot.hole && hole_keep_[target]) return WriteAction::kSkip;
   if (!run.zero || !targets_[target]->caps().seekable) return WriteAction::kWrite;
   switch (plan_.zero_mode) {
     case ZeroMode::kWrite:
@@ -575,6 +594,10 @@ void CopyEngine::Retire(Slot& slot) {
     checkpointer_->AddBad(r);
     bad_all_.push_back(r);
   }
+  if (slot.hole) report_->hole_bytes += slot.length;
+  // Holes count as zero blocks too where a zero-block policy was asked for
+  // (they went through it, or stayed holes: not written either way).
+  if (slot.hole && plan_.zero_mode == ZeroMode::kWrite) return;
   const uint64_t zero = slot.zero_bytes();
   report_->zero_bytes += zero;
   if (plan_.zero_mode == ZeroMode::kSkip || plan_.zero_mode == ZeroMode::kSparse) {
@@ -646,7 +669,9 @@ SysError CopyEngine::FinishTargets() {
   // Zero blocks that were skipped or punched at the end leave a file target
   // short, and so do ranges the copy leaves out (a domain mapfile, a resume):
   // extend it to the copy's end, as dd conv=sparse does.
-  if (plan_.zero_mode == ZeroMode::kWrite && !plan_.has_extents) return {};
+  bool kept = false;  // holes at the end left unwritten
+  for (uint8_t k : hole_keep_) kept = kept || k;
+  if (plan_.zero_mode == ZeroMode::kWrite && !plan_.has_extents && !(kept && report_->hole_bytes > 0)) return {};
   for (size_t i = 0; i < targets_.size(); ++i) {
     Endpoint& t = *targets_[i];
     if (dropped_[i] || !t.caps().grows) continue;

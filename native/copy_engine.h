@@ -84,6 +84,10 @@ class CopyEngine final : public IoCompletion {
   SysError RefuseWhatStreamsCannotDo() const;
   SysError CutTargets();
   void PlanExtents();
+  SysError PlanHoles();
+  SysError SplitAtHoles(const ByteRange& extent, size_t* budget, std::vector<ByteRange>* pieces,
+                        std::vector<uint8_t>* hole, bool* supported);
+  void PlanHoleHandling();
   SysError SetupStages();
   SysError SetupDriver();
   SysError CreateDriver(uint32_t in_flight_max);
@@ -96,6 +100,8 @@ class CopyEngine final : public IoCompletion {
   SysError Conclude(const ProgressFn& progress);
   void StartSlots(double now, uint64_t rate, uint64_t* wait_ns);
   void StartSlot(Slot& slot);
+  // The next range to start is a hole that needs no buffer of zeros (no I/O, no pacing).
+  bool NextIsFreeHole() const { return extent_hole_[extent_index_] && !hole_needs_bytes_; }
   bool HasMoreWork() const { return !source_ended_ && extent_index_ < extents_.size(); }
   bool MoreToStart() const { return !stopping_ && halt_position_ == UINT64_MAX && HasMoreWork(); }
   void SubmitRead(Slot& slot, bool link);
@@ -163,6 +169,9 @@ class CopyEngine final : public IoCompletion {
   uint64_t length_bytes_ = 0;           // the domain: [0, length) relative to source_offset
   bool length_known_ = true;            // false: a stream source without a length
   std::vector<ByteRange> extents_;      // relative, sorted, merged, within the domain
+  std::vector<uint8_t> extent_hole_;    // per extent: a hole of the source (never read)
+  std::vector<uint8_t> hole_keep_;      // per target: holes stay holes (skipped)
+  bool hole_needs_bytes_ = false;       // a hole passes a stage or some target as zeros in a buffer
   size_t extent_index_ = 0;
   uint64_t extent_done_ = 0;            // bytes of extents_[extent_index_] already started
   uint64_t planned_bytes_ = 0;

@@ -22,6 +22,15 @@ enum class ZeroMode {
 
 enum class TargetErrorPolicy { kStop, kDrop };
 
+// Holes of a source that can say where its data is (a sparse image file:
+// SEEK_DATA/SEEK_HOLE; NBD block status later) are never read. kAuto: a hole
+// stays a hole on a regular-file target this copy created or cut at or before
+// the copy's start on it (it reads zeros there already, as qemu-img keeps
+// them), and goes through zero_mode on every other target. kPolicy: through
+// zero_mode on every target (kWrite: zeros written without reading them — the
+// fully allocated target dd makes). kRead: read like data (dd's I/O exactly).
+enum class HoleMode { kAuto, kPolicy, kRead };
+
 // Which I/O driver runs the copy: io_uring, worker threads, or io_uring with
 // threads where io_uring cannot be set up (EPERM/ENOSYS/ENOMEM: seccomp,
 // kernel.io_uring_disabled, RLIMIT_MEMLOCK).
@@ -74,6 +83,7 @@ struct CopyPlan {
   bool no_error = false;
   uint32_t retries = 0;          // extra reads of an unreadable logical block before it counts as bad
   ZeroMode zero_mode = ZeroMode::kWrite;
+  HoleMode hole_mode = HoleMode::kAuto;
   // The zero check's block (dd's obs= for conv=sparse); 0 = the block size.
   // Must divide block_bytes.
   uint32_t zero_block_bytes = 0;
@@ -108,6 +118,7 @@ struct FileReport {
   std::string zero_note;     // how zero blocks were handled, when not as asked
   uint64_t bytes_written = 0;  // bytes the target accepted this run, partial writes included
   uint64_t unfinished_bytes_written = 0;  // by buffers abandoned when the copy stopped (not in bytes_copied)
+  bool holes_kept = false;   // targets: holes of the source left unwritten (the target reads zeros there)
 };
 
 struct VerifyReport {
@@ -161,6 +172,9 @@ struct CopyReport {
   uint64_t zero_bytes_skipped = 0;
   uint64_t zero_bytes_discarded = 0;
   uint64_t discards = 0;           // fallocate commands
+  // Holes of the source (hole_mode != kRead): never read
+  uint64_t hole_bytes = 0;
+  std::string holes_note;          // how the source's data was found, or why holes were read
   // Checkpoints (mapfile)
   uint64_t checkpoints = 0;
   std::string hash_algorithm;

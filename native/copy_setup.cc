@@ -16,6 +16,9 @@
 namespace devmove {
 namespace {
 
+// Data/hole pieces a source's holes are planned in, at most (then the rest is read).
+constexpr size_t kDataExtentPiecesMax = 1u << 20;
+
 uint64_t RoundUp(uint64_t value, uint64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
 
 std::string Bytes(uint64_t n) { return std::to_string(n) + " bytes"; }
@@ -68,7 +71,8 @@ SysError CopyEngine::Prepare(const CheckpointFn& checkpoint) {
   if (!error.failed()) error = CutTargets();
   if (error.failed()) return error;
   PlanExtents();
-  error = SetupStages();
+  error = PlanHoles();
+  if (!error.failed()) error = SetupStages();
   if (error.failed()) return error;
   checkpointer_ = std::make_unique<Checkpointer>(
       plan_.source_offset_bytes, plan_.checkpoint_interval_ms, plan_.targets.front().open.durability, checkpoint,
@@ -242,6 +246,71 @@ void CopyEngine::PlanExtents() {
   report_->bytes_total = length_known_ ? planned_bytes_ : 0;
 }
 
+SysError CopyEngine::PlanHoles() {
+  extent_hole_.assign(extents_.size(), 0);
+  if (plan_.hole_mode == HoleMode::kRead) {
+    report_->holes_note = "read like data (holes: read)";
+    return {};
+  }
+  if (!source_->caps().data_extents) {
+    report_->holes_note = std::string("the source (a ") + source_->kind_name() + ") cannot say where its data is";
+    return {};
+  }
+  // A limit on everything: a file fragmented beyond this many pieces has the
+  // rest of it read whole (16 bytes a piece: 16 MiB at most).
+  size_t budget = kDataExtentPiecesMax;
+  std::vector<ByteRange> pieces;
+  std::vector<uint8_t> hole;
+  for (const ByteRange& extent : extents_) {
+    bool supported = true;
+    const SysError error = SplitAtHoles(extent, &budget, &pieces, &hole, &supported);
+    if (error.failed()) return error;
+    if (!supported) {
+      report_->holes_note = "the filesystem cannot say where the data is (lseek SEEK_DATA): the source is read whole";
+      return {};
+    }
+  }
+  extents_ = std::move(pieces);
+  extent_hole_ = std::move(hole);
+  report_->holes_note = "SEEK_DATA/SEEK_HOLE";
+  return {};
+}
+
+// Appends `extent` cut into data and hole pieces (in order) to *pieces.
+SysError CopyEngine::SplitAtHoles(const ByteRange& extent, size_t* budget, std::vector<ByteRange>* pieces,
+                                  std::vector<uint8_t>* hole, bool* supported) {
+  uint64_t at = extent.offset;
+  // Each turn answers up to *budget data ranges and moves past them.
+  while (at < extent.end()) {
+    DataExtentsAnswer answer;
+    if (*budget > 0) {
+      const SysError error = source_->DataExtents(at, extent.end(), *budget, &answer, supported);
+      if (error.failed() || !*supported) return error;
+    }
+    if (*budget == 0 || (answer.data.empty() && answer.answered_to == at)) {
+      pieces->push_back({at, extent.end() - at});  // out of budget: the rest is read
+      hole->push_back(0);
+      return {};
+    }
+    for (const DataExtent& d : answer.data) {
+      if (d.offset > at) {
+        pieces->push_back({at, d.offset - at});
+        hole->push_back(1);
+      }
+      pieces->push_back({d.offset, d.length});
+      hole->push_back(0);
+      at = d.offset + d.length;
+    }
+    if (answer.answered_to > at) {
+      pieces->push_back({at, answer.answered_to - at});
+      hole->push_back(1);
+      at = answer.answered_to;
+    }
+    *budget -= std::min(*budget, answer.data.size());
+  }
+  return {};
+}
+
 SysError CopyEngine::SetupStages() {
   if (plan_.zero_mode != ZeroMode::kWrite) {
     const uint32_t block = plan_.zero_block_bytes ? plan_.zero_block_bytes : plan_.block_bytes;
@@ -294,6 +363,7 @@ SysError CopyEngine::SetupDriver() {
   }
   RegisterWithDriver();
   PlanZeroHandling();
+  PlanHoleHandling();
   SetupSlots(depth);
   return {};
 }
@@ -364,6 +434,26 @@ void CopyEngine::PlanZeroHandling() {
     } else {
       punch_ok_[i] = 1;
     }
+  }
+}
+
+void CopyEngine::PlanHoleHandling() {
+  hole_keep_.assign(targets_.size(), 0);
+  hole_needs_bytes_ = false;
+  for (const auto& stage : stages_) hole_needs_bytes_ = hole_needs_bytes_ || stage->NeedsHoleBytes();
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    const Endpoint& t = *targets_[i];
+    const TargetPlan& plan = plan_.targets[i];
+    // A file this copy created, or cut at or before where the copy starts on
+    // it, reads zeros wherever a hole would go.
+    const bool cut_before = plan.truncate_to >= 0 && plan.open.fd < 0 &&
+                            static_cast<uint64_t>(plan.truncate_to) <= plan.offset_bytes;
+    hole_keep_[i] = plan_.hole_mode == HoleMode::kAuto && t.kind() == EndpointKind::kRegularFile &&
+                    (t.created() || cut_before);
+    report_->targets[i].holes_kept = hole_keep_[i] != 0;
+    // Skip and sparse never need the zeros; discard may fall back to writing them.
+    const bool skipped = t.caps().seekable && (plan_.zero_mode == ZeroMode::kSkip || plan_.zero_mode == ZeroMode::kSparse);
+    if (!dropped_[i] && !hole_keep_[i] && !skipped) hole_needs_bytes_ = true;
   }
 }
 

@@ -102,6 +102,15 @@ SysError Endpoint::Flush(bool metadata) {
   return {};
 }
 
+SysError Endpoint::DataExtents(uint64_t from, uint64_t to, size_t max_extents, DataExtentsAnswer* answer,
+                               bool* supported) {
+  (void)max_extents;
+  *supported = false;
+  answer->data.assign(1, {from, to - from});
+  answer->answered_to = to;
+  return {};
+}
+
 std::string ParentDirectory(const std::string& path) {
   const size_t slash = path.find_last_of('/');
   if (slash == std::string::npos) return ".";

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "data_extents.h"
 #include "io_driver.h"
 #include "sys_error.h"
 
@@ -60,6 +61,7 @@ struct EndpointCaps {
   bool durable_flush = false;       // fsync/fdatasync put what was written on stable storage
   bool rereadable = false;          // can be read again to verify
   bool grows = false;               // writing past the end extends it (regular files)
+  bool data_extents = false;        // DataExtents() can say where the data is (a file's SEEK_DATA/SEEK_HOLE)
 };
 
 // What a source or target is, to tell when two of them are one object.
@@ -122,6 +124,15 @@ class Endpoint : public IoCompletion {
   virtual void UnlinkIfCreated() {}
   // Before verify: what has to go through the page cache is dropped from it.
   virtual void DropCache() {}
+  // Where the data is in [from, to) of the copy's positions (base_offset is
+  // added here and taken off the answer): data ranges, sorted; the rest of
+  // [from, answer->answered_to) reads as zeros and need not be read. At most
+  // max_extents ranges per call. *supported false: this endpoint cannot say
+  // (no caps().data_extents, or the filesystem refused) — all of it is data.
+  // A regular file answers with SEEK_DATA/SEEK_HOLE; an NBD export can answer
+  // with block status through the same call.
+  virtual SysError DataExtents(uint64_t from, uint64_t to, size_t max_extents, DataExtentsAnswer* answer,
+                               bool* supported);
 
  protected:
   Endpoint() = default;

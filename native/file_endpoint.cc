@@ -111,6 +111,7 @@ uint32_t FileEndpoint::ReadGeometry(const struct stat& st) {
   caps_.durable_flush = true;
   caps_.rereadable = true;
   caps_.grows = true;
+  caps_.data_extents = true;  // SEEK_DATA/SEEK_HOLE (probed per query: a filesystem may refuse)
   // Hole punching; a filesystem without it answers EOPNOTSUPP and zeros are written.
   caps_.zero_ranges = true;
   uint32_t alignment = 0;

@@ -106,4 +106,17 @@ SysError LocalEndpoint::Flush(bool metadata) {
 
 void LocalEndpoint::DropCache() { posix_fadvise(buffered_fd_, 0, 0, POSIX_FADV_DONTNEED); }
 
+SysError LocalEndpoint::DataExtents(uint64_t from, uint64_t to, size_t max_extents, DataExtentsAnswer* answer,
+                                    bool* supported) {
+  if (!caps_.data_extents) return Endpoint::DataExtents(from, to, max_extents, answer, supported);
+  SysError error = QueryDataExtents(buffered_fd_, base_offset_ + from, base_offset_ + to, max_extents, answer, supported);
+  if (error.failed()) {
+    error.path = path_;
+    return error;
+  }
+  for (DataExtent& e : answer->data) e.offset -= base_offset_;
+  answer->answered_to -= base_offset_;
+  return {};
+}
+
 }  // namespace devmove

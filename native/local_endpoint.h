@@ -22,6 +22,8 @@ class LocalEndpoint : public Endpoint {
   std::vector<int> descriptors() const override { return {buffered_fd_, direct_fd_}; }
   SysError Flush(bool metadata) override;
   void DropCache() override;
+  SysError DataExtents(uint64_t from, uint64_t to, size_t max_extents, DataExtentsAnswer* answer,
+                       bool* supported) override;
 
  protected:
   LocalEndpoint() = default;

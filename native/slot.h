@@ -44,6 +44,7 @@ struct Slot {
   uint32_t read_done = 0;
   bool read_in_flight = false;
   bool examined = false;   // read complete and passed through the stages
+  bool hole = false;       // a hole of the source: never read, one zero run
   std::vector<ZeroRun> runs;
 
   // Locating unreadable blocks: the rest of the buffer, piece by piece.

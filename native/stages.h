@@ -24,6 +24,9 @@ class SlotStage {
   virtual void OnRead(Slot& slot, std::vector<Slot*>* released) = 0;
   // Whether the slot's buffer must stay until this stage is done with it.
   virtual bool Holds(const Slot& slot) const = 0;
+  // Whether a hole of the source (never read) must pass through this stage
+  // as a buffer of zeros; the engine then zeroes the buffer for it.
+  virtual bool NeedsHoleBytes() const { return true; }
 };
 
 // Splits a buffer into runs of all-zero and data blocks of `block_bytes`,
@@ -35,6 +38,7 @@ class ZeroCheckStage final : public SlotStage {
   const char* name() const override { return "zero-check"; }
   void OnRead(Slot& slot, std::vector<Slot*>* released) override;
   bool Holds(const Slot& slot) const override { (void)slot; return false; }
+  bool NeedsHoleBytes() const override { return false; }  // a hole is one zero run already
 
   static bool IsAllZero(const uint8_t* data, size_t length);
 

@@ -45,6 +45,8 @@ export interface NativePlan {
   /** Extra reads of an unreadable logical block before it counts as bad. */
   retries?: number;
   zeroBlocks?: 'write' | 'skip' | 'discard' | 'sparse';
+  /** Holes of a source that says where its data is: never read. Omitted: 'auto'. */
+  holes?: 'auto' | 'policy' | 'read';
   /** The zero check's block (dd's obs= for conv=sparse); must divide blockBytes. Omitted: blockBytes. */
   zeroBlockBytes?: number;
   onTargetError?: 'stop' | 'drop';
@@ -84,6 +86,8 @@ export interface NativeFileReport {
   error?: NativeErrorInfo;
   /** Targets: how zero blocks were handled when not as asked. */
   zeroNote?: string;
+  /** Targets: holes of the source left unwritten. */
+  holesKept?: boolean;
   /** Targets: bytes written by buffers abandoned when the copy stopped (not in bytesCopied). */
   unfinishedBytes?: number;
 }
@@ -145,6 +149,7 @@ export interface NativeReport {
   domainLength: number;
   bad: { bytes: number; rangeCount: number; ranges: Array<[number, number]> };
   zero: { bytes: number; skipped: number; discarded: number };
+  holes?: { bytes: number; note: string };
   checkpoints: number;
   hash?: { algorithm: string; hex: string; implementation: string };
   verify?: {

@@ -7,7 +7,7 @@ import {
   BLOCK_SIZE_MAX, CHECKPOINT_INTERVAL_MAX, CHECKPOINT_INTERVAL_MIN, PROGRESS_INTERVAL_MIN, QUEUE_DEPTH_MAX, RETRIES_MAX,
 } from '../base/limits';
 import {
-  DEFAULT_CHECKPOINT_INTERVAL, DIRECT_MODES, DURABILITIES, HASH_ALGORITHMS, IO_ENGINES, TARGET_ERROR_POLICIES, ZERO_MODES,
+  DEFAULT_CHECKPOINT_INTERVAL, DIRECT_MODES, DURABILITIES, HASH_ALGORITHMS, HOLE_MODES, IO_ENGINES, TARGET_ERROR_POLICIES, ZERO_MODES,
   type CopyOptions, type EngineOptions,
 } from '../base/types';
 import { boolean, choice, either, integer, path, rate, size, type Checked, type ValueKind } from './values';
@@ -142,6 +142,11 @@ export const OPTION_ROWS: readonly OptionRow[] = [
     key: 'zeroBlocks', kind: choice(ZERO_MODES), default: 'write', job: true, group: 'zero',
     cli: { option: '--zero-blocks', value: 'MODE' },
     help: 'write (default), skip (TARGET already reads zeros), discard (punch holes in files; write-zeroes/unmap on devices that guarantee zeros), sparse (= conv=sparse)',
+  },
+  {
+    key: 'holes', kind: choice(HOLE_MODES), default: 'auto', job: true, group: 'zero',
+    cli: { option: '--holes', value: 'MODE' },
+    help: "holes of a sparse source file are never read: auto (default) keeps them holes on a file target devmove creates or truncates, and hands them to --zero-blocks elsewhere; policy hands them to --zero-blocks everywhere (write: zeros written, dd's allocation); read reads them like data (dd's I/O exactly)",
   },
   {
     // No default here: absent means DEVMOVE_IO_ENGINE, else 'auto' (plan.ts).

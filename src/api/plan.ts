@@ -6,7 +6,7 @@ import { RING_BYTES_MAX, TARGETS_MAX } from '../base/limits';
 import {
   BACKGROUND_BLOCK_SIZE, BACKGROUND_QUEUE_DEPTH, DEFAULT_BLOCK_SIZE, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_QUEUE_DEPTH, DIRECT_MODES,
   IO_ENGINES, type CopyOptions, type DirectMode, type Durability, type HashAlgorithm, type IoEngine, type TargetErrorPolicy,
-  type ZeroBlocks,
+  type Holes, type ZeroBlocks,
 } from '../base/types';
 import { COPY_OPTION_KEYS, ENGINE_SWITCH_KEYS, optionRow, type OptionKey } from './options';
 import { choice, describeValue, explain, path, type Checked } from './values';
@@ -41,6 +41,7 @@ interface ValidOptions {
   rate: number;
   background: boolean;
   zeroBlocks: ZeroBlocks;
+  holes: Holes;
   zeroBlockSize: number | undefined;
   onTargetError: TargetErrorPolicy;
   ioEngine: IoEngine;
@@ -185,6 +186,7 @@ function readAll(options: CopyOptions): ValidOptions {
     rate: read(options, 'rate'),
     background,
     zeroBlocks: read(options, 'zeroBlocks'),
+    holes: read(options, 'holes'),
     zeroBlockSize: read(options, 'zeroBlockSize'),
     onTargetError: read(options, 'onTargetError'),
     ioEngine: readIoEngine(options),
@@ -219,6 +221,7 @@ function toPlan(o: ValidOptions): NativePlan {
   };
   if (o.hash !== undefined) plan.hash = o.hash;
   if (o.background) plan.idlePriority = true;
+  if (o.holes !== 'auto') plan.holes = o.holes;
   if (o.ioEngine !== 'auto') plan.ioEngine = o.ioEngine;
   // A cut to 0 is done as GNU dd does it: the target opened with O_TRUNC (once every check passed).
   if (o.truncateTo !== undefined) for (const t of plan.targets) Object.assign(t, { truncateTo: o.truncateTo }, o.truncateTo === 0 ? { truncateAtOpen: true } : {});

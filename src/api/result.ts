@@ -23,6 +23,7 @@ function fileInfo(f: NativeFileReport | undefined, fallbackPath: string): FileIn
   if (f.error) info.error = new DevmoveError(f.error);
   if (f.zeroNote) info.zeroNote = f.zeroNote;
   if (f.unfinishedBytes) info.unfinishedBytes = f.unfinishedBytes;
+  if (f.holesKept) info.holesKept = true;
   return info;
 }
 
@@ -40,6 +41,7 @@ export function toResult(report: NativeReport, plan: NativePlan, mapfile: Mapfil
     range: { offset: report.domainOffset ?? plan.source.offset, length: report.domainLength ?? 0 },
     bad: { bytes: report.bad?.bytes ?? 0, rangeCount: report.bad?.rangeCount ?? 0, ranges: report.bad?.ranges ?? [] },
     zero: { bytes: report.zero?.bytes ?? 0, skipped: report.zero?.skipped ?? 0, discarded: report.zero?.discarded ?? 0 },
+    holes: { bytes: report.holes?.bytes ?? 0, note: report.holes?.note ?? '' },
     rate: report.rate ?? 0,
     blockSize: report.blockBytes || plan.blockBytes,
     queueDepth: report.queueDepth || plan.queueDepth,

@@ -12,6 +12,14 @@ export type Durability = 'fdatasync' | 'fsync' | 'dsync' | 'sync' | 'none';
  * 'sparse' = dd conv=sparse (seek over them; a file target is extended to the copy's end).
  */
 export type ZeroBlocks = 'write' | 'skip' | 'discard' | 'sparse';
+/**
+ * Holes of a sparse source file (where SEEK_DATA/SEEK_HOLE says there is no data) are never read.
+ * 'auto' (default): on a file target this copy creates or truncates they stay holes (as qemu-img
+ * keeps them); on any other target they go through zeroBlocks. 'policy': through zeroBlocks on every
+ * target ('write': zeros written, the fully allocated target dd makes, still without reading them).
+ * 'read': read like data (dd's I/O exactly).
+ */
+export type Holes = 'auto' | 'policy' | 'read';
 export type TargetErrorPolicy = 'stop' | 'drop';
 /**
  * The I/O driver: 'io_uring', worker threads with pread/pwrite ('threads'), or 'auto' — io_uring,
@@ -139,6 +147,8 @@ export interface CopyOptions {
   background?: boolean;
   /** All-zero source blocks; default 'write'. */
   zeroBlocks?: ZeroBlocks;
+  /** Holes of a sparse source file: never read; default 'auto' (see Holes). */
+  holes?: Holes;
   /**
    * The block the zero check judges (a block is all zeros or not), as dd's obs= does for conv=sparse.
    * Must divide blockSize. Default: blockSize.
@@ -218,6 +228,8 @@ export interface FileInfo {
    * buffers that never completed, e.g. a write cut short by a full disk or a file-size limit.
    */
   unfinishedBytes?: number;
+  /** Targets: holes of the source were left unwritten (the target reads zeros there). */
+  holesKept?: boolean;
 }
 
 export interface CopyResult {
@@ -239,6 +251,11 @@ export interface CopyResult {
   bad: { bytes: number; rangeCount: number; ranges: Range[] };
   /** All-zero source bytes found, and how many were not written (skipped) or discarded. */
   zero: { bytes: number; skipped: number; discarded: number };
+  /**
+   * Holes of the source, never read: bytes, and how the source's data was found ('SEEK_DATA/SEEK_HOLE')
+   * or why holes were read like data.
+   */
+  holes: { bytes: number; note: string };
   /**
    * Digest of the bytes read, in source order. implementation: 'openssl', or for 'blake3' the SIMD
    * kernel that computed it ('avx512', 'avx2', 'portable').
@@ -285,5 +302,6 @@ export interface CopyJobEvents {
 export const DIRECT_MODES: readonly DirectMode[] = ['auto', 'always', 'never'];
 export const DURABILITIES: readonly Durability[] = ['fdatasync', 'fsync', 'dsync', 'sync', 'none'];
 export const ZERO_MODES: readonly ZeroBlocks[] = ['write', 'skip', 'discard', 'sparse'];
+export const HOLE_MODES: readonly Holes[] = ['auto', 'policy', 'read'];
 export const TARGET_ERROR_POLICIES: readonly TargetErrorPolicy[] = ['stop', 'drop'];
 export const IO_ENGINES: readonly IoEngine[] = ['auto', 'io_uring', 'threads'];

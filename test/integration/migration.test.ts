@@ -117,10 +117,18 @@ describe.skipIf(skipWithoutLoop)('zero blocks', () => {
     const { file, size, zeroBytes } = zeroHeavyImage(dir);
     const dstImage = makeImage(dir, 'stale.img', size, { pattern: 0xa5 });
     const dst = attachLoop(dstImage);
-    const result = await copy({ source: file, target: dst, zeroBlocks: 'discard', blockSize: '64K' });
-    expect(result.zero.discarded).toBe(zeroBytes - 4 * KiB); // the zero tail inside the last 64K block is written with its data
-    expect(result.io.discards).toBeGreaterThan(0);
+    // Read like data (holes: 'read'): the zero check finds the zero ranges in the buffers.
+    const read = await copy({ source: file, target: dst, zeroBlocks: 'discard', blockSize: '64K', holes: 'read' });
+    expect(read.zero.discarded).toBe(zeroBytes - 4 * KiB); // the zero tail inside the last 64K block is written with its data
+    expect(read.io.discards).toBeGreaterThan(0);
     expect(readRange(dst, 0, size).equals(fs.readFileSync(file))).toBe(true);
+    // By default the zero ranges are holes of the source: never read, every one of them discarded.
+    const dst2 = attachLoop(makeImage(dir, 'stale2.img', size, { pattern: 0xa5 }));
+    const result = await copy({ source: file, target: dst2, zeroBlocks: 'discard', blockSize: '64K' });
+    expect(result.bytesRead).toBe(size - zeroBytes);
+    expect(result.zero.discarded).toBe(zeroBytes);
+    expect(result.holes.bytes).toBe(zeroBytes);
+    expect(readRange(dst2, 0, size).equals(fs.readFileSync(file))).toBe(true);
     // The backing file lost the zero ranges' blocks (the loop device punched them).
     expect(allocatedBytes(dstImage)).toBeLessThan(size - 2 * MiB);
   });
