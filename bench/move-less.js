@@ -4,13 +4,15 @@
 // dropped before every timed run, everything made here and removed on exit):
 //
 //   sparse        4 GiB raw image with 10 % data (40 × 10 MiB), file → file on the root disk:
-//                 devmove (default, conv=sparse) vs qemu-img convert, nbdcopy, cp --sparse=always
+//                 devmove (default: holes never read, kept; conv=sparse; --holes=read as before) vs
+//                 qemu-img convert, nbdcopy, cp --sparse=always
 //   sparse-block  the same image (on an ext4 on its own loop device, so its reads can be counted)
 //                 onto a loop device with --zero-blocks=skip: source and target requests per GiB of data
 //   domain        ext4 with ~10 % used: --domain-mapfile from partclone.extfs -D vs the whole copy (ram pair)
 //   changed       second pass after changing 1 % of the blocks: --only-changed vs a full copy (ram pair)
 //   verify        --verify ÷ plain copy (ram pair)
-//   digest        --hash=sha256 and --hash=blake3 ÷ plain copy (ram pair)
+//   digest        --hash=sha256 and --hash=blake3 ÷ plain copy (ram pair), on the hash pool and
+//                 on the I/O thread (DEVMOVE_HASH_THREADS=io)
 //
 //   sudo node bench/move-less.js [--runs 3] [--only sparse,domain,...] [--out bench/results] [--tag NAME]
 //
@@ -130,6 +132,8 @@ function sparseFileToFile(args) {
   const commands = {
     'devmove (default)': () => devmove([`if=${src}`, `of=${dst}`]),
     'devmove conv=sparse': () => devmove([`if=${src}`, `of=${dst}`, 'conv=sparse']),
+    // The engine before holes were skipped: every hole read, then seeked over.
+    'devmove conv=sparse --holes=read': () => devmove([`if=${src}`, `of=${dst}`, 'conv=sparse', '--holes=read']),
     'qemu-img convert -t none -T none -W -m 16': () => ['qemu-img', ['convert', '-t', 'none', '-T', 'none', '-W', '-m', '16', '-f', 'raw', '-O', 'raw', src, dst]],
     'cp --sparse=always': () => ['cp', ['--sparse=always', src, dst]],
   };
@@ -251,7 +255,14 @@ function changedRows(args) {
 function ratioRows(args, variants) {
   const p = ramPair(2 * GiB);
   const commands = { 'plain copy': () => devmove([`if=${p.src}`, `of=${p.dst}`]) };
-  for (const [name, extra] of Object.entries(variants)) commands[name] = () => devmove([`if=${p.src}`, `of=${p.dst}`, ...extra]);
+  for (const [name, extra] of Object.entries(variants)) {
+    // { env, args }: the same command with environment variables (DEVMOVE_HASH_THREADS=io).
+    const { env = [], args: more = extra } = Array.isArray(extra) ? {} : extra;
+    commands[name] = () => {
+      const [cmd, a] = devmove([`if=${p.src}`, `of=${p.dst}`, ...more]);
+      return env.length ? ['env', [...env, cmd, ...a]] : [cmd, a];
+    };
+  }
   const rows = sideBySide(commands, args.runs, [p.src, p.dst]);
   const plain = rows['plain copy'];
   for (const r of Object.values(rows)) {
@@ -296,7 +307,13 @@ function main() {
   run('domain', () => (installed('partclone.extfs') ? domainRows(args) : { missing: 'partclone.extfs not installed' }));
   run('changed', () => changedRows(args));
   run('verify', () => ratioRows(args, { '--verify': ['--verify'] }));
-  run('digest', () => ratioRows(args, { '--hash=sha256': ['--hash=sha256'], '--hash=blake3': ['--hash=blake3'] }));
+  run('digest', () => ratioRows(args, {
+    '--hash=sha256': ['--hash=sha256'],
+    '--hash=blake3': ['--hash=blake3'],
+    // The digest on the engine's I/O thread, as before the digest stage: the same run, side by side.
+    '--hash=sha256 (I/O thread)': { env: ['DEVMOVE_HASH_THREADS=io'], args: ['--hash=sha256'] },
+    '--hash=blake3 (I/O thread)': { env: ['DEVMOVE_HASH_THREADS=io'], args: ['--hash=blake3'] },
+  }));
   const text = markdown(results, args);
   process.stdout.write(text + '\n');
   fs.mkdirSync(args.out, { recursive: true });

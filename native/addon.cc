@@ -294,6 +294,7 @@ void FindingsToJs(Napi::Env env, const CopyReport& r, Napi::Object* o) {
     hash.Set("algorithm", r.hash_algorithm);
     hash.Set("hex", r.hash_hex);
     hash.Set("implementation", r.hash_implementation);
+    hash.Set("threads", r.hash_threads);
     o->Set("hash", hash);
   }
   if (r.verify.done || r.verify.bytes_compared > 0) {

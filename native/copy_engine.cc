@@ -4,12 +4,14 @@
 #include "copy_engine.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <time.h>
 
 #include <algorithm>
 #include <cassert>
 #include <cstring>
 
+#include "digest_stage.h"
 #include "hasher.h"
 #include "verifier.h"
 
@@ -21,6 +23,9 @@ constexpr uint64_t kWaitTimeoutNs = 100ull * 1000 * 1000;
 // A hole nothing needs as zeros goes in slots of up to this many bytes
 // (ZeroRun and IoOp lengths are 32-bit).
 constexpr uint64_t kHoleSlotBytesMax = 1ull << 30;
+// How long a wait for I/O may last while the digest's workers hold buffers
+// (they finish one in ~0.1-0.5 ms): the buffer goes back to work soon after.
+constexpr uint64_t kStageWaitNs = 2ull * 1000 * 1000;
 constexpr size_t kBadRangesReported = 1000;
 
 double NowSeconds() {
@@ -63,7 +68,11 @@ SysError CopyEngine::Run(const ProgressFn& progress, CopyReport* report, const C
   FillReport(error);
   report->seconds = NowSeconds() - start;
   // Release everything now, not when the JS object is collected: the driver
-  // first (nothing is in flight any more), then buffers, then descriptors.
+  // first (nothing is in flight any more), then the stages (the digest's
+  // workers may still read buffers of a stopped copy), then buffers, then
+  // descriptors.
+  digest_stage_ = nullptr;
+  stages_.clear();
   slots_.clear();
   driver_.reset();
   pool_.reset();
@@ -91,6 +100,13 @@ void CopyEngine::FillReport(const SysError& error) {
     report->hash_algorithm = hasher_->algorithm();
     report->hash_hex = hasher_->FinalHex();
     report->hash_implementation = hasher_->implementation();
+  }
+  std::string hex, why;
+  if (digest_stage_ && !error.failed() && digest_stage_->Finish(&hex, &why)) {
+    report->hash_algorithm = digest_stage_->algorithm();
+    report->hash_hex = hex;
+    report->hash_implementation = digest_stage_->implementation();
+    report->hash_threads = digest_stage_->threads();
   }
   report->rate_bytes_per_second = rate_.load();
   if (halt_error_.failed()) report->stopped_at_bad_block = {Absolute(halt_position_), halt_length_};
@@ -132,10 +148,20 @@ SysError CopyEngine::Loop(const ProgressFn& progress) {
       const double due = checkpointer_->SecondsUntilDue(now);
       if (due >= 0) wait_ns = std::min<uint64_t>(wait_ns, static_cast<uint64_t>(due * 1e9) + 1);
     }
+    // Buffers the digest's workers hold come back through the stages'
+    // descriptors; a stopped copy does not wait for them (Run() does).
+    const bool stages_busy = !stopping_ && StagesBusy();
     if (driver_->in_flight() == 0) {
-      if (!MoreToStart()) break;
-      SleepNs(wait_ns);  // paused or held back by the rate: nothing to wait for in the kernel
+      if (!MoreToStart() && !stages_busy) break;
+      if (stages_busy) {
+        WaitForStages(wait_ns);
+      } else {
+        SleepNs(wait_ns);  // paused or held back by the rate: nothing to wait for in the kernel
+      }
     } else {
+      // The driver does not watch the stages' descriptors: a bounded wait
+      // picks up buffers the workers finish while I/O is in flight.
+      if (stages_busy) wait_ns = std::min(wait_ns, kStageWaitNs);
       const SysError error = driver_->Poll(wait_ns);
       // The driver itself failed: nothing in flight can be reaped any more.
       if (error.failed()) {
@@ -143,6 +169,7 @@ SysError CopyEngine::Loop(const ProgressFn& progress) {
         break;
       }
     }
+    CollectStages();
     if (progress && NowSeconds() - last_progress >= interval) {
       last_progress = NowSeconds();
       EmitProgress(progress, paused);
@@ -631,6 +658,28 @@ void CopyEngine::StopStreams() {
       if (w.op.queued) driver_->Cancel(&w.op);
     }
   }
+}
+
+bool CopyEngine::StagesBusy() const {
+  for (const auto& stage : stages_) {
+    if (stage->Busy()) return true;
+  }
+  return false;
+}
+
+void CopyEngine::WaitForStages(uint64_t wait_ns) {
+  std::vector<pollfd> fds;
+  for (const auto& stage : stages_) {
+    if (stage->wake_fd() >= 0) fds.push_back({stage->wake_fd(), POLLIN, 0});
+  }
+  const int ms = static_cast<int>(std::min<uint64_t>((wait_ns + 999999) / 1000000, 1000));
+  poll(fds.data(), fds.size(), ms);  // EINTR or a timeout: the loop looks again
+}
+
+void CopyEngine::CollectStages() {
+  std::vector<Slot*> released;
+  for (const auto& stage : stages_) stage->Collect(&released);
+  for (Slot* slot : released) FinishIfDone(*slot);
 }
 
 uint32_t CopyEngine::LiveTargets() const {

@@ -38,6 +38,7 @@
 
 namespace devmove {
 
+class DigestStage;
 class Hasher;
 
 class CopyEngine final : public IoCompletion {
@@ -127,6 +128,11 @@ class CopyEngine final : public IoCompletion {
   void Halt(SysError error, uint64_t position, uint32_t length);
   bool Halted(const Slot& slot) const { return stopping_ || slot.position >= halt_position_; }
   void StopStreams();
+  // Stages working off this thread: any slot still with them; wait for one
+  // to finish (at most wait_ns); take back the slots they finished.
+  bool StagesBusy() const;
+  void WaitForStages(uint64_t wait_ns);
+  void CollectStages();
   uint32_t LiveTargets() const;
   std::vector<Endpoint*> LiveTargetList() const;
   void WriteFailed(uint32_t target, SysError error);
@@ -154,7 +160,8 @@ class CopyEngine final : public IoCompletion {
   std::vector<uint64_t> bytes_written_;  // per target: bytes it accepted
   std::unique_ptr<BufferPool> pool_;
   std::unique_ptr<IoDriver> driver_;
-  std::unique_ptr<Hasher> hasher_;
+  std::unique_ptr<Hasher> hasher_;       // a digest on this thread (HashStage)
+  DigestStage* digest_stage_ = nullptr;  // or on the hash pool (in stages_)
   std::vector<std::unique_ptr<SlotStage>> stages_;
   bool zero_stage_ = false;
   std::unique_ptr<Checkpointer> checkpointer_;

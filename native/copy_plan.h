@@ -180,6 +180,7 @@ struct CopyReport {
   std::string hash_algorithm;
   std::string hash_hex;            // digest of the bytes read, in source order
   std::string hash_implementation;  // 'openssl', or the BLAKE3 kernel ('avx512', 'avx2', 'portable')
+  uint32_t hash_threads = 0;       // hash pool workers; 0 = on the engine's thread
   VerifyReport verify;
   uint64_t rate_bytes_per_second = 0;  // the cap at the end (0 = none)
   // The unreadable block the copy stopped at (no_error false), absolute source

@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstdlib>
 #include <cstring>
 
 #include "copy_engine.h"
+#include "digest_stage.h"
 #include "hasher.h"
 #include "thread_driver.h"
 #include "uring_driver.h"
@@ -320,6 +322,19 @@ SysError CopyEngine::SetupStages() {
   }
   if (!plan_.hash_algorithm.empty()) {
     SysError error;
+    // On the hash pool's workers, unless DEVMOVE_HASH_THREADS=io asks for the
+    // engine's thread (the measured baseline), or the copy has gaps (a
+    // resume, a domain) the pool's positions cannot express.
+    const char* threads = std::getenv("DEVMOVE_HASH_THREADS");
+    const bool on_io_thread = plan_.has_extents || (threads != nullptr && std::string(threads) == "io");
+    if (!on_io_thread) {
+      const uint32_t n = threads ? static_cast<uint32_t>(std::strtoul(threads, nullptr, 10)) : 0;
+      std::unique_ptr<DigestStage> stage = DigestStage::Create(plan_.hash_algorithm, n, plan_.queue_depth, &error);
+      if (!stage) return error;
+      digest_stage_ = stage.get();
+      stages_.push_back(std::move(stage));
+      return {};
+    }
     hasher_ = Hasher::Create(plan_.hash_algorithm, &error);
     if (!hasher_) return error;
     Hasher* hasher = hasher_.get();

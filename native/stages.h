@@ -27,6 +27,12 @@ class SlotStage {
   // Whether a hole of the source (never read) must pass through this stage
   // as a buffer of zeros; the engine then zeroes the buffer for it.
   virtual bool NeedsHoleBytes() const { return true; }
+  // Stages that work off the engine's thread (digest_stage.h): whether slots
+  // are still in its hands; a descriptor readable when some are done; and
+  // Collect(), which hands those back (never blocks).
+  virtual bool Busy() const { return false; }
+  virtual int wake_fd() const { return -1; }
+  virtual void Collect(std::vector<Slot*>* released) { (void)released; }
 };
 
 // Splits a buffer into runs of all-zero and data blocks of `block_bytes`,

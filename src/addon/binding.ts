@@ -151,7 +151,8 @@ export interface NativeReport {
   zero: { bytes: number; skipped: number; discarded: number };
   holes?: { bytes: number; note: string };
   checkpoints: number;
-  hash?: { algorithm: string; hex: string; implementation: string };
+  /** threads: hash pool workers; 0 = computed on the engine's I/O thread. */
+  hash?: { algorithm: string; hex: string; implementation: string; threads: number };
   verify?: {
     done: boolean;
     bytesCompared: number;

@@ -258,9 +258,11 @@ export interface CopyResult {
   holes: { bytes: number; note: string };
   /**
    * Digest of the bytes read, in source order. implementation: 'openssl', or for 'blake3' the SIMD
-   * kernel that computed it ('avx512', 'avx2', 'portable').
+   * kernel that computed it ('avx512', 'avx2', 'portable'). threads: the hash pool's workers that
+   * computed it off the I/O thread (one per usable CPU; DEVMOVE_HASH_THREADS=N sets N, =io computes it on
+   * the engine's thread: 0).
    */
-  hash?: { algorithm: string; hex: string; implementation: string };
+  hash?: { algorithm: string; hex: string; implementation: string; threads: number };
   verify?: { bytesCompared: number; mismatchedBlocks: number; blockBytes: number; firstMismatchOffset?: number };
   /** With domainMapfile: the domain's bytes within the copy's range (all that was to be copied). */
   domain?: { path: string; bytes: number };

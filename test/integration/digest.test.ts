@@ -9,6 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
@@ -79,23 +80,27 @@ describe.skipIf(!haveB3sum)(`--hash=blake3 equals b3sum of the range read (seed 
       const src = seededFile(dir, 'src.img', length + offset, `blake3-${SEED}-${length}`);
       const result = await copy({ source: src, target: path.join(dir, 'dst.img'), sourceOffset: offset, blockSize, hash: 'blake3' });
       expect(result.bytesCopied).toBe(length);
-      expect(result.hash).toEqual({ algorithm: 'blake3', hex: b3sum(fs.readFileSync(src).subarray(offset)), implementation: bestKernel });
+      expect(result.hash).toEqual({ algorithm: 'blake3', hex: b3sum(fs.readFileSync(src).subarray(offset)), implementation: bestKernel, threads: os.availableParallelism() });
       fs.rmSync(dir, { recursive: true, force: true });
     },
   );
 
-  it.each(KERNELS)('kernel $name (DEVMOVE_BLAKE3_KERNEL) through the CLI', ({ name, runs }, ctx) => {
+  // DEVMOVE_HASH_THREADS: '1' one pool worker, 'io' the engine's own thread (the baseline), unset one per CPU.
+  const modes = KERNELS.flatMap((k) => [undefined, '1', 'io'].map((threads) => ({ ...k, threads })));
+  it.each(modes)('kernel $name (DEVMOVE_BLAKE3_KERNEL), hash threads $threads, through the CLI', ({ name, runs, threads }, ctx) => {
     if (!runs) ctx.skip();
     const dir = tempDir();
     const length = 5 * MiB + Math.floor(next() * MiB);
     const src = seededFile(dir, 'src.img', length, `kernel-${SEED}`);
-    const run = spawnSync(process.execPath, [CLI, `if=${src}`, `of=${path.join(dir, 'dst.img')}`, '--hash=blake3', '--json'], {
-      env: { ...process.env, DEVMOVE_BLAKE3_KERNEL: name },
-    });
+    const env: NodeJS.ProcessEnv = { ...process.env, DEVMOVE_BLAKE3_KERNEL: name };
+    if (threads === undefined) delete env.DEVMOVE_HASH_THREADS;
+    else env.DEVMOVE_HASH_THREADS = threads;
+    const run = spawnSync(process.execPath, [CLI, `if=${src}`, `of=${path.join(dir, 'dst.img')}`, '--hash=blake3', '--json', 'bs=64K'], { env });
     expect(run.stderr.toString()).toBe('');
     expect(run.status).toBe(0);
     const result = run.stdout.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((e) => e.type === 'result');
-    expect(result.hash).toEqual({ algorithm: 'blake3', hex: b3sum(fs.readFileSync(src)), implementation: name });
+    const workers = threads === 'io' ? 0 : threads === '1' ? 1 : os.availableParallelism();
+    expect(result.hash).toEqual({ algorithm: 'blake3', hex: b3sum(fs.readFileSync(src)), implementation: name, threads: workers });
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
@@ -111,6 +116,17 @@ describe.skipIf(!haveB3sum)(`--hash=blake3 equals b3sum of the range read (seed 
     expect(bad.status).toBe(1);
     expect(bad.stderr.toString()).toMatch(/DEVMOVE_BLAKE3_KERNEL=sse9: not a BLAKE3 kernel this CPU runs.*EINVAL/);
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a copy cancelled while buffers are in the digest ends, and reports no digest', async () => {
+    const dir = tempDir();
+    const src = seededFile(dir, 'src.img', 64 * MiB, `cancel-${SEED}`);
+    const controller = new AbortController();
+    const job = copy({ source: src, target: path.join(dir, 'dst.img'), hash: 'sha256', rate: '32M', blockSize: '64K', signal: controller.signal });
+    setTimeout(() => controller.abort(), 300);
+    const error = await job.then(() => undefined, (e: unknown) => e as { code: string; result?: { hash?: unknown } });
+    expect(error?.code).toBe('ABORT_ERR');
+    expect(error?.result?.hash).toBeUndefined();
   });
 
   it.skipIf(skipWithoutLoop)('block device to block device with O_DIRECT: the digest of the source device', async () => {

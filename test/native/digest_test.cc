@@ -25,6 +25,7 @@
 
 #include "blake3.h"
 #include "blake3_tree.h"
+#include "digest_stage.h"
 #include "digest_table.h"
 #include "harness.h"
 #include "hash_pool.h"
@@ -405,6 +406,75 @@ void TestParallelBlake3() {
   }
 }
 
+// The engine's digest stage: slots handed over in any order (as reads
+// complete) are held until a worker is done, come back through Collect()
+// once wake_fd() is readable, and the digest is that of [0, n) in order. A
+// stage destroyed while it holds slots (a stopped copy) waits for its workers.
+void TestDigestStage() {
+  std::mt19937_64 rng(g_seed + 11);
+  constexpr uint32_t kSlots = 8;
+  constexpr uint32_t kBuffer = 64 * 1024;
+  SysError error;
+  for (uint64_t total : {uint64_t{1}, uint64_t{kBuffer * 3 + 17}, 1 + rng() % (40 * kBuffer)}) {
+    const std::vector<uint8_t> data = RandomBytes(rng, total);
+    const std::string want = StreamHex(blake3::GetKernel(blake3::KernelId::kPortable), data);
+    std::unique_ptr<DigestStage> stage = DigestStage::Create("blake3", 1 + rng() % 3, kSlots, &error);
+    REQUIRE(stage);
+    std::vector<std::vector<uint8_t>> buffers(kSlots, std::vector<uint8_t>(kBuffer));
+    std::vector<Slot> slots(kSlots);
+    std::vector<uint32_t> free_slots;
+    for (uint32_t i = 0; i < kSlots; ++i) free_slots.push_back(i);
+    uint64_t next = 0;
+    std::vector<Slot*> released;
+    // Each turn hands over a random batch of free slots in shuffled order, then collects what finished.
+    while (next < total || stage->Busy()) {
+      std::shuffle(free_slots.begin(), free_slots.end(), rng);
+      std::vector<Slot*> batch;
+      while (!free_slots.empty() && next < total && rng() % 4 != 0) {
+        Slot& s = slots[free_slots.back()];
+        free_slots.pop_back();
+        s.index = static_cast<uint32_t>(&s - slots.data());
+        s.buffer = buffers[s.index].data();
+        s.capacity = kBuffer;
+        s.position = next;
+        s.length = static_cast<uint32_t>(std::min<uint64_t>(kBuffer, total - next));
+        std::memcpy(s.buffer, data.data() + next, s.length);
+        next += s.length;
+        batch.push_back(&s);
+      }
+      std::shuffle(batch.begin(), batch.end(), rng);
+      for (Slot* s : batch) {
+        stage->OnRead(*s, &released);
+        CHECK(stage->Holds(*s));
+      }
+      pollfd p{stage->wake_fd(), POLLIN, 0};
+      if (stage->Busy()) poll(&p, 1, 1000);
+      released.clear();
+      stage->Collect(&released);
+      for (Slot* s : released) {
+        CHECK(!stage->Holds(*s));
+        std::memset(s->buffer, 0xee, kBuffer);  // the buffer is the engine's again: reuse must not change the digest
+        free_slots.push_back(s->index);
+      }
+    }
+    CHECK_EQ(free_slots.size(), size_t{kSlots});
+    std::string hex, why;
+    REQUIRE(stage->Finish(&hex, &why));
+    CHECK(hex == want);
+  }
+  // Destroyed while holding slots: returns once no worker reads them.
+  std::unique_ptr<DigestStage> stage = DigestStage::Create("blake3", 2, kSlots, &error);
+  REQUIRE(stage);
+  std::vector<uint8_t> buffer(kBuffer, 7);
+  Slot s;
+  s.buffer = buffer.data();
+  s.capacity = s.length = kBuffer;
+  std::vector<Slot*> released;
+  stage->OnRead(s, &released);
+  stage.reset();
+  CHECK(!stage);
+}
+
 struct VectorSink final : BlockDigestSink {
   std::vector<Xxh128> digests;
   std::vector<std::atomic<int>> puts;
@@ -656,6 +726,7 @@ int main() {
   RunTest("hash pool: every task runs, threads capped", TestPoolRunsEverything);
   RunTest("parallel BLAKE3: bounded pieces, tickets, digest", TestParallelBlake3);
   RunTest("serial digest: in input order off the I/O thread; gaps", TestSerialDigest);
+  RunTest("digest stage: slots in any order, held until collected, one digest", TestDigestStage);
   RunTest("XXH3-128: libxxhash loaded at run time, against xxhsum -H2", TestXxhashLibrary);
   RunTest("parallel XXH3-128 per block", TestParallelXxh3Blocks);
   RunTest("digest table: in memory, blocks without a digest", TestDigestTableInMemory);

@@ -1,0 +1,98 @@
+#include "digest_stage.h"
+
+#include <errno.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cstdlib>
+
+#include "blake3.h"
+#include "hasher.h"
+
+namespace devmove {
+
+std::unique_ptr<DigestStage> DigestStage::Create(const std::string& algorithm, uint32_t threads, uint32_t slots_max,
+                                                 SysError* error) {
+  std::unique_ptr<DigestStage> stage(new DigestStage());
+  *error = stage->Start(algorithm, threads, slots_max);
+  if (error->failed()) return nullptr;
+  return stage;
+}
+
+DigestStage::~DigestStage() {
+  // Buffers still in the digest when the copy stopped: wait until no worker
+  // touches them, before the engine frees its buffers.
+  blake3_.reset();
+  serial_.reset();
+}
+
+SysError DigestStage::Start(const std::string& algorithm, uint32_t threads, uint32_t slots_max) {
+  assert(slots_max >= 1 && slots_max <= ParallelDigest::Limits::kPiecesMax);
+  algorithm_ = algorithm;
+  SysError error;
+  pool_ = HashPool::Create(threads, &error);
+  if (!pool_) return error;
+  ParallelDigest::Limits limits;
+  limits.pieces_max = slots_max;
+  // Enough tasks per buffer to use every worker on one buffer.
+  limits.tasks_per_piece = std::min<uint32_t>(ParallelDigest::Limits::kTasksPerPieceMax, std::max(4u, pool_->threads()));
+  held_.assign(slots_max, nullptr);
+  tickets_.reserve(slots_max);
+  if (algorithm == "blake3") {
+    const char* wanted = std::getenv("DEVMOVE_BLAKE3_KERNEL");
+    const blake3::Kernel* kernel = blake3::FindKernel(wanted ? wanted : "auto");
+    if (kernel == nullptr) {
+      return SysError::Make(EINVAL, "hash", {}, -1,
+                            std::string("DEVMOVE_BLAKE3_KERNEL=") + wanted +
+                                ": not a BLAKE3 kernel this CPU runs (portable, avx2, avx512, auto)");
+    }
+    implementation_ = kernel->name;
+    blake3_ = Blake3ParallelDigest::Create(*pool_, *kernel, limits, &error);
+    digest_ = blake3_.get();
+  } else {
+    hasher_ = Hasher::Create(algorithm, &error);
+    if (!hasher_) return error;
+    implementation_ = hasher_->implementation();
+    Hasher* hasher = hasher_.get();
+    serial_ = SerialDigest::Create(
+        *pool_, [hasher](const uint8_t* data, size_t length) { hasher->Update(data, length); }, limits, &error);
+    digest_ = serial_.get();
+  }
+  return digest_ ? SysError() : error;
+}
+
+void DigestStage::OnRead(Slot& slot, std::vector<Slot*>* released) {
+  (void)released;  // released later, by Collect()
+  assert(slot.index < held_.size() && held_[slot.index] == nullptr);
+  assert(slot.length <= slot.capacity);
+  if (slot.length == 0) return;
+  // Never refused: at most one piece per slot, and the limit is the ring's depth.
+  const bool taken = digest_->Submit(slot.position, slot.buffer, slot.length, slot.index);
+  assert(taken);
+  (void)taken;
+  held_[slot.index] = &slot;
+  bytes_ = std::max<uint64_t>(bytes_, slot.position + slot.length);
+}
+
+bool DigestStage::Busy() const { return digest_->pieces_in_use() > 0; }
+
+int DigestStage::wake_fd() const { return digest_->wake_fd(); }
+
+void DigestStage::Collect(std::vector<Slot*>* released) {
+  tickets_.clear();
+  digest_->Reap(&tickets_);
+  for (uint64_t index : tickets_) {
+    assert(index < held_.size() && held_[index] != nullptr);
+    released->push_back(held_[index]);
+    held_[index] = nullptr;
+  }
+}
+
+bool DigestStage::Finish(std::string* hex, std::string* why) {
+  if (blake3_) return blake3_->Finish(bytes_, hex, why);
+  if (!serial_->Finish(bytes_, why)) return false;
+  *hex = hasher_->FinalHex();
+  return true;
+}
+
+}  // namespace devmove
