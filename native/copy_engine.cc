@@ -149,8 +149,10 @@ SysError CopyEngine::Loop(const ProgressFn& progress) {
       if (due >= 0) wait_ns = std::min<uint64_t>(wait_ns, static_cast<uint64_t>(due * 1e9) + 1);
     }
     // Buffers the digest's workers hold come back through the stages'
-    // descriptors; a stopped copy does not wait for them (Run() does).
-    const bool stages_busy = !stopping_ && StagesBusy();
+    // descriptors. A stopped copy does not wait for them (Run() does), nor a
+    // halted one for buffers past the halt: an in-order digest never gets
+    // past the gap it leaves.
+    const bool stages_busy = !stopping_ && StagesBusy(halt_position_);
     if (driver_->in_flight() == 0) {
       if (!MoreToStart() && !stages_busy) break;
       if (stages_busy) {
@@ -660,9 +662,9 @@ void CopyEngine::StopStreams() {
   }
 }
 
-bool CopyEngine::StagesBusy() const {
+bool CopyEngine::StagesBusy(uint64_t before) const {
   for (const auto& stage : stages_) {
-    if (stage->Busy()) return true;
+    if (stage->Busy(before)) return true;
   }
   return false;
 }

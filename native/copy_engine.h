@@ -130,7 +130,7 @@ class CopyEngine final : public IoCompletion {
   void StopStreams();
   // Stages working off this thread: any slot still with them; wait for one
   // to finish (at most wait_ns); take back the slots they finished.
-  bool StagesBusy() const;
+  bool StagesBusy(uint64_t before) const;  // holding a slot that starts before `before`
   void WaitForStages(uint64_t wait_ns);
   void CollectStages();
   uint32_t LiveTargets() const;

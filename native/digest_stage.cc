@@ -74,7 +74,15 @@ void DigestStage::OnRead(Slot& slot, std::vector<Slot*>* released) {
   bytes_ = std::max<uint64_t>(bytes_, slot.position + slot.length);
 }
 
-bool DigestStage::Busy() const { return digest_->pieces_in_use() > 0; }
+bool DigestStage::Busy(uint64_t before) const {
+  if (digest_->pieces_in_use() == 0) return false;
+  // Bounded by the ring's depth.
+  for (const Slot* slot : held_) {
+    if (slot != nullptr && slot->position < before) return true;
+  }
+  // Only buffers past `before` are held; a finished one may still wait in Reap().
+  return false;
+}
 
 int DigestStage::wake_fd() const { return digest_->wake_fd(); }
 

@@ -38,7 +38,7 @@ class DigestStage final : public SlotStage {
   const char* name() const override { return "digest"; }
   void OnRead(Slot& slot, std::vector<Slot*>* released) override;
   bool Holds(const Slot& slot) const override { return slot.index < held_.size() && held_[slot.index] != nullptr; }
-  bool Busy() const override;
+  bool Busy(uint64_t before) const override;
   int wake_fd() const override;
   void Collect(std::vector<Slot*>* released) override;
 

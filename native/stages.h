@@ -27,10 +27,11 @@ class SlotStage {
   // Whether a hole of the source (never read) must pass through this stage
   // as a buffer of zeros; the engine then zeroes the buffer for it.
   virtual bool NeedsHoleBytes() const { return true; }
-  // Stages that work off the engine's thread (digest_stage.h): whether slots
-  // are still in its hands; a descriptor readable when some are done; and
-  // Collect(), which hands those back (never blocks).
-  virtual bool Busy() const { return false; }
+  // Stages that work off the engine's thread (digest_stage.h): whether a
+  // slot that starts before `before` is still in its hands; a descriptor
+  // readable when some are done; and Collect(), which hands those back
+  // (never blocks).
+  virtual bool Busy(uint64_t before) const { (void)before; return false; }
   virtual int wake_fd() const { return -1; }
   virtual void Collect(std::vector<Slot*>* released) { (void)released; }
 };

@@ -57,6 +57,21 @@ describe.skipIf(skipWithoutFuse || skipWithoutLoop)('unreadable source blocks', 
     expect(error.result?.bad.bytes).toBe(0);
   });
 
+  it.each(['sha256', 'blake3'] as const)('with --hash=%s on the hash pool: the copy still stops at the bad block, everything before it finished, no digest', async (hash) => {
+    // Small buffers, many in flight: buffers after the bad block complete (and reach the digest)
+    // while it is being located; an in-order digest never gets past the gap the stop leaves.
+    const bad = 1 * MiB + 3 * 512;
+    const src = await FaultyDevice.create({ sizeBytes: 8 * MiB, readErrors: [[bad, 512]] });
+    const dir = tempDir();
+    const dst = attachLoop(makeImage(dir, 'dst.img', 8 * MiB, 'zero'));
+    const error = await rejection(copy({ source: src.device, target: dst, hash, blockSize: '64K', queueDepth: 32 }));
+    expect(error.code).toBe('EIO');
+    expect(error.offset).toBe(bad);
+    expect(error.bytesCopied).toBeGreaterThanOrEqual(bad);
+    expect(readRange(dst, 0, bad).equals(readRange(src.imagePath, 0, bad))).toBe(true);
+    expect(error.result?.hash).toBeUndefined();
+  });
+
   it('noError: the bad ranges (rounded to the logical block) are zero-filled and reported, every other byte is identical', async () => {
     const badA: [number, number] = [1 * MiB + 3 * 512, 1024];
     const badB: [number, number] = [5 * MiB, 8 * KiB];

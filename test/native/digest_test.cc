@@ -427,7 +427,7 @@ void TestDigestStage() {
     uint64_t next = 0;
     std::vector<Slot*> released;
     // Each turn hands over a random batch of free slots in shuffled order, then collects what finished.
-    while (next < total || stage->Busy()) {
+    while (next < total || stage->Busy(UINT64_MAX)) {
       std::shuffle(free_slots.begin(), free_slots.end(), rng);
       std::vector<Slot*> batch;
       while (!free_slots.empty() && next < total && rng() % 4 != 0) {
@@ -448,7 +448,7 @@ void TestDigestStage() {
         CHECK(stage->Holds(*s));
       }
       pollfd p{stage->wake_fd(), POLLIN, 0};
-      if (stage->Busy()) poll(&p, 1, 1000);
+      if (stage->Busy(UINT64_MAX)) poll(&p, 1, 1000);
       released.clear();
       stage->Collect(&released);
       for (Slot* s : released) {
