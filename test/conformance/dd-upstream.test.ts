@@ -291,7 +291,9 @@ describe('partial-write.sh', () => {
     const source = makeImage(dir, 'zero-2m.in', 2 * MiB, 'zero');
     const out = path.join(dir, 'partial.out');
     fs.rmSync(out, { force: true });
-    const r = shell('ulimit -S -f 1024 && DEVMOVE if="$IN" of="$OUT" bs=768K count=2', { IN: source, OUT: out });
+    // The source is all hole: --holes=read makes devmove read and write it as dd does (by default
+    // nothing would be written, and the file would only be extended at the end).
+    const r = shell('ulimit -S -f 1024 && DEVMOVE if="$IN" of="$OUT" bs=768K count=2 --holes=read', { IN: source, OUT: out });
     expect(r.status, r.stderr).toBe(1);
     expect(fs.existsSync(out), r.stderr).toBe(true);
     const size = fs.statSync(out).size;
@@ -520,7 +522,9 @@ describe('stats.sh', () => {
     const source = path.join(shm, 'zero-250m.in');
     fs.writeFileSync(source, '');
     fs.truncateSync(source, 250_000_000);
-    const child = spawn(process.execPath, [CLI, `if=${source}`, `of=${path.join(shm, 'zero.out')}`, '--rate=100M', 'status=progress'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // All hole: --holes=read reads it as dd does, so the rate cap makes the copy last (a hole that is
+    // never read costs no I/O and is not paced).
+    const child = spawn(process.execPath, [CLI, `if=${source}`, `of=${path.join(shm, 'zero.out')}`, '--rate=100M', 'status=progress', '--holes=read'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     let storm: NodeJS.Timeout | undefined;
     let signals = 0;
