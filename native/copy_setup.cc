@@ -435,12 +435,16 @@ void CopyEngine::RegisterWithDriver() {
 
 void CopyEngine::PlanZeroHandling() {
   punch_ok_.assign(targets_.size(), 0);
+  existing_end_.assign(targets_.size(), UINT64_MAX);
+  const bool exact_sparse = plan_.zero_mode == ZeroMode::kSparse && plan_.sparse_exact;
   for (size_t i = 0; i < targets_.size(); ++i) {
     const Endpoint& t = *targets_[i];
+    // After the cut: a file reads zeros past its end, a device has no such end.
+    if (t.caps().grows) existing_end_[i] = t.size_bytes();
     if (plan_.zero_mode == ZeroMode::kWrite) continue;
     if (!t.caps().seekable) {
       report_->targets[i].zero_note = t.zero_ranges_note();
-    } else if (plan_.zero_mode != ZeroMode::kDiscard) {
+    } else if (plan_.zero_mode != ZeroMode::kDiscard && !exact_sparse) {
       continue;
     } else if (!t.caps().zero_ranges) {
       report_->targets[i].zero_note = t.zero_ranges_note();
@@ -466,8 +470,10 @@ void CopyEngine::PlanHoleHandling() {
     hole_keep_[i] = plan_.hole_mode == HoleMode::kAuto && t.kind() == EndpointKind::kRegularFile &&
                     (t.created() || cut_before);
     report_->targets[i].holes_kept = hole_keep_[i] != 0;
-    // Skip and sparse never need the zeros; discard may fall back to writing them.
-    const bool skipped = t.caps().seekable && (plan_.zero_mode == ZeroMode::kSkip || plan_.zero_mode == ZeroMode::kSparse);
+    // Skip and sparse never need the zeros; discard may fall back to writing
+    // them, and so may an exact sparse copy below the target's end.
+    const bool sparse_skips = plan_.zero_mode == ZeroMode::kSparse && !plan_.sparse_exact;
+    const bool skipped = t.caps().seekable && (plan_.zero_mode == ZeroMode::kSkip || sparse_skips);
     if (!dropped_[i] && !hole_keep_[i] && !skipped) hole_needs_bytes_ = true;
   }
 }

@@ -47,6 +47,8 @@ export interface NativePlan {
   zeroBlocks?: 'write' | 'skip' | 'discard' | 'sparse';
   /** Holes of a source that says where its data is: never read. Omitted: 'auto'. */
   holes?: 'auto' | 'policy' | 'read';
+  /** 'sparse' with a mapfile or verify: zero blocks below the target's end are punched or written, not passed over. */
+  sparseExact?: boolean;
   /** The zero check's block (dd's obs= for conv=sparse); must divide blockBytes. Omitted: blockBytes. */
   zeroBlockBytes?: number;
   onTargetError?: 'stop' | 'drop';
