@@ -131,6 +131,8 @@ class CopyEngine final : public IoCompletion {
   void EmitProgress(const ProgressFn& progress, bool paused, bool verifying = false, uint64_t verify_done = 0,
                     uint64_t verify_total = 0) const;
   void FillReport(const SysError& error);
+  // Standard input/output given as a regular file or device: their shell descriptors end where dd's would.
+  void LeaveSharedOffsets(const SysError& error);
   uint64_t Absolute(uint64_t position) const { return plan_.source_offset_bytes + position; }
 
   CopyPlan plan_;

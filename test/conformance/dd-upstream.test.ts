@@ -546,6 +546,13 @@ describe('skip-seek-past-file.sh', () => {
       expect(run('DEVMOVE')).toMatchObject({ status: 1, stdout: '', stderr: `devmove: if=-: source offset ${offset} bytes is past the end of the source (4 bytes) (EINVAL from read)\n` });
     });
 
+    it.each([['bs=1', 'skip=4'], ['bs=2', 'skip=2']])('standard input already read into (skip=1 count=0 first), then %s %s: past the end from where the first one stopped', (bs, skip) => {
+      const run = (who: string): Run => shell(`(${who} bs=1 skip=1 count=0 2>/dev/null && ${who} ${bs} ${skip} status=noxfer) < "$IN"`, { IN: write(dir, 'past.in', '1234'), DEVMOVE_IO_ENGINE: engine });
+      expect(run('dd')).toMatchObject({ status: 0, stderr: skipWarning });
+      // The second devmove starts at byte 1, where the first left standard input: 1 + 4 = 5 > 4.
+      expect(run('DEVMOVE')).toMatchObject({ status: 1, stdout: '', stderr: 'devmove: if=-: source offset 5 bytes is past the end of the source (4 bytes) (EINVAL from read)\n' });
+    });
+
     it('seek= past the end of standard output redirected to a file: 0+0 records, and it is not cut or grown (dd neither)', () => {
       for (const who of ['dd', 'DEVMOVE']) {
         const out = write(dir, 'past.out', '12');
@@ -879,6 +886,24 @@ describe('ascii.sh, conv-case.sh, unblock-sync.sh, unblock.pl (conversions)', ()
   });
 });
 
+describe.each(DRIVERS)('not-rewound.sh, skip-seek2.sh: processes sharing one standard input and output (%s driver)', (engine) => {
+  // Standard input and output redirected from and to files: each process goes
+  // on where the last one left the shared descriptors, as dd does.
+  const cases: Array<[script: string, input: string, expected: string]> = [
+    ['X skip=1 count=1 bs=1; X skip=1 bs=1', 'abcde\n', 'bde\n'],
+    ['X bs=1 skip=3 count=0 && X bs=5', 'LA:3456789abcdef\n', '3456789abcdef\n'],
+    ['X bs=1 skip=3 count=0 && X bs=5 count=2', 'LA:3456789abcdef\n', '3456789abc'],
+  ];
+  it.each(cases)('(%s) < in > out', (script, input, expected) => {
+    const source = write(dir, 'shared.in', input);
+    for (const who of ['dd', 'DEVMOVE']) {
+      const out = path.join(dir, `shared-${who}.out`);
+      const r = shell(`(${script.replaceAll('X', `${who} status=none`)}) < "$IN" > "$OUT"`, { IN: source, OUT: out, DEVMOVE_IO_ENGINE: engine });
+      expect(r, who).toMatchObject({ status: 0, stderr: '' });
+      expect(read(out).toString(), who).toBe(expected);
+    }
+  });
+});
 
 describe('conv=noerror (src/dd.c; no upstream script)', () => {
   it('healthy 10,000-byte file with conv=noerror,sync: dd pads the short block to 10,240; devmove copies 10,000 (on purpose)', () => {
