@@ -133,6 +133,8 @@ class CopyEngine final : public IoCompletion {
   void FillReport(const SysError& error);
   // Standard input/output given as a regular file or device: their shell descriptors end where dd's would.
   void LeaveSharedOffsets(const SysError& error);
+  // seek= on a named FIFO target: refused before its open waits for a reader.
+  SysError RefuseSeekOnFifo(const std::string& path, uint64_t offset_bytes) const;
   uint64_t Absolute(uint64_t position) const { return plan_.source_offset_bytes + position; }
 
   CopyPlan plan_;

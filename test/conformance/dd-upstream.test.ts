@@ -408,6 +408,19 @@ describe('no-allocate.sh', () => {
         expect(r).toMatchObject({ status: 0, stderr: '0+0 records in\n0+0 records out\n' });
       });
     });
+
+    it.each(['bs', 'ibs', 'obs'])('%s=256M seek=1 count=0 onto a FIFO: "cannot seek" at once (exit 1), without waiting for a reader; dd reads the block out of it', async (size) => {
+      await withFifo('tape', async (tape) => {
+        // dd: opened read-write, so no reader is needed, and seek= reads what the other writer put in.
+        const ddWriter = shellAsync('dd count=1 if=/dev/zero of="$TAPE" status=none', { TAPE: tape });
+        const dd = gnuDd([`${size}=${size === 'ibs' ? '256M' : '512'}`, 'seek=1', 'count=0', `of=${tape}`, 'status=noxfer']);
+        expect(dd).toMatchObject({ status: 0, stderr: '0+0 records in\n0+0 records out\n' });
+        expect((await ddWriter).status).toBe(0);
+        // devmove: no reader and no writer: a wait for either would never end.
+        const ours = shell(`DEVMOVE of="$TAPE" ${size}=256M seek=1 count=0 < /dev/null`, { TAPE: tape, DEVMOVE_IO_ENGINE: engine });
+        expect(ours).toMatchObject({ status: 1, stderr: `devmove: of=${tape}: cannot seek on a pipe (seek= needs a seekable target) (ESPIPE from lseek)\n` });
+      });
+    });
   });
 });
 
