@@ -187,6 +187,13 @@ describe('bytes.sh', () => {
         expect(read(file), who).toEqual(expected);
       }
     });
+
+    it('oseek=8B onto standard output that is a pipe: "cannot seek", exit 1, naming standard output (the source is standard input too)', () => {
+      const run = (who: string): Run => shell(`set -o pipefail; printf 'abcdefghijklm\\n' | ${who} oseek=8B bs=5 | cat`, { DEVMOVE_IO_ENGINE: engine });
+      expect(run('dd')).toMatchObject({ status: 1, stdout: '' });
+      expect(run('dd').stderr).toMatch(/^dd: 'standard output': cannot seek: Illegal seek\n/);
+      expect(run('DEVMOVE')).toMatchObject({ status: 1, stdout: '', stderr: 'devmove: of=-: cannot seek on a pipe (seek= needs a seekable target) (ESPIPE from lseek)\n' });
+    });
   });
 
   it('conv=swab (upstream adds it to count=14B): refused as a usage error, nothing created', () => {
