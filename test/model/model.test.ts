@@ -1,0 +1,80 @@
+// The randomized model test of devmove's integrity (issue 10). Each seed builds
+// a small world of real kernel objects and draws a sequence of operations over
+// it; after every step the invariants of invariants.ts are checked.
+//
+//   npm test                         fixed seeds plus one fresh seed (printed)
+//   MODEL_SEED=123 MODEL_STEPS=40 npx vitest run test/model      one seed
+//   SOAK_SECONDS=3600 npm run test:soak                           fresh seeds until the time is up
+//   MODEL_KNOWN_OPEN=none …          also draw the families known to be open (known-open.ts)
+//   MODEL_VERBOSE=1 …                one line per step
+import crypto from 'node:crypto';
+
+import { describe, expect, it } from 'vitest';
+
+import { canUseLoop } from '../helpers/devices';
+import { skipWithoutFuse } from '../helpers/faulty';
+import { Counters } from './invariants';
+import { KnownOpen } from './known-open';
+import { runSeed, type RunOutcome } from './runner';
+
+/** Fixed seeds: a world with the faulty device, and worlds the seed decides. */
+const FIXED: ReadonlyArray<{ seed: number; faulty?: boolean }> = [{ seed: 1, faulty: true }, { seed: 2 }, { seed: 3 }];
+const STEPS = Number(process.env.MODEL_STEPS ?? 24);
+const verbose = process.env.MODEL_VERBOSE === '1';
+
+function summary(o: RunOutcome): string {
+  const rate = o.stepsRun / Math.max(o.seconds, 0.001);
+  const world = [o.features.faulty && 'faulty device', o.features.tmpfs && 'full tmpfs'].filter(Boolean).join(', ') || 'files and loop devices';
+  return `model seed ${o.seed} (${world}): ${o.stepsRun} steps in ${o.seconds.toFixed(1)} s (${rate.toFixed(2)} steps/s), invariants checked: ${o.counters.total()} [${o.counters.describe()}]${o.environmentNotes.length ? `; environment: ${o.environmentNotes.join(', ')}` : ''}`;
+}
+
+async function check(seed: number, steps: number, faulty?: boolean): Promise<RunOutcome> {
+  const outcome = await runSeed(seed, { steps, verbose, knownOpen: new KnownOpen(), ...(faulty !== undefined ? { faulty } : {}) });
+  console.log(summary(outcome));
+  if (outcome.failure) console.log(outcome.failure.report);
+  expect(outcome.failure?.violations ?? [], outcome.failure?.report).toEqual([]);
+  return outcome;
+}
+
+const soakSeconds = Number(process.env.SOAK_SECONDS ?? 0);
+const oneSeed = process.env.MODEL_SEED;
+
+describe.skipIf(!canUseLoop)('model test (root, loop devices)', () => {
+  console.log(`model test: known-open families skipped: ${new KnownOpen().describe()} (MODEL_KNOWN_OPEN=none draws them too)`);
+
+  if (oneSeed !== undefined) {
+    it(`seed ${oneSeed}, ${STEPS} steps`, async () => {
+      await check(Number(oneSeed), STEPS);
+    }, 60_000 + STEPS * 20_000);
+  } else if (soakSeconds > 0) {
+    it(`soak for ${soakSeconds} s`, async () => {
+      const deadline = performance.now() + soakSeconds * 1000;
+      const total = new Counters();
+      const seeds: number[] = [];
+      let steps = 0;
+      while (performance.now() < deadline) {
+        const seed = crypto.randomInt(1, 2 ** 31);
+        seeds.push(seed);
+        const outcome = await runSeed(seed, { steps: Number(process.env.MODEL_STEPS ?? 60), verbose, deadlineMs: deadline });
+        console.log(summary(outcome));
+        total.add(outcome.counters);
+        steps += outcome.stepsRun;
+        if (outcome.failure) {
+          console.log(outcome.failure.report);
+          expect(outcome.failure.violations, outcome.failure.report).toEqual([]);
+        }
+      }
+      console.log(`model soak: ${seeds.length} seeds (${seeds.join(', ')}), ${steps} steps, invariants checked: ${total.total()} [${total.describe()}]`);
+    }, (soakSeconds + 600) * 1000);
+  } else {
+    for (const { seed, faulty } of FIXED) {
+      it.skipIf(faulty === true && skipWithoutFuse)(`fixed seed ${seed}${faulty ? ' (with the faulty FUSE device)' : ''}`, async () => {
+        await check(seed, STEPS, faulty);
+      }, 60_000 + STEPS * 20_000);
+    }
+    const fresh = crypto.randomInt(1, 2 ** 31);
+    it(`fresh seed ${fresh} (rerun: MODEL_SEED=${fresh} MODEL_STEPS=${STEPS})`, async () => {
+      await check(fresh, STEPS);
+    }, 60_000 + STEPS * 20_000);
+  }
+});

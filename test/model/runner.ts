@@ -1,0 +1,328 @@
+// Runs the model test: one seed is one world and a sequence of steps drawn from
+// it; after every step every invariant is checked. A failing seed reports the
+// invariant, the first differing byte, and the whole command sequence as shell
+// lines (world set-up included), plus how to rerun the seed in the harness.
+import fs from 'node:fs';
+
+import { planCommand, specKey, storageKey, view, type Plan } from './expect';
+import { Counters, checkStep, INVARIANTS } from './invariants';
+import { KnownOpen } from './known-open';
+import { ModelState, type StorageState, type Violation } from './model';
+import { Generator, type Command, type Control, type CopySpec, type Step, type WorldChange } from './operations';
+import { invoke, jsonLine, type Run, type RunControl } from './process';
+import { Rng } from './rng';
+import { sh } from './script';
+import { content, SECTOR, World, type MapSlot, type Storage, type WorldFeatures } from './world';
+import { fuseAvailable } from '../helpers/faulty';
+
+export interface RunOptions {
+  steps: number;
+  /** Force the faulty device in (true) or out (false); by default the seed decides. */
+  faulty?: boolean;
+  /** Print one line per step. */
+  verbose?: boolean;
+  knownOpen?: KnownOpen;
+  /** Stop drawing steps after this many milliseconds (soak). */
+  deadlineMs?: number;
+}
+
+export interface RunOutcome {
+  seed: number;
+  stepsRun: number;
+  counters: Counters;
+  seconds: number;
+  failure?: { step: number; title: string; violations: Violation[]; report: string };
+  /** Steps the environment spoiled (not counted as failures). */
+  environmentNotes: string[];
+  features: WorldFeatures;
+}
+
+/** Reads every storage object (after flushing the block devices' caches). */
+function snapshot(world: World): Map<Storage, StorageState> {
+  world.flushDevices();
+  const out = new Map<Storage, StorageState>();
+  for (const s of world.storages) out.set(s, { bytes: world.read(s), ino: world.inode(s.path) });
+  return out;
+}
+
+function mapTexts(world: World): Map<string, string | null> {
+  const out = new Map<string, string | null>();
+  for (const slot of world.mapSlots) {
+    try {
+      out.set(slot.path, fs.readFileSync(slot.path, 'utf8'));
+    } catch {
+      out.set(slot.path, null);
+    }
+  }
+  return out;
+}
+
+// ---- world changes ----------------------------------------------------------------------
+
+function heredoc(file: string, text: string): string {
+  return `cat > ${sh(file)} <<'DEVMOVE_MODEL_EOF'\n${text.endsWith('\n') ? text : `${text}\n`}DEVMOVE_MODEL_EOF`;
+}
+
+/** A GNU ddrescue-style map (no devmove identity line) claiming exactly the sectors every target already holds. */
+function authorMap(slot: MapSlot, spec: CopySpec, state: ModelState): string {
+  const src = view(spec.source, state);
+  const length = Math.max(0, Math.min(spec.length?.bytes ?? Infinity, src.size - spec.skip));
+  const blocks: Array<[number, number, string]> = [];
+  const push = (pos: number, size: number, status: string): void => {
+    const last = blocks.at(-1);
+    if (last && last[2] === status && last[0] + last[1] === pos) last[1] += size;
+    else if (size > 0) blocks.push([pos, size, status]);
+  };
+  push(0, spec.skip, '?');
+  const srcBytes = state.get(spec.source.storage).bytes ?? Buffer.alloc(0);
+  for (let o = 0; o < length; o += SECTOR) {
+    const n = Math.min(SECTOR, length - o);
+    const want = srcBytes.subarray(src.base + spec.skip + o, src.base + spec.skip + o + n);
+    const same =
+      want.length === n &&
+      spec.targets.every((t) => {
+        const tv = view(t.name, state);
+        const got = state.get(t.name.storage).bytes?.subarray(tv.base + spec.seek + o, tv.base + spec.seek + o + n);
+        return got !== undefined && got.length === n && got.equals(want);
+      });
+    push(spec.skip + o, n, same ? '+' : '?');
+  }
+  const hex = (n: number): string => `0x${n.toString(16).toUpperCase().padStart(8, '0')}`;
+  const lines = [
+    '# Mapfile. Created by GNU ddrescue version 1.27',
+    `# Command line: ddrescue -n ${spec.source.spelling} ${spec.targets[0].name.spelling} ${slot.path}`,
+    '# Start time:   2026-11-22 10:00:00',
+    '# Current time: 2026-11-22 10:00:05',
+    '# Finished',
+    '# current_pos  current_status  current_pass',
+    `${hex(spec.skip + length)}     +               1`,
+    '#      pos        size  status',
+    ...blocks.map(([p, s, st]) => `${hex(p)}  ${hex(s)}  ${st}`),
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+async function applyChange(change: WorldChange, world: World, state: ModelState): Promise<void> {
+  const s = world.script;
+  switch (change.kind) {
+    case 'rm':
+      fs.rmSync(change.file, { force: true });
+      s.line(`rm -f ${sh(change.file)}`);
+      state.maps.delete(change.file);
+      return;
+    case 'recreate': {
+      // Made next to the old one and renamed over it: a new inode, whatever the file system reuses.
+      const file = change.storage.path;
+      fs.writeFileSync(`${file}.new`, content(change.key, change.size));
+      fs.renameSync(`${file}.new`, file);
+      s.line(`${change.size === 0 ? ': >' : `gen ${change.key.toString('hex')} ${change.size} >`} ${sh(`${file}.new`)} && mv ${sh(`${file}.new`)} ${sh(file)}`);
+      return;
+    }
+    case 'strip': {
+      let text = '';
+      try {
+        text = fs.readFileSync(change.slot.path, 'utf8');
+      } catch {
+        s.comment(`(no map at ${change.slot.path} to rewrite)`);
+        return;
+      }
+      fs.writeFileSync(change.slot.path, text.split('\n').filter((l) => !l.startsWith('# devmove:')).join('\n'));
+      s.line(`sed -i '/^# devmove:/d' ${sh(change.slot.path)}`);
+      return;
+    }
+    case 'author': {
+      const text = authorMap(change.slot, change.spec, state);
+      fs.writeFileSync(change.slot.path, text);
+      s.line(heredoc(change.slot.path, text));
+      state.maps.set(change.slot.path, { commandKey: specKey(change.spec), storageKey: storageKey(change.spec), targets: change.spec.targets.map((t) => ({ storage: t.name.storage, ino: world.inode(t.name.storage.path) })) });
+      return;
+    }
+    case 'faults':
+      await world.setFaults(change.faults);
+      return;
+    case 'job-file':
+      fs.writeFileSync(change.file, change.text);
+      world.ownFiles.add(change.file);
+      s.line(heredoc(change.file, change.text));
+      return;
+  }
+}
+
+// ---- running a command ------------------------------------------------------------------
+
+function withRate(argv: string[], control: Control, bytes: number): string[] {
+  if (control.kind === 'plain' || control.seconds <= 0 || bytes === 0 || !argv.some((a) => a.startsWith('if='))) return argv;
+  return [...argv, `--rate=${Math.max(65536, Math.ceil(bytes / control.seconds))}`];
+}
+
+function shellLine(argv: string[], control: Control, rerun?: string[]): string {
+  const cmd = `$DM ${argv.map(sh).join(' ')}`;
+  switch (control.kind) {
+    case 'plain':
+      return cmd;
+    case 'sigint':
+      return `${cmd} & P=$!; sleep ${(control.afterMs / 1000).toFixed(3)}; kill -INT $P; wait $P`;
+    case 'kill9':
+      return `${cmd} & P=$!; sleep ${(control.afterMs / 1000).toFixed(3)}; kill -9 $P; wait $P\n$DM ${(rerun ?? argv).map(sh).join(' ')}`;
+    case 'usr1': {
+      const start = control.afterLoad ? 'until grep -q devmove.node /proc/$P/maps 2>/dev/null; do :; done' : `sleep ${(control.startMs / 1000).toFixed(3)}`;
+      const stop = control.stopAfterMs !== undefined ? `for i in $(seq ${Math.round(control.stopAfterMs / 3)}); do kill -USR1 $P; sleep 0.003; done; kill -INT $P` : 'while kill -USR1 $P 2>/dev/null; do sleep 0.003; done';
+      return `${cmd} & P=$!; ${start}; ${stop}; wait $P`;
+    }
+  }
+}
+
+async function runCommand(command: Command, control: Control, plan: Plan, world: World): Promise<Run[]> {
+  const argv = withRate(command.argv, control, plan.bytes);
+  const rc: RunControl = {};
+  if (control.kind === 'sigint') rc.sigintAfterMs = control.afterMs;
+  if (control.kind === 'kill9') rc.killAfterMs = control.afterMs;
+  if (control.kind === 'usr1') {
+    rc.usr1 = { startMs: control.startMs, afterLoad: control.afterLoad, ...(control.stopAfterMs !== undefined ? { stopAfterMs: control.stopAfterMs } : {}) };
+    if (control.stopAfterMs !== undefined) rc.sigintAfterBurstMs = control.stopAfterMs + 20;
+  }
+  world.script.line(shellLine(argv, control, command.argv));
+  const runs = [await invoke(argv, world.W, rc)];
+  // At once, as a supervisor would: the same command, resuming.
+  if (control.kind === 'kill9') runs.push(await invoke(command.argv, world.W));
+  return runs;
+}
+
+/** Each planned write's outcome from what devmove reported. */
+function settleOutcomes(plan: Plan, runs: Run[]): void {
+  const last = runs[runs.length - 1];
+  const result = jsonLine(last.stdout, 'result');
+  plan.pairs.forEach((pair, i) => {
+    for (const [j, w] of pair.writes.entries()) {
+      if (plan.mustRefuse || pair.must.length > 0) {
+        w.outcome = 'none';
+        continue;
+      }
+      if (plan.command.kind === 'copy') {
+        const targets = result?.targets as Array<{ dropped?: boolean }> | undefined;
+        w.outcome = last.code === 0 || (result && targets && !targets[j]?.dropped) ? 'done' : 'unknown';
+      } else {
+        const p = (result?.pairs as Array<{ status?: string; result?: { targets?: Array<{ dropped?: boolean }> } }> | undefined)?.[i];
+        w.outcome = p?.status === 'done' && !p.result?.targets?.[j]?.dropped ? 'done' : 'unknown';
+      }
+    }
+  });
+}
+
+/** An io_uring refusal that another engineer's sysctl test causes for a fraction of a second. */
+function environmentFailure(runs: Run[]): string | undefined {
+  const text = runs.map((r) => r.stderr).join('\n');
+  if (/io_uring_setup|io_uring is (disabled|not available)|io_uring_disabled/i.test(text)) return text.trim().split('\n').slice(-1)[0];
+  return undefined;
+}
+
+/** After a step: what devmove's maps now say about their copies. */
+function recordMaps(plan: Plan, state: ModelState, world: World, mapsAfter: Map<string, string | null>): void {
+  for (const p of plan.pairs) {
+    const use = p.map;
+    if (!use || p.spec.map?.aliasOf || plan.strict || p.must.some((r) => r.scope === 'anywhere')) continue;
+    const text = mapsAfter.get(use.path) ?? null;
+    if (text === null || text === use.before) continue;
+    state.maps.set(use.path, { commandKey: specKey(p.spec), storageKey: storageKey(p.spec), targets: p.spec.targets.map((t) => ({ storage: t.name.storage, ino: world.inode(t.name.storage.path) })) });
+  }
+}
+
+interface StepResult {
+  violations: Violation[];
+  plan: Plan;
+  runs: Run[];
+  environment?: string;
+}
+
+export async function executeStep(step: Step, world: World, state: ModelState, counters: Counters): Promise<StepResult> {
+  world.script.comment(`step ${step.index}: ${step.title}`);
+  for (const change of step.changes) await applyChange(change, world, state);
+  const before = snapshot(world);
+  for (const [s, st] of before) state.storage.set(s, st);
+  const mapsBefore = mapTexts(world);
+  const filesBefore = new Set(world.files());
+  const faultsWithErrors = step.changes.some((c) => c.kind === 'faults' && (Boolean(c.faults.readErrors?.length) || Boolean(c.faults.writeErrors?.length) || c.faults.failWritesAfterBytes !== undefined));
+  const plan = planCommand(step.command, state, faultsWithErrors);
+  if (step.control.kind !== 'plain') plan.mustSucceed = false;
+  world.script.comment(`model: ${plan.mustRefuse ? `must be refused (${[...plan.jobMust, ...plan.pairs.flatMap((p) => p.must)].map((r) => r.why).join('; ')})` : plan.mustSucceed ? 'must succeed' : 'may fail'}`);
+  const runs = await runCommand(step.command, step.control, plan, world);
+  if (step.changes.some((c) => c.kind === 'faults')) await world.setFaults({});
+  settleOutcomes(plan, runs);
+  const after = snapshot(world);
+  const mapsAfter = mapTexts(world);
+  const environment = environmentFailure(runs);
+  const violations = checkStep({ world, plan, runs, before, after, mapsBefore, mapsAfter, filesBefore, filesAfter: world.files(), ...(environment ? { environment } : {}) }, counters);
+  for (const [s, st] of after) state.storage.set(s, st);
+  recordMaps(plan, state, world, mapsAfter);
+  for (const s of world.repairPinned()) state.storage.set(s, { bytes: world.read(s), ino: world.inode(s.path) });
+  return { violations, plan, runs, ...(environment ? { environment } : {}) };
+}
+
+// ---- one seed ---------------------------------------------------------------------------
+
+function describeRuns(runs: Run[]): string[] {
+  return runs.map((r) => {
+    const err = r.stderr.trim().split('\n').filter(Boolean).slice(-3).join('\n      ');
+    const end = r.signal ? `killed by ${r.signal}` : `exit ${r.code}`;
+    return `  devmove ${r.argv.join(' ')}\n    → ${end} after ${Math.round(r.ms)} ms${err ? `\n      ${err}` : ''}`;
+  });
+}
+
+function report(seed: number, stepIndex: number, step: Step, res: StepResult, world: World, open: KnownOpen): string {
+  const lines: string[] = [];
+  lines.push(`MODEL TEST FAILURE: seed ${seed}, step ${stepIndex} (${step.title})`);
+  const families = [...step.command.families];
+  if (families.length > 0) lines.push(`  the step's families (known-open.ts): ${families.join(', ')}`);
+  for (const v of res.violations) lines.push(`  ${INVARIANTS[v.invariant]}\n    ${v.message}`);
+  const must = [...res.plan.jobMust, ...res.plan.pairs.flatMap((p) => p.must)];
+  lines.push(`  the model: ${res.plan.mustRefuse ? `must be refused: ${must.map((r) => `${r.why}${r.family ? ` [family ${r.family}]` : ''}`).join('; ')}` : res.plan.mustSucceed ? 'must succeed' : `may fail${res.plan.pairs.some((p) => p.may.length) ? ` (${res.plan.pairs.flatMap((p) => p.may).join('; ')})` : ''}`}`);
+  lines.push(...describeRuns(res.runs));
+  lines.push('');
+  lines.push(`Rerun this seed in the harness:  MODEL_SEED=${seed} MODEL_STEPS=${stepIndex + 1} MODEL_KNOWN_OPEN=${open.describe()} npx vitest run test/model`);
+  lines.push('Replay by hand (as root; the same operations, up to timing; paths below as $W, $V, $F, $L1… of this script):');
+  const head = world.script.substitute(lines.join('\n'));
+  return [head, ...world.script.render(), ...world.teardownScript()].join('\n');
+}
+
+export function features(seed: number, faulty?: boolean): WorldFeatures {
+  const rng = new Rng(seed ^ 0x5eed);
+  return { faulty: faulty ?? (fuseAvailable() && rng.chance(0.4)), tmpfs: rng.chance(0.5) };
+}
+
+export async function runSeed(seed: number, options: RunOptions): Promise<RunOutcome> {
+  const started = performance.now();
+  const open = options.knownOpen ?? new KnownOpen();
+  const feats = features(seed, options.faulty);
+  const rng = new Rng(seed);
+  const world = await World.build(rng, feats);
+  const state = new ModelState();
+  const counters = new Counters();
+  const generator = new Generator(rng, world, open);
+  const outcome: RunOutcome = { seed, stepsRun: 0, counters, seconds: 0, environmentNotes: [], features: feats };
+  try {
+    for (let i = 0; i < options.steps; i++) {
+      if (options.deadlineMs !== undefined && performance.now() > options.deadlineMs) break;
+      const step = generator.next(i);
+      const res = await executeStep(step, world, state, counters);
+      outcome.stepsRun++;
+      if (res.environment) outcome.environmentNotes.push(`step ${i}: ${res.environment}`);
+      if (options.verbose) {
+        const r = res.runs.at(-1);
+        process.stdout.write(`model seed ${seed} step ${i}: ${step.title} [${step.control.kind}] → ${r ? (r.signal ?? r.code) : '-'}${res.plan.mustRefuse ? ' (must refuse)' : ''}\n`);
+      }
+      if (res.violations.length > 0) {
+        outcome.failure = { step: i, title: step.title, violations: res.violations, report: report(seed, i, step, res, world, open) };
+        break;
+      }
+    }
+  } finally {
+    world.teardown();
+    const left = world.leftovers();
+    counters.checks.leftovers++;
+    if (left.length > 0 && !outcome.failure) {
+      outcome.failure = { step: outcome.stepsRun, title: 'teardown', violations: [{ invariant: 'leftovers', message: left.join('; ') }], report: `MODEL TEST FAILURE: seed ${seed}: left behind: ${left.join('; ')}` };
+    }
+    outcome.seconds = (performance.now() - started) / 1000;
+  }
+  return outcome;
+}
