@@ -31,10 +31,31 @@ export const INVARIANTS: Record<InvariantId, string> = {
 };
 
 export class Counters {
+  /**
+   * How often each invariant was checked: (a) per finished range and target,
+   * (b) per storage object and step (plus the file listing), (c) per target
+   * reported complete, (d) per command or pair that had to be refused, (e) per
+   * devmove process watched, leftovers per process and teardown, liveness per
+   * command that had to succeed.
+   */
   readonly checks: Record<InvariantId, number> = { a: 0, b: 0, c: 0, d: 0, e: 0, leftovers: 0, liveness: 0 };
+  /** Looks at a live devmove process's sockets, for (e). */
+  inspectorPolls = 0;
+  /** What the steps exercised: 'sigint mid-copy', 'resumed', 'refused', … */
+  readonly coverage = new Map<string, number>();
+
+  note(what: string): void {
+    this.coverage.set(what, (this.coverage.get(what) ?? 0) + 1);
+  }
 
   add(other: Counters): void {
     for (const k of Object.keys(this.checks) as InvariantId[]) this.checks[k] += other.checks[k];
+    this.inspectorPolls += other.inspectorPolls;
+    for (const [k, v] of other.coverage) this.coverage.set(k, (this.coverage.get(k) ?? 0) + v);
+  }
+
+  coverageText(): string {
+    return [...this.coverage].sort((a, b) => a[0].localeCompare(b[0])).map(([k, v]) => `${k} ${v}`).join(', ');
   }
 
   total(): number {
@@ -78,7 +99,8 @@ function exitText(r: Run): string {
 
 function checkProcesses(f: StepFacts, counters: Counters, out: Violation[]): void {
   for (const r of f.runs) {
-    counters.checks.e += Math.max(1, r.polls);
+    counters.checks.e++;
+    counters.inspectorPolls += r.polls;
     for (const e of r.inspector) out.push({ invariant: 'e', message: `devmove ${r.argv.join(' ')}: ${e} (${r.usr1Sent} SIGUSR1 sent)` });
     counters.checks.leftovers++;
     if (!gone(r.pid)) out.push({ invariant: 'leftovers', message: `devmove process ${r.pid} is still there after the step` });

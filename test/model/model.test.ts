@@ -7,6 +7,8 @@
 //   SOAK_SECONDS=3600 npm run test:soak                           fresh seeds until the time is up
 //   MODEL_KNOWN_OPEN=none …          also draw the families known to be open (known-open.ts)
 //   MODEL_VERBOSE=1 …                one line per step
+//   MODEL_SHRINK=1 …                 shrink a failure to the steps that matter (the soak always does)
+//   MODEL_SKIP=3,5-9 …               draw these steps but do not run them (a shrunk replay)
 import crypto from 'node:crypto';
 
 import { describe, expect, it } from 'vitest';
@@ -15,24 +17,40 @@ import { canUseLoop } from '../helpers/devices';
 import { skipWithoutFuse } from '../helpers/faulty';
 import { Counters } from './invariants';
 import { KnownOpen } from './known-open';
-import { runSeed, type RunOutcome } from './runner';
+import { formatSteps, parseSteps, runSeed, shrink, type RunOptions, type RunOutcome } from './runner';
 
 /** Fixed seeds: a world with the faulty device, and worlds the seed decides. */
 const FIXED: ReadonlyArray<{ seed: number; faulty?: boolean }> = [{ seed: 1, faulty: true }, { seed: 2 }, { seed: 3 }];
-const STEPS = Number(process.env.MODEL_STEPS ?? 24);
+const STEPS = Number(process.env.MODEL_STEPS ?? 30);
 const verbose = process.env.MODEL_VERBOSE === '1';
 
 function summary(o: RunOutcome): string {
   const rate = o.stepsRun / Math.max(o.seconds, 0.001);
   const world = [o.features.faulty && 'faulty device', o.features.tmpfs && 'full tmpfs'].filter(Boolean).join(', ') || 'files and loop devices';
-  return `model seed ${o.seed} (${world}): ${o.stepsRun} steps in ${o.seconds.toFixed(1)} s (${rate.toFixed(2)} steps/s), invariants checked: ${o.counters.total()} [${o.counters.describe()}]${o.environmentNotes.length ? `; environment: ${o.environmentNotes.join(', ')}` : ''}`;
+  return (
+    `model seed ${o.seed} (${world}): ${o.stepsRun} steps in ${o.seconds.toFixed(1)} s (${rate.toFixed(2)} steps/s), ` +
+    `invariants checked: ${o.counters.total()} [${o.counters.describe()}], inspector polls ${o.counters.inspectorPolls}\n` +
+    `  exercised: ${o.counters.coverageText()}${o.environmentNotes.length ? `\n  environment: ${o.environmentNotes.join(', ')}` : ''}`
+  );
+}
+
+/** With MODEL_SHRINK=1 (and in the soak), a failure is shrunk to the steps that matter, for MODEL_SHRINK_SECONDS (300). */
+async function explain(outcome: RunOutcome, options: RunOptions, doShrink: boolean): Promise<string> {
+  const report = outcome.failure?.report ?? '';
+  if (!outcome.failure || !doShrink) return report;
+  const shrunk = await shrink(outcome, options, Number(process.env.MODEL_SHRINK_SECONDS ?? 300) * 1000);
+  const kept = (shrunk.outcome.failure?.step ?? 0) + 1 - [...shrunk.skip].filter((i) => i <= (shrunk.outcome.failure?.step ?? 0)).length;
+  const how = `MODEL_SEED=${outcome.seed} MODEL_STEPS=${(shrunk.outcome.failure?.step ?? 0) + 1} MODEL_SKIP=${formatSteps(shrunk.skip)}`;
+  return `${report}\n\nSHRUNK (${shrunk.tries} tries): the same invariant fails with ${kept} of the steps; rerun: ${how} npx vitest run test/model\n${shrunk.outcome.failure?.report ?? ''}`;
 }
 
 async function check(seed: number, steps: number, faulty?: boolean): Promise<RunOutcome> {
-  const outcome = await runSeed(seed, { steps, verbose, knownOpen: new KnownOpen(), ...(faulty !== undefined ? { faulty } : {}) });
+  const options: RunOptions = { steps, verbose, knownOpen: new KnownOpen(), skip: parseSteps(process.env.MODEL_SKIP), ...(faulty !== undefined ? { faulty } : {}) };
+  const outcome = await runSeed(seed, options);
   console.log(summary(outcome));
-  if (outcome.failure) console.log(outcome.failure.report);
-  expect(outcome.failure?.violations ?? [], outcome.failure?.report).toEqual([]);
+  const report = await explain(outcome, options, process.env.MODEL_SHRINK === '1');
+  if (outcome.failure) console.log(report);
+  expect(outcome.failure?.violations ?? [], report).toEqual([]);
   return outcome;
 }
 
@@ -55,16 +73,18 @@ describe.skipIf(!canUseLoop)('model test (root, loop devices)', () => {
       while (performance.now() < deadline) {
         const seed = crypto.randomInt(1, 2 ** 31);
         seeds.push(seed);
-        const outcome = await runSeed(seed, { steps: Number(process.env.MODEL_STEPS ?? 60), verbose, deadlineMs: deadline });
+        const options: RunOptions = { steps: Number(process.env.MODEL_STEPS ?? 60), verbose, deadlineMs: deadline };
+        const outcome = await runSeed(seed, options);
         console.log(summary(outcome));
         total.add(outcome.counters);
         steps += outcome.stepsRun;
         if (outcome.failure) {
-          console.log(outcome.failure.report);
-          expect(outcome.failure.violations, outcome.failure.report).toEqual([]);
+          const report = await explain(outcome, { ...options, deadlineMs: Infinity }, process.env.MODEL_SHRINK !== '0');
+          console.log(report);
+          expect(outcome.failure.violations, report).toEqual([]);
         }
       }
-      console.log(`model soak: ${seeds.length} seeds (${seeds.join(', ')}), ${steps} steps, invariants checked: ${total.total()} [${total.describe()}]`);
+      console.log(`model soak: ${seeds.length} seeds (${seeds.join(', ')}), ${steps} steps, invariants checked: ${total.total()} [${total.describe()}]\n  exercised: ${total.coverageText()}`);
     }, (soakSeconds + 600) * 1000);
   } else {
     for (const { seed, faulty } of FIXED) {

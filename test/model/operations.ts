@@ -66,10 +66,13 @@ export type Command = CopyCommand | JobCommand | DevicesCommand;
 
 export type Control =
   | { kind: 'plain' }
-  /** SIGINT `afterMs` after spawning a copy slowed (--rate) to last about `seconds`. */
-  | { kind: 'sigint'; afterMs: number; seconds: number }
+  /**
+   * SIGINT `afterMs` after spawning a copy slowed (--rate) to last about `seconds`, or with
+   * `afterLoad` that long after devmove's addon is mapped (the copy is about to start).
+   */
+  | { kind: 'sigint'; afterMs: number; afterLoad: boolean; seconds: number }
   /** SIGKILL likewise, then at once the same command again (without --rate). */
-  | { kind: 'kill9'; afterMs: number; seconds: number }
+  | { kind: 'kill9'; afterMs: number; afterLoad: boolean; seconds: number }
   /** A burst of SIGUSR1 every few ms, from `startMs` after spawning (with `afterLoad`: once devmove's addon is mapped). */
   | { kind: 'usr1'; startMs: number; afterLoad: boolean; seconds: number; stopAfterMs?: number };
 
@@ -302,12 +305,14 @@ export class Generator {
     const kind = rng.weighted<'sigint' | 'kill9' | 'usr1'>([['sigint', 45], ['kill9', 30], ['usr1', 25]]);
     // The copy lasts about 0.3–1.2 s at its --rate; Node's start-up comes first.
     const seconds = 0.3 + rng.float() * 0.9;
-    const afterMs = rng.int(60, 1500);
     if (kind === 'usr1') {
       const afterLoad = rng.chance(0.85);
       return { kind, startMs: afterLoad ? 0 : rng.int(0, 150), afterLoad, seconds };
     }
-    return { kind, afterMs, seconds };
+    // Mostly while the copy runs; now and then during Node's start-up.
+    const afterLoad = rng.chance(0.8);
+    const afterMs = afterLoad ? rng.int(0, Math.round(seconds * 1100)) : rng.int(20, 400);
+    return { kind, afterMs, afterLoad, seconds };
   }
 
   // ---- copies ------------------------------------------------------------------------

@@ -29,6 +29,8 @@ export interface Run {
 export interface RunControl {
   sigintAfterMs?: number;
   killAfterMs?: number;
+  /** Count sigintAfterMs/killAfterMs from the moment devmove's addon is mapped, not from the spawn. */
+  afterLoad?: boolean;
   usr1?: { startMs: number; afterLoad: boolean; stopAfterMs?: number };
   /** SIGINT this long after the SIGUSR1 burst began (for commands that run until stopped). */
   sigintAfterBurstMs?: number;
@@ -108,6 +110,17 @@ export function invoke(argv: string[], cwd: string, control: RunControl = {}): P
     if (!exited) child.kill(sig);
   };
 
+  /** Calls `then` once the addon is mapped (polled every 2 ms); never if the process exits first. */
+  const whenLoaded = (then: () => void): void => {
+    const wait = setInterval(() => {
+      if (exited) clearInterval(wait);
+      else if (addonLoaded(pid)) {
+        clearInterval(wait);
+        then();
+      }
+    }, 2);
+    timers.push(wait);
+  };
   const inspect = (): void => {
     run.polls++;
     const inodes = socketInodes(pid);
@@ -121,8 +134,12 @@ export function invoke(argv: string[], cwd: string, control: RunControl = {}): P
   };
   const burst = control.usr1;
   timers.push(setInterval(inspect, burst ? 4 : 25));
-  if (control.sigintAfterMs !== undefined) timers.push(setTimeout(() => signal('SIGINT'), control.sigintAfterMs));
-  if (control.killAfterMs !== undefined) timers.push(setTimeout(() => signal('SIGKILL'), control.killAfterMs));
+  const armSignals = (): void => {
+    if (control.sigintAfterMs !== undefined) timers.push(setTimeout(() => signal('SIGINT'), control.sigintAfterMs));
+    if (control.killAfterMs !== undefined) timers.push(setTimeout(() => signal('SIGKILL'), control.killAfterMs));
+  };
+  if (control.afterLoad) whenLoaded(armSignals);
+  else armSignals();
   if (burst) {
     const begin = (): void => {
       const t0 = performance.now();
@@ -138,14 +155,7 @@ export function invoke(argv: string[], cwd: string, control: RunControl = {}): P
       if (control.sigintAfterBurstMs !== undefined) timers.push(setTimeout(() => signal('SIGINT'), control.sigintAfterBurstMs));
     };
     if (burst.afterLoad) {
-      const wait = setInterval(() => {
-        if (exited) clearInterval(wait);
-        else if (addonLoaded(pid)) {
-          clearInterval(wait);
-          begin();
-        }
-      }, 2);
-      timers.push(wait);
+      whenLoaded(begin);
     } else {
       timers.push(setTimeout(begin, burst.startMs));
     }

@@ -24,6 +24,8 @@ export interface RunOptions {
   knownOpen?: KnownOpen;
   /** Stop drawing steps after this many milliseconds (soak). */
   deadlineMs?: number;
+  /** Steps drawn but not run (shrinking): the others are drawn exactly as in the full run. */
+  skip?: ReadonlySet<number>;
 }
 
 export interface RunOutcome {
@@ -157,15 +159,17 @@ function withRate(argv: string[], control: Control, bytes: number): string[] {
 
 function shellLine(argv: string[], control: Control, rerun?: string[]): string {
   const cmd = `$DM ${argv.map(sh).join(' ')}`;
+  const loaded = 'until grep -qs devmove.node /proc/$P/maps || ! kill -0 $P 2>/dev/null; do :; done';
+  const wait = (c: { afterMs: number; afterLoad: boolean }): string => `${c.afterLoad ? `${loaded}; ` : ''}sleep ${(c.afterMs / 1000).toFixed(3)}`;
   switch (control.kind) {
     case 'plain':
       return cmd;
     case 'sigint':
-      return `${cmd} & P=$!; sleep ${(control.afterMs / 1000).toFixed(3)}; kill -INT $P; wait $P`;
+      return `${cmd} & P=$!; ${wait(control)}; kill -INT $P; wait $P`;
     case 'kill9':
-      return `${cmd} & P=$!; sleep ${(control.afterMs / 1000).toFixed(3)}; kill -9 $P; wait $P\n$DM ${(rerun ?? argv).map(sh).join(' ')}`;
+      return `${cmd} & P=$!; ${wait(control)}; kill -9 $P; wait $P\n$DM ${(rerun ?? argv).map(sh).join(' ')}`;
     case 'usr1': {
-      const start = control.afterLoad ? 'until grep -q devmove.node /proc/$P/maps 2>/dev/null; do :; done' : `sleep ${(control.startMs / 1000).toFixed(3)}`;
+      const start = control.afterLoad ? loaded : `sleep ${(control.startMs / 1000).toFixed(3)}`;
       const stop = control.stopAfterMs !== undefined ? `for i in $(seq ${Math.round(control.stopAfterMs / 3)}); do kill -USR1 $P; sleep 0.003; done; kill -INT $P` : 'while kill -USR1 $P 2>/dev/null; do sleep 0.003; done';
       return `${cmd} & P=$!; ${start}; ${stop}; wait $P`;
     }
@@ -177,6 +181,7 @@ async function runCommand(command: Command, control: Control, plan: Plan, world:
   const rc: RunControl = {};
   if (control.kind === 'sigint') rc.sigintAfterMs = control.afterMs;
   if (control.kind === 'kill9') rc.killAfterMs = control.afterMs;
+  if (control.kind === 'sigint' || control.kind === 'kill9') rc.afterLoad = control.afterLoad;
   if (control.kind === 'usr1') {
     rc.usr1 = { startMs: control.startMs, afterLoad: control.afterLoad, ...(control.stopAfterMs !== undefined ? { stopAfterMs: control.stopAfterMs } : {}) };
     if (control.stopAfterMs !== undefined) rc.sigintAfterBurstMs = control.stopAfterMs + 20;
@@ -227,6 +232,24 @@ function recordMaps(plan: Plan, state: ModelState, world: World, mapsAfter: Map<
   }
 }
 
+/** What the step exercised, for the summary: so a run shows it did what it claims. */
+function noteCoverage(step: Step, plan: Plan, runs: Run[], counters: Counters): void {
+  const cmd = step.command;
+  counters.note(cmd.kind === 'copy' ? (cmd.spec.targets.length > 1 ? 'fan-out' : 'copy') : cmd.kind === 'job' ? 'job' : 'devices');
+  if (cmd.kind === 'job') counters.note(`job pairs ${cmd.pairs.length}`);
+  const first = runs[0];
+  if (step.control.kind === 'sigint') counters.note(first.code === 130 ? 'SIGINT mid-copy' : first.code === 0 ? 'SIGINT after the copy' : first.signal === 'SIGINT' ? 'killed by SIGINT (outside the copy\'s handler)' : 'SIGINT, other end');
+  if (step.control.kind === 'kill9') counters.note(first.signal === 'SIGKILL' ? 'kill -9 + rerun' : 'kill -9 too late');
+  if (step.control.kind === 'usr1') counters.note(`SIGUSR1 burst (${first.usr1Sent} sent)`.replace(/\d+ sent/, first.usr1Sent > 0 ? 'sent' : 'none sent'));
+  if (plan.mustRefuse) counters.note(plan.strict ? 'must refuse (issue 10 classes)' : 'must refuse (README refusals)');
+  if (plan.pairs.some((p) => p.resumed)) counters.note('resumed from a mapfile');
+  if (plan.pairs.some((p) => p.map)) counters.note('with --mapfile');
+  if (step.changes.some((c) => c.kind === 'faults')) counters.note('faults on the FUSE device');
+  if (plan.pairs.some((p) => p.writes.some((w) => w.outcome === 'done'))) counters.note('targets reported complete');
+  if (plan.pairs.some((p) => p.writes.some((w) => w.trunc !== 'no' && w.file))) counters.note('cuts a file');
+  for (const c of step.changes) if (c.kind === 'recreate' || c.kind === 'strip' || c.kind === 'author') counters.note(`world: ${c.kind}`);
+}
+
 interface StepResult {
   violations: Violation[];
   plan: Plan;
@@ -252,6 +275,7 @@ export async function executeStep(step: Step, world: World, state: ModelState, c
   const mapsAfter = mapTexts(world);
   const environment = environmentFailure(runs);
   const violations = checkStep({ world, plan, runs, before, after, mapsBefore, mapsAfter, filesBefore, filesAfter: world.files(), ...(environment ? { environment } : {}) }, counters);
+  noteCoverage(step, plan, runs, counters);
   for (const [s, st] of after) state.storage.set(s, st);
   recordMaps(plan, state, world, mapsAfter);
   for (const s of world.repairPinned()) state.storage.set(s, { bytes: world.read(s), ino: world.inode(s.path) });
@@ -262,7 +286,9 @@ export async function executeStep(step: Step, world: World, state: ModelState, c
 
 function describeRuns(runs: Run[]): string[] {
   return runs.map((r) => {
-    const err = r.stderr.trim().split('\n').filter(Boolean).slice(-3).join('\n      ');
+    const pairs = (jsonLine(r.stdout, 'result')?.pairs as Array<{ name: string; status: string; error?: { message?: string } }> | undefined) ?? [];
+    const failed = pairs.filter((p) => p.status !== 'done').map((p) => `pair ${p.name} ${p.status}: ${p.error?.message ?? ''}`);
+    const err = [...r.stderr.trim().split('\n').filter(Boolean).slice(-3), ...failed].join('\n      ');
     const end = r.signal ? `killed by ${r.signal}` : `exit ${r.code}`;
     return `  devmove ${r.argv.join(' ')}\n    → ${end} after ${Math.round(r.ms)} ms${err ? `\n      ${err}` : ''}`;
   });
@@ -303,6 +329,7 @@ export async function runSeed(seed: number, options: RunOptions): Promise<RunOut
     for (let i = 0; i < options.steps; i++) {
       if (options.deadlineMs !== undefined && performance.now() > options.deadlineMs) break;
       const step = generator.next(i);
+      if (options.skip?.has(i)) continue;
       const res = await executeStep(step, world, state, counters);
       outcome.stepsRun++;
       if (res.environment) outcome.environmentNotes.push(`step ${i}: ${res.environment}`);
@@ -325,4 +352,57 @@ export async function runSeed(seed: number, options: RunOptions): Promise<RunOut
     outcome.seconds = (performance.now() - started) / 1000;
   }
   return outcome;
+}
+
+// ---- shrinking ----------------------------------------------------------------------------
+
+/** "1,2,5-9" → {1, 2, 5, 6, 7, 8, 9}. */
+export function parseSteps(text: string | undefined): Set<number> {
+  const out = new Set<number>();
+  for (const part of (text ?? '').split(',').map((p) => p.trim()).filter(Boolean)) {
+    const [a, b] = part.split('-').map(Number);
+    for (let i = a; i <= (b ?? a); i++) out.add(i);
+  }
+  return out;
+}
+
+export function formatSteps(steps: Iterable<number>): string {
+  const sorted = [...steps].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < sorted.length; i++) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j] + 1) j++;
+    parts.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`);
+    i = j;
+  }
+  return parts.join(',');
+}
+
+/**
+ * Drops steps that do not matter for a failure (delta debugging: halves, then
+ * quarters, … then single steps), keeping a removal when the seed still fails
+ * the same invariant. Each try builds the world again and reruns what is left,
+ * so this is bounded by `budgetMs`. Returns the smallest failing run found.
+ */
+export async function shrink(failed: RunOutcome, options: RunOptions, budgetMs: number): Promise<{ skip: Set<number>; outcome: RunOutcome; tries: number }> {
+  const failure = failed.failure;
+  if (!failure) throw new Error('shrink: the run did not fail');
+  const invariant = failure.violations[0].invariant;
+  const deadline = performance.now() + budgetMs;
+  let best = { skip: new Set(options.skip ?? []), outcome: failed, tries: 0 };
+  let last = failure.step;
+  for (let chunk = Math.max(1, Math.ceil(last / 2)); chunk >= 1 && performance.now() < deadline; chunk = chunk === 1 ? 0 : Math.ceil(chunk / 2)) {
+    for (let start = 0; start < last && performance.now() < deadline; start += chunk) {
+      const skip = new Set(best.skip);
+      for (let i = start; i < Math.min(start + chunk, last); i++) skip.add(i);
+      if (skip.size === best.skip.size) continue;
+      best.tries++;
+      const outcome = await runSeed(failed.seed, { ...options, steps: last + 1, skip, verbose: false });
+      if (outcome.failure?.violations.some((v) => v.invariant === invariant)) {
+        best = { skip, outcome, tries: best.tries };
+        last = outcome.failure.step;
+      }
+    }
+  }
+  return best;
 }

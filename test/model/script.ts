@@ -11,7 +11,7 @@ export function sh(word: string): string {
 }
 
 export class Script {
-  private readonly lines: string[] = [];
+  private readonly lines: Array<{ text: string; raw: boolean }> = [];
   /** Literal → variable, longest literal first when rendering. */
   private readonly vars: Array<[literal: string, variable: string]> = [];
 
@@ -22,11 +22,16 @@ export class Script {
   }
 
   line(text: string): void {
-    this.lines.push(text);
+    this.lines.push({ text, raw: false });
+  }
+
+  /** A line written as is (it defines a variable's value). */
+  raw(text: string): void {
+    this.lines.push({ text, raw: true });
   }
 
   comment(text: string): void {
-    this.lines.push(`# ${text}`);
+    this.lines.push({ text: `# ${text}`, raw: false });
   }
 
   get length(): number {
@@ -35,7 +40,7 @@ export class Script {
 
   /** The lines recorded so far, paths replaced by their variables. */
   render(from = 0): string[] {
-    return this.lines.slice(from).map((l) => this.substitute(l));
+    return this.lines.slice(from).map((l) => (l.raw ? l.text : this.substitute(l.text)));
   }
 
   substitute(text: string): string {

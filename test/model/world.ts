@@ -152,7 +152,7 @@ export class World {
     s.variable(this.V, 'V');
     s.variable(REPO, 'REPO');
     s.line('set -u   # run as root from anywhere; REPO is the devmove checkout');
-    s.line(`REPO=${sh(REPO)}`);
+    s.raw(`REPO=${sh(REPO)}`);
     s.line('DM="node $REPO/dist/cli/main.js"');
     s.line('W=$(realpath "$(mktemp -d /dev/shm/devmove-model-XXXXXX)"); V=$(realpath "$(mktemp -d /var/tmp/devmove-model-XXXXXX)"); cd "$W"');
     s.line('gen() { openssl enc -aes-128-ctr -nosalt -K "$1" -iv 00000000000000000000000000000000 -in /dev/zero 2>/dev/null | head -c "$2"; }');
@@ -276,7 +276,10 @@ export class World {
     const unit = sectorSize === 4096 || rng.chance(0.5) ? 4096 : SECTOR;
     const offset = rng.chance(0.5) ? 0 : rng.aligned(unit, Math.max(unit, overSize / 2), unit);
     const room = overSize - offset;
-    const sizelimit = rng.chance(0.5) || room < 2 * 4096 ? 0 : rng.aligned(4096, room, unit);
+    let sizelimit = rng.chance(0.5) || room < 2 * 4096 ? 0 : rng.aligned(4096, room, unit);
+    // A 4096-byte-sector loop device over a file whose size is not a multiple of 4096 reports a
+    // size it cannot read to the end (the last partial block fails): not what this test is about.
+    if (sectorSize === 4096 && sizelimit === 0 && room % 4096 !== 0) sizelimit = Math.floor(room / 4096) * 4096;
     const directIo = rng.chance(0.7);
     const args = ['--find', '--show', `--direct-io=${directIo ? 'on' : 'off'}`];
     if (offset > 0) args.push('--offset', String(offset));
