@@ -6,6 +6,11 @@
 #include <napi.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/sysmacros.h>
+
+#include <cstring>
 
 #include <memory>
 #include <mutex>
@@ -14,6 +19,7 @@
 
 #include "copy_engine.h"
 #include "io_uring_ring.h"
+#include "loop_device.h"
 #include "udev_node.h"
 
 namespace devmove {
@@ -146,7 +152,7 @@ CopyPlan PlanFromJs(const Napi::Object& js) {
   plan.link_read_write = GetBool(js, "linkReadWrite");
   plan.batch_submissions = GetBool(js, "batchSubmissions");
   plan.progress_interval_ms = static_cast<uint32_t>(GetU64(js, "progressIntervalMs"));
-  if (plan.progress_interval_ms < 100) plan.progress_interval_ms = 100;  // ≤10 Hz
+  if (plan.progress_interval_ms < limits::kProgressIntervalMsMin) plan.progress_interval_ms = limits::kProgressIntervalMsMin;  // ≤10 Hz
 
   // Reliability and migration-job fields: optional, engine defaults when absent.
   if (!js.Get("extents").IsUndefined()) {
@@ -155,13 +161,13 @@ CopyPlan PlanFromJs(const Napi::Object& js) {
   }
   if (!js.Get("verifySkip").IsUndefined()) plan.verify_skip = GetRanges(js, "verifySkip");
   if (!js.Get("noError").IsUndefined()) plan.no_error = GetBool(js, "noError");
-  if (!js.Get("retries").IsUndefined()) plan.retries = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "retries"), 1000000));
+  if (!js.Get("retries").IsUndefined()) plan.retries = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "retries"), limits::kRetriesMax));
   if (!js.Get("verify").IsUndefined()) plan.verify = GetBool(js, "verify");
   if (!js.Get("idlePriority").IsUndefined()) plan.idle_priority = GetBool(js, "idlePriority");
   if (!js.Get("hash").IsUndefined()) plan.hash_algorithm = GetString(js, "hash");
   if (!js.Get("rate").IsUndefined()) plan.rate_bytes_per_second = GetU64(js, "rate");
   if (!js.Get("checkpointIntervalMs").IsUndefined())
-    plan.checkpoint_interval_ms = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "checkpointIntervalMs"), 86400000));
+    plan.checkpoint_interval_ms = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "checkpointIntervalMs"), limits::kCheckpointIntervalMsMax));
   if (!js.Get("zeroBlocks").IsUndefined()) {
     const std::string z = GetString(js, "zeroBlocks");
     if (z == "write") plan.zero_mode = ZeroMode::kWrite;
@@ -493,6 +499,43 @@ Napi::Value ExplainSetupFailure(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), IoUringRing::ExplainSetupFailure(info[0].As<Napi::Number>().Int32Value()));
 }
 
+std::string DevNo(dev_t dev) { return std::to_string(major(dev)) + ":" + std::to_string(minor(dev)); }
+
+// loopStatus(path) → { backingDevice: 'MAJ:MIN', backingInode: '123', backingRdev?: 'MAJ:MIN',
+// offsetBytes, sizeLimitBytes, fileName }. Throws an Error carrying sysError (as the udev calls do).
+Napi::Value LoopStatusToJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "loopStatus(path: string)");
+  LoopStatus status;
+  SysError error;
+  if (!ReadLoopStatus(info[0].As<Napi::String>().Utf8Value(), &status, &error)) {
+    Napi::Error e = Napi::Error::New(env, error.syscall + " failed on " + error.path);
+    e.Value().Set("sysError", ErrorToJs(env, error));
+    throw e;
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("backingDevice", DevNo(status.backing_dev));
+  out.Set("backingInode", std::to_string(status.backing_inode));  // may exceed 2^53
+  if (status.backing_rdev != 0) out.Set("backingRdev", DevNo(status.backing_rdev));
+  out.Set("offsetBytes", static_cast<double>(status.offset_bytes));
+  out.Set("sizeLimitBytes", static_cast<double>(status.size_limit_bytes));
+  out.Set("fileName", status.file_name);
+  return out;
+}
+
+// unblockStatusSignal(): lets SIGUSR1 reach this (the main) thread again. Node
+// started with --disable-sigusr1 keeps SIGUSR1 blocked in its threads' signal
+// masks, so the CLI's own SIGUSR1 listener (dd's statistics) would never run;
+// with that flag Node installs no inspector handler, so unblocking is safe.
+Napi::Value UnblockStatusSignal(const Napi::CallbackInfo& info) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  const int r = pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  if (r != 0) throw Napi::Error::New(info.Env(), std::string("pthread_sigmask: ") + std::strerror(r));
+  return info.Env().Undefined();
+}
+
 class DevmoveAddon : public Napi::Addon<DevmoveAddon> {
  public:
   DevmoveAddon(Napi::Env env, Napi::Object exports) {
@@ -501,7 +544,9 @@ class DevmoveAddon : public Napi::Addon<DevmoveAddon> {
                              InstanceMethod<&DevmoveAddon::ProbeMethod>("probe", napi_enumerable),
                              InstanceMethod<&DevmoveAddon::ExplainMethod>("explainIoUringSetupFailure",
                                                                           napi_enumerable),
-                             InstanceValue("abiVersion", Napi::Number::New(env, 3), napi_enumerable),
+                             InstanceValue("abiVersion", Napi::Number::New(env, 4), napi_enumerable),
+                             InstanceMethod<&DevmoveAddon::LoopStatusMethod>("loopStatus", napi_enumerable),
+                             InstanceMethod<&DevmoveAddon::UnblockMethod>("unblockStatusSignal", napi_enumerable),
                              // Device manager (libudev, loaded on first use): udev_node.h
                              InstanceValue("UdevMonitor", udev_node::UdevMonitorWrap::Define(env, &udev_env_),
                                            napi_enumerable),
@@ -514,6 +559,8 @@ class DevmoveAddon : public Napi::Addon<DevmoveAddon> {
  private:
   Napi::Value ProbeMethod(const Napi::CallbackInfo& info) { return Probe(info); }
   Napi::Value ExplainMethod(const Napi::CallbackInfo& info) { return ExplainSetupFailure(info); }
+  Napi::Value LoopStatusMethod(const Napi::CallbackInfo& info) { return LoopStatusToJs(info); }
+  Napi::Value UnblockMethod(const Napi::CallbackInfo& info) { return UnblockStatusSignal(info); }
   Napi::Value UdevListMethod(const Napi::CallbackInfo& info) { return udev_node::ListBlockDevices(info, udev_env_); }
   Napi::Value UdevDeviceMethod(const Napi::CallbackInfo& info) { return udev_node::BlockDevice(info, udev_env_); }
   Napi::Value UdevStatusMethod(const Napi::CallbackInfo& info) { return udev_env_.Status(info.Env()); }

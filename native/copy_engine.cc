@@ -610,6 +610,13 @@ void CopyEngine::WriteFailed(uint32_t target, SysError error) {
     dropped_[target] = 1;
     report_->targets[target].dropped = true;
     report_->targets[target].error = std::move(error);
+    // The checkpoints (the mapfile) report only what is durable on every
+    // target, the dropped one included: what completed but was not flushed
+    // on it yet, and everything after, is never reported as finished, so a
+    // rerun brings the dropped target up to date.
+    checkpoints_frozen_ = true;
+    pending_finished_.clear();
+    pending_bad_.clear();
     return;
   }
   Fail(std::move(error));
@@ -756,8 +763,10 @@ void CopyEngine::HandleCompletion(uint64_t user_data, int32_t result) {
     assert(op == kOpFsync && checkpoint_fsyncs_ > 0);
     --checkpoint_fsyncs_;
     if (result < 0) {
+      // Not durable on this target: the checkpoint reports nothing (and the
+      // target is dropped, or the copy fails).
       WriteFailed(target, SysError::Make(-result, "fdatasync", targets_[target]->path()));
-      if (first_error_.failed()) checkpoint_failed_ = true;
+      checkpoint_failed_ = true;
     }
     return;
   }
@@ -870,11 +879,11 @@ void CopyEngine::FinishIfDone(Slot& slot) {
     // Finished = the buffer's range minus its unreadable blocks (which are
     // zero-filled on the targets and reported as bad).
     std::vector<ByteRange> whole{{slot.position, slot.length}};
-    for (const ByteRange& r : Subtract(whole, slot.bad)) pending_finished_.push_back(r);
-    for (const ByteRange& r : slot.bad) {
-      pending_bad_.push_back(r);
-      bad_all_.push_back(r);
+    if (!checkpoints_frozen_) {
+      for (const ByteRange& r : Subtract(whole, slot.bad)) pending_finished_.push_back(r);
+      for (const ByteRange& r : slot.bad) pending_bad_.push_back(r);
     }
+    for (const ByteRange& r : slot.bad) bad_all_.push_back(r);
     if (slot.zero) {
       report_->zero_bytes += slot.length;
       if (plan_.zero_mode == ZeroMode::kSkip || plan_.zero_mode == ZeroMode::kSparse) {

@@ -27,6 +27,7 @@
 #include "device_file.h"
 #include "hasher.h"
 #include "io_uring_ring.h"
+#include "limits.h"
 #include "sys_error.h"
 
 namespace devmove {
@@ -55,10 +56,9 @@ struct TargetPlan {
 
 struct CopyPlan {
   static constexpr uint32_t kDefaultBlockBytes = 512 * 1024;
-  // One read/write is capped by the kernel at INT_MAX & PAGE_MASK; stay well below.
-  static constexpr uint32_t kBlockBytesMax = 1024 * 1024 * 1024;
-  static constexpr uint32_t kQueueDepthMax = 1024;
-  static constexpr uint32_t kTargetsMax = 64;
+  static constexpr uint32_t kBlockBytesMax = limits::kBlockBytesMax;
+  static constexpr uint32_t kQueueDepthMax = limits::kQueueDepthMax;
+  static constexpr uint32_t kTargetsMax = limits::kTargetsMax;
 
   OpenRequest source;
   uint64_t source_offset_bytes = 0;
@@ -300,6 +300,8 @@ class CopyEngine {
   std::vector<ByteRange> checkpoint_bad_;
   uint32_t checkpoint_fsyncs_ = 0;     // fdatasyncs of the checkpoint in flight
   bool checkpoint_failed_ = false;
+  // A target was dropped: nothing more is reported finished (see WriteFailed).
+  bool checkpoints_frozen_ = false;
   uint32_t in_flight_ = 0;
   bool stopping_ = false;
   uint64_t halt_position_ = UINT64_MAX;

@@ -19,7 +19,8 @@ export type {
   Size,
 } from './base/types';
 export type { IoCounters } from './addon/binding';
-export { DevmoveError, CopyAbortError } from './base/errors';
+export { DevmoveError, CopyAbortError, CopyFailure } from './base/errors';
+export type { ErrorInfo } from './base/errors';
 export { toByteCount, parseDdNumber } from './base/size';
 export { devices, list as listDevices, lookup as lookupDevice, watch as watchDevices, resolveDevicePath, DeviceWatcher, deviceManagerStatus } from './devices/manager';
 export type { Device, DeviceMount, DeviceIdentity, DeviceEvent, DeviceAction, WatchOptions, DeviceWatcherEvents } from './devices/manager';

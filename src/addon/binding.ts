@@ -238,11 +238,30 @@ export interface NativeUdevError extends Error {
   sysError?: NativeErrorInfo;
 }
 
+/** What a loop device is attached to (LOOP_GET_STATUS64); see native/loop_device.h. */
+export interface NativeLoopStatus {
+  /** st_dev of the backing file, 'MAJ:MIN'. */
+  backingDevice: string;
+  /** st_ino of the backing file, decimal (may exceed 2^53). */
+  backingInode: string;
+  /** The backing file's rdev when it is itself a block device node, 'MAJ:MIN'. */
+  backingRdev?: string;
+  offsetBytes: number;
+  /** 0 = to the end of the backing file. */
+  sizeLimitBytes: number;
+  /** The name the driver keeps (at most 63 bytes). */
+  fileName: string;
+}
+
 export interface NativeBinding {
   readonly abiVersion: number;
   readonly CopyJob: new (plan: NativePlan, onEvent: (event: NativeEvent) => void) => NativeCopyJob;
   probe(): NativeProbe;
   explainIoUringSetupFailure(errno: number): string;
+  /** A loop device's backing file identity and window; throws an Error with sysError (ENXIO: nothing attached). */
+  loopStatus(path: string): NativeLoopStatus;
+  /** Unblocks SIGUSR1 in the calling thread (Node with --disable-sigusr1 keeps it blocked). */
+  unblockStatusSignal(): void;
   /** Device manager: monitor a udev netlink source ('kernel': raw uevents; 'udev': after the udev daemon), filtered by subsystem. */
   readonly UdevMonitor: new (
     source: 'kernel' | 'udev',
@@ -257,7 +276,7 @@ export interface NativeBinding {
   udevStatus(): NativeUdevStatus;
 }
 
-const EXPECTED_ABI_VERSION = 3;
+const EXPECTED_ABI_VERSION = 4;
 
 /** Where the addon is looked for; DEVMOVE_NATIVE_PATH selects another build (the sanitizer build). */
 export function nativePath(): string {

@@ -3,15 +3,35 @@
 // and can be cancelled. No byte of the data ever passes through JavaScript.
 import { EventEmitter } from 'node:events';
 
-import { loadNative, type NativePlan } from '../addon/binding';
-import { CopyAbortError, DevmoveError } from '../base/errors';
+import { loadNative, type NativeErrorInfo, type NativePlan } from '../addon/binding';
+import { CopyAbortError, CopyFailure, DevmoveError } from '../base/errors';
 import { toByteCount } from '../base/size';
 import type { CopyJobEvents, CopyOptions, CopyProgress, CopyResult, Size } from '../base/types';
 import { resolveDevicePath } from '../devices/manager';
+import { MapfileError } from '../resume/mapfile';
 import { MapfileSession } from '../resume/session';
+import { describeBusy } from '../storage/holders';
 import { checkCopySafety } from '../storage/safety';
 import { planCopy } from './plan';
 import { toResult } from './result';
+
+const EBUSY = 16;
+const ECANCELED = 125;
+
+/** What the engine reported, with what only JavaScript can add: who keeps a busy device. */
+function explainFailure(info: NativeErrorInfo): NativeErrorInfo {
+  if (info.errno !== EBUSY || info.syscall !== 'open' || info.path === undefined) return info;
+  return { ...info, detail: `${info.detail ?? 'device is busy'}; ${describeBusy(info.path)}` };
+}
+
+/** What the copy rejects with, if anything: a mapfile that could not be kept wins over the engine's error. */
+function failureOf(mapfileError: unknown, error: NativeErrorInfo | undefined, cancelled: boolean, signal: AbortSignal | undefined): CopyFailure | undefined {
+  if (mapfileError instanceof CopyFailure) return mapfileError;
+  if (mapfileError !== undefined) return new MapfileError(String(mapfileError), { cause: mapfileError });
+  if (error === undefined) return undefined;
+  if (cancelled && error.errno === ECANCELED) return new CopyAbortError('The copy was aborted', signal?.aborted ? { cause: signal.reason } : undefined);
+  return new DevmoveError(explainFailure(error));
+}
 
 interface JobSetup {
   signal: AbortSignal | undefined;
@@ -66,7 +86,7 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
         // Node names ('sdb', 'loop3', '7:3') are accepted wherever a path is.
         plan.source.path = resolveDevicePath(plan.source.path);
         for (const t of plan.targets) t.path = resolveDevicePath(t.path);
-        checkCopySafety(plan);
+        checkCopySafety(plan, setup.mapfile);
         if (setup.mapfile !== undefined) mapfile = new MapfileSession(setup.mapfile, plan, setup.retryBad);
       } catch (error) {
         this.settled = true;
@@ -115,24 +135,12 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
         }
         this.updateProgress(report.bytesCopied, report.bytesTotal, false);
         const result = toResult(report, plan, mapfile);
-        if (mapfileError !== undefined) {
-          const error = mapfileError instanceof Error ? mapfileError : new Error(String(mapfileError));
-          reject(error);
-          return;
-        }
-        if (event.error) {
-          if (report.cancelled && event.error.syscall === 'copy') {
-            const error = new CopyAbortError('The copy was aborted', signal?.aborted ? { cause: signal.reason } : undefined);
-            error.bytesCopied = report.bytesCopied;
-            error.result = result;
-            reject(error);
-          } else {
-            const error = new DevmoveError(event.error);
-            error.bytesCopied = report.bytesCopied;
-            error.result = result;
-            Error.captureStackTrace(error, CopyJob);
-            reject(error);
-          }
+        const failure = failureOf(mapfileError, event.error, report.cancelled, signal);
+        if (failure !== undefined) {
+          failure.bytesCopied = report.bytesCopied;
+          failure.result = result;
+          Error.captureStackTrace(failure, CopyJob);
+          reject(failure);
           return;
         }
         resolve(result);

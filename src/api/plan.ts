@@ -1,212 +1,208 @@
-// copy()'s options, validated, turned into the engine's plan of clean primitives.
+// copy()'s options, validated against the option table (options.ts), turned
+// into the engine's plan of clean primitives.
 import type { NativePlan } from '../addon/binding';
-import { toByteCount } from '../base/size';
+import { invalidOption } from '../base/errors';
+import { RING_BYTES_MAX, TARGETS_MAX } from '../base/limits';
 import {
-  BACKGROUND_BLOCK_SIZE, BACKGROUND_QUEUE_DEPTH, BLOCK_SIZE_MAX, BLOCK_SIZE_MIN, DEFAULT_BLOCK_SIZE, DEFAULT_CHECKPOINT_INTERVAL,
-  DEFAULT_QUEUE_DEPTH, DIRECT_MODES, DURABILITIES, ENGINE_OPTIONS, HASH_ALGORITHMS, QUEUE_DEPTH_MAX, RING_BYTES_MAX, TARGET_ERROR_POLICIES,
-  TARGETS_MAX, ZERO_MODES,
-  type CopyOptions, type DirectMode,
+  BACKGROUND_BLOCK_SIZE, BACKGROUND_QUEUE_DEPTH, DEFAULT_BLOCK_SIZE, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_QUEUE_DEPTH, DIRECT_MODES,
+  type CopyOptions, type DirectMode, type Durability, type HashAlgorithm, type TargetErrorPolicy, type ZeroBlocks,
 } from '../base/types';
+import { COPY_OPTION_KEYS, ENGINE_SWITCH_KEYS, optionRow, type OptionKey } from './options';
+import { choice, describeValue, explain, path, type Checked } from './values';
 
-const KNOWN_OPTIONS = new Set<string>([
-  'source', 'target', 'targets', 'onTargetError', 'sourceOffset', 'targetOffset', 'length', 'maxLength', 'blockSize', 'queueDepth',
-  'direct', 'durability', 'createTarget', 'exclusiveCreate', 'truncateTarget', 'noatime', 'signal',
-  'onProgress', 'progressInterval', 'engine', 'force', 'noError', 'retries', 'mapfile', 'retryBad',
-  'checkpointInterval', 'verify', 'hash', 'rate', 'background', 'zeroBlocks',
-]);
-
-function oneOf<T extends string>(value: unknown, name: string, allowed: readonly T[], fallback: T): T {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'string' || !allowed.includes(value as T)) {
-    throw new (typeof value === 'string' ? RangeError : TypeError)(
-      `options.${name} must be one of ${allowed.map((a) => `'${a}'`).join(', ')} (got ${describe(value)})`,
-    );
-  }
-  return value as T;
+/** copy()'s options after validation, every default filled in. */
+interface ValidOptions {
+  source: string;
+  targets: string[];
+  sourceOffset: number;
+  targetOffset: number;
+  length: number | undefined;
+  maxLength: number | undefined;
+  blockSize: number;
+  queueDepth: number;
+  direct: { source: DirectMode; target: DirectMode };
+  durability: Durability;
+  createTarget: boolean;
+  exclusiveCreate: boolean;
+  truncateTo: number | undefined;
+  noatime: boolean;
+  force: boolean;
+  progressInterval: number;
+  engine: Record<string, boolean>;
+  noError: boolean;
+  retries: number;
+  mapfile: string | undefined;
+  retryBad: boolean;
+  checkpointInterval: number;
+  verify: boolean;
+  hash: HashAlgorithm | undefined;
+  rate: number;
+  background: boolean;
+  zeroBlocks: ZeroBlocks;
+  onTargetError: TargetErrorPolicy;
 }
 
-function describe(value: unknown): string {
-  if (typeof value === 'string') return `'${value}'`;
-  if (typeof value === 'bigint') return `${value}n`;
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'object') return 'an object';
-  return String(value);
+function fail(name: string, value: unknown, c: Checked<unknown>): never {
+  if (c.ok) throw new Error('fail() on an accepted value');
+  throw invalidOption(`options.${name} ${explain(c.rejection, value)}`, c.rejection.range);
 }
 
-function requirePath(value: unknown, name: string): string {
-  if (typeof value !== 'string') {
-    throw new TypeError(`options.${name} must be a path string such as '/dev/sdb' or 'disk.img' (got ${describe(value)})`);
-  }
-  if (value.length === 0) throw new RangeError(`options.${name} must not be empty`);
-  if (value.includes('\0')) throw new RangeError(`options.${name} must not contain NUL bytes`);
-  return value;
+/** Reads one option through its row: the checked value, or the row's default when absent. */
+function read<T>(options: CopyOptions, key: OptionKey): T {
+  const raw: unknown = key.startsWith('engine.') ? (options.engine as Record<string, unknown> | undefined)?.[key.slice(7)] : options[key as keyof CopyOptions];
+  const row = optionRow(key);
+  if (raw === undefined) return row.default as T;
+  const c = row.kind.fromValue(raw);
+  if (!c.ok) fail(key, raw, c);
+  return c.value as T;
 }
 
-function optionalBoolean(value: unknown, name: string, fallback: boolean): boolean {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'boolean') throw new TypeError(`options.${name} must be true or false (got ${describe(value)})`);
-  return value;
+function readTargets(options: CopyOptions): string[] {
+  if (options.target !== undefined && options.targets !== undefined) {
+    throw invalidOption('options.target and options.targets exclude each other: give one target or a list', false);
+  }
+  if (options.targets === undefined) return [read<string | undefined>(options, 'target') ?? fail('target', undefined, path("'/dev/sdc' or 'disk.img'").fromValue(undefined))];
+  if (!Array.isArray(options.targets)) throw invalidOption(`options.targets must be an array of paths (got ${describeValue(options.targets)})`, false);
+  if (options.targets.length < 1 || options.targets.length > TARGETS_MAX) {
+    throw invalidOption(`options.targets must list 1 to ${TARGETS_MAX} targets (got ${options.targets.length})`, true);
+  }
+  const kind = optionRow('target').kind;
+  return options.targets.map((t: unknown, i) => {
+    const c = kind.fromValue(t);
+    return c.ok ? (c.value as string) : fail(`targets[${i}]`, t, c);
+  });
 }
 
-function optionalInteger(value: unknown, name: string, min: number, max: number, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number') {
-    throw new TypeError(`options.${name} must be an integer from ${min} to ${max} (got ${describe(value)})`);
+function readDirect(options: CopyOptions): { source: DirectMode; target: DirectMode } {
+  const direct: unknown = options.direct;
+  const mode = (value: unknown, name: string): DirectMode => {
+    if (value === undefined) return 'auto';
+    const c = choice(DIRECT_MODES).fromValue(value);
+    return c.ok ? c.value : fail(name, value, c);
+  };
+  if (typeof direct !== 'object' || direct === null) {
+    const both = mode(direct, 'direct');
+    return { source: both, target: both };
   }
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`options.${name} must be an integer from ${min} to ${max} (got ${describe(value)})`);
+  for (const key of Object.keys(direct)) {
+    if (key !== 'source' && key !== 'target') throw invalidOption(`options.direct.${key} is not a side: use source or target`, false);
   }
-  return value;
+  const sides = direct as { source?: unknown; target?: unknown };
+  return { source: mode(sides.source, 'direct.source'), target: mode(sides.target, 'direct.target') };
 }
 
-function directMode(value: unknown, name: string): DirectMode {
-  if (value === undefined) return 'auto';
-  if (typeof value !== 'string' || !DIRECT_MODES.includes(value as DirectMode)) {
-    throw new (typeof value === 'string' ? RangeError : TypeError)(
-      `options.${name} must be 'auto', 'always' or 'never' (got ${describe(value)})`,
-    );
+function readEngine(options: CopyOptions): Record<string, boolean> {
+  const engine: unknown = options.engine ?? {};
+  if (typeof engine !== 'object' || engine === null) throw invalidOption(`options.engine must be an object (got ${describeValue(engine)})`, false);
+  for (const key of Object.keys(engine)) {
+    if (!ENGINE_SWITCH_KEYS.includes(key)) {
+      throw invalidOption(`options.engine.${key} is not an engine option: use ${ENGINE_SWITCH_KEYS.slice(0, -1).join(', ')} or ${ENGINE_SWITCH_KEYS.at(-1)}`, false);
+    }
   }
-  return value as DirectMode;
+  return Object.fromEntries(ENGINE_SWITCH_KEYS.map((k) => [k, read<boolean>(options, `engine.${k}` as OptionKey)]));
+}
+
+function readSizes(options: CopyOptions, background: boolean): Pick<ValidOptions, 'length' | 'maxLength' | 'blockSize' | 'queueDepth'> {
+  if (options.length !== undefined && options.maxLength !== undefined) {
+    throw invalidOption('options.length and options.maxLength exclude each other: give an exact length or a maximum', false);
+  }
+  const blockSize = read<number | undefined>(options, 'blockSize') ?? (background ? BACKGROUND_BLOCK_SIZE : DEFAULT_BLOCK_SIZE);
+  const queueDepth = read<number | undefined>(options, 'queueDepth') ?? (background ? BACKGROUND_QUEUE_DEPTH : DEFAULT_QUEUE_DEPTH);
+  if (queueDepth * blockSize > RING_BYTES_MAX) {
+    throw invalidOption(`options.queueDepth × options.blockSize must stay within 1 GiB of buffers (got ${queueDepth} × ${blockSize} bytes)`, true);
+  }
+  return { length: read(options, 'length'), maxLength: read(options, 'maxLength'), blockSize, queueDepth };
+}
+
+/** Options that only mean something together. */
+function checkCombinations(o: ValidOptions, options: CopyOptions): void {
+  if (o.exclusiveCreate && !o.createTarget) {
+    throw invalidOption('options.exclusiveCreate needs options.createTarget: a target that must be new has to be created', false);
+  }
+  if (o.mapfile !== undefined && o.durability === 'none') {
+    throw invalidOption("options.mapfile needs durable writes: it records only what is on stable storage (durability 'none' conflicts)", false);
+  }
+  if (o.mapfile === undefined && options.checkpointInterval !== undefined) throw invalidOption('options.checkpointInterval needs options.mapfile', false);
+  if (o.mapfile === undefined && o.retryBad) throw invalidOption('options.retryBad needs options.mapfile (it names the bad ranges to read again)', false);
+}
+
+function readAll(options: CopyOptions): ValidOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw invalidOption(`copy() needs an options object such as { source: '/dev/sdb', target: '/dev/sdc' } (got ${describeValue(options)})`, false);
+  }
+  for (const key of Object.keys(options)) {
+    if (!COPY_OPTION_KEYS.includes(key)) throw invalidOption(`options.${key} is not a copy() option`, false);
+  }
+  const source = read<string | undefined>(options, 'source') ?? fail('source', undefined, path("'/dev/sdb' or 'disk.img'").fromValue(undefined));
+  const background = read<boolean>(options, 'background');
+  const targetOffset = read<number | undefined>(options, 'targetOffset') ?? 0;
+  const truncate = read<boolean | number>(options, 'truncateTarget');
+  read(options, 'signal');
+  read(options, 'onProgress');
+  const o: ValidOptions = {
+    source,
+    targets: readTargets(options),
+    sourceOffset: read<number | undefined>(options, 'sourceOffset') ?? 0,
+    targetOffset,
+    ...readSizes(options, background),
+    direct: readDirect(options),
+    durability: read(options, 'durability'),
+    createTarget: read(options, 'createTarget'),
+    exclusiveCreate: read(options, 'exclusiveCreate'),
+    truncateTo: truncate === true ? targetOffset : truncate === false ? undefined : truncate,
+    noatime: read(options, 'noatime'),
+    force: read(options, 'force'),
+    progressInterval: read(options, 'progressInterval'),
+    engine: readEngine(options),
+    noError: read(options, 'noError'),
+    retries: read(options, 'retries'),
+    mapfile: read(options, 'mapfile'),
+    retryBad: read(options, 'retryBad'),
+    checkpointInterval: read<number | undefined>(options, 'checkpointInterval') ?? DEFAULT_CHECKPOINT_INTERVAL,
+    verify: read(options, 'verify'),
+    hash: read(options, 'hash'),
+    rate: read(options, 'rate'),
+    background,
+    zeroBlocks: read(options, 'zeroBlocks'),
+    onTargetError: read(options, 'onTargetError'),
+  };
+  checkCombinations(o, options);
+  return o;
+}
+
+function toPlan(o: ValidOptions): NativePlan {
+  const plan: NativePlan = {
+    source: { path: o.source, offset: o.sourceOffset, direct: o.direct.source, noatime: o.noatime },
+    targets: o.targets.map((t) => ({
+      path: t, offset: o.targetOffset, direct: o.direct.target, create: o.createTarget, exclusiveCreate: o.exclusiveCreate, exclusive: !o.force,
+    })),
+    lengthIsMax: o.maxLength !== undefined,
+    durability: o.durability,
+    blockBytes: o.blockSize,
+    queueDepth: o.queueDepth,
+    fixedBuffers: o.engine.fixedBuffers,
+    fixedFiles: o.engine.fixedFiles,
+    sqpoll: o.engine.sqpoll,
+    linkReadWrite: o.engine.linkReadWrite,
+    batchSubmissions: o.engine.batchSubmissions,
+    progressIntervalMs: o.progressInterval,
+    noError: o.noError,
+    retries: o.retries,
+    verify: o.verify,
+    zeroBlocks: o.zeroBlocks,
+    onTargetError: o.onTargetError,
+    rate: o.rate,
+    checkpointIntervalMs: o.mapfile !== undefined ? o.checkpointInterval : 0,
+  };
+  if (o.hash !== undefined) plan.hash = o.hash;
+  if (o.background) plan.idlePriority = true;
+  if (o.truncateTo !== undefined) for (const t of plan.targets) t.truncateTo = o.truncateTo;
+  const length = o.length ?? o.maxLength;
+  if (length !== undefined) plan.length = length;
+  return plan;
 }
 
 /** Validates options and turns them into the engine's plan. Exported for tests. */
 export function planCopy(options: CopyOptions): NativePlan {
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(`copy() needs an options object such as { source: '/dev/sdb', target: '/dev/sdc' } (got ${describe(options)})`);
-  }
-  for (const key of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.has(key)) throw new TypeError(`options.${key} is not a copy() option`);
-  }
-  const source = requirePath(options.source, 'source');
-  let targets: string[];
-  if (options.target !== undefined && options.targets !== undefined) {
-    throw new TypeError('options.target and options.targets exclude each other: give one target or a list');
-  } else if (options.targets !== undefined) {
-    if (!Array.isArray(options.targets)) {
-      throw new TypeError(`options.targets must be an array of paths (got ${describe(options.targets)})`);
-    }
-    if (options.targets.length < 1 || options.targets.length > TARGETS_MAX) {
-      throw new RangeError(`options.targets must list 1 to ${TARGETS_MAX} targets (got ${options.targets.length})`);
-    }
-    targets = options.targets.map((t, i) => requirePath(t, `targets[${i}]`));
-  } else {
-    targets = [requirePath(options.target, 'target')];
-  }
-  const background = optionalBoolean(options.background, 'background', false);
-  const sourceOffset = options.sourceOffset === undefined ? 0 : toByteCount(options.sourceOffset, 'options.sourceOffset');
-  const targetOffset = options.targetOffset === undefined ? 0 : toByteCount(options.targetOffset, 'options.targetOffset');
-  if (options.length !== undefined && options.maxLength !== undefined) {
-    throw new TypeError('options.length and options.maxLength exclude each other: give an exact length or a maximum');
-  }
-  const length = options.length !== undefined ? toByteCount(options.length, 'options.length') : undefined;
-  const maxLength = options.maxLength !== undefined ? toByteCount(options.maxLength, 'options.maxLength') : undefined;
-
-  const defaultBlock = background ? BACKGROUND_BLOCK_SIZE : DEFAULT_BLOCK_SIZE;
-  const blockBytes = options.blockSize === undefined ? defaultBlock : toByteCount(options.blockSize, 'options.blockSize');
-  if (blockBytes < BLOCK_SIZE_MIN || blockBytes > BLOCK_SIZE_MAX) {
-    throw new RangeError(
-      `options.blockSize must be from 1 byte to 1 GiB, such as '512K' or '4M' (got ${describe(options.blockSize)})`,
-    );
-  }
-  const queueDepth = optionalInteger(options.queueDepth, 'queueDepth', 1, QUEUE_DEPTH_MAX, background ? BACKGROUND_QUEUE_DEPTH : DEFAULT_QUEUE_DEPTH);
-  if (queueDepth * blockBytes > RING_BYTES_MAX) {
-    throw new RangeError(
-      `options.queueDepth × options.blockSize must stay within 1 GiB of buffers (got ${queueDepth} × ${blockBytes} bytes)`,
-    );
-  }
-
-  let sourceDirect: DirectMode;
-  let targetDirect: DirectMode;
-  if (typeof options.direct === 'object' && options.direct !== null) {
-    for (const key of Object.keys(options.direct)) {
-      if (key !== 'source' && key !== 'target') throw new TypeError(`options.direct.${key} is not a side: use source or target`);
-    }
-    sourceDirect = directMode(options.direct.source, 'direct.source');
-    targetDirect = directMode(options.direct.target, 'direct.target');
-  } else {
-    sourceDirect = targetDirect = directMode(options.direct, 'direct');
-  }
-
-  const durability = options.durability ?? 'fdatasync';
-  if (!DURABILITIES.includes(durability)) {
-    throw new (typeof durability === 'string' ? RangeError : TypeError)(
-      `options.durability must be one of ${DURABILITIES.map((d) => `'${d}'`).join(', ')} (got ${describe(durability)})`,
-    );
-  }
-  const createTarget = optionalBoolean(options.createTarget, 'createTarget', true);
-  const exclusiveCreate = optionalBoolean(options.exclusiveCreate, 'exclusiveCreate', false);
-  if (exclusiveCreate && !createTarget) {
-    throw new TypeError('options.exclusiveCreate needs options.createTarget: a target that must be new has to be created');
-  }
-  let truncateTo: number | undefined;
-  if (options.truncateTarget === true) truncateTo = targetOffset;
-  else if (options.truncateTarget !== undefined && options.truncateTarget !== false) {
-    truncateTo = toByteCount(options.truncateTarget, 'options.truncateTarget');
-  }
-  const noatime = optionalBoolean(options.noatime, 'noatime', false);
-  const force = optionalBoolean(options.force, 'force', false);
-  const progressIntervalMs = optionalInteger(options.progressInterval, 'progressInterval', 100, 3_600_000, 200);
-
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
-    throw new TypeError(`options.signal must be an AbortSignal (got ${describe(options.signal)})`);
-  }
-  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
-    throw new TypeError(`options.onProgress must be a function (got ${describe(options.onProgress)})`);
-  }
-  const engine = options.engine ?? {};
-  if (typeof engine !== 'object' || engine === null) throw new TypeError(`options.engine must be an object (got ${describe(engine)})`);
-  for (const key of Object.keys(engine)) {
-    if (!ENGINE_OPTIONS.includes(key)) {
-      throw new TypeError(`options.engine.${key} is not an engine option: use ${ENGINE_OPTIONS.slice(0, -1).join(', ')} or ${ENGINE_OPTIONS.at(-1)}`);
-    }
-  }
-
-  const noError = optionalBoolean(options.noError, 'noError', false);
-  const retries = optionalInteger(options.retries, 'retries', 0, 1000, 0);
-  const retryBad = optionalBoolean(options.retryBad, 'retryBad', false);
-  const verify = optionalBoolean(options.verify, 'verify', false);
-  const zeroBlocks = oneOf(options.zeroBlocks, 'zeroBlocks', ZERO_MODES, 'write');
-  const onTargetError = oneOf(options.onTargetError, 'onTargetError', TARGET_ERROR_POLICIES, 'stop');
-  const hash = options.hash === undefined ? undefined : oneOf(options.hash, 'hash', HASH_ALGORITHMS, 'sha256');
-  const rate = options.rate === undefined ? 0 : toByteCount(options.rate, 'options.rate');
-  let checkpointIntervalMs = 0;
-  if (options.mapfile !== undefined) {
-    requirePath(options.mapfile, 'mapfile');
-    if (durability === 'none') {
-      throw new TypeError("options.mapfile needs durable writes: it records only what is on stable storage (durability 'none' conflicts)");
-    }
-    checkpointIntervalMs = optionalInteger(options.checkpointInterval, 'checkpointInterval', 100, 3_600_000, DEFAULT_CHECKPOINT_INTERVAL);
-  } else if (options.checkpointInterval !== undefined) {
-    throw new TypeError('options.checkpointInterval needs options.mapfile');
-  }
-  if (retryBad && options.mapfile === undefined) throw new TypeError('options.retryBad needs options.mapfile (it names the bad ranges to read again)');
-
-  const plan: NativePlan = {
-    source: { path: source, offset: sourceOffset, direct: sourceDirect, noatime },
-    targets: targets.map((t) => ({ path: t, offset: targetOffset, direct: targetDirect, create: createTarget, exclusiveCreate, exclusive: !force })),
-    lengthIsMax: maxLength !== undefined,
-    durability,
-    blockBytes,
-    queueDepth,
-    fixedBuffers: optionalBoolean(engine.fixedBuffers, 'engine.fixedBuffers', true),
-    fixedFiles: optionalBoolean(engine.fixedFiles, 'engine.fixedFiles', true),
-    sqpoll: optionalBoolean(engine.sqpoll, 'engine.sqpoll', false),
-    linkReadWrite: optionalBoolean(engine.linkReadWrite, 'engine.linkReadWrite', true),
-    batchSubmissions: optionalBoolean(engine.batchSubmissions, 'engine.batchSubmissions', true),
-    progressIntervalMs,
-    noError,
-    retries,
-    verify,
-    zeroBlocks,
-    onTargetError,
-    rate,
-    checkpointIntervalMs,
-  };
-  if (hash !== undefined) plan.hash = hash;
-  if (background) plan.idlePriority = true;
-  if (truncateTo !== undefined) for (const t of plan.targets) t.truncateTo = truncateTo;
-  const lengthValue = length ?? maxLength;
-  if (lengthValue !== undefined) plan.length = lengthValue;
-  return plan;
+  return toPlan(readAll(options));
 }

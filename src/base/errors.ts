@@ -1,44 +1,73 @@
 // Errors shaped like Node's fs errors: `code`, negative `errno`, `syscall`,
 // `path`, plus the byte `offset` of a failed I/O. Unknown errnos stay visible
 // as UNKNOWN_<n>.
+//
+// Every way a copy can fail is a CopyFailure, which keeps how many bytes were
+// written and what the copy did (`bytesCopied`, `result`), whatever the kind:
+// a system error (DevmoveError), a cancellation (CopyAbortError), a mapfile
+// that could not be kept (MapfileError, resume/mapfile.ts).
 import util from 'node:util';
 
 import type { CopyResult } from './types';
-import type { NativeErrorInfo } from '../addon/binding';
 
-export class DevmoveError extends Error {
-  override name = 'DevmoveError';
-  /** 'EIO', 'ENOSPC', … or 'UNKNOWN_<n>' */
-  readonly code: string;
-  /** Negative, as in Node's fs errors. */
-  readonly errno: number;
-  readonly syscall: string;
-  readonly path?: string;
-  /** Byte offset on `path` of the I/O that failed. */
-  readonly offset?: number;
-  /** Extra detail from the engine (why io_uring is unavailable, why a target is too small, …). */
-  readonly detail?: string;
-  /** Bytes written to the target(s) before the failure. */
+/** A failed system call or a refusal, as the engine (positive errno) or a JS check reports it. */
+export interface ErrorInfo {
+  errno: number;
+  /** The system call that failed. Absent when devmove refused or concluded it itself. */
+  syscall?: string;
+  /** For a refusal or conclusion of devmove's own: the devmove operation ('copy', 'lookup'). */
+  operation?: string;
+  path?: string;
+  offset?: number;
+  detail?: string;
+}
+
+/** The common base of everything a copy rejects with. */
+export class CopyFailure extends Error {
+  /** Bytes written (and flushed) to the target(s) before the copy stopped. */
   bytesCopied = 0;
   /**
    * What the copy did before it failed, when it ran at all: bytes, unreadable ranges, dropped
    * targets, the mapfile, and for a verify mismatch the comparison (result.verify).
    */
   result?: CopyResult;
+}
 
-  constructor(info: NativeErrorInfo) {
+export class DevmoveError extends CopyFailure {
+  override name = 'DevmoveError';
+  /** 'EIO', 'ENOSPC', … or 'UNKNOWN_<n>' */
+  readonly code: string;
+  /** Negative, as in Node's fs errors. */
+  readonly errno: number;
+  /** The system call that failed; absent when devmove itself refused (see `operation`). */
+  readonly syscall?: string;
+  /** What devmove was doing when it refused or concluded this itself: 'copy' (checks before the first write), 'lookup'. */
+  readonly operation?: string;
+  readonly path?: string;
+  /** Byte offset on `path` of the I/O that failed. */
+  readonly offset?: number;
+  /** Extra detail from the engine (why io_uring is unavailable, why a target is too small, …). */
+  readonly detail?: string;
+
+  constructor(info: ErrorInfo) {
     const [code, description] = describeErrno(info.errno);
-    let message = `${code}: ${description}, ${info.syscall}`;
+    let message = `${code}: ${description}, ${info.syscall ?? info.operation ?? 'copy'}`;
     if (info.path !== undefined) message += ` '${info.path}'`;
     if (info.offset !== undefined) message += ` at byte offset ${info.offset}`;
     if (info.detail) message += `: ${info.detail}`;
     super(message);
     this.code = code;
     this.errno = -info.errno;
-    this.syscall = info.syscall;
+    if (info.syscall !== undefined) this.syscall = info.syscall;
+    else this.operation = info.operation ?? 'copy';
     if (info.path !== undefined) this.path = info.path;
     if (info.offset !== undefined) this.offset = info.offset;
     if (info.detail) this.detail = info.detail;
+  }
+
+  /** devmove refused (or concluded) this itself; no system call failed. */
+  get refused(): boolean {
+    return this.syscall === undefined;
   }
 }
 
@@ -59,14 +88,27 @@ export function describeErrno(errno: number): [code: string, description: string
 }
 
 /** What `copy()` rejects with when cancelled through `cancel()` or an AbortSignal. */
-export class CopyAbortError extends Error {
+export class CopyAbortError extends CopyFailure {
   override name = 'AbortError';
   readonly code = 'ABORT_ERR';
-  /** Bytes written (and flushed) to the target(s) before the copy stopped. */
-  bytesCopied = 0;
-  /** What the copy did before it stopped (see DevmoveError.result). */
-  result?: CopyResult;
   constructor(message = 'The copy was aborted', options?: { cause?: unknown }) {
     super(message, options);
   }
+}
+
+/**
+ * An option a library call cannot take: a TypeError (wrong type, or options that exclude each
+ * other) or a RangeError (a value out of range), carrying Node's codes for invalid arguments so a
+ * caller (the CLI) can tell them from a TypeError a bug throws.
+ */
+export function invalidOption(message: string, range: boolean): TypeError | RangeError {
+  const error = range ? new RangeError(message) : new TypeError(message);
+  Object.defineProperty(error, 'code', { value: range ? 'ERR_OUT_OF_RANGE' : 'ERR_INVALID_ARG_TYPE', enumerable: true, writable: true, configurable: true });
+  return error;
+}
+
+/** An error from invalidOption() (not a TypeError of some bug). */
+export function isInvalidOption(error: unknown): error is (TypeError | RangeError) & { code: string } {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return (error instanceof TypeError || error instanceof RangeError) && (code === 'ERR_OUT_OF_RANGE' || code === 'ERR_INVALID_ARG_TYPE');
 }

@@ -1,6 +1,5 @@
 // The public data types of the library: options, progress, results, and the
 // lists of accepted values that the CLI and job files share.
-import type { DevmoveError } from './errors';
 import type { IoCounters } from '../addon/binding';
 
 export type Size = number | bigint | string;
@@ -14,17 +13,23 @@ export type Durability = 'fdatasync' | 'fsync' | 'dsync' | 'sync' | 'none';
  */
 export type ZeroBlocks = 'write' | 'skip' | 'discard' | 'sparse';
 export type TargetErrorPolicy = 'stop' | 'drop';
+/** What a DevmoveError carries (see base/errors.ts). */
+export interface SystemErrorLike extends Error {
+  code: string;
+  errno: number;
+  syscall?: string;
+  operation?: string;
+  path?: string;
+  offset?: number;
+  detail?: string;
+}
+
 /** A byte range: [offset, length]. */
 export type Range = [offset: number, length: number];
 
 export const DEFAULT_BLOCK_SIZE = 512 * 1024;
 /** Chosen by measurement on a loop-device pair over tmpfs (see bench/): 4–8 buffers saturate it. */
 export const DEFAULT_QUEUE_DEPTH = 8;
-export const BLOCK_SIZE_MIN = 1;
-export const BLOCK_SIZE_MAX = 1024 * 1024 * 1024;
-export const QUEUE_DEPTH_MAX = 1024;
-export const RING_BYTES_MAX = 1024 * 1024 * 1024;
-export const TARGETS_MAX = 64;
 
 export interface CopyOptions {
   /** Block device or image file to read: a path, or a node name such as 'sdb', 'loop3' or '7:3'. */
@@ -179,7 +184,8 @@ export interface FileInfo {
   created: boolean;
   /** Targets: failed and dropped (onTargetError 'drop'); error says why. */
   dropped?: boolean;
-  error?: DevmoveError;
+  /** A DevmoveError (declared structurally here: errors.ts builds on these types). */
+  error?: SystemErrorLike;
   /** Targets: how zero blocks were handled when not as asked. */
   zeroNote?: string;
 }
@@ -235,7 +241,6 @@ export interface CopyJobEvents {
 }
 
 export const DIRECT_MODES: readonly DirectMode[] = ['auto', 'always', 'never'];
-export const ENGINE_OPTIONS: readonly string[] = ['fixedBuffers', 'fixedFiles', 'sqpoll', 'linkReadWrite', 'batchSubmissions'] satisfies ReadonlyArray<keyof EngineOptions>;
 export const DURABILITIES: readonly Durability[] = ['fdatasync', 'fsync', 'dsync', 'sync', 'none'];
 export const ZERO_MODES: readonly ZeroBlocks[] = ['write', 'skip', 'discard', 'sparse'];
 export const TARGET_ERROR_POLICIES: readonly TargetErrorPolicy[] = ['stop', 'drop'];

@@ -3,64 +3,65 @@
 import fs from 'node:fs';
 
 import { copy, type CopyJob } from '../api/copy';
-import { CopyAbortError, DevmoveError, describeErrno } from '../base/errors';
+import { COPY_OPTION_KEYS } from '../api/options';
+import { rate } from '../api/values';
+import { CopyAbortError, DevmoveError, describeErrno, isInvalidOption } from '../base/errors';
 import {
-  BACKGROUND_BLOCK_SIZE, BACKGROUND_QUEUE_DEPTH, BLOCK_SIZE_MAX, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH, RING_BYTES_MAX,
+  BACKGROUND_BLOCK_SIZE, BACKGROUND_QUEUE_DEPTH, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH,
   type CopyOptions, type CopyResult,
 } from '../base/types';
+import { BLOCK_SIZE_MAX, RING_BYTES_MAX } from '../base/limits';
 import { resolveDevicePath } from '../devices/manager';
-import { parseRate, UsageError, type DdInvocation } from './dd-args';
-import { EXIT_FAILURE, EXIT_OK, liveLine, records, transferLine, type CliIo } from './output';
+import { UsageError, type DdInvocation } from './dd-args';
+import { errorClause, EXIT_FAILURE, EXIT_OK, liveLine, records, transferLine, type CliIo } from './output';
+import { onStatusSignal } from './signal-guard';
+
+/** The copy() options a dd invocation's long options set, under the option table's names. */
+const PASSED_THROUGH: readonly string[] = COPY_OPTION_KEYS.filter(
+  (k) => !['source', 'target', 'targets', 'blockSize', 'queueDepth', 'engine', 'signal', 'onProgress', 'progressInterval'].includes(k),
+);
 
 /** Build copy() options from a dd invocation. */
 export function optionsFromInvocation(inv: DdInvocation): CopyOptions {
-  if (inv.source === undefined || inv.targets.length === 0) throw new UsageError("missing operand: need if=SOURCE and of=TARGET");
-  const blockSize = Math.min(inv.blockSize ?? (inv.background ? BACKGROUND_BLOCK_SIZE : DEFAULT_BLOCK_SIZE), BLOCK_SIZE_MAX);
-  let queueDepth = inv.queueDepth ?? (inv.background ? BACKGROUND_QUEUE_DEPTH : DEFAULT_QUEUE_DEPTH);
+  if (inv.source === undefined || inv.targets.length === 0) throw new UsageError('missing operand: need if=SOURCE and of=TARGET');
+  const background = inv.background === true;
+  // bs= takes up to 2 GiB as in dd; one I/O stops at 1 GiB.
+  const blockSize = Math.min(Number(inv.blockSize ?? (background ? BACKGROUND_BLOCK_SIZE : DEFAULT_BLOCK_SIZE)), BLOCK_SIZE_MAX);
+  let queueDepth = inv.queueDepth ?? (background ? BACKGROUND_QUEUE_DEPTH : DEFAULT_QUEUE_DEPTH);
   if (queueDepth * blockSize > RING_BYTES_MAX) {
     if (inv.queueDepth !== undefined) {
       throw new UsageError(`--queue-depth=${inv.queueDepth} with a ${blockSize}-byte block size needs more than 1 GiB of buffers`);
     }
     queueDepth = Math.max(1, Math.floor(RING_BYTES_MAX / blockSize));
   }
-  const options: CopyOptions = {
+  const options: Record<string, unknown> = {};
+  for (const key of PASSED_THROUGH) {
+    const value = (inv as unknown as Record<string, unknown>)[key];
+    if (value !== undefined) options[key] = value;
+  }
+  if (inv.targets.length === 1) delete options.onTargetError;
+  Object.assign(options, {
     source: inv.source,
-    ...(inv.targets.length === 1 ? { target: inv.targets[0] } : { targets: [...inv.targets], onTargetError: inv.onTargetError }),
-    sourceOffset: inv.sourceOffset,
-    targetOffset: inv.targetOffset,
+    ...(inv.targets.length === 1 ? { target: inv.targets[0] } : { targets: [...inv.targets] }),
     blockSize,
     queueDepth,
     direct: { source: inv.directSource, target: inv.directTarget },
-    durability: inv.durability,
-    createTarget: inv.createTarget,
-    exclusiveCreate: inv.exclusiveCreate,
     // GNU dd opens the target with O_TRUNC when the seek is less than one
     // output block (seek_records == 0) and ftruncate()s it at the seek offset
     // otherwise; reproduce both.
     truncateTarget: inv.truncate ? (Math.floor(inv.targetOffset / inv.obs) === 0 ? 0 : inv.targetOffset) : false,
-    noatime: inv.noatime,
-    force: inv.force,
     engine: { ...inv.engine },
-  };
-  if (inv.maxLength !== undefined) options.maxLength = inv.maxLength;
-  if (inv.noError) options.noError = true;
-  if (inv.retries > 0) options.retries = inv.retries;
-  if (inv.mapfile !== undefined) options.mapfile = inv.mapfile;
-  if (inv.retryBad) options.retryBad = true;
-  if (inv.checkpointInterval !== undefined) options.checkpointInterval = inv.checkpointInterval;
-  if (inv.verify) options.verify = true;
-  if (inv.hash !== undefined) options.hash = inv.hash;
-  if (inv.rate !== undefined) options.rate = inv.rate;
-  if (inv.zeroBlocks !== 'write') options.zeroBlocks = inv.zeroBlocks;
-  if (inv.background) options.background = true;
-  return options;
+  });
+  return options as unknown as CopyOptions;
 }
 
 /** A rate file's content: a rate ('200M', '50MB/s'), or 0 / 'unlimited' for no cap. */
 export function parseRateFile(text: string): number {
   const value = text.trim();
-  if (value === '0' || value === 'unlimited' || value === 'none') return 0;
-  return parseRate('--rate-file', value);
+  if (value === 'none') return 0;
+  const read = rate().fromText?.(value);
+  if (read === undefined || !read.ok) throw new UsageError(`'${value}' ${read?.ok === false ? read.rejection.reason : 'is not a rate'}`);
+  return read.value;
 }
 
 /** The operand's path as copy() opens it (node names resolved); the name itself when that fails. */
@@ -79,24 +80,23 @@ function operandFor(path: string, inv: DdInvocation): string {
   return path;
 }
 
-function describeFailure(error: DevmoveError, inv: DdInvocation): string {
+function describeFailure(error: DevmoveError, inv: DdInvocation, argv: readonly string[] | undefined): string {
   const who = error.path !== undefined ? `${operandFor(error.path, inv)}: ` : '';
   const what = error.detail ?? describeErrno(error.errno)[1];
-  const where = error.offset !== undefined ? ` at byte ${error.offset}` : '';
-  let line = `${who}${what} (${error.code} from ${error.syscall}${where})`;
+  let line = `${who}${what} ${errorClause(error)}`;
   const r = error.result;
-  if (r && error.offset !== undefined && ['read', 'write', 'fallocate'].includes(error.syscall)) {
+  if (r && error.offset !== undefined && ['read', 'write', 'fallocate'].includes(error.syscall ?? '')) {
     line += `; ${error.bytesCopied} bytes copied and flushed`;
     if (error.syscall === 'read' && error.offset !== undefined && error.offset > r.range.offset && !r.mapfile?.resumed) {
       line += `, everything before byte ${error.offset} of the source is on the target`;
     }
   }
-  if (r?.mapfile) line += `; mapfile ${r.mapfile.path} updated (rerun to resume)`;
+  if (r?.mapfile) line += `; ${mapfileNote(r.mapfile, argv)}`;
   return line;
 }
 
 /** Lines after a successful copy for what dd does not have: bad blocks, dropped targets, zero blocks, verify. */
-function summaryLines(result: CopyResult, inv: DdInvocation): string[] {
+function summaryLines(result: CopyResult, inv: DdInvocation, argv: readonly string[] | undefined): string[] {
   const lines: string[] = [];
   if (result.bad.bytes > 0) {
     const shown = result.bad.ranges.slice(0, 5).map(([o, l]) => `${o}+${l}`).join(', ');
@@ -113,6 +113,8 @@ function summaryLines(result: CopyResult, inv: DdInvocation): string[] {
   if (result.mapfile) {
     const m = result.mapfile;
     lines.push(`mapfile ${m.path}: ${m.finished} bytes finished, ${m.bad} bad, ${m.nonTried} not tried${m.resumed ? ` (resumed; ${m.previouslyFinished} bytes were already done)` : ''}`);
+    // A dropped target lacks what the others got after it failed: the map stopped there.
+    if (m.nonTried > 0 && result.targets.some((t) => t.dropped)) lines.push(`to bring the dropped target up to date, run: ${againCommand(argv)}`);
   }
   return lines;
 }
@@ -121,6 +123,25 @@ export interface RunContext {
   io: CliIo;
   /** Signals the CLI handles while a copy runs; false in library-hosted runs (the demo passes true). */
   handleSignals: boolean;
+  /** The command's arguments, for the line that says how to resume. */
+  argv?: readonly string[];
+}
+
+/** A word as a POSIX shell reads it back: bare when safe, else single-quoted. */
+export function shellQuote(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The command that continues this copy from its mapfile. */
+function againCommand(argv: readonly string[] | undefined): string {
+  return argv === undefined ? 'the same command again' : `devmove ${argv.map(shellQuote).join(' ')}`;
+}
+
+/** What the mapfile holds after a copy that did not finish, and the exact command that continues it. */
+function mapfileNote(m: NonNullable<CopyResult['mapfile']>, argv: readonly string[] | undefined): string {
+  const done = m.finished + m.bad;
+  if (done === 0) return `mapfile ${m.path} records nothing finished yet`;
+  return `mapfile ${m.path} records ${m.finished} bytes finished${m.bad > 0 ? ` and ${m.bad} bad` : ''}; resume with: ${againCommand(argv)}`;
 }
 
 /** Runs one copy as the CLI does and returns the exit code. */
@@ -135,7 +156,8 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
   try {
     job = copy(options);
   } catch (error) {
-    if (error instanceof TypeError || error instanceof RangeError) throw new UsageError(error.message);
+    // Only the option checks' own errors are usage errors; a TypeError from a bug is not.
+    if (isInvalidOption(error)) throw new UsageError(error.message);
     throw error;
   }
   let liveShown = false;
@@ -200,7 +222,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
   if (ctx.handleSignals) {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
-    process.on('SIGUSR1', onUsr1);
+    onStatusSignal(onUsr1);
   }
 
   const finalStats = (bytes: number, seconds: number): void => {
@@ -218,7 +240,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
       io.stdout.write(`${JSON.stringify({ type: 'result', ...result })}\n`);
     } else {
       if (result.hash) io.stdout.write(`${result.hash.algorithm.toUpperCase()} (${result.source.path}) = ${result.hash.hex}\n`);
-      if (inv.status !== 'none') for (const line of summaryLines(result, inv)) io.stderr.write(`devmove: ${line}\n`);
+      if (inv.status !== 'none') for (const line of summaryLines(result, inv, ctx.argv)) io.stderr.write(`devmove: ${line}\n`);
     }
     // Like dd with conv=noerror: unreadable blocks or a dropped target make the exit status 1.
     const degraded = result.bad.bytes > 0 || (result.mapfile?.bad ?? 0) > 0 || result.targets.some((t) => t.dropped);
@@ -229,7 +251,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
     if (error instanceof CopyAbortError) {
       finalStats(error.bytesCopied, seconds);
       const signal = interruptedBy ?? 'SIGINT';
-      const mapNote = error.result?.mapfile ? `; mapfile ${error.result.mapfile.path} updated (rerun to resume)` : '';
+      const mapNote = error.result?.mapfile ? `; ${mapfileNote(error.result.mapfile, ctx.argv)}` : '';
       const line = `interrupted by ${signal} after ${error.bytesCopied} bytes; what was written has been flushed${mapNote}`;
       if (inv.json) io.stdout.write(`${JSON.stringify({ type: 'error', code: 'ABORT_ERR', message: line, bytesCopied: error.bytesCopied })}\n`);
       io.stderr.write(`devmove: ${line}\n`);
@@ -237,7 +259,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
     }
     if (error instanceof DevmoveError) {
       if (error.bytesCopied > 0) finalStats(error.bytesCopied, seconds);
-      const line = describeFailure(error, inv);
+      const line = describeFailure(error, inv, ctx.argv);
       if (inv.json) {
         io.stdout.write(
           `${JSON.stringify({
@@ -245,6 +267,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
             code: error.code,
             errno: error.errno,
             syscall: error.syscall,
+            operation: error.operation,
             path: error.path,
             offset: error.offset,
             message: line,
@@ -261,7 +284,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
     if (ctx.handleSignals) {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      process.off('SIGUSR1', onUsr1);
+      onStatusSignal(undefined);
     }
   }
 }

@@ -4,10 +4,13 @@
  *
  * Follows GNU coreutils dd where devmove implements the same feature; anything
  * dd has that devmove does not implement is rejected with a one-line UsageError
- * instead of being silently ignored.
+ * instead of being silently ignored. devmove's own long options come from the
+ * option table (api/options.ts) through long-options.ts.
  */
-import { HASH_ALGORITHMS, TARGET_ERROR_POLICIES, ZERO_MODES, type HashAlgorithm } from '../base/types';
+import type { OptionKey } from '../api/options';
 import { parseDdNumber, SizeSyntaxError } from '../base/size';
+import type { CopyOptions, Durability, EngineOptions } from '../base/types';
+import { longOption, longOptionsHelp, readLongValue, type LongOption } from './long-options';
 
 /** A command line devmove cannot run. The message is one line naming the offending argument. */
 export class UsageError extends Error {
@@ -19,7 +22,14 @@ export class UsageError extends Error {
 
 export type StatusLevel = 'default' | 'none' | 'noxfer' | 'progress';
 
-export interface DdInvocation {
+/** copy() options a long option or dd operand can set; they keep copy()'s names and types. */
+type CliCopyOptions = Omit<
+  CopyOptions,
+  'source' | 'target' | 'targets' | 'engine' | 'signal' | 'onProgress' | 'direct' | 'truncateTarget' | 'durability' |
+  'createTarget' | 'exclusiveCreate' | 'noatime' | 'sourceOffset' | 'targetOffset' | 'maxLength' | 'length' | 'progressInterval'
+>;
+
+export interface DdInvocation extends CliCopyOptions {
   /** 'demo' when argv[0] === 'demo'. */
   command: 'copy' | 'help' | 'version' | 'demo';
   /** if= (required for 'copy'). */
@@ -28,32 +38,6 @@ export interface DdInvocation {
   target?: string;
   /** Every of=, in order (fan-out when more than one). */
   targets: string[];
-  /** --on-target-error: a failing target stops the copy ('stop') or is dropped ('drop'). */
-  onTargetError: 'stop' | 'drop';
-  /** conv=noerror / --noerror: zero-fill unreadable blocks and go on. */
-  noError: boolean;
-  /** --retries N: extra reads of an unreadable block. */
-  retries: number;
-  /** --mapfile FILE (GNU ddrescue format): record progress, resume from it. */
-  mapfile?: string;
-  /** --retry-bad: read the ranges the mapfile marks bad again. */
-  retryBad: boolean;
-  /** --checkpoint-interval MS. */
-  checkpointInterval?: number;
-  /** --verify: compare source and target after the copy. */
-  verify: boolean;
-  /** --hash ALG. */
-  hash?: HashAlgorithm;
-  /** --rate RATE: bytes per second. */
-  rate?: number;
-  /** --rate-file FILE: the rate is read from FILE whenever it changes. */
-  rateFile?: string;
-  /** --background: small requests, few in flight. */
-  background: boolean;
-  /** conv=sparse, --target-is-zero, --zero-blocks MODE. */
-  zeroBlocks: 'write' | 'skip' | 'discard' | 'sparse';
-  /** bs= or --block-size: I/O size in bytes; undefined = engine default. */
-  blockSize?: number;
   /** Input block size, the unit of skip= and count= (default 512; bs= sets it). */
   ibs: number;
   /** Output block size, the unit of seek= (default 512; bs= sets it). */
@@ -66,64 +50,30 @@ export interface DdInvocation {
   maxLength?: number;
   directSource: 'auto' | 'always';
   directTarget: 'auto' | 'always';
-  durability: 'fdatasync' | 'fsync' | 'dsync' | 'sync' | 'none';
+  durability: Durability;
   /** Truncate a regular-file target at the seek offset (false with conv=notrunc). */
   truncate: boolean;
   /** Create a missing target (false with conv=nocreat). */
   createTarget: boolean;
   /** Fail if the target exists (conv=excl). */
   exclusiveCreate: boolean;
-  status: StatusLevel;
-  json: boolean;
-  /** --queue-depth, 1..1024; undefined = engine default. */
-  queueDepth?: number;
   /** iflag=noatime. */
   noatime: boolean;
-  /** --force: write to a block device mounted read-only or held by LVM/md/dm. */
-  force: boolean;
-  /** Engine switches for benchmarks and ablations (--no-fixed-buffers, --no-fixed-files, --sqpoll, --link, --no-batch). */
-  engine: EngineSwitches;
+  status: StatusLevel;
+  json: boolean;
+  /** --rate-file FILE: the rate is read from FILE whenever it changes. */
+  rateFile?: string;
+  /** Engine switches (--no-fixed-buffers, --no-fixed-files, --sqpoll, --no-link, --no-batch). */
+  engine: Required<EngineOptions>;
 }
 
-export interface EngineSwitches {
-  fixedBuffers: boolean;
-  fixedFiles: boolean;
-  sqpoll: boolean;
-  linkReadWrite: boolean;
-  batchSubmissions: boolean;
-}
-
-const DEFAULT_ENGINE: Readonly<EngineSwitches> = {
-  fixedBuffers: true,
-  fixedFiles: true,
-  sqpoll: false,
-  linkReadWrite: true,
-  batchSubmissions: true,
-};
-
-/** Flag options that turn an engine switch away from its default. */
-const ENGINE_FLAGS: Readonly<Record<string, [keyof EngineSwitches, boolean]>> = {
-  'no-fixed-buffers': ['fixedBuffers', false],
-  'no-fixed-files': ['fixedFiles', false],
-  sqpoll: ['sqpoll', true],
-  'no-link': ['linkReadWrite', false],
-  'no-batch': ['batchSubmissions', false],
-};
-
-const DEFAULT_BLOCK_SIZE = 512;
-const MAX_BLOCK_SIZE = 2 * 1024 * 1024 * 1024;
-const MAX_QUEUE_DEPTH = 1024;
+const DEFAULT_DD_BLOCK = 512;
+/** dd takes block sizes up to 2 GiB; devmove's I/Os stop at 1 GiB (copy-command.ts caps them). */
+const DD_BLOCK_SIZE_MAX = 2 * 1024 * 1024 * 1024;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
-type Durability = DdInvocation['durability'];
-
 /** Strength order used when several durability requests are given: the strongest wins. */
-const DURABILITY_STRENGTH: Record<Exclude<Durability, 'none'>, number> = {
-  fdatasync: 1,
-  dsync: 2,
-  fsync: 3,
-  sync: 4,
-};
+const DURABILITY_STRENGTH: Record<Exclude<Durability, 'none'>, number> = { fdatasync: 1, dsync: 2, fsync: 3, sync: 4 };
 
 /** Flags GNU dd has (for iflag= and oflag=) that devmove does not implement. */
 const UNSUPPORTED_FLAGS: ReadonlySet<string> = new Set([
@@ -173,45 +123,10 @@ function parseSize(operand: string, value: string): number {
 function parseBlockSize(operand: string, value: string, what: string): number {
   const size = parseSize(operand, value);
   if (size < 1) throw new UsageError(`invalid operand ${quote(operand)}: ${what} must be at least 1 byte`);
-  if (size > MAX_BLOCK_SIZE) {
+  if (size > DD_BLOCK_SIZE_MAX) {
     throw new UsageError(`invalid operand ${quote(operand)}: ${what} must be at most 2 GiB (2147483648 bytes)`);
   }
   return size;
-}
-
-/** Split a comma list; empty items are reported by the caller as invalid symbols. */
-function symbols(value: string): string[] {
-  return value.split(',');
-}
-
-/** Base invocation with every default filled in. */
-function defaults(command: DdInvocation['command']): DdInvocation {
-  return {
-    command,
-    ibs: DEFAULT_BLOCK_SIZE,
-    obs: DEFAULT_BLOCK_SIZE,
-    sourceOffset: 0,
-    targetOffset: 0,
-    directSource: 'auto',
-    directTarget: 'auto',
-    durability: 'fdatasync',
-    truncate: true,
-    createTarget: true,
-    exclusiveCreate: false,
-    status: 'default',
-    json: false,
-    noatime: false,
-    force: false,
-    engine: { ...DEFAULT_ENGINE },
-    targets: [],
-    onTargetError: 'stop',
-    noError: false,
-    retries: 0,
-    retryBad: false,
-    verify: false,
-    background: false,
-    zeroBlocks: 'write',
-  };
 }
 
 /** Multiply a block count by its unit, or take it as bytes; reject results beyond 2^53-1. */
@@ -227,46 +142,223 @@ function toBytes(count: BlockCount, bytesMode: boolean, unit: number, unitName: 
   return Number(bytes);
 }
 
-/** A rate in bytes per second: a size with an optional '/s' ('200M', '50MB/s'). */
-export function parseRate(option: string, value: string): number {
-  const text = value.endsWith('/s') ? value.slice(0, -2) : value;
-  let n: number;
-  try {
-    n = parseDdNumber(text);
-  } catch (err) {
-    if (err instanceof SizeSyntaxError) throw new UsageError(`invalid option ${quote(option)}: ${err.reason}`);
-    throw err;
-  }
-  if (n < 1) throw new UsageError(`invalid option ${quote(option)}: the rate must be at least 1 byte per second`);
-  return n;
+/** Everything read from the command line so far. */
+interface ParseState {
+  command: DdInvocation['command'];
+  source?: string;
+  targets: string[];
+  /** Values of long options (and of operands that set the same copy() option), by key. */
+  values: Map<OptionKey | 'json' | 'quiet' | 'rateFile', { value: unknown; spelling: string }>;
+  bs?: { value: number; operand: string };
+  ibs?: number;
+  obs?: number;
+  skip?: BlockCount;
+  seek?: BlockCount;
+  count?: BlockCount;
+  status: StatusLevel;
+  inputFlags: Set<InputFlag>;
+  outputFlags: Set<OutputFlag>;
+  conversions: Set<Conversion>;
 }
 
-function parseQueueDepth(option: string, value: string): number {
-  if (!/^[0-9]+$/.test(value) || Number(value) < 1 || Number(value) > MAX_QUEUE_DEPTH) {
-    throw new UsageError(
-      `invalid option ${quote(option)}: the queue depth must be a whole number from 1 to ${MAX_QUEUE_DEPTH}`,
-    );
+/**
+ * Sets a value: repeating one spelling keeps the last; two spellings that set the same option
+ * to different values contradict each other.
+ */
+function assign(state: ParseState, key: OptionKey | 'json' | 'quiet' | 'rateFile', value: unknown, spelling: string): void {
+  const before = state.values.get(key);
+  if (before !== undefined && before.spelling !== spelling && before.spelling.split('=')[0] !== spelling.split('=')[0] && before.value !== value) {
+    throw new UsageError(`${spelling} contradicts ${quote(before.spelling)}; give one`);
   }
-  return Number(value);
+  state.values.set(key, { value, spelling });
 }
 
-/** Options that take a value ('--name=value' or '--name value'). */
-const VALUE_OPTIONS: ReadonlySet<string> = new Set([
-  'queue-depth', 'block-size', 'retries', 'mapfile', 'checkpoint-interval', 'hash', 'rate', 'rate-file', 'zero-blocks',
-  'on-target-error',
-]);
-/** Options that take no value. */
-const FLAG_OPTIONS: ReadonlySet<string> = new Set([
-  'help', 'version', 'json', 'quiet', 'no-sync', 'force', 'noerror', 'retry-bad', 'verify', 'background', 'target-is-zero',
-  ...Object.keys(ENGINE_FLAGS),
-]);
-
-function parseWhole(option: string, value: string, min: number, max: number, what: string): number {
-  if (!/^[0-9]+$/.test(value) || Number(value) < min || Number(value) > max) {
-    throw new UsageError(`invalid option ${quote(option)}: ${what} must be a whole number from ${min} to ${max}`);
+/** `--name`, `--name=VALUE` or `--name VALUE`; returns how many arguments it used. */
+function parseLong(state: ParseState, argv: readonly string[], i: number): number {
+  const arg = argv[i];
+  const eq = arg.indexOf('=');
+  const name = eq === -1 ? arg : arg.slice(0, eq);
+  const option: LongOption | undefined = longOption(name);
+  if (option === undefined) throw new UsageError(`unknown option ${quote(name)}`);
+  const key = 'key' in option.target ? option.target.key : option.target.cliKey;
+  if (!option.takesValue) {
+    if (eq !== -1) throw new UsageError(`option '${name}' takes no value (got ${quote(arg)})`);
+    if (key !== 'help' && key !== 'version') assign(state, key, option.flagValue, name);
+    return 1;
   }
-  return Number(value);
+  const value = eq !== -1 ? arg.slice(eq + 1) : argv[i + 1];
+  if (value === undefined || value === '') throw new UsageError(`option '${name}' needs a value`);
+  const shown = `${name}=${value}`;
+  if (value.includes('\0')) throw new UsageError(`invalid option ${quote(shown)}: a value cannot contain a NUL byte`);
+  const read = readLongValue(option, value);
+  if (!read.ok) throw new UsageError(`invalid option ${quote(shown)}: ${read.reason}`);
+  assign(state, key as OptionKey, read.value, shown);
+  return eq !== -1 ? 1 : 2;
 }
+
+const OPERANDS = ['if', 'of', 'bs', 'ibs', 'obs', 'skip', 'iseek', 'seek', 'oseek', 'count', 'conv', 'iflag', 'oflag', 'status', 'cbs'];
+
+/** One dd operand, `key=value`. */
+function parseOperand(state: ParseState, arg: string): void {
+  const eq = arg.indexOf('=');
+  if (eq === -1) {
+    const why = arg === 'demo' ? "'demo' must be the first argument" : 'operands look like if=/dev/sdb';
+    throw new UsageError(`unexpected argument ${quote(arg)} (${why})`);
+  }
+  const key = arg.slice(0, eq);
+  const value = arg.slice(eq + 1);
+  if (!OPERANDS.includes(key)) throw new UsageError(`unknown operand ${quote(arg)}`);
+  if (key === 'cbs') throw new UsageError('cbs= is not supported by devmove (it only applies to conv=block and conv=unblock)');
+  if (value === '') throw new UsageError(`'${key}=' needs a value`);
+  if ((key === 'if' || key === 'of') && value.includes('\0')) {
+    throw new UsageError(`invalid operand ${quote(arg)}: a path cannot contain a NUL byte`);
+  }
+  if (key === 'if') state.source = value;
+  else if (key === 'of') addTarget(state, value, arg);
+  else if (key === 'bs') state.bs = { value: parseBlockSize(arg, value, 'the block size'), operand: arg };
+  else if (key === 'ibs') state.ibs = parseBlockSize(arg, value, 'the input block size');
+  else if (key === 'obs') state.obs = parseBlockSize(arg, value, 'the output block size');
+  else if (key === 'skip' || key === 'iseek') state.skip = { value: parseSize(arg, value), hasB: value.includes('B'), operand: arg };
+  else if (key === 'seek' || key === 'oseek') state.seek = { value: parseSize(arg, value), hasB: value.includes('B'), operand: arg };
+  else if (key === 'count') state.count = { value: parseSize(arg, value), hasB: value.includes('B'), operand: arg };
+  else if (key === 'status') state.status = statusLevel(arg, value);
+  else parseSymbols(state, key, value, arg);
+}
+
+function addTarget(state: ParseState, value: string, arg: string): void {
+  if (state.targets.includes(value)) throw new UsageError(`${quote(arg)} is given twice`);
+  if (state.targets.length >= 64) throw new UsageError('at most 64 targets (of=) per copy');
+  state.targets.push(value);
+}
+
+function statusLevel(arg: string, value: string): StatusLevel {
+  if (value !== 'none' && value !== 'noxfer' && value !== 'progress') {
+    throw new UsageError(`invalid operand ${quote(arg)}: the status level must be none, noxfer or progress`);
+  }
+  return value;
+}
+
+/** conv=, iflag=, oflag=: comma lists of symbols. */
+function parseSymbols(state: ParseState, key: string, value: string, arg: string): void {
+  for (const symbol of value.split(',')) {
+    if (key === 'iflag') {
+      if (!isOneOf(INPUT_FLAGS, symbol)) throw flagError('iflag', symbol, arg);
+      state.inputFlags.add(symbol);
+    } else if (key === 'oflag') {
+      if (!isOneOf(OUTPUT_FLAGS, symbol)) throw flagError('oflag', symbol, arg);
+      state.outputFlags.add(symbol);
+    } else {
+      if (!isOneOf(CONVERSIONS, symbol)) throw conversionError(symbol, arg);
+      state.conversions.add(symbol);
+    }
+  }
+}
+
+/** Combinations GNU dd rejects too, and devmove's own. */
+function checkCombinations(state: ParseState): void {
+  const { conversions: conv, inputFlags: iflag, outputFlags: oflag } = state;
+  if (conv.has('excl') && conv.has('nocreat')) {
+    throw new UsageError('conv=excl and conv=nocreat cannot be combined (excl must create the target, nocreat must not)');
+  }
+  if (iflag.has('direct') && iflag.has('nocache')) throw new UsageError('iflag=direct and iflag=nocache cannot be combined (as in GNU dd)');
+  if (oflag.has('direct') && oflag.has('nocache')) throw new UsageError('oflag=direct and oflag=nocache cannot be combined (as in GNU dd)');
+  if (conv.has('sync') && !conv.has('noerror')) {
+    throw new UsageError('conv=sync is supported only as conv=noerror,sync (unreadable blocks become zeros); devmove never pads short reads');
+  }
+  if (conv.has('noerror')) assign(state, 'noError', true, state.values.get('noError')?.spelling ?? 'conv=noerror');
+  if (conv.has('sparse')) assign(state, 'zeroBlocks', 'sparse', 'conv=sparse');
+  const has = (key: OptionKey): boolean => state.values.has(key);
+  if (has('retryBad') && !has('mapfile')) throw new UsageError('--retry-bad needs --mapfile (the map names the bad ranges)');
+  if (has('checkpointInterval') && !has('mapfile')) throw new UsageError('--checkpoint-interval needs --mapfile');
+  if (has('mapfile') && state.values.get('durability')?.value === 'none') {
+    throw new UsageError('--mapfile needs durable writes: it records only what is on stable storage (--no-sync conflicts)');
+  }
+  if (state.values.get('onTargetError')?.value === 'drop' && state.targets.length < 2) {
+    throw new UsageError('--on-target-error=drop needs two or more targets (of= more than once)');
+  }
+}
+
+/** The strongest durability conv=/oflag= ask for; --no-sync contradicts any explicit request. */
+function durabilityOf(state: ParseState): Durability {
+  const requested: Array<Exclude<Durability, 'none'>> = [];
+  if (state.conversions.has('fdatasync')) requested.push('fdatasync');
+  if (state.outputFlags.has('dsync')) requested.push('dsync');
+  if (state.conversions.has('fsync')) requested.push('fsync');
+  if (state.outputFlags.has('sync')) requested.push('sync');
+  const noSync = state.values.get('durability')?.value === 'none';
+  const first = requested[0];
+  if (noSync && first !== undefined) {
+    const spelled = first === 'dsync' || first === 'sync' ? `oflag=${first}` : `conv=${first}`;
+    throw new UsageError(`--no-sync contradicts ${spelled}; give one or the other`);
+  }
+  if (noSync) return 'none';
+  return requested.reduce<Exclude<Durability, 'none'>>((a, b) => (DURABILITY_STRENGTH[b] > DURABILITY_STRENGTH[a] ? b : a), 'fdatasync');
+}
+
+function requireOperands(state: ParseState): void {
+  if (state.command !== 'copy') return;
+  if (state.source === undefined) {
+    throw new UsageError("missing operand 'if=SOURCE': devmove cannot read from standard input; name the source device or file, e.g. if=/dev/sdb");
+  }
+  if (state.targets.length === 0) {
+    throw new UsageError("missing operand 'of=TARGET': devmove cannot write to standard output; name the target device or file, e.g. of=/dev/sdc");
+  }
+}
+
+/** The long options' values with the option table's defaults, as DdInvocation fields. */
+function optionFields(state: ParseState): Pick<DdInvocation, 'engine'> & Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const engine: Record<string, unknown> = {};
+  for (const [key, { value }] of state.values) {
+    if (key === 'durability' || key === 'json' || key === 'quiet') continue;
+    if (key.startsWith('engine.')) engine[key.slice(7)] = value;
+    else out[key] = value;
+  }
+  return { ...LONG_OPTION_DEFAULTS, ...out, engine: { ...ENGINE_DEFAULTS, ...engine } as Required<EngineOptions> };
+}
+
+function finish(state: ParseState): DdInvocation {
+  checkCombinations(state);
+  const durability = durabilityOf(state);
+  const blockOption = state.values.get('blockSize');
+  if (state.bs !== undefined && blockOption !== undefined && state.bs.value !== blockOption.value) {
+    throw new UsageError(`${quote(state.bs.operand)} and ${quote(blockOption.spelling)} disagree; give only one`);
+  }
+  requireOperands(state);
+  // bs= overrides ibs= and obs= wherever it appears, as in dd.
+  const ibs = state.bs?.value ?? state.ibs ?? DEFAULT_DD_BLOCK;
+  const obs = state.bs?.value ?? state.obs ?? DEFAULT_DD_BLOCK;
+  const { inputFlags: iflag, outputFlags: oflag, conversions: conv } = state;
+  const maxLength = state.count === undefined ? undefined : toBytes(state.count, iflag.has('count_bytes'), ibs, 'ibs');
+  const blockSize = state.bs?.value ?? (blockOption?.value as number | undefined);
+  const quiet = state.values.has('quiet');
+  return {
+    command: state.command,
+    ...(state.source === undefined ? {} : { source: state.source }),
+    ...(state.targets.length === 0 ? {} : { target: state.targets[0] }),
+    targets: state.targets,
+    ...optionFields(state),
+    ...(blockSize === undefined ? {} : { blockSize }),
+    ibs,
+    obs,
+    sourceOffset: state.skip === undefined ? 0 : toBytes(state.skip, iflag.has('skip_bytes'), ibs, 'ibs'),
+    targetOffset: state.seek === undefined ? 0 : toBytes(state.seek, oflag.has('seek_bytes'), obs, 'obs'),
+    ...(maxLength === undefined ? {} : { maxLength }),
+    directSource: iflag.has('direct') ? 'always' : 'auto',
+    directTarget: oflag.has('direct') ? 'always' : 'auto',
+    durability,
+    truncate: !conv.has('notrunc'),
+    createTarget: !conv.has('nocreat'),
+    exclusiveCreate: conv.has('excl'),
+    status: quiet ? 'none' : state.status,
+    json: state.values.has('json'),
+    noatime: iflag.has('noatime'),
+  } as DdInvocation;
+}
+
+/** The option table's defaults for the long options a copy always has. */
+const LONG_OPTION_DEFAULTS: Readonly<Record<string, unknown>> = { onTargetError: 'stop', noError: false, retries: 0, retryBad: false, verify: false, background: false, zeroBlocks: 'write', force: false, rate: 0 };
+const ENGINE_DEFAULTS: Readonly<Required<EngineOptions>> = { fixedBuffers: true, fixedFiles: true, sqpoll: false, linkReadWrite: true, batchSubmissions: true };
 
 /**
  * Parse devmove's command line (argv without the node and script paths).
@@ -276,338 +368,36 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
   // --help and --version win over everything else, even over bad operands.
   const dashDash = argv.indexOf('--');
   const options = dashDash === -1 ? argv : argv.slice(0, dashDash);
-  const json = options.includes('--json');
-  if (options.includes('--help') || options.includes('-h')) return { ...defaults('help'), json };
-  if (options.includes('--version') || options.includes('-V')) return { ...defaults('version'), json };
-
-  let command: DdInvocation['command'] = 'copy';
-  let source: string | undefined;
-  const targets: string[] = [];
-  let noErrorFlag = false;
-  let retries = 0;
-  let mapfile: string | undefined;
-  let retryBad = false;
-  let checkpointInterval: number | undefined;
-  let verify = false;
-  let hash: DdInvocation['hash'];
-  let rate: number | undefined;
-  let rateFile: string | undefined;
-  let background = false;
-  let zeroOption: DdInvocation['zeroBlocks'] | undefined;
-  let zeroOptionText: string | undefined;
-  let onTargetError: DdInvocation['onTargetError'] = 'stop';
-  let bs: number | undefined;
-  let bsOperand: string | undefined;
-  let ibs: number | undefined;
-  let obs: number | undefined;
-  let skip: BlockCount | undefined;
-  let seek: BlockCount | undefined;
-  let count: BlockCount | undefined;
-  let status: StatusLevel = 'default';
-  let quiet = false;
-  let noSync = false;
-  let force = false;
-  const engine: EngineSwitches = { ...DEFAULT_ENGINE };
-  let queueDepth: number | undefined;
-  let blockSizeOption: number | undefined;
-  let blockSizeOptionText: string | undefined;
-  const inputFlags = new Set<InputFlag>();
-  const outputFlags = new Set<OutputFlag>();
-  const conversions = new Set<Conversion>();
-
-  let onlyOperands = false;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string;
-
-    if (i === 0 && arg === 'demo') {
-      command = 'demo';
-      continue;
-    }
-    if (!onlyOperands && arg === '--') {
-      onlyOperands = true;
-      continue;
-    }
-
-    if (!onlyOperands && arg.startsWith('--')) {
-      const eq = arg.indexOf('=');
-      const name = arg.slice(2, eq === -1 ? undefined : eq);
-      if (FLAG_OPTIONS.has(name)) {
-        if (eq !== -1) throw new UsageError(`option '--${name}' takes no value (got ${quote(arg)})`);
-        if (name === 'json') continue; // read above
-        if (name === 'quiet') quiet = true;
-        else if (name === 'no-sync') noSync = true;
-        else if (name === 'force') force = true;
-        else if (name === 'noerror') noErrorFlag = true;
-        else if (name === 'retry-bad') retryBad = true;
-        else if (name === 'verify') verify = true;
-        else if (name === 'background') background = true;
-        else if (name === 'target-is-zero') {
-          if (zeroOption !== undefined && zeroOption !== 'skip') {
-            throw new UsageError(`--target-is-zero contradicts ${quote(zeroOptionText ?? '')}; give one`);
-          }
-          zeroOption = 'skip';
-          zeroOptionText = '--target-is-zero';
-        } else {
-          const [key, value] = ENGINE_FLAGS[name];
-          engine[key] = value;
-        }
-        continue;
-      }
-      if (!VALUE_OPTIONS.has(name)) throw new UsageError(`unknown option ${quote(`--${name}`)}`);
-      let value: string;
-      if (eq !== -1) {
-        value = arg.slice(eq + 1);
-      } else {
-        const next = argv[i + 1];
-        if (next === undefined) throw new UsageError(`option '--${name}' needs a value`);
-        value = next;
-        i++;
-      }
-      if (value === '') throw new UsageError(`option '--${name}' needs a value`);
-      const shown = `--${name}=${value}`;
-      if (value.includes('\0')) throw new UsageError(`invalid option ${quote(shown)}: a value cannot contain a NUL byte`);
-      if (name === 'queue-depth') {
-        queueDepth = parseQueueDepth(shown, value);
-      } else if (name === 'retries') {
-        retries = parseWhole(shown, value, 0, 1000, 'the number of retries');
-      } else if (name === 'checkpoint-interval') {
-        checkpointInterval = parseWhole(shown, value, 100, 3_600_000, 'the checkpoint interval (milliseconds)');
-      } else if (name === 'mapfile') {
-        mapfile = value;
-      } else if (name === 'rate-file') {
-        rateFile = value;
-      } else if (name === 'hash') {
-        if (!isOneOf(HASH_ALGORITHMS, value)) throw new UsageError(`invalid option ${quote(shown)}: the hash must be one of ${HASH_ALGORITHMS.join(', ')}`);
-        hash = value;
-      } else if (name === 'zero-blocks') {
-        if (!isOneOf(ZERO_MODES, value)) {
-          throw new UsageError(`invalid option ${quote(shown)}: zero blocks are handled by one of ${ZERO_MODES.join(', ')}`);
-        }
-        if (zeroOption !== undefined && zeroOption !== value) {
-          throw new UsageError(`${quote(shown)} contradicts ${quote(zeroOptionText ?? '')}; give one`);
-        }
-        zeroOption = value;
-        zeroOptionText = shown;
-      } else if (name === 'on-target-error') {
-        if (!isOneOf(TARGET_ERROR_POLICIES, value)) {
-          throw new UsageError(`invalid option ${quote(shown)}: a failing target can 'stop' the copy or be 'drop'ped`);
-        }
-        onTargetError = value;
-      } else if (name === 'rate') {
-        const r = parseRate(shown, value);
-        rate = r;
-      } else {
-        try {
-          const size = parseDdNumber(value);
-          if (size < 1 || size > MAX_BLOCK_SIZE) {
-            throw new UsageError(
-              `invalid option ${quote(shown)}: the block size must be from 1 byte to 2 GiB (2147483648 bytes)`,
-            );
-          }
-          blockSizeOption = size;
-          blockSizeOptionText = shown;
-        } catch (err) {
-          if (err instanceof SizeSyntaxError) throw new UsageError(`invalid option ${quote(shown)}: ${err.reason}`);
-          throw err;
-        }
-      }
-      continue;
-    }
-
-    if (!onlyOperands && arg.startsWith('-') && arg.length > 1) {
-      throw new UsageError(`unknown option ${quote(arg)}`);
-    }
-
-    const eq = arg.indexOf('=');
-    if (eq === -1) {
-      const why =
-        arg === 'demo' ? "'demo' must be the first argument" : 'operands look like if=/dev/sdb';
-      throw new UsageError(`unexpected argument ${quote(arg)} (${why})`);
-    }
-    const key = arg.slice(0, eq);
-    const value = arg.slice(eq + 1);
-    const known = [
-      'if', 'of', 'bs', 'ibs', 'obs', 'skip', 'iseek', 'seek', 'oseek', 'count',
-      'conv', 'iflag', 'oflag', 'status', 'cbs',
-    ];
-    if (!known.includes(key)) throw new UsageError(`unknown operand ${quote(arg)}`);
-    if (key === 'cbs') {
-      throw new UsageError("cbs= is not supported by devmove (it only applies to conv=block and conv=unblock)");
-    }
-    if (value === '') throw new UsageError(`'${key}=' needs a value`);
-
-    if ((key === 'if' || key === 'of') && value.includes('\0')) {
-      throw new UsageError(`invalid operand ${quote(arg)}: a path cannot contain a NUL byte`);
-    }
-    switch (key) {
-      case 'if':
-        source = value;
-        break;
-      case 'of':
-        if (targets.includes(value)) throw new UsageError(`${quote(arg)} is given twice`);
-        if (targets.length >= 64) throw new UsageError('at most 64 targets (of=) per copy');
-        targets.push(value);
-        break;
-      case 'bs':
-        bs = parseBlockSize(arg, value, 'the block size');
-        bsOperand = arg;
-        break;
-      case 'ibs':
-        ibs = parseBlockSize(arg, value, 'the input block size');
-        break;
-      case 'obs':
-        obs = parseBlockSize(arg, value, 'the output block size');
-        break;
-      case 'skip':
-      case 'iseek':
-        skip = { value: parseSize(arg, value), hasB: value.includes('B'), operand: arg };
-        break;
-      case 'seek':
-      case 'oseek':
-        seek = { value: parseSize(arg, value), hasB: value.includes('B'), operand: arg };
-        break;
-      case 'count':
-        count = { value: parseSize(arg, value), hasB: value.includes('B'), operand: arg };
-        break;
-      case 'status':
-        if (value !== 'none' && value !== 'noxfer' && value !== 'progress') {
-          throw new UsageError(`invalid operand ${quote(arg)}: the status level must be none, noxfer or progress`);
-        }
-        status = value;
-        break;
-      case 'iflag':
-        for (const flag of symbols(value)) {
-          if (isOneOf(INPUT_FLAGS, flag)) inputFlags.add(flag);
-          else throw flagError('iflag', flag, arg);
-        }
-        break;
-      case 'oflag':
-        for (const flag of symbols(value)) {
-          if (isOneOf(OUTPUT_FLAGS, flag)) outputFlags.add(flag);
-          else throw flagError('oflag', flag, arg);
-        }
-        break;
-      case 'conv':
-        for (const conv of symbols(value)) {
-          if (isOneOf(CONVERSIONS, conv)) conversions.add(conv);
-          else throw conversionError(conv, arg);
-        }
-        break;
-      default:
-        throw new UsageError(`unknown operand ${quote(arg)}`);
-    }
-  }
-
-  // Combinations GNU dd rejects too.
-  if (conversions.has('excl') && conversions.has('nocreat')) {
-    throw new UsageError('conv=excl and conv=nocreat cannot be combined (excl must create the target, nocreat must not)');
-  }
-  if (inputFlags.has('direct') && inputFlags.has('nocache')) {
-    throw new UsageError('iflag=direct and iflag=nocache cannot be combined (as in GNU dd)');
-  }
-  if (outputFlags.has('direct') && outputFlags.has('nocache')) {
-    throw new UsageError('oflag=direct and oflag=nocache cannot be combined (as in GNU dd)');
-  }
-  if (conversions.has('sync') && !conversions.has('noerror')) {
-    throw new UsageError('conv=sync is supported only as conv=noerror,sync (unreadable blocks become zeros); devmove never pads short reads');
-  }
-  const noError = noErrorFlag || conversions.has('noerror');
-  let zeroBlocks: DdInvocation['zeroBlocks'] = zeroOption ?? 'write';
-  if (conversions.has('sparse')) {
-    if (zeroOption !== undefined && zeroOption !== 'sparse') {
-      throw new UsageError(`conv=sparse contradicts ${quote(zeroOptionText ?? '')}; give one`);
-    }
-    zeroBlocks = 'sparse';
-  }
-  if (retryBad && mapfile === undefined) throw new UsageError('--retry-bad needs --mapfile (the map names the bad ranges)');
-  if (checkpointInterval !== undefined && mapfile === undefined) {
-    throw new UsageError('--checkpoint-interval needs --mapfile');
-  }
-  if (mapfile !== undefined && noSync) {
-    throw new UsageError('--mapfile needs durable writes: it records only what is on stable storage (--no-sync conflicts)');
-  }
-  if (onTargetError === 'drop' && targets.length < 2) {
-    throw new UsageError('--on-target-error=drop needs two or more targets (of= more than once)');
-  }
-
-  // Durability: the strongest request wins; --no-sync contradicts any explicit request.
-  const requested: Exclude<Durability, 'none'>[] = [];
-  if (conversions.has('fdatasync')) requested.push('fdatasync');
-  if (outputFlags.has('dsync')) requested.push('dsync');
-  if (conversions.has('fsync')) requested.push('fsync');
-  if (outputFlags.has('sync')) requested.push('sync');
-  let strongest: Exclude<Durability, 'none'> = 'fdatasync';
-  for (const level of requested) {
-    if (DURABILITY_STRENGTH[level] > DURABILITY_STRENGTH[strongest]) strongest = level;
-  }
-  const first = requested[0];
-  if (noSync && first !== undefined) {
-    const spelled = first === 'dsync' || first === 'sync' ? `oflag=${first}` : `conv=${first}`;
-    throw new UsageError(`--no-sync contradicts ${spelled}; give one or the other`);
-  }
-  const durability: Durability = noSync ? 'none' : strongest;
-
-  if (bs !== undefined && blockSizeOption !== undefined && bs !== blockSizeOption) {
-    throw new UsageError(
-      `${quote(bsOperand ?? 'bs=')} and ${quote(blockSizeOptionText ?? '--block-size')} disagree; give only one`,
-    );
-  }
-
-  // bs= overrides ibs= and obs= wherever it appears, as in dd.
-  const inputBlock = bs ?? ibs ?? DEFAULT_BLOCK_SIZE;
-  const outputBlock = bs ?? obs ?? DEFAULT_BLOCK_SIZE;
-
-  if (command === 'copy') {
-    if (source === undefined) {
-      throw new UsageError(
-        "missing operand 'if=SOURCE': devmove cannot read from standard input; name the source device or file, e.g. if=/dev/sdb",
-      );
-    }
-    if (targets.length === 0) {
-      throw new UsageError(
-        "missing operand 'of=TARGET': devmove cannot write to standard output; name the target device or file, e.g. of=/dev/sdc",
-      );
-    }
-  }
-
-  const blockSize = bs ?? blockSizeOption;
-  const maxLength = count === undefined ? undefined : toBytes(count, inputFlags.has('count_bytes'), inputBlock, 'ibs');
-  return {
-    command,
-    ...(source === undefined ? {} : { source }),
-    ...(targets.length === 0 ? {} : { target: targets[0] }),
-    targets,
-    onTargetError,
-    noError,
-    retries,
-    ...(mapfile === undefined ? {} : { mapfile }),
-    retryBad,
-    ...(checkpointInterval === undefined ? {} : { checkpointInterval }),
-    verify,
-    ...(hash === undefined ? {} : { hash }),
-    ...(rate === undefined ? {} : { rate }),
-    ...(rateFile === undefined ? {} : { rateFile }),
-    background,
-    zeroBlocks,
-    ...(blockSize === undefined ? {} : { blockSize }),
-    ibs: inputBlock,
-    obs: outputBlock,
-    sourceOffset: skip === undefined ? 0 : toBytes(skip, inputFlags.has('skip_bytes'), inputBlock, 'ibs'),
-    targetOffset: seek === undefined ? 0 : toBytes(seek, outputFlags.has('seek_bytes'), outputBlock, 'obs'),
-    ...(maxLength === undefined ? {} : { maxLength }),
-    directSource: inputFlags.has('direct') ? 'always' : 'auto',
-    directTarget: outputFlags.has('direct') ? 'always' : 'auto',
-    durability,
-    truncate: !conversions.has('notrunc'),
-    createTarget: !conversions.has('nocreat'),
-    exclusiveCreate: conversions.has('excl'),
-    status: quiet ? 'none' : status,
-    json,
-    ...(queueDepth === undefined ? {} : { queueDepth }),
-    noatime: inputFlags.has('noatime'),
-    force,
-    engine,
+  const state: ParseState = {
+    command: 'copy', targets: [], values: new Map(), status: 'default', inputFlags: new Set(), outputFlags: new Set(), conversions: new Set(),
   };
+  const json = options.includes('--json');
+  if (options.includes('--help') || options.includes('-h')) return { ...finishEmpty(state, 'help'), json };
+  if (options.includes('--version') || options.includes('-V')) return { ...finishEmpty(state, 'version'), json };
+  let onlyOperands = false;
+  for (let i = 0; i < argv.length; ) {
+    const arg = argv[i];
+    if (i === 0 && arg === 'demo') {
+      state.command = 'demo';
+      i++;
+    } else if (!onlyOperands && arg === '--') {
+      onlyOperands = true;
+      i++;
+    } else if (!onlyOperands && arg.startsWith('--')) {
+      i += parseLong(state, argv, i);
+    } else if (!onlyOperands && arg.startsWith('-') && arg.length > 1) {
+      throw new UsageError(`unknown option ${quote(arg)}`);
+    } else {
+      parseOperand(state, arg);
+      i++;
+    }
+  }
+  return finish(state);
+}
+
+function finishEmpty(state: ParseState, command: DdInvocation['command']): DdInvocation {
+  state.command = command;
+  return finish(state);
 }
 
 const FLAG_HOME: Record<string, string> = {
@@ -648,8 +438,8 @@ function conversionError(conv: string, operand: string): UsageError {
   return new UsageError(`invalid conversion: ${quote(conv)} in ${quote(operand)} (${hint})`);
 }
 
-/** The operand and option section of `devmove --help` (plain text, lines of at most 80 columns). */
-export const DD_HELP_OPERANDS = `Operands (as in GNU dd):
+/** The operands part of `devmove --help` (plain text, lines of at most 80 columns). */
+const OPERANDS_HELP = `Operands (as in GNU dd):
   if=SOURCE     read from SOURCE, a block device or file (required: devmove
                 cannot read standard input)
   of=TARGET     write to TARGET, a block device or file (required: devmove
@@ -698,55 +488,15 @@ N and BYTES are decimal integers with an optional suffix: c=1, w=2, b=512,
 kB=KB=1000, K=k=KiB=1024, MB=1000*1000, M=MiB=1024*1024, and so on for G, T,
 P, E, Z, Y, R, Q. NxM multiplies: 2x512=1024. Byte counts must stay below
 2^53 (8 PiB).
+`;
 
-Options:
-  --block-size=SIZE  I/O size in bytes, like bs= but leaving ibs= and obs=
-  --queue-depth=N    number of I/O requests kept in flight, 1 to 1024
-  --no-sync          do not flush TARGET before exiting (not with conv=fsync,
-                     conv=fdatasync, oflag=dsync or oflag=sync)
-  --json             print the final report as JSON
-  --quiet            the same as status=none
-  --force            write to a target mounted read-only or held by LVM/md/dm
-                     (never to one mounted read-write, the source itself, an
-                     overlapping range, a read-only or a too-small device)
-Failing disks and long migrations:
-  --noerror          the same as conv=noerror
-  --retries=N        read an unreadable block N more times first (default 0)
-  --mapfile=FILE     record progress in FILE (GNU ddrescue mapfile format)
-                     and, when it exists, copy only what it lacks; updated
-                     atomically once the data is durable on TARGET
-  --checkpoint-interval=MS  mapfile update interval (default 1000)
-  --retry-bad        with --mapfile: read the ranges marked bad again
-  --verify           after the copy, re-read SOURCE and TARGET with O_DIRECT
-                     and compare (exit 1 on a difference)
-  --hash=ALG         digest of the data read: sha256, sha512, sha1, md5,
-                     blake2b512, sha3-256
-  --on-target-error=stop|drop  with several of=: a failing TARGET stops
-                     the copy (stop, default) or is dropped while the others
-                     finish (drop)
-Sharing the devices:
-  --rate=RATE        copy at most RATE bytes per second (200M, 50MB/s)
-  --rate-file=FILE   read the rate from FILE, and again whenever FILE changes
-                     (echo 50M > FILE; 0 or 'unlimited' lifts the cap)
-  --background       small requests (128 KiB), 2 in flight, so other I/O on
-                     the same devices keeps its latency
-Zero blocks (all-zero source blocks):
-  --zero-blocks=MODE write (default), skip (TARGET already reads zeros),
-                     discard (punch holes in files; write-zeroes/unmap on
-                     devices that guarantee zeros), sparse (= conv=sparse)
-  --target-is-zero   the same as --zero-blocks=skip
-Engine switches, for benchmarks (the defaults are the measured best):
-  --no-fixed-buffers do not register the buffer ring with io_uring
-  --no-fixed-files   do not register the file descriptors with io_uring
-  --sqpoll           let a kernel thread poll the submission queue
-  --no-link          do not chain each buffer's read and write (IOSQE_IO_LINK)
-  --no-batch         one io_uring_enter per request instead of per batch
-  -h, --help         print this help and exit
-  -V, --version      print the version and exit
-  demo               as the first argument: run the built-in demonstration
-                     (if= and of= are then optional)
-
-Not supported: cbs=; conv=ascii, ebcdic, ibm, block, unblock, lcase, ucase,
+const UNSUPPORTED_HELP = `Not supported: cbs=; conv=ascii, ebcdic, ibm, block, unblock, lcase, ucase,
 swab, sync without noerror; flags append, nonblock, nofollow, noctty,
 directory, nolinks, binary, text, cio.
 `;
+
+/** The operand and option section of `devmove --help`: dd's operands, then the option table. */
+export const DD_HELP_OPERANDS = `${OPERANDS_HELP}\n${longOptionsHelp()}  demo               as the first argument: run the built-in demonstration
+                     (if= and of= are then optional)
+
+${UNSUPPORTED_HELP}`;

@@ -2,6 +2,9 @@
 // devmove's command line: dd's operands (if= of= bs= count= skip= seek= conv=
 // iflag= oflag= status=) plus long options and subcommands. Exit codes: 0
 // success, 1 runtime failure, 2 usage error.
+//
+// The first import installs the SIGUSR1 guard (signal-guard.ts): keep it first.
+import './signal-guard';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH } from '../base/types';
 import { runCopy } from './copy-command';
 import { DD_HELP_OPERANDS, parseDdArgs, UsageError, type DdInvocation } from './dd-args';
@@ -66,7 +69,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
       const { runDemo } = await import('./demo');
       return await runDemo(inv, io);
     }
-    return await runCopy(inv, { io, handleSignals: true });
+    return await runCopy(inv, { io, handleSignals: true, argv });
   } catch (error) {
     if (error instanceof UsageError) {
       io.stderr.write(`devmove: ${error.message}\nTry 'devmove --help' for more information.\n`);
@@ -79,13 +82,16 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
 }
 
 if (require.main === module) {
+  // process.exit(), not exitCode: a natural end tears the environment down, which closes the
+  // SIGUSR1 handle and restores the signal's default action (terminate) for the last milliseconds,
+  // so a dd user's SIGUSR1 then would kill a copy that has already succeeded. exit() skips that
+  // teardown. Standard output and error are synchronous on Linux (files, pipes, terminals), so
+  // nothing written is lost.
   main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
+    (code) => process.exit(code),
     (error: unknown) => {
       process.stderr.write(`devmove: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-      process.exitCode = EXIT_FAILURE;
+      process.exit(EXIT_FAILURE);
     },
   );
 }

@@ -57,3 +57,13 @@ export function liveLine(p: CopyProgress): string {
   return `${formatBytesIEC(p.bytesDone)} / ${formatBytesIEC(p.bytesTotal)} (${p.percent.toFixed(1)}%)  ${formatBytesSI(p.bytesPerSecond)}/s  ETA ${formatEta(p.etaSeconds)}`;
 }
 
+
+/**
+ * The parenthesis every error line ends with: which system call failed and where, or that devmove
+ * refused before writing anything.
+ */
+export function errorClause(error: { code: string; syscall?: string; operation?: string; offset?: number }): string {
+  const where = error.offset !== undefined ? ` at byte ${error.offset}` : '';
+  if (error.syscall !== undefined) return `(${error.code} from ${error.syscall}${where})`;
+  return error.operation === 'copy' || error.operation === undefined ? `(${error.code}; nothing was written)` : `(${error.code} from ${error.operation})`;
+}

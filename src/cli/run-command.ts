@@ -12,6 +12,9 @@ import { CopyAbortError, DevmoveError, describeErrno } from '../base/errors';
 import { runJob, type JobEvent, type JobResult, type PairOutcome } from '../jobs/job';
 import { JobFileError, parseJobFile, type JobSpec } from '../jobs/jobfile';
 import { formatBytesIEC, formatBytesSI } from '../base/size';
+import type { CopyProgress } from '../base/types';
+import { errorClause } from './output';
+import { onStatusSignal } from './signal-guard';
 
 export interface RunIo {
   stdout: NodeJS.WritableStream;
@@ -100,8 +103,7 @@ export function describeError(error: unknown): string {
   if (error instanceof DevmoveError) {
     const who = error.path !== undefined ? `${error.path}: ` : '';
     const what = error.detail ?? describeErrno(error.errno)[1];
-    const where = error.offset !== undefined ? ` at byte ${error.offset}` : '';
-    return `${who}${what} (${error.code} from ${error.syscall}${where})`;
+    return `${who}${what} ${errorClause(error)}`;
   }
   return error instanceof Error ? error.message : String(error);
 }
@@ -109,7 +111,7 @@ export function describeError(error: unknown): string {
 function errorJson(error: Error): Record<string, unknown> {
   const out: Record<string, unknown> = { name: error.name, message: describeError(error) };
   if (error instanceof DevmoveError) {
-    Object.assign(out, { code: error.code, errno: error.errno, syscall: error.syscall, path: error.path, offset: error.offset, detail: error.detail, bytesCopied: error.bytesCopied });
+    Object.assign(out, { code: error.code, errno: error.errno, syscall: error.syscall, operation: error.operation, path: error.path, offset: error.offset, detail: error.detail, bytesCopied: error.bytesCopied });
   } else if (error instanceof CopyAbortError) {
     Object.assign(out, { code: error.code, bytesCopied: error.bytesCopied });
   } else if (typeof (error as { code?: unknown }).code === 'string') {
@@ -188,6 +190,14 @@ export async function runRunCommand(args: readonly string[], io: RunIo, options:
     io.stdout.write(`${JSON.stringify(object)}\n`);
   };
 
+  // SIGUSR1: where every pair is, as dd prints its statistics.
+  const latest = new Map<string, CopyProgress>();
+  const onStatus = (): void => {
+    for (const pair of spec.pairs) {
+      const p = latest.get(pair.name);
+      io.stderr.write(`devmove: ${pair.name}: ${p === undefined ? 'waiting' : `${bytesText(p.bytesDone)} of ${bytesText(p.bytesTotal)}, ${formatBytesSI(p.bytesPerSecond)}/s`}\n`);
+    }
+  };
   const controller = new AbortController();
   let interruptedBy: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -199,6 +209,7 @@ export async function runRunCommand(args: readonly string[], io: RunIo, options:
   if (handleSignals) {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    onStatusSignal(onStatus);
   }
   if (options.signal?.aborted) onAbort();
   else options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -209,6 +220,7 @@ export async function runRunCommand(args: readonly string[], io: RunIo, options:
     else if (line.status === 'failed') io.stderr.write(`devmove: ${pairLine(line)}\n`);
   };
   const onEvent = (event: JobEvent): void => {
+    if (event.type === 'progress') latest.set(event.pair, event);
     if (json) {
       if (!(quiet && event.type === 'progress')) write(eventJson(event));
     } else if (event.type === 'pair-done') {
@@ -239,6 +251,7 @@ export async function runRunCommand(args: readonly string[], io: RunIo, options:
     if (handleSignals) {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      onStatusSignal(undefined);
     }
     options.signal?.removeEventListener('abort', onAbort);
   }

@@ -126,7 +126,7 @@ const ENOTBLK = 15;
 const ELIBACC = 79;
 
 function notFound(name: string): DevmoveError {
-  return new DevmoveError({ errno: os.constants.errno.ENODEV, syscall: 'lookup', path: name });
+  return new DevmoveError({ errno: os.constants.errno.ENODEV, operation: 'lookup', path: name });
 }
 
 /** Runs a device-manager native call, turning its errors into DevmoveErrors. */
@@ -310,7 +310,7 @@ function findBlockInfo(name: string): BlockInfo | undefined {
   if (!st.isBlockDevice()) {
     throw new DevmoveError({
       errno: ENOTBLK,
-      syscall: 'lookup',
+      operation: 'lookup',
       path: name,
       detail: `'${name}' is ${st.isFile() ? 'a regular file' : st.isDirectory() ? 'a directory' : 'not a block device node'}`,
     });
@@ -323,7 +323,7 @@ function findBlockInfo(name: string): BlockInfo | undefined {
  * One block device by kernel name ('sdb', 'loop3', 'nvme0n1p2'), node path ('/dev/sdb'), any
  * path or symlink to a node ('/dev/disk/by-id/…', resolved by its rdev), or 'MAJ:MIN'. A bare
  * name is a kernel name first, then a name under /dev, then a path in the current directory.
- * Throws a DevmoveError: ENODEV (syscall 'lookup', path: name) when nothing matches, ENOTBLK
+ * Throws a DevmoveError: ENODEV (operation 'lookup', path: name) when nothing matches, ENOTBLK
  * for an existing file that is not a block device, ELIBACC without libudev.
  */
 export function lookup(name: string): Device {
@@ -359,7 +359,7 @@ export function resolveDevicePath(nameOrPath: string): string {
     if (!same) {
       throw new DevmoveError({
         errno: os.constants.errno.EINVAL,
-        syscall: 'lookup',
+        operation: 'lookup',
         path: nameOrPath,
         detail: `'${nameOrPath}' is both a block device and a file in the current directory; write ${info.devnode} or ./${nameOrPath}`,
       });

@@ -2,12 +2,14 @@
 // all at once, within the job's shared budget of I/Os in flight and buffer memory
 // (allocateBudget in jobfile.ts). Each pair has its own progress and its own result or
 // error; one pair failing does not stop the others; aborting the signal cancels all.
+import { setMaxListeners } from 'node:events';
+
 import { copy, type CopyJob } from '../api/copy';
 import type { CopyOptions, CopyProgress, CopyResult } from '../base/types';
-import { resolveDevicePath } from '../devices/manager';
 import { CopyAbortError } from '../base/errors';
-import { allocateBudget, fieldPath, JobFileError, type JobPair, type JobSpec, type PairAllocation } from './jobfile';
-import { gatherSide, storageOf, type SideFacts } from '../storage/safety';
+import { checkPairConflicts } from './conflicts';
+import { allocateBudget, type PairAllocation } from './jobfile';
+import type { JobPair, JobSpec } from './spec';
 
 export type JobEvent =
   | {
@@ -73,69 +75,6 @@ function copyOptionsFor(pair: JobPair, allocation: PairAllocation, signal: Abort
   return options;
 }
 
-// ---- device-level aliasing between pairs -------------------------------------------
-
-interface Extent {
-  pair: JobPair;
-  field: string;
-  role: 'source' | 'target' | 'mapfile';
-  shown: string;
-  identity: string;
-  start: number;
-  end: number;
-}
-
-function facts(nameOrPath: string): SideFacts | undefined {
-  try {
-    return gatherSide(resolveDevicePath(nameOrPath));
-  } catch {
-    return undefined; // the pair reports it when it runs
-  }
-}
-
-/**
- * copy() checks one pair's own source and targets; this checks pairs against each other
- * on the devices themselves: a pair writing (target or mapfile) to storage another pair
- * reads or writes, with overlapping byte ranges — the same device under two names, a
- * partition and its disk, two loop devices over one image file. Throws a JobFileError
- * naming both pairs. Exported for tests.
- */
-export function checkDeviceConflicts(spec: JobSpec): void {
-  const extents: Extent[] = [];
-  for (const pair of spec.pairs) {
-    const o = pair.options;
-    const base = fieldPath('pairs', pair.index);
-    const source = facts(o.source);
-    const sourceOffset = o.sourceOffset ?? 0;
-    let length = o.length ?? (source !== undefined && (source.kind === 'block' || source.kind === 'file') ? Math.max(0, source.sizeBytes - sourceOffset) : Infinity);
-    if (o.maxLength !== undefined) length = Math.min(length, o.maxLength);
-    const add = (side: SideFacts | undefined, role: Extent['role'], field: string, shown: string, offset: number, size: number): void => {
-      const where = side === undefined ? undefined : storageOf(side);
-      if (where === undefined || size <= 0) return;
-      extents.push({ pair, field, role, shown, identity: where.identity, start: where.base + offset, end: where.base + offset + size });
-    };
-    add(source, 'source', fieldPath(base, 'source'), o.source, sourceOffset, length);
-    if (o.target !== undefined) add(facts(o.target), 'target', fieldPath(base, 'target'), o.target, o.targetOffset ?? 0, length);
-    o.targets?.forEach((t, i) => add(facts(t), 'target', fieldPath(fieldPath(base, 'targets'), i), t, o.targetOffset ?? 0, length));
-    if (o.mapfile !== undefined) add(facts(o.mapfile), 'mapfile', fieldPath(base, 'mapfile'), o.mapfile, 0, Infinity);
-  }
-  for (const a of extents) {
-    if (a.role === 'source') continue; // a is the side that writes
-    for (const b of extents) {
-      if (a === b || a.identity !== b.identity || !(a.start < b.end && b.start < a.end)) continue;
-      if (a.pair === b.pair && a.role !== 'mapfile' && b.role !== 'mapfile') continue; // copy() checks a pair's own sides
-      const whose = a.pair === b.pair ? `this pair's ${b.role}` : `the ${b.role} of pair '${b.pair.name}'`;
-      throw new JobFileError({
-        fileName: spec.fileName,
-        field: a.field,
-        reason:
-          `'${a.shown}' of pair '${a.pair.name}' is the same storage as '${b.shown}', ${whose} (${b.field}), ` +
-          `and the byte ranges overlap; ${b.role === 'source' ? 'a pair must not write to what another pair reads' : 'two pairs must not write to the same bytes'}`,
-      });
-    }
-  }
-}
-
 // ---- the runner ----------------------------------------------------------------------
 
 /**
@@ -146,9 +85,12 @@ export function checkDeviceConflicts(spec: JobSpec): void {
  */
 export async function runJob(spec: JobSpec, hooks: JobHooks = {}): Promise<JobResult> {
   const allocations = allocateBudget(spec);
-  checkDeviceConflicts(spec);
+  // Again now: devices may have come and gone since the job file was read.
+  checkPairConflicts(spec, 'storage');
 
   const controller = new AbortController();
+  // Every pair's copy() listens on it: not a leak, however many pairs.
+  setMaxListeners(spec.pairs.length + 1, controller.signal);
   const onAbort = (): void => controller.abort(hooks.signal?.reason);
   if (hooks.signal?.aborted) onAbort();
   else hooks.signal?.addEventListener('abort', onAbort, { once: true });

@@ -1,10 +1,10 @@
 // Job files: several independent (source, target) pairs in one JSON file, run
-// together by `devmove run JOBFILE` (see job.ts). This module only reads and
-// validates: every mistake is a JobFileError whose message names the file and
-// the field, e.g.
+// together by `devmove run JOBFILE` (see job.ts). This module validates (the
+// strict JSON reading is json.ts): every mistake is a JobFileError whose message
+// names the file and the field, or the line:column of a JSON syntax error, e.g.
 //
 //   job.json: pairs[1].blockSize: must be a size such as '512K' or '4M' (got 'lots')
-//   job.json:3:15: invalid JSON: expected ',' or '}' after a property value
+//   job.json:3:3: invalid JSON: unexpected '"': expected ',' or '}' after a property value
 //
 // Schema, version 1:
 //
@@ -21,319 +21,43 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import {
-  BLOCK_SIZE_MAX, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH, DIRECT_MODES, DURABILITIES, HASH_ALGORITHMS, QUEUE_DEPTH_MAX,
-  RING_BYTES_MAX, TARGET_ERROR_POLICIES, ZERO_MODES,
-  type DirectMode, type Durability, type HashAlgorithm, type TargetErrorPolicy as OnTargetError, type ZeroBlocks,
+  DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH, DIRECT_MODES,
+  type DirectMode,
 } from '../base/types';
-import { formatBytesIEC, parseDdNumber, SizeSyntaxError } from '../base/size';
+import { JOB_OPTION_KEYS, optionRow, type OptionKey } from '../api/options';
+import { closest, describeValue, explain, integer, listChoices, size, type ValueKind } from '../api/values';
+import { QUEUE_DEPTH_MAX, RING_BYTES_MAX } from '../base/limits';
+import { formatBytesIEC } from '../base/size';
+import { resolveKernelPath } from '../storage/identity';
 import { blockInfoByName } from '../storage/sysfs';
+import { checkPairConflicts } from './conflicts';
+import { JsonDuplicateKeyError, JsonSyntaxError, parseStrictJson } from './json';
+import { fieldPath, JOB_FILE_VERSION, JobFileError, type JobPair, type JobSpec, type PairOptions, type ValidateOptions } from './spec';
 
-export const JOB_FILE_VERSION = 1;
+export { JOB_FILE_VERSION, fieldPath, JobFileError, type JobPair, type JobSpec, type PairOptions, type ValidateOptions } from './spec';
 
+// ---- the document -----------------------------------------------------------------
 
-/**
- * One pair's copy() options, as the job file gives them (defaults merged in, sizes in
- * bytes, paths resolved). The names are copy()'s; several of them (targets, rate,
- * background, noError, retries, mapfile, retryBad, verify, hash, zeroBlocks,
- * onTargetError) are being added to CopyOptions by the Migration-jobs engine work.
- */
-export interface PairOptions {
-  source: string;
-  /** Exactly one of target and targets is set. */
-  target?: string;
-  targets?: string[];
-  sourceOffset?: number;
-  targetOffset?: number;
-  length?: number;
-  maxLength?: number;
-  blockSize?: number;
-  /** What the file asks for; the job's shared budget may lower it (see allocateBudget). */
-  queueDepth?: number;
-  direct?: DirectMode | { source?: DirectMode; target?: DirectMode };
-  durability?: Durability;
-  createTarget?: boolean;
-  truncateTarget?: boolean | number;
-  force?: boolean;
-  /** Bytes per second; absent means unlimited (a 0 in the file is left out). */
-  rate?: number;
-  background?: boolean;
-  noError?: boolean;
-  retries?: number;
-  mapfile?: string;
-  retryBad?: boolean;
-  verify?: boolean;
-  hash?: HashAlgorithm;
-  zeroBlocks?: ZeroBlocks;
-  onTargetError?: OnTargetError;
-}
-
-export interface JobPair {
-  /** Unique in the job; 'pair-<index>' unless the file names it. */
-  name: string;
-  /** Position in the file's pairs array. */
-  index: number;
-  options: PairOptions;
-}
-
-export interface JobSpec {
-  version: 1;
-  /** The job file's name as given, for messages; absent for a job built in code. */
-  fileName?: string;
-  /** Total I/Os in flight over all pairs. */
-  maxQueueDepth: number;
-  /** Total bytes of buffers over all pairs. */
-  maxBufferMemory: number;
-  /** Whether the two limits above were given in the file or are defaults. */
-  maxQueueDepthIsDefault: boolean;
-  maxBufferMemoryIsDefault: boolean;
-  pairs: JobPair[];
-}
-
-/** A job file that cannot be read as a job; the message names the file and the field. */
-export class JobFileError extends Error {
-  override name = 'JobFileError';
-  readonly code = 'EJOBFILE';
-  /** The file name as given, if any. */
-  readonly fileName: string | undefined;
-  /** The field path ('pairs[1].blockSize'); '' for the whole document; undefined for JSON syntax errors. */
-  readonly field: string | undefined;
-  /** What is wrong, without the file and field. */
-  readonly reason: string;
-  /** 1-based position of a JSON syntax error. */
-  readonly line: number | undefined;
-  readonly column: number | undefined;
-
-  constructor(init: { fileName?: string | undefined; field?: string; reason: string; line?: number; column?: number }) {
-    const where =
-      init.line !== undefined ? `${init.fileName ?? 'job'}:${init.line}:${init.column ?? 1}: ` : init.fileName !== undefined ? `${init.fileName}: ` : '';
-    super(`${where}${init.field ? `${init.field}: ` : ''}${init.reason}`);
-    this.fileName = init.fileName;
-    this.field = init.field;
-    this.reason = init.reason;
-    this.line = init.line;
-    this.column = init.column;
-  }
-}
-
-export interface ValidateOptions {
-  /** Named in messages, e.g. 'job.json'. */
-  fileName?: string;
-  /** Relative paths are resolved against it; without it they are left as written (copy() resolves them against the working directory). */
-  baseDir?: string;
-}
-
-// ---- JSON with positions ---------------------------------------------------------
-
-/** Field path of a member: pairs[1].blockSize, or pairs[1]["odd key"]. */
-export function fieldPath(parent: string, key: string | number): string {
-  if (typeof key === 'number') return `${parent}[${key}]`;
-  const member = /^[A-Za-z_$][\w$]*$/.test(key) ? key : JSON.stringify(key);
-  if (parent === '') return member;
-  return member.startsWith('"') ? `${parent}[${member}]` : `${parent}.${member}`;
-}
-
-/**
- * Strict JSON (RFC 8259), with what JSON.parse does not give: the line and column of a
- * syntax error, messages for the usual slips (comments, trailing commas, single quotes),
- * and duplicate keys refused instead of silently dropped.
- */
-function parseJson(text: string, fileName: string | undefined): unknown {
-  let pos = text.charCodeAt(0) === 0xfeff ? 1 : 0;
-
-  const fail = (reason: string, at = pos): never => {
-    let line = 1;
-    let lineStart = 0;
-    for (let i = 0; i < at && i < text.length; i++) {
-      if (text[i] === '\n') {
-        line++;
-        lineStart = i + 1;
-      }
-    }
-    throw new JobFileError({ fileName, reason: `invalid JSON: ${reason}`, line, column: at - lineStart + 1 });
-  };
-  const describeChar = (ch: string | undefined): string => {
-    if (ch === undefined) return 'the end of the file';
-    if (ch === "'") return `"'" (strings and keys take double quotes)`;
-    if (ch === '/') return `'/' (JSON has no comments)`;
-    const code = ch.charCodeAt(0);
-    return code < 0x20 || code === 0x7f ? `control character U+${code.toString(16).padStart(4, '0')}` : `'${ch}'`;
-  };
-  const skipWhitespace = (): void => {
-    while (pos < text.length) {
-      const ch = text[pos];
-      if (ch === ' ' || ch === '\t' || ch === '\n' || ch === '\r') pos++;
-      else break;
-    }
-  };
-
-  const parseString = (): string => {
-    const start = pos;
-    pos++; // the opening quote
-    let out = '';
-    for (;;) {
-      if (pos >= text.length) fail('unterminated string', start);
-      const ch = text[pos];
-      if (ch === '"') {
-        pos++;
-        return out;
-      }
-      if (ch === '\\') {
-        const esc = text[pos + 1];
-        const simple: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
-        if (esc !== undefined && esc in simple) {
-          out += simple[esc];
-          pos += 2;
-        } else if (esc === 'u' && /^[0-9a-fA-F]{4}$/.test(text.slice(pos + 2, pos + 6))) {
-          out += String.fromCharCode(parseInt(text.slice(pos + 2, pos + 6), 16));
-          pos += 6;
-        } else {
-          fail(`invalid escape sequence '\\${esc ?? ''}' in a string`);
-        }
-        continue;
-      }
-      if (ch.charCodeAt(0) < 0x20) fail(`${describeChar(ch)} in a string; write it as an escape such as \\n`);
-      out += ch;
-      pos++;
-    }
-  };
-
-  const parseNumber = (): number => {
-    const re = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
-    re.lastIndex = pos;
-    const m = re.exec(text);
-    if (!m) fail(`invalid number starting with ${describeChar(text[pos])}`);
-    const literal = (m as RegExpExecArray)[0];
-    if (/^-?0[0-9]/.test(text.slice(pos, pos + literal.length + 1))) fail('numbers must not have leading zeros');
-    pos += literal.length;
-    return Number(literal);
-  };
-
-  const parseValue = (field: string, depth: number): unknown => {
-    if (depth > 64) fail('nested too deeply');
-    skipWhitespace();
-    const ch = text[pos];
-    if (ch === '{') return parseObject(field, depth);
-    if (ch === '[') return parseArray(field, depth);
-    if (ch === '"') return parseString();
-    if (ch === '-' || (ch !== undefined && ch >= '0' && ch <= '9')) return parseNumber();
-    for (const [word, value] of [['true', true], ['false', false], ['null', null]] as const) {
-      if (text.startsWith(word, pos)) {
-        pos += word.length;
-        return value;
-      }
-    }
-    if (ch === undefined) return fail('unexpected end of the file: a value is missing');
-    return fail(`unexpected ${describeChar(ch)}: expected a value (an object, array, string, number, true, false or null)`);
-  };
-
-  const parseObject = (field: string, depth: number): Record<string, unknown> => {
-    pos++; // {
-    const object: Record<string, unknown> = {};
-    skipWhitespace();
-    if (text[pos] === '}') {
-      pos++;
-      return object;
-    }
-    for (;;) {
-      skipWhitespace();
-      if (text[pos] !== '"') {
-        if (text[pos] === '}') fail('trailing comma before }');
-        fail(`unexpected ${describeChar(text[pos])}: expected a property name in double quotes`);
-      }
-      const keyAt = pos;
-      const key = parseString();
-      if (Object.prototype.hasOwnProperty.call(object, key)) {
-        throw new JobFileError({ fileName, field: fieldPath(field, key), reason: `given twice in one object (the second time at line ${lineOf(keyAt)})` });
-      }
-      skipWhitespace();
-      if (text[pos] !== ':') fail(`unexpected ${describeChar(text[pos])}: expected ':' after the property name "${key}"`);
-      pos++;
-      const value = parseValue(fieldPath(field, key), depth + 1);
-      // defineProperty: a key named __proto__ is data, not the object's prototype.
-      Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
-      skipWhitespace();
-      if (text[pos] === ',') {
-        pos++;
-        continue;
-      }
-      if (text[pos] === '}') {
-        pos++;
-        return object;
-      }
-      fail(`unexpected ${describeChar(text[pos])}: expected ',' or '}' after a property value`);
-    }
-  };
-
-  const parseArray = (field: string, depth: number): unknown[] => {
-    pos++; // [
-    const array: unknown[] = [];
-    skipWhitespace();
-    if (text[pos] === ']') {
-      pos++;
-      return array;
-    }
-    for (;;) {
-      skipWhitespace();
-      if (text[pos] === ']') fail('trailing comma before ]');
-      array.push(parseValue(fieldPath(field, array.length), depth + 1));
-      skipWhitespace();
-      if (text[pos] === ',') {
-        pos++;
-        continue;
-      }
-      if (text[pos] === ']') {
-        pos++;
-        return array;
-      }
-      fail(`unexpected ${describeChar(text[pos])}: expected ',' or ']' after an array element`);
-    }
-  };
-
-  const lineOf = (at: number): number => {
-    let line = 1;
-    for (let i = 0; i < at; i++) if (text[i] === '\n') line++;
-    return line;
-  };
-
-  skipWhitespace();
-  if (pos >= text.length) {
+/** The file's JSON value, or a JobFileError naming the line:column of a syntax error or the field of a duplicate key. */
+function readJson(text: string, fileName: string | undefined): unknown {
+  if (/^\ufeff?[ \t\r\n]*$/.test(text)) {
     throw new JobFileError({ fileName, reason: 'the file is empty; a job file is a JSON object such as {"version": 1, "pairs": [{"source": "/dev/sdb", "target": "/dev/sdc"}]}' });
   }
-  const value = parseValue('', 0);
-  skipWhitespace();
-  if (pos < text.length) fail(`unexpected ${describeChar(text[pos])} after the end of the JSON value`);
-  return value;
+  try {
+    return parseStrictJson(text);
+  } catch (error) {
+    if (error instanceof JsonSyntaxError) {
+      throw new JobFileError({ fileName, reason: `invalid JSON: ${error.reason}`, line: error.line, column: error.column });
+    }
+    if (error instanceof JsonDuplicateKeyError) {
+      const field = fieldPath(error.path.reduce<string>((parent, key) => fieldPath(parent, key), ''), error.key);
+      throw new JobFileError({ fileName, field, reason: `given twice in one object (the second time at line ${error.line})` });
+    }
+    throw error;
+  }
 }
 
 // ---- field validators --------------------------------------------------------------
-
-function describe(value: unknown): string {
-  if (typeof value === 'string') return /^[\x20-\x7e]*$/.test(value) && !value.includes("'") ? `'${value}'` : JSON.stringify(value);
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'object') return 'an object';
-  return String(value);
-}
-
-function oneOf(values: readonly string[]): string {
-  const quoted = values.map((v) => `'${v}'`);
-  return quoted.length <= 2 ? quoted.join(' or ') : `${quoted.slice(0, -1).join(', ')} or ${quoted.at(-1)}`;
-}
-
-/** Levenshtein distance, for did-you-mean. */
-function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let previous = row[0];
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const current = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
-      previous = current;
-    }
-  }
-  return row[b.length];
-}
 
 /** dd operands and other names people reach for. */
 const ALIASES: Readonly<Record<string, string>> = {
@@ -346,20 +70,10 @@ const ALIASES: Readonly<Record<string, string>> = {
 export function suggestKey(key: string, known: readonly string[]): string | undefined {
   const alias = ALIASES[key] ?? ALIASES[key.toLowerCase()];
   if (alias !== undefined && known.includes(alias)) return alias;
-  const folded = key.toLowerCase().replace(/[-_ ]/g, '');
-  const exact = known.find((k) => k.toLowerCase() === folded);
-  if (exact !== undefined) return exact;
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const k of known) {
-    const d = distance(folded, k.toLowerCase());
-    if (d < bestDistance) {
-      best = k;
-      bestDistance = d;
-    }
-  }
-  return best !== undefined && bestDistance <= Math.max(1, Math.floor(best.length / 4)) ? best : undefined;
+  return closest(key.replace(/[-_ ]/g, ''), known);
 }
+
+const describe = describeValue;
 
 class Checker {
   constructor(private readonly fileName: string | undefined) {}
@@ -373,43 +87,10 @@ class Checker {
     return value as Record<string, unknown>;
   }
 
-  size(value: unknown, field: string): number {
-    const expected = "must be a size such as '512K' or '4M'";
-    if (typeof value === 'number') {
-      if (!Number.isInteger(value) || value < 0 || value > Number.MAX_SAFE_INTEGER) {
-        this.fail(field, `${expected}, or a whole number of bytes from 0 to ${Number.MAX_SAFE_INTEGER} (got ${describe(value)})`);
-      }
-      return value;
-    }
-    if (typeof value !== 'string') this.fail(field, `${expected} (got ${describe(value)})`);
-    try {
-      return parseDdNumber(value as string);
-    } catch (error) {
-      if (!(error instanceof SizeSyntaxError)) throw error;
-      // "expected a decimal number" only repeats the value; the other reasons say what to fix.
-      const hint = /^(expected a decimal number|empty size)/.test(error.reason) ? '' : `: ${error.reason}`;
-      return this.fail(field, `${expected} (got ${describe(value)})${hint}`);
-    }
-  }
-
-  integer(value: unknown, field: string, min: number, max: number): number {
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-      this.fail(field, `must be an integer from ${min} to ${max} (got ${describe(value)})`);
-    }
-    return value as number;
-  }
-
-  boolean(value: unknown, field: string): boolean {
-    if (typeof value !== 'boolean') this.fail(field, `must be true or false (got ${describe(value)})`);
-    return value as boolean;
-  }
-
-  choice<T extends string>(value: unknown, field: string, values: readonly T[]): T {
-    if (typeof value !== 'string' || !values.includes(value as T)) {
-      const close = typeof value === 'string' ? suggestKey(value, values) : undefined;
-      this.fail(field, `must be one of ${oneOf(values)} (got ${describe(value)})${close !== undefined ? `; did you mean '${close}'?` : ''}`);
-    }
-    return value as T;
+  /** A value through one of the option table's kinds (api/values.ts). */
+  kind<T>(kind: ValueKind<T>, value: unknown, field: string): T {
+    const c = kind.fromValue(value);
+    return c.ok ? c.value : this.fail(field, explain(c.rejection, value));
   }
 
   pathString(value: unknown, field: string, what: string): string {
@@ -421,17 +102,12 @@ class Checker {
   }
 }
 
-export const RETRIES_MAX = 1000;
 
 const TOP_LEVEL_KEYS = ['version', 'maxQueueDepth', 'maxBufferMemory', 'defaults', 'pairs'] as const;
 /** Keys only a pair can have (not defaults). */
 const PER_PAIR_KEYS = ['name', 'source', 'target', 'targets'] as const;
-/** Pair options that may also be in defaults. */
-const SHARED_KEYS = [
-  'sourceOffset', 'targetOffset', 'length', 'maxLength', 'blockSize', 'queueDepth', 'direct', 'durability', 'createTarget',
-  'truncateTarget', 'force', 'rate', 'background', 'noError', 'retries', 'mapfile', 'retryBad', 'verify', 'hash', 'zeroBlocks',
-  'onTargetError',
-] as const satisfies ReadonlyArray<keyof PairOptions>;
+/** Pair options that may also be in defaults: the option table's job options. */
+const SHARED_KEYS: readonly string[] = JOB_OPTION_KEYS;
 const PAIR_KEYS: readonly string[] = [...PER_PAIR_KEYS, ...SHARED_KEYS];
 
 type SharedOptions = Omit<PairOptions, 'source' | 'target' | 'targets'>;
@@ -449,7 +125,6 @@ class JobValidator {
    */
   devicePath(value: unknown, field: string): string {
     const text = this.check.pathString(value, field, "a device or file path such as '/dev/sdb', 'sdb' or 'disk.img'");
-    if (path.isAbsolute(text)) return path.normalize(text);
     const bare = !text.includes('/');
     const isDeviceName = bare && (/^\d+:\d+$/.test(text) || blockInfoByName(text) !== undefined);
     const { baseDir } = this.options;
@@ -459,13 +134,22 @@ class JobValidator {
       }
       return text;
     }
-    return baseDir === undefined ? text : path.resolve(baseDir, text);
+    return this.resolve(text);
   }
 
   filePath(value: unknown, field: string): string {
-    const text = this.check.pathString(value, field, "a file path such as 'db.map'");
-    if (path.isAbsolute(text)) return path.normalize(text);
-    return this.options.baseDir === undefined ? text : path.resolve(this.options.baseDir, text);
+    return this.resolve(this.check.pathString(value, field, "a file path such as 'db.map'"));
+  }
+
+  /**
+   * A path as the kernel resolves it, relative ones against the job file's directory: '..' after
+   * a symlinked directory goes where the kernel goes, not where the text points. A dangling link
+   * at the end stays a link (copy() refuses to create a target through one).
+   */
+  private resolve(text: string): string {
+    const { baseDir } = this.options;
+    if (!path.isAbsolute(text) && baseDir === undefined) return text;
+    return resolveKernelPath(text, baseDir, { followDanglingLink: false });
   }
 
   /** `kind` names one known key ('pair option'), `kinds` all of them ('the pair options'). */
@@ -486,75 +170,44 @@ class JobValidator {
     }
   }
 
-  /** The options shared by defaults and pairs, validated (sizes in bytes, paths resolved). */
-  shared(object: Record<string, unknown>, field: string): SharedOptions {
-    const c = this.check;
-    const out: SharedOptions = {};
-    const at = (key: string): string => fieldPath(field, key);
-    const has = (key: string): boolean => object[key] !== undefined;
-    for (const key of ['sourceOffset', 'targetOffset', 'length', 'maxLength'] as const) {
-      if (has(key)) out[key] = c.size(object[key], at(key));
-    }
-    if (has('length') && has('maxLength')) {
-      c.fail(at('maxLength'), `excludes ${at('length')}: give an exact length or a maximum, not both`);
-    }
-    if (has('blockSize')) {
-      const blockSize = c.size(object.blockSize, at('blockSize'));
-      if (blockSize < 1 || blockSize > BLOCK_SIZE_MAX) {
-        c.fail(at('blockSize'), `must be from 1 byte to 1G, such as '512K' or '4M' (got ${describe(object.blockSize)})`);
-      }
-      out.blockSize = blockSize;
-    }
-    if (has('queueDepth')) out.queueDepth = c.integer(object.queueDepth, at('queueDepth'), 1, QUEUE_DEPTH_MAX);
-    if (has('direct')) {
-      const direct = object.direct;
-      if (typeof direct === 'object' && direct !== null && !Array.isArray(direct)) {
-        const sides = direct as Record<string, unknown>;
-        this.rejectUnknownKeys(sides, at('direct'), ['source', 'target'], ['side of direct', 'the sides']);
-        const perSide: { source?: DirectMode; target?: DirectMode } = {};
-        if (sides.source !== undefined) perSide.source = c.choice(sides.source, fieldPath(at('direct'), 'source'), DIRECT_MODES);
-        if (sides.target !== undefined) perSide.target = c.choice(sides.target, fieldPath(at('direct'), 'target'), DIRECT_MODES);
-        out.direct = perSide;
-      } else if (typeof direct === 'string') {
-        out.direct = c.choice(direct, at('direct'), DIRECT_MODES);
-      } else {
-        c.fail(at('direct'), `must be one of ${oneOf(DIRECT_MODES)}, or an object { "source": …, "target": … } (got ${describe(direct)})`);
-      }
-    }
-    if (has('durability')) out.durability = c.choice(object.durability, at('durability'), DURABILITIES);
-    for (const key of ['createTarget', 'force', 'background', 'noError', 'retryBad', 'verify'] as const) {
-      if (has(key)) out[key] = c.boolean(object[key], at(key));
-    }
-    if (has('truncateTarget')) {
-      const value = object.truncateTarget;
-      out.truncateTarget = typeof value === 'boolean' ? value : c.size(value, at('truncateTarget'));
-    }
-    if (has('rate')) {
-      const rate = this.rate(object.rate, at('rate'));
-      if (rate > 0) out.rate = rate;
-    }
-    if (has('retries')) out.retries = c.integer(object.retries, at('retries'), 0, RETRIES_MAX);
-    if (has('mapfile')) out.mapfile = this.filePath(object.mapfile, at('mapfile'));
-    if (has('hash')) out.hash = c.choice(object.hash, at('hash'), HASH_ALGORITHMS);
-    if (has('zeroBlocks')) out.zeroBlocks = c.choice(object.zeroBlocks, at('zeroBlocks'), ZERO_MODES);
-    if (has('onTargetError')) out.onTargetError = c.choice(object.onTargetError, at('onTargetError'), TARGET_ERROR_POLICIES);
-    return out;
+  /** One pair option through its row of the option table (api/options.ts). */
+  option(key: OptionKey, value: unknown, field: string): unknown {
+    const c = optionRow(key).kind.fromValue(value);
+    return c.ok ? c.value : this.check.fail(field, explain(c.rejection, value));
   }
 
-  /** Bytes per second: a size ('50M', 1048576) with an optional '/s'; 0 means unlimited. */
-  rate(value: unknown, field: string): number {
-    const expected = "must be a rate in bytes per second such as '50M' or '1G/s', or 0 for unlimited";
-    if (typeof value === 'string') {
-      const text = value.endsWith('/s') ? value.slice(0, -2) : value;
-      try {
-        return parseDdNumber(text);
-      } catch (error) {
-        if (!(error instanceof SizeSyntaxError)) throw error;
-        return this.check.fail(field, `${expected} (got ${describe(value)})`);
-      }
+  /** The options shared by defaults and pairs, validated (sizes in bytes, paths resolved). */
+  shared(object: Record<string, unknown>, field: string): SharedOptions {
+    const out: Record<string, unknown> = {};
+    const at = (key: string): string => fieldPath(field, key);
+    if (object.length !== undefined && object.maxLength !== undefined) {
+      this.option('length', object.length, at('length'));
+      this.option('maxLength', object.maxLength, at('maxLength'));
+      this.check.fail(at('maxLength'), `excludes ${at('length')}: give an exact length or a maximum, not both`);
     }
-    if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= Number.MAX_SAFE_INTEGER) return value;
-    return this.check.fail(field, `${expected} (got ${describe(value)})`);
+    for (const key of SHARED_KEYS) {
+      const value = object[key];
+      if (value === undefined) continue;
+      if (key === 'direct') out.direct = this.direct(value, at('direct'));
+      else if (key === 'mapfile') out.mapfile = this.filePath(value, at('mapfile'));
+      else out[key] = this.option(key as OptionKey, value, at(key));
+    }
+    if (out.rate === 0) delete out.rate; // 0 is the default: unlimited
+    return out as SharedOptions;
+  }
+
+  /** 'auto' | 'always' | 'never', or one per side: { "source": …, "target": … }. */
+  direct(value: unknown, field: string): NonNullable<PairOptions['direct']> {
+    if (typeof value === 'string') return this.option('direct', value, field) as DirectMode;
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      return this.check.fail(field, `must be one of ${listChoices(DIRECT_MODES)}, or an object { "source": …, "target": … } (got ${describe(value)})`);
+    }
+    const sides = value as Record<string, unknown>;
+    this.rejectUnknownKeys(sides, field, ['source', 'target'], ['side of direct', 'the sides']);
+    const perSide: { source?: DirectMode; target?: DirectMode } = {};
+    if (sides.source !== undefined) perSide.source = this.option('direct', sides.source, fieldPath(field, 'source')) as DirectMode;
+    if (sides.target !== undefined) perSide.target = this.option('direct', sides.target, fieldPath(field, 'target')) as DirectMode;
+    return perSide;
   }
 
   pair(value: unknown, index: number, defaults: SharedOptions): JobPair {
@@ -634,14 +287,14 @@ class JobValidator {
     const maxQueueDepthIsDefault = top.maxQueueDepth === undefined;
     const maxQueueDepth = maxQueueDepthIsDefault
       ? Math.min(DEFAULT_QUEUE_DEPTH * pairs.length, QUEUE_DEPTH_MAX)
-      : c.integer(top.maxQueueDepth, 'maxQueueDepth', 1, QUEUE_DEPTH_MAX);
+      : c.kind(integer(1, QUEUE_DEPTH_MAX), top.maxQueueDepth, 'maxQueueDepth');
     const maxBufferMemoryIsDefault = top.maxBufferMemory === undefined;
-    const maxBufferMemory = maxBufferMemoryIsDefault ? maxQueueDepth * DEFAULT_BLOCK_SIZE : c.size(top.maxBufferMemory, 'maxBufferMemory');
+    const maxBufferMemory = maxBufferMemoryIsDefault ? maxQueueDepth * DEFAULT_BLOCK_SIZE : c.kind(size(), top.maxBufferMemory, 'maxBufferMemory');
 
     const spec: JobSpec = { version: 1, maxQueueDepth, maxBufferMemory, maxQueueDepthIsDefault, maxBufferMemoryIsDefault, pairs };
     if (this.options.fileName !== undefined) spec.fileName = this.options.fileName;
     checkNames(spec, c);
-    checkPathConflicts(spec, c);
+    checkPairConflicts(spec, 'paths');
     allocateBudget(spec);
     return spec;
   }
@@ -655,59 +308,6 @@ function checkNames(spec: JobSpec, c: Checker): void {
       c.fail(fieldPath(fieldPath('pairs', pair.index), 'name'), `'${pair.name}' is already the name of pairs[${before}]; names must be unique`);
     }
     seen.set(pair.name, pair.index);
-  }
-}
-
-/** Path-level aliasing between pairs (the runner checks devices, see job.ts). */
-function checkPathConflicts(spec: JobSpec, c: Checker): void {
-  // Node names compare as their device nodes: 'loop3' is '/dev/loop3'.
-  const key = (p: string): string => {
-    if (!p.includes('/')) {
-      const info = /^\d+:\d+$/.test(p) ? undefined : blockInfoByName(p);
-      return info?.devnode ?? p;
-    }
-    return path.resolve(p);
-  };
-  interface Use {
-    pair: JobPair;
-    field: string;
-    role: 'source' | 'target' | 'mapfile';
-    key: string;
-    shown: string;
-  }
-  const uses: Use[] = [];
-  for (const pair of spec.pairs) {
-    const base = fieldPath('pairs', pair.index);
-    const o = pair.options;
-    uses.push({ pair, field: fieldPath(base, 'source'), role: 'source', key: key(o.source), shown: o.source });
-    if (o.target !== undefined) uses.push({ pair, field: fieldPath(base, 'target'), role: 'target', key: key(o.target), shown: o.target });
-    o.targets?.forEach((t, i) => uses.push({ pair, field: fieldPath(fieldPath(base, 'targets'), i), role: 'target', key: key(t), shown: t }));
-    if (o.mapfile !== undefined) uses.push({ pair, field: fieldPath(base, 'mapfile'), role: 'mapfile', key: key(o.mapfile), shown: o.mapfile });
-  }
-  const writes = (u: Use): boolean => u.role !== 'source';
-  for (const later of uses) {
-    for (const earlier of uses) {
-      if (earlier === later) break;
-      if (earlier.key !== later.key || !(writes(earlier) || writes(later))) continue;
-      const samePair = earlier.pair === later.pair;
-      // Within one pair, source and target may be one image file at different ranges (copy() checks
-      // the ranges) and duplicate targets were refused above; a mapfile must be none of them.
-      if (samePair && earlier.role !== 'mapfile' && later.role !== 'mapfile') continue;
-      // The message is about the side that writes: a mapfile before a target before a source.
-      const rank = { mapfile: 2, target: 1, source: 0 } as const;
-      const [subject, other] = rank[earlier.role] > rank[later.role] ? [earlier, later] : [later, earlier];
-      const why =
-        subject.role === 'target' && other.role === 'target'
-          ? 'two pairs must not write to one target'
-          : subject.role === 'mapfile' && other.role === 'mapfile'
-            ? 'each pair needs its own mapfile'
-            : subject.role === 'mapfile' || other.role === 'mapfile'
-              ? 'a mapfile must not be a source or target'
-              : 'a pair must not write to what another pair reads';
-      const what = samePair ? describe(subject.shown) : `${describe(subject.shown)} of pair '${subject.pair.name}'`;
-      const whose = samePair ? `this pair's ${other.role}` : `the ${other.role} of pair '${other.pair.name}'`;
-      c.fail(subject.field, `${what} is also ${whose} (${other.field}); ${why}`);
-    }
   }
 }
 
@@ -765,6 +365,6 @@ export function validateJob(value: unknown, options: ValidateOptions = {}): JobS
  * `baseDir` is given, its directory is where relative paths are resolved.
  */
 export function parseJobFile(text: string, fileName: string, options: { baseDir?: string } = {}): JobSpec {
-  const value = parseJson(text, fileName);
-  return validateJob(value, { fileName, baseDir: options.baseDir ?? path.dirname(path.resolve(fileName)) });
+  const value = readJson(text, fileName);
+  return validateJob(value, { fileName, baseDir: options.baseDir ?? path.dirname(resolveKernelPath(fileName)) });
 }

@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
+import { CopyFailure } from '../base/errors';
 import type { Range } from '../base/types';
 
 export type { Range } from '../base/types';
@@ -24,20 +25,32 @@ export interface MapBlock {
 const BLOCK_STATUSES = new Set<string>(['?', '*', '/', '-', '+']);
 const CURRENT_STATUSES = new Set<string>(['?', '*', '/', '-', 'F', 'G', '+']);
 
-export class MapfileError extends Error {
+/** A mapfile that cannot be read, kept or applied; like every copy failure it keeps bytesCopied and result. */
+export class MapfileError extends CopyFailure {
   readonly code = 'EMAPFILE';
-  constructor(message: string) {
-    super(message);
+  /** The system error behind it ('EISDIR', 'ENOSPC', …), when there is one. */
+  readonly errnoCode: string | undefined;
+  constructor(message: string, options: { cause?: unknown; code?: string | undefined } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'MapfileError';
+    this.errnoCode = options.code;
   }
 }
 
 /** The copy a map belongs to, recorded in a comment line so a resume cannot silently change it. */
 export interface MapIdentity {
   source: string;
+  /** Every target's path, joined with ','. */
   target: string;
   sourceOffset: number;
   targetOffset: number;
+  /**
+   * Where the source's and each target's bytes lived when the map was made (storage ids, see
+   * storage/identity.ts): a resume onto a target that was since replaced, recreated or renamed
+   * is refused. Absent in maps from devmove before 0.2.
+   */
+  sourceId?: string;
+  targetIds?: string[];
 }
 
 function hex(n: number): string {
@@ -105,9 +118,10 @@ export class RescueMap {
     let text: string;
     try {
       text = fs.readFileSync(file, 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw error;
+    } catch (cause) {
+      const e = cause as NodeJS.ErrnoException;
+      if (e.code === 'ENOENT') return undefined;
+      throw new MapfileError(`cannot read mapfile ${file}: ${e.code ?? 'error'}: ${describeCause(e)}`, { cause, code: e.code });
     }
     if (text.trim() === '') return undefined;
     return RescueMap.parse(text, file);
@@ -220,35 +234,75 @@ function formatTime(d: Date): string {
 }
 
 function formatIdentity(id: MapIdentity): string {
-  return `source=${JSON.stringify(id.source)} target=${JSON.stringify(id.target)} source_offset=${id.sourceOffset} target_offset=${id.targetOffset}`;
+  const base = `source=${JSON.stringify(id.source)} target=${JSON.stringify(id.target)} source_offset=${id.sourceOffset} target_offset=${id.targetOffset}`;
+  if (id.sourceId === undefined || id.targetIds === undefined) return base;
+  return `${base} source_id=${JSON.stringify(id.sourceId)} target_ids=${JSON.stringify(id.targetIds)}`;
 }
 
 function parseIdentity(text: string, where: string): MapIdentity {
-  const m = /^source=("(?:[^"\\]|\\.)*") target=("(?:[^"\\]|\\.)*") source_offset=(\d+) target_offset=(\d+)$/.exec(text);
+  const m =
+    /^source=("(?:[^"\\]|\\.)*") target=("(?:[^"\\]|\\.)*") source_offset=(\d+) target_offset=(\d+)(?: source_id=("(?:[^"\\]|\\.)*") target_ids=(\[.*\]))?$/.exec(text);
   if (!m) throw new MapfileError(`${where}: malformed '# devmove:' line`);
-  return {
+  const identity: MapIdentity = {
     source: JSON.parse(m[1]) as string,
     target: JSON.parse(m[2]) as string,
     sourceOffset: Number(m[3]),
     targetOffset: Number(m[4]),
   };
+  if (m[5] !== undefined && m[6] !== undefined) {
+    const ids: unknown = JSON.parse(m[6]);
+    if (!Array.isArray(ids) || !ids.every((x) => typeof x === 'string')) throw new MapfileError(`${where}: malformed target_ids`);
+    identity.sourceId = JSON.parse(m[5]) as string;
+    identity.targetIds = ids as string[];
+  }
+  return identity;
 }
 
-/** Replaces `file` atomically and durably with `text`. */
+/**
+ * Replaces `file` atomically and durably with `text`: a temporary file next to it (created
+ * exclusively), fsync, rename over the old one, fsync of the directory. Throws a MapfileError
+ * that names `file` and says what failed, never a raw message about the temporary file.
+ */
 export function writeFileAtomic(file: string, text: string): void {
   const tmp = `${file}.devmove-tmp`;
-  const fd = fs.openSync(tmp, 'w', 0o644);
+  const step = (what: string, fn: () => void): void => {
+    try {
+      fn();
+    } catch (cause) {
+      const e = cause as NodeJS.ErrnoException;
+      throw new MapfileError(`cannot ${what} mapfile ${file}: ${e.code ?? 'error'}: ${describeCause(e)}`, { cause, code: e.code });
+    }
+  };
+  let fd = -1;
+  step('write', () => {
+    fs.rmSync(tmp, { force: true }); // a stale one from a crash
+    fd = fs.openSync(tmp, 'wx', 0o644);
+  });
   try {
-    fs.writeSync(fd, text);
-    fs.fsyncSync(fd);
+    step('write', () => fs.writeSync(fd, text));
+    step('flush', () => fs.fsyncSync(fd));
   } finally {
     fs.closeSync(fd);
   }
-  fs.renameSync(tmp, file);
-  const dir = fs.openSync(path.dirname(path.resolve(file)), 'r');
-  try {
-    fs.fsyncSync(dir);
-  } finally {
-    fs.closeSync(dir);
-  }
+  step('replace', () => {
+    try {
+      fs.renameSync(tmp, file);
+    } catch (error) {
+      fs.rmSync(tmp, { force: true });
+      throw error;
+    }
+  });
+  step('flush the directory of', () => {
+    const dir = fs.openSync(path.dirname(path.resolve(file)), 'r');
+    try {
+      fs.fsyncSync(dir);
+    } finally {
+      fs.closeSync(dir);
+    }
+  });
+}
+
+function describeCause(e: NodeJS.ErrnoException): string {
+  const what = e.message.replace(/^[A-Z]+: /, '').replace(/, \w+ '.*'$/, '');
+  return what;
 }

@@ -7,32 +7,18 @@
 // gatherSide() reads the kernel's facts (stat, sysfs, mountinfo); assessCopy()
 // is a pure function of those facts, so unit tests can drive cases a kernel
 // cannot be made to show on demand (holders need dm/md).
-import fs from 'node:fs';
-
 import { DevmoveError } from '../base/errors';
 import { readMountInfo, type MountEntry } from './mountinfo';
 import type { NativePlan } from '../addon/binding';
-import { blockInfoByName, blockInfoForPath, type BlockInfo } from './sysfs';
+import { conflictReason, findConflict, type StorageUse } from './conflicts';
+import { gatherSide, storageOf, type SideFacts } from './identity';
+import type { BlockInfo } from './sysfs';
+
+export { gatherSide, storageOf, type SideFacts } from './identity';
 
 const EINVAL = 22;
 const EBUSY = 16;
 const EROFS = 30;
-
-export interface SideFacts {
-  path: string;
-  /** 'missing' for a target that does not exist yet (it will be a new file). */
-  kind: 'block' | 'file' | 'missing' | 'other';
-  block?: BlockInfo;
-  /** For a partition: its whole disk. For a disk: itself. */
-  disk?: BlockInfo;
-  /** For a disk: its partitions. */
-  partitions?: BlockInfo[];
-  /** Regular files: 'dev:ino'. */
-  fileId?: string;
-  /** Loop devices (or partitions of one): the backing file's 'dev:ino', when it still exists. */
-  loopBackingId?: string;
-  sizeBytes: number;
-}
 
 export interface Refusal {
   errno: number;
@@ -40,58 +26,10 @@ export interface Refusal {
   detail: string;
 }
 
-function fileId(st: fs.BigIntStats): string {
-  return `${st.dev}:${st.ino}`;
-}
-
-/** What the kernel says about one side of a copy. */
-export function gatherSide(path: string): SideFacts {
-  let st: fs.BigIntStats;
-  try {
-    st = fs.statSync(path, { bigint: true });
-  } catch {
-    return { path, kind: 'missing', sizeBytes: 0 };
-  }
-  if (st.isFile()) return { path, kind: 'file', fileId: fileId(st), sizeBytes: Number(st.size) };
-  if (!st.isBlockDevice()) return { path, kind: 'other', sizeBytes: 0 };
-  const block = blockInfoForPath(path);
-  if (!block) return { path, kind: 'other', sizeBytes: 0 };
-  const disk = block.type === 'partition' && block.disk ? blockInfoByName(block.disk) : block;
-  const facts: SideFacts = { path, kind: 'block', block, sizeBytes: block.sizeBytes };
-  if (disk) {
-    facts.disk = disk;
-    if (block.type === 'disk') {
-      facts.partitions = block.partitions.map((p) => blockInfoByName(p)).filter((p): p is BlockInfo => p !== undefined);
-    }
-    if (disk.loop) {
-      try {
-        facts.loopBackingId = fileId(fs.statSync(disk.loop.backingFile, { bigint: true }));
-      } catch {
-        // backing file deleted or not reachable from here: fall back to the device's identity
-      }
-    }
-  }
-  return facts;
-}
-
-/**
- * Where a side's bytes live: one storage object (a file, or a whole disk), the byte offset of the
- * side's byte 0 on it, and what it is. A partition whose disk has vanished counts as itself.
- */
-export function storageOf(side: SideFacts): { identity: string; base: number; what: string } | undefined {
-  if (side.kind === 'file' && side.fileId) return { identity: `file:${side.fileId}`, base: 0, what: 'file' };
-  if (side.kind !== 'block' || !side.block) return undefined;
-  const base = side.block.type === 'partition' ? (side.block.partition?.startBytes ?? 0) : 0;
-  if (side.disk?.loop && side.loopBackingId) {
-    return { identity: `file:${side.loopBackingId}`, base: side.disk.loop.offsetBytes + base, what: `loop device over ${side.disk.loop.backingFile}` };
-  }
-  return { identity: `block:${(side.disk ?? side.block).devno}`, base, what: 'device' };
-}
-
 function extent(side: SideFacts, offset: number): { identity: string; start: number; what: string } | undefined {
   if (side.kind === 'block' && !side.disk) return undefined; // its disk vanished: nothing to compare against
   const where = storageOf(side);
-  return where && { identity: where.identity, start: where.base + offset, what: where.what };
+  return where && { identity: where.id, start: where.base + offset, what: where.what };
 }
 
 function describeMount(m: MountEntry): string {
@@ -166,21 +104,46 @@ function deviceOf(m: MountEntry, related: readonly BlockInfo[]): string {
   return b ? b.devnode : `device ${m.major}:${m.minor}`;
 }
 
+/** The bytes of a target a plan may change: its range, and with truncation everything from the cut on. */
+function targetSpan(t: NativePlan['targets'][number], length: number): { offset: number; length: number } {
+  if (t.truncateTo === undefined) return { offset: t.offset, length };
+  return { offset: Math.min(t.offset, t.truncateTo), length: Infinity };
+}
+
 /**
  * Runs the checks for a plan; throws a DevmoveError (EBUSY, EINVAL, EROFS)
- * naming the target and the reason. The engine then opens block targets with
- * O_EXCL (unless forced), which also closes the window between check and open
- * for mounts and device-mapper claims.
+ * naming the side and the reason. Every side, the mapfile included, is mapped
+ * to its storage (identity.ts) and no write may share a byte with another use.
+ * The engine then opens block targets with O_EXCL (unless forced), which also
+ * closes the window between check and open for mounts and device-mapper claims.
  */
-export function checkCopySafety(plan: NativePlan): void {
+export function checkCopySafety(plan: NativePlan, mapfile?: string): void {
   const source = gatherSide(plan.source.path);
-  if (source.kind === 'missing' || source.kind === 'other') return; // the engine reports those precisely
   const available = Math.max(0, source.sizeBytes - plan.source.offset);
   const length = plan.length === undefined ? available : Math.min(plan.length, plan.lengthIsMax ? available : plan.length);
-  const mounts = readMountInfo();
-  for (const t of plan.targets) {
-    // A target opened without the O_EXCL claim is a forced one.
-    const refusal = assessCopy(source, plan.source.offset, gatherSide(t.path), t.offset, length, mounts, !t.exclusive);
-    if (refusal) throw new DevmoveError({ errno: refusal.errno, syscall: 'open', path: refusal.path, detail: refusal.detail });
+  const targets = plan.targets.map((t) => gatherSide(t.path));
+  if (source.kind === 'block' || source.kind === 'file') {
+    const mounts = readMountInfo();
+    plan.targets.forEach((t, i) => {
+      // A target opened without the O_EXCL claim is a forced one.
+      const refusal = assessCopy(source, plan.source.offset, targets[i], t.offset, length, mounts, !t.exclusive);
+      if (refusal) throw new DevmoveError({ errno: refusal.errno, operation: 'copy', path: refusal.path, detail: refusal.detail });
+    });
   }
+  const uses: StorageUse[] = [{ role: 'source', side: source, shown: plan.source.path, offset: plan.source.offset, length }];
+  plan.targets.forEach((t, i) => uses.push({ role: 'target', side: targets[i], shown: t.path, ...targetSpan(t, length) }));
+  if (mapfile !== undefined) uses.push({ role: 'mapfile', side: gatherSide(mapfile), shown: mapfile, offset: 0, length: Infinity });
+  // Source against target was assessed above with its own messages.
+  const conflict = findConflict(uses, (a, b) => (a.role === 'source') !== (b.role === 'source') && a.role !== 'mapfile' && b.role !== 'mapfile');
+  if (conflict === undefined) return;
+  const { writer, other } = conflict;
+  const how = conflict.samePath
+    ? `is also the ${other.role} ${other.shown}`
+    : `is the same storage as the ${other.role} ${other.shown} (${conflict.writerWhat}; ${conflict.otherWhat})`;
+  throw new DevmoveError({
+    errno: EINVAL,
+    operation: 'copy',
+    path: writer.shown,
+    detail: `the ${writer.role} ${how}; ${conflictReason(writer.role, other.role, false)}`,
+  });
 }

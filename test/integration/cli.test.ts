@@ -135,9 +135,8 @@ describe.skipIf(skipWithoutLoop)('CLI on loop devices', () => {
     expect(sha256Range(target, 0, 64 * MiB)).toBe(sha256Range(source, 0, 64 * MiB));
   });
 
-  it('on a terminal: one live line with bytes, percent, rate and ETA, cleared before the final lines', () => {
-    // util-linux `script` gives the CLI a real pseudo-terminal as stderr.
-    if (spawnSync('script', ['--version']).status !== 0) return;
+  // util-linux `script` gives the CLI a real pseudo-terminal as stderr.
+  it.skipIf(spawnSync('script', ['--version']).status !== 0)('on a terminal: one live line with bytes, percent, rate and ETA, cleared before the final lines', () => {
     const command = [process.execPath, CLI, `if=${source}`, `of=${target}`, 'bs=4K', '--queue-depth=1', 'count=16M', 'iflag=count_bytes']
       .map((a) => `'${a}'`)
       .join(' ');

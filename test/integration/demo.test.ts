@@ -10,8 +10,8 @@ import { loopIsAttached } from '../helpers/devices';
 describe('the demo (README quick start)', () => {
   it('npm run demo runs the CLI demo: copies, verifies by SHA-256 and cleans up', () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { scripts: Record<string, string> };
-    expect(pkg.scripts.demo).toBe('node dist/cli/main.js demo');
-    const run = spawnSync(process.execPath, [path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js'), 'demo'], { encoding: 'utf8' });
+    expect(pkg.scripts.demo).toBe('bin/devmove demo');
+    const run = spawnSync(path.join(__dirname, '..', '..', 'bin', 'devmove'), ['demo'], { encoding: 'utf8' });
     const out = run.stdout + run.stderr;
     expect(run.status, out).toBe(0);
     expect(out).toMatch(/devmove demo: \$ devmove if=\S+ of=\S+/);

@@ -104,7 +104,7 @@ describe('device manager errors', () => {
         caught = error;
       }
       expect(caught).toBeInstanceOf(DevmoveError);
-      expect(caught).toMatchObject({ code: 'ENODEV', errno: -19, syscall: 'lookup', path: name });
+      expect(caught).toMatchObject({ code: 'ENODEV', errno: -19, operation: 'lookup', path: name });
       expect((caught as Error).message).toBe(`ENODEV: no such device, lookup '${name}'`);
     }
   });
@@ -112,7 +112,7 @@ describe('device manager errors', () => {
   it('an existing file that is not a block device fails with ENOTBLK', () => {
     const dir = tempDir();
     const file = makeImage(dir, 'plain.img', 4096, 'zero');
-    expect(() => lookup(file)).toThrow(expect.objectContaining({ code: 'ENOTBLK', errno: -15, syscall: 'lookup', path: file }));
+    expect(() => lookup(file)).toThrow(expect.objectContaining({ code: 'ENOTBLK', errno: -15, operation: 'lookup', path: file }));
     detachAll();
   });
 

@@ -191,10 +191,14 @@ describe.skipIf(skipWithoutLoop)('runJob: many pairs in one job', () => {
     expect(sha256File(image)).toBe(before);
     expect(fs.existsSync(path.join(dir, 'alias-copy.img'))).toBe(false);
 
-    // The same device by MAJ:MIN instead of its node: refused too.
+    // The same device by MAJ:MIN instead of its node: refused too, already when the job is
+    // validated (the number resolves to the source's own node).
     const devno = fs.readFileSync(`/sys/class/block/${path.basename(source)}/dev`, 'utf8').trim();
-    const byNumber = validateJob({ version: 1, pairs: [{ name: 'reader', source, target: path.join(dir, 'alias-copy.img') }, { name: 'writer', source: other, target: devno }] });
-    await expect(runJob(byNumber)).rejects.toThrow(/^pairs\[1\]\.target: '\d+:\d+' of pair 'writer' is the same storage as/);
+    expect(() => validateJob({ version: 1, pairs: [{ name: 'reader', source, target: path.join(dir, 'alias-copy.img') }, { name: 'writer', source: other, target: devno }] })).toThrow(
+      /^pairs\[1\]\.target: '\d+:\d+' of pair 'writer' is also the source of pair 'reader' \(pairs\[0\]\.source\)/,
+    );
+    const bySecondLoop = validateJob({ version: 1, pairs: [{ name: 'reader', source, target: path.join(dir, 'alias-copy.img') }, { name: 'writer', source: other, target: fs.readFileSync(`/sys/class/block/${path.basename(sameFile)}/dev`, 'utf8').trim() }] });
+    await expect(runJob(bySecondLoop)).rejects.toThrow(/^pairs\[1\]\.target: '\d+:\d+' of pair 'writer' is the same storage as/);
   });
 });
 
@@ -364,5 +368,43 @@ describe.skipIf(skipWithoutLoop)('devmove run JOBFILE', () => {
     it('SIGTERM exits 143', async () => {
       expect((await interrupt('SIGTERM')).code).toBe(143);
     });
+  });
+});
+
+// jsonc-parser costs a few milliseconds to load: only reading a job file may pay them.
+describe('who loads the JSON parser', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = tempDir();
+    makeImage(dir, 'src.img', 64 * 1024);
+    // Preloaded into the CLI's process: says at exit whether jsonc-parser was ever required.
+    fs.writeFileSync(
+      path.join(dir, 'report-jsonc.js'),
+      "process.on('exit', () => process.stderr.write(`jsonc-parser loaded: ${Object.keys(require.cache).some((f) => f.includes('/node_modules/jsonc-parser/'))}\\n`));\n",
+    );
+  });
+  afterAll(detachAll);
+
+  const cli = (args: string[]): string =>
+    spawnSync(process.execPath, ['--require', path.join(dir, 'report-jsonc.js'), CLI, ...args], { encoding: 'utf8', cwd: dir, timeout: 60_000 }).stderr;
+
+  it('a plain copy does not, devmove run does', () => {
+    expect(cli(['if=src.img', 'of=copy.img', 'status=none'])).toBe('jsonc-parser loaded: false\n');
+    expect(sha256File(path.join(dir, 'copy.img'))).toBe(sha256File(path.join(dir, 'src.img')));
+    fs.writeFileSync(path.join(dir, 'job.json'), JSON.stringify({ version: 1, pairs: [{ source: 'src.img', target: 'copy2.img' }] }));
+    expect(cli(['run', 'job.json', '--quiet'])).toBe('jsonc-parser loaded: true\n');
+    expect(sha256File(path.join(dir, 'copy2.img'))).toBe(sha256File(path.join(dir, 'src.img')));
+  });
+
+  it('the library entry does not, until a job file is parsed', () => {
+    const index = path.join(__dirname, '..', '..', 'dist', 'index.js');
+    const script = `const loaded = () => Object.keys(require.cache).some((f) => f.includes('/node_modules/jsonc-parser/'));
+      const devmove = require(${JSON.stringify(index)});
+      const before = loaded();
+      devmove.parseJobFile('{"version": 1, "pairs": [{"source": "a", "target": "b"}]}', 'job.json');
+      process.stdout.write(JSON.stringify({ before, after: loaded() }));`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toStrictEqual({ before: false, after: true });
   });
 });

@@ -229,7 +229,7 @@ describe.skipIf(skipWithoutLoop)('SIGINT with a mapfile', () => {
     });
     child.kill('SIGINT');
     expect(await exited).toBe(130);
-    expect(stderr).toMatch(/devmove: interrupted by SIGINT after \d+ bytes; what was written has been flushed; mapfile .* updated \(rerun to resume\)/);
+    expect(stderr).toMatch(/devmove: interrupted by SIGINT after \d+ bytes; what was written has been flushed; mapfile .* records \d+ bytes finished; resume with: devmove if=\S+ of=\S+ .*--mapfile/);
     // The interval is 5 s, yet the map has what was done at the interrupt.
     const rescue = RescueMap.parse(fs.readFileSync(map, 'utf8'), map);
     const done = rescue.bytes('+');
