@@ -105,6 +105,8 @@ interface Footprint {
   label: string;
   /** Which side of the pair (a target's range and its own cut are one side). */
   owner: number;
+  /** A regular file's cut: from the cut to the end of the file. */
+  cut?: boolean;
 }
 
 function overlaps(a: Footprint, b: Footprint): boolean {
@@ -115,6 +117,8 @@ function familyOf(a: Footprint, b: Footprint, job: boolean): Family | undefined 
   const flags = (f: Footprint): ReadonlySet<string> => f.name?.flags ?? new Set();
   const either = (flag: string): boolean => flags(a).has(flag) || flags(b).has(flag);
   if (a.role === 'mapfile' || b.role === 'mapfile') return 'mapfile-alias';
+  // Only the cut reaches the other side: the written ranges themselves do not overlap.
+  if ((a.cut || b.cut) && !(a.cut && b.cut)) return 'truncate-overlap';
   if (either('loop-over-loop')) return 'loop-over-loop-alias';
   if (job && either('dangling')) return 'job-alias-dangling';
   if (job && either('dotdot')) return 'job-dotdot';
@@ -184,7 +188,7 @@ export function planPair(spec: CopySpec, state: ModelState): PairPlan {
   }
   if (spec.length?.exact) length = Math.min(spec.length.bytes, avail);
   pair.length = length;
-  if (spec.map) pair.map = { path: spec.map.slot.path, spec, length, before: readText(spec.map.slot.path) };
+  if (spec.map && !spec.map.aliasOf) pair.map = { path: spec.map.slot.path, spec, length, before: readText(spec.map.slot.path) };
   const resume = resumption(spec, length, state, pair);
   const data = src.exists ? viewBytes(src, state, spec.skip, length) : Buffer.alloc(0);
   // A loop device over a file that a copy has since cut short: the kernel answers reads past
@@ -229,7 +233,7 @@ function footprints(pair: PairPlan): Footprint[] {
   pair.writes.forEach((w, owner) => {
     const end = w.start + w.data.length;
     if (end > w.start) out.push({ storage: w.storage, start: w.start, end, role: 'target', name: w.name, label: w.label, owner });
-    if (w.file && w.trunc !== 'no') out.push({ storage: w.storage, start: w.truncAt, end: Infinity, role: 'target', name: w.name, label: `${w.label}, cut at byte ${w.truncAt}`, owner });
+    if (w.file && w.trunc !== 'no') out.push({ storage: w.storage, start: w.truncAt, end: Infinity, role: 'target', name: w.name, label: `${w.label}, cut at byte ${w.truncAt}`, owner, cut: true });
   });
   if (spec.map?.aliasOf) out.push({ storage: spec.map.aliasOf.storage, start: 0, end: Infinity, role: 'mapfile', name: spec.map.aliasOf, label: `--mapfile ${spec.map.spelling}`, owner: -2 });
   return out;
@@ -268,6 +272,9 @@ export function planCommand(cmd: Command, state: ModelState, faultsWithErrors: b
         if (i === j) continue;
         for (const a of fps[i]) {
           if (a.role === 'source') continue; // a writes
+          // Two pairs on one storage object, disjoint bytes: devmove may refuse that by name.
+          const near = fps[j].find((b) => b.storage === a.storage && !overlaps(a, b));
+          if (near) pairs[i].may.push(`${describe(a)} and ${describe(near)} of another pair are one storage object (disjoint bytes)`);
           const hit = fps[j].find((b) => overlaps(a, b) && (j > i || b.role === 'source'));
           if (!hit) continue;
           const family = familyOf(a, hit, true);

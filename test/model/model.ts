@@ -200,7 +200,9 @@ function oneBoundaryMix(actual: Buffer, allowed: readonly Buffer[]): boolean {
 /** conv=sparse skips all-zero blocks (of the I/O size, at any alignment): where the source is zero, the target may keep its base bytes. */
 function sparseMix(actual: Buffer, at: number, w: PlannedWrite, images: Array<[number, Buffer]>, mask: number): boolean {
   const news = images.filter(([bit]) => mask & bit && bit & (NEW_ON_OLD | NEW_ON_TRUNC)).map(([, img]) => img);
-  const bases = images.filter(([bit]) => mask & bit && bit & (OLD | TRUNC)).map(([, img]) => img);
+  // What a skipped block leaves: the old bytes, or the cut file's zeros.
+  const baseBits = !w.file || w.trunc === 'no' ? OLD : w.trunc === 'yes' ? TRUNC : OLD | TRUNC;
+  const bases = images.filter(([bit]) => baseBits & bit).map(([, img]) => img);
   for (let j = 0; j < actual.length; j++) {
     const off = at + j;
     const inData = off >= w.start && off < w.start + w.data.length;

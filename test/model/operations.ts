@@ -210,6 +210,7 @@ export class Generator {
       ['author', 3],
       ['foreign-map', resumable.length > 0 ? 2 : 0],
       ['map-alias', 3],
+      ['alias-copy', 10],
       ['job', 12],
       ['devices-usr1', 2],
     ]);
@@ -245,6 +246,8 @@ export class Generator {
         return this.foreignMap(index, resumable);
       case 'map-alias':
         return this.mapAlias(index);
+      case 'alias-copy':
+        return this.aliasCopy(index);
       case 'job':
         return this.job(index);
       case 'devices-usr1': {
@@ -265,6 +268,7 @@ export class Generator {
     // The copy's statistics handler exists only while the engine runs: before and after it, and in
     // devmove run and devices, Node's own SIGUSR1 action (the inspector) is in force.
     if (control.kind === 'usr1') families.add('sigusr1-inspector');
+    if (control.kind === 'kill9' && command.kind === 'copy' && command.spec.map && command.spec.source.storage === this.world.faultyStorage) families.add('resume-after-bad-block');
     if (control.kind === 'kill9' && command.kind === 'copy') {
       if (command.spec.map && command.spec.truncAt !== undefined && command.spec.targets.some((t) => !t.name.block)) families.add('resume-truncate');
     }
@@ -421,6 +425,8 @@ export class Generator {
 
   private rerun(cmd: CopyCommand): CopyCommand {
     const families = new Set(cmd.families);
+    // The faulty source may have stopped the copy at an unreadable block, which the map marks bad.
+    if (cmd.spec.source.storage === this.world.faultyStorage) families.add('resume-after-bad-block');
     if (cmd.spec.map && cmd.spec.truncAt !== undefined && cmd.spec.targets.some((t) => !t.name.block)) families.add('resume-truncate');
     return { ...cmd, families };
   }
@@ -449,15 +455,41 @@ export class Generator {
     return this.step(index, `copy using #${m.command.id}'s mapfile (made for another copy)`, [], again, { kind: 'plain' });
   }
 
+  /**
+   * Source and target (or two targets) through two names of one storage object: a loop
+   * device and its file, a loop device over it, a hard link, a symlink, '..'. Overlapping
+   * ranges must be refused; disjoint ones copied.
+   */
+  private aliasCopy(index: number): Step | undefined {
+    const rng = this.rng;
+    const shared = this.world.storages.filter((s) => this.names.filter((n) => n.storage === s).length >= 2 && this.world.initialSize.has(s));
+    if (shared.length === 0) return undefined;
+    const storage = rng.pick(shared);
+    const names = this.names.filter((n) => n.storage === storage);
+    const fanout = rng.chance(0.3);
+    const source = fanout ? this.pickSource() : rng.pick(names);
+    const targets = [rng.pick(names.filter((n) => n !== source))];
+    if (fanout) targets.push(rng.pick(names.filter((n) => n !== targets[0] && n !== source)));
+    const spec = this.geometry(source, targets);
+    // Smaller ranges than a plain copy: half of them disjoint from the other side.
+    if (rng.chance(0.6)) spec.length = { bytes: rng.aligned(512, this.nominal(source) / 4, 512), exact: false };
+    if (rng.chance(0.5) && !fanout) spec.seek = spec.skip + (source.offset - targets[0].offset) + (spec.length?.bytes ?? 0) + rng.aligned(0, 65536, 512);
+    if (spec.seek < 0) spec.seek = 0;
+    spec.drop = fanout && rng.chance(0.5);
+    const cmd = this.finishCopy(spec);
+    return this.step(index, `copy between names of one storage object (${storage.label})`, [], cmd, this.control(0.15));
+  }
+
   private mapAlias(index: number): Step | undefined {
     const rng = this.rng;
     const cmd = this.copyCommand({});
     const sides = [cmd.spec.source, ...cmd.spec.targets.map((t) => t.name)];
     const side = rng.pick(sides);
     // The map named as that side, or as any other name of the same storage.
+    // Block device names too, now and then: a map written over a device node would replace the node
+    // (structureProblems() puts it back and reports it).
     const aliases = this.names.filter((n) => n.storage === side.storage && (!n.block || rng.chance(0.2)));
     const alias = rng.pick(aliases.length > 0 ? aliases : [side]);
-    if (alias.block) return undefined; // a device node is never a map path here
     cmd.spec.map = { slot: { path: alias.storage.path, spellings: [alias.spelling] }, spelling: alias.spelling, aliasOf: alias };
     return this.step(index, `copy whose mapfile is ${alias.spelling}, the same storage as a side`, [], this.finishCopy(cmd.spec, cmd.id), { kind: 'plain' });
   }
@@ -477,74 +509,93 @@ export class Generator {
     const used: Name[] = [];
     const json: Array<Record<string, unknown>> = [];
     for (let i = 0; i < count; i++) {
-      const source = rng.chance(0.3) && used.length > 0 ? rng.pick(used) : this.pickSource();
-      const nTargets = rng.chance(0.2) ? 2 : 1;
-      const targets: Name[] = [];
-      for (let t = 0; t < nTargets; t++) {
-        // Now and then the same storage as another pair's side, through another name.
-        const alias = used.length > 0 && rng.chance(0.25) ? this.names.filter((n) => used.some((u) => u.storage === n.storage) && n !== source) : [];
-        targets.push(alias.length > 0 ? rng.pick(alias) : this.pickTarget([source, ...targets]));
-      }
-      used.push(source, ...targets);
-      const spec = this.geometry(source, targets);
-      spec.label = `pairs[${i}]`;
-      spec.targets = targets.map((name, t) => ({ name, label: `pairs[${i}].${nTargets > 1 ? `targets[${t}]` : 'target'} ${name.spelling}` }));
-      const entry: Record<string, unknown> = { name: `p${i}`, source: this.jobPath(source, dir) };
-      if (nTargets > 1) entry.targets = targets.map((t) => this.jobPath(t, dir));
-      else entry.target = this.jobPath(targets[0], dir);
-      if (spec.skip > 0) entry.sourceOffset = spec.skip;
-      if (spec.seek > 0) entry.targetOffset = spec.seek;
-      if (spec.length) {
-        spec.length.exact = rng.chance(0.4);
-        entry[spec.length.exact ? 'length' : 'maxLength'] = spec.length.bytes;
-      }
-      const trunc = rng.weighted<'omit' | 'true' | 'number'>([['omit', 60], ['true', 25], ['number', 15]]);
-      spec.truncAt = trunc === 'omit' ? undefined : trunc === 'true' ? spec.seek : rng.aligned(0, spec.seek, 512);
-      if (trunc !== 'omit') entry.truncateTarget = trunc === 'true' ? true : spec.truncAt;
-      spec.excl = false;
-      if (!spec.create) entry.createTarget = false;
-      spec.sparse = false;
-      if (nTargets > 1 && rng.chance(0.5)) {
-        spec.drop = true;
-        entry.onTargetError = 'drop';
-      }
-      if (rng.chance(0.15)) {
-        spec.verify = true;
-        entry.verify = true;
-      }
-      if (rng.chance(0.15)) {
-        const slot = rng.pick(this.world.mapSlots.filter((s) => !pairs.some((p) => p.map?.slot === s)));
-        spec.map = { slot, spelling: slot.path };
-        entry.mapfile = this.jobPathOf(slot.path, dir);
-        if (spec.truncAt !== undefined && targets.some((t) => !t.block)) {
-          if (this.open.has('resume-truncate')) {
-            spec.truncAt = undefined;
-            delete entry.truncateTarget;
-          }
-        }
-      }
-      if (rng.chance(0.2)) entry.blockSize = rng.pick(['4K', '64K', '1M', 1000]);
+      const [spec, entry] = this.jobPair(i, dir, used, pairs);
       this.tagAliases(spec, families, true);
       pairs.push(spec);
       json.push(entry);
     }
-    // Pairs that reach one storage object through a dangling symlink, or a loop device over a loop device.
+    this.tagJob(pairs, families);
+    const control = this.control(0.25);
+    const doc: Record<string, unknown> = { version: 1, pairs: json };
+    if (rng.chance(0.3)) doc.maxQueueDepth = rng.int(count, 16); // the job needs one I/O per pair
+    // Slow enough for a signal to land while the pairs copy (1–8 MiB each).
+    if (control.kind !== 'plain') doc.defaults = { rate: '6M' };
+    const text = `${JSON.stringify(doc, null, 1)}\n`;
+    const cmd: JobCommand = { kind: 'job', id, file, spelling, pairs, text, argv: ['run', spelling, '--json', '--quiet'], families };
+    const changes: WorldChange[] = [{ kind: 'job-file', file, text }];
+    for (const p of pairs) if (p.map && !p.map.aliasOf) changes.unshift({ kind: 'rm', file: p.map.slot.path });
+    return this.step(index, `job file with ${count} pair${count > 1 ? 's' : ''}`, changes, cmd, control);
+  }
+
+  /** One pair of a job file in `dir`: its spec and its JSON entry; `used` collects the names of the pairs so far. */
+  private jobPair(i: number, dir: string, used: Name[], pairs: readonly CopySpec[]): [CopySpec, Record<string, unknown>] {
+    const rng = this.rng;
+    const source = rng.chance(0.3) && used.length > 0 ? rng.pick(used) : this.pickSource();
+    const nTargets = rng.chance(0.2) ? 2 : 1;
+    const targets: Name[] = [];
+    for (let t = 0; t < nTargets; t++) {
+      // Now and then the same storage as another pair's side, through another name.
+      const alias = used.length > 0 && rng.chance(0.25) ? this.names.filter((n) => used.some((u) => u.storage === n.storage) && n !== source) : [];
+      targets.push(alias.length > 0 ? rng.pick(alias) : this.pickTarget([source, ...targets]));
+    }
+    used.push(source, ...targets);
+    const spec = this.geometry(source, targets);
+    spec.label = `pairs[${i}]`;
+    spec.targets = targets.map((name, t) => ({ name, label: `pairs[${i}].${nTargets > 1 ? `targets[${t}]` : 'target'} ${name.spelling}` }));
+    const entry: Record<string, unknown> = { name: `p${i}`, source: this.jobPath(source, dir) };
+    if (nTargets > 1) entry.targets = targets.map((t) => this.jobPath(t, dir));
+    else entry.target = this.jobPath(targets[0], dir);
+    if (spec.skip > 0) entry.sourceOffset = spec.skip;
+    if (spec.seek > 0) entry.targetOffset = spec.seek;
+    if (spec.length) {
+      spec.length.exact = rng.chance(0.4);
+      entry[spec.length.exact ? 'length' : 'maxLength'] = spec.length.bytes;
+    }
+    const trunc = rng.weighted<'omit' | 'true' | 'number'>([['omit', 60], ['true', 25], ['number', 15]]);
+    spec.truncAt = trunc === 'omit' ? undefined : trunc === 'true' ? spec.seek : rng.aligned(0, spec.seek, 512);
+    if (trunc !== 'omit') entry.truncateTarget = trunc === 'true' ? true : spec.truncAt;
+    spec.excl = false;
+    spec.sparse = false;
+    if (!spec.create) entry.createTarget = false;
+    if (nTargets > 1 && rng.chance(0.5)) {
+      spec.drop = true;
+      entry.onTargetError = 'drop';
+    }
+    if (rng.chance(0.15)) {
+      spec.verify = true;
+      entry.verify = true;
+    }
+    this.jobMap(spec, entry, dir, used, pairs);
+    if (rng.chance(0.2)) entry.blockSize = rng.pick(['4K', '64K', '1M', 1000]);
+    return [spec, entry];
+  }
+
+  /** A pair's mapfile: now and then named as a side of this or another pair, else a map slot. */
+  private jobMap(spec: CopySpec, entry: Record<string, unknown>, dir: string, used: readonly Name[], pairs: readonly CopySpec[]): void {
+    const rng = this.rng;
+    if (rng.chance(0.06) && used.some((n) => !n.block)) {
+      const alias = rng.pick(used.filter((n) => !n.block));
+      spec.map = { slot: { path: alias.storage.path, spellings: [alias.spelling] }, spelling: alias.spelling, aliasOf: alias };
+      entry.mapfile = this.jobPath(alias, dir);
+    } else if (rng.chance(0.15)) {
+      const slot = rng.pick(this.world.mapSlots.filter((s) => !pairs.some((p) => p.map?.slot === s)));
+      spec.map = { slot, spelling: slot.path };
+      entry.mapfile = this.jobPathOf(slot.path, dir);
+      if (spec.truncAt !== undefined && spec.targets.some((t) => !t.name.block) && this.open.has('resume-truncate')) {
+        spec.truncAt = undefined;
+        delete entry.truncateTarget;
+      }
+    }
+  }
+
+  /** Families of a job as a whole: pairs reaching one storage object through the aliases issue 10 names. */
+  private tagJob(pairs: readonly CopySpec[], families: Set<Family>): void {
     const all = pairs.flatMap((p, i) => [p.source, ...p.targets.map((t) => t.name)].map((n) => [n, i] as const));
     const across = (flag: 'dangling' | 'loop-over-loop'): boolean => all.some(([n, i]) => n.flags.has(flag) && all.some(([o, j]) => j !== i && o.storage === n.storage));
     if (across('dangling')) families.add('job-alias-dangling');
     if (across('loop-over-loop')) families.add('loop-over-loop-alias');
     // A pair cuts a file that another pair uses.
     if (pairs.some((p, i) => p.truncAt !== undefined && p.targets.some((t) => !t.name.block && all.some(([o, j]) => j !== i && o.storage === t.name.storage)))) families.add('truncate-overlap');
-    const control = this.control(0.25);
-    const doc: Record<string, unknown> = { version: 1, pairs: json };
-    if (rng.chance(0.3)) doc.maxQueueDepth = rng.int(2, 16);
-    // Slow enough for a signal to land while the pairs copy (1–8 MiB each).
-    if (control.kind !== 'plain') doc.defaults = { rate: '6M' };
-    const text = `${JSON.stringify(doc, null, 1)}\n`;
-    const cmd: JobCommand = { kind: 'job', id, file, spelling, pairs, text, argv: ['run', spelling, '--json', '--quiet'], families };
-    const changes: WorldChange[] = [{ kind: 'job-file', file, text }];
-    for (const p of pairs) if (p.map) changes.unshift({ kind: 'rm', file: p.map.slot.path });
-    return this.step(index, `job file with ${count} pair${count > 1 ? 's' : ''}`, changes, cmd, control);
   }
 
   /** A name as a job file in `dir` spells it: absolute as is, relative against the job file's directory. */

@@ -5,10 +5,15 @@
 // "Starting inspector on … failed" when the port is taken), and any listening
 // TCP socket whose inode is one of the process's descriptors (/proc/PID/fd
 // against /proc/net/tcp and tcp6) — 127.0.0.1:9229 or any other port.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 
-import { CLI } from './script';
+import { CLI, LAUNCHER } from './script';
+
+/** How devmove is started: through the launcher with this test's own Node, or main.js when there is none. */
+export function devmoveCommand(): { file: string; args: string[] } {
+  return fs.existsSync(LAUNCHER) ? { file: LAUNCHER, args: [] } : { file: process.execPath, args: [CLI] };
+}
 
 export interface Run {
   argv: string[];
@@ -37,7 +42,12 @@ export interface RunControl {
 }
 
 const RUN_TIMEOUT_MS = 45_000;
-const INSPECTOR_TEXT = /Debugger listening|Starting inspector|Debugger attached/;
+/**
+ * Node's own words when its inspector starts. "Starting inspector on ADDR failed" counts
+ * when ADDR is one a socket can listen on (the port was only taken by someone else); the
+ * launcher points it at TEST-NET-1 (192.0.2.1), where no socket can listen: not a violation.
+ */
+const INSPECTOR_TEXT = /Debugger listening|Debugger attached|Starting inspector on (?!192\.0\.2\.)/;
 
 /** Listening TCP sockets: inode → local address. */
 function listeningSockets(): Map<string, string> {
@@ -90,99 +100,115 @@ function addonLoaded(pid: number): boolean {
 }
 
 function childEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
+  const env: NodeJS.ProcessEnv = { ...process.env, DEVMOVE_NODE: process.execPath };
   delete env.NODE_OPTIONS; // a debugger or loader of the test runner's must not leak into devmove
   delete env.LD_PRELOAD;
   return env;
 }
 
-/** Runs `devmove ARGV…` in `cwd` under `control`; never rejects. */
-export function invoke(argv: string[], cwd: string, control: RunControl = {}): Promise<Run> {
-  const started = performance.now();
-  const child = spawn(process.execPath, [CLI, ...argv], { cwd, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-  const pid = child.pid ?? 0;
-  const run: Run = { argv, pid, code: null, signal: null, stdout: '', stderr: '', ms: 0, inspector: [], hung: false, usr1Sent: 0, polls: 0 };
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (run.stdout += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (run.stderr += d));
-  let exited = false;
-  const timers: NodeJS.Timeout[] = [];
-  const signal = (sig: NodeJS.Signals): void => {
-    if (!exited) child.kill(sig);
-  };
+/** One devmove process under a control, watched for an inspector while it lives. */
+class Watched {
+  readonly run: Run;
+  private readonly child: ChildProcess;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private exited = false;
+  private readonly started = performance.now();
+
+  constructor(argv: string[], cwd: string) {
+    const how = devmoveCommand();
+    this.child = spawn(how.file, [...how.args, ...argv], { cwd, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    this.run = { argv, pid: this.child.pid ?? 0, code: null, signal: null, stdout: '', stderr: '', ms: 0, inspector: [], hung: false, usr1Sent: 0, polls: 0 };
+    this.child.stdout?.setEncoding('utf8').on('data', (d: string) => (this.run.stdout += d));
+    this.child.stderr?.setEncoding('utf8').on('data', (d: string) => (this.run.stderr += d));
+    this.child.on('exit', () => (this.exited = true));
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    if (!this.exited) this.child.kill(sig);
+  }
+
+  every(ms: number, fn: () => void): NodeJS.Timeout {
+    const t = setInterval(fn, ms);
+    this.timers.push(t);
+    return t;
+  }
+
+  after(ms: number, fn: () => void): void {
+    this.timers.push(setTimeout(fn, ms));
+  }
 
   /** Calls `then` once the addon is mapped (polled every 2 ms); never if the process exits first. */
-  const whenLoaded = (then: () => void): void => {
-    const wait = setInterval(() => {
-      if (exited) clearInterval(wait);
-      else if (addonLoaded(pid)) {
+  whenLoaded(then: () => void): void {
+    const wait = this.every(2, () => {
+      if (this.exited) clearInterval(wait);
+      else if (addonLoaded(this.run.pid)) {
         clearInterval(wait);
         then();
       }
-    }, 2);
-    timers.push(wait);
-  };
-  const inspect = (): void => {
-    run.polls++;
-    const inodes = socketInodes(pid);
-    if (inodes.length > 0) {
-      const listening = listeningSockets();
-      for (const ino of inodes) {
-        const where = listening.get(ino);
-        if (where && !run.inspector.some((e) => e.includes(where))) run.inspector.push(`pid ${pid} listens on ${where} (socket inode ${ino})`);
-      }
-    }
-  };
-  const burst = control.usr1;
-  timers.push(setInterval(inspect, burst ? 4 : 25));
-  const armSignals = (): void => {
-    if (control.sigintAfterMs !== undefined) timers.push(setTimeout(() => signal('SIGINT'), control.sigintAfterMs));
-    if (control.killAfterMs !== undefined) timers.push(setTimeout(() => signal('SIGKILL'), control.killAfterMs));
-  };
-  if (control.afterLoad) whenLoaded(armSignals);
-  else armSignals();
-  if (burst) {
-    const begin = (): void => {
-      const t0 = performance.now();
-      const every = setInterval(() => {
-        if (exited || (burst.stopAfterMs !== undefined && performance.now() - t0 > burst.stopAfterMs)) {
-          clearInterval(every);
-          return;
-        }
-        run.usr1Sent++;
-        signal('SIGUSR1');
-      }, 3);
-      timers.push(every);
-      if (control.sigintAfterBurstMs !== undefined) timers.push(setTimeout(() => signal('SIGINT'), control.sigintAfterBurstMs));
-    };
-    if (burst.afterLoad) {
-      whenLoaded(begin);
-    } else {
-      timers.push(setTimeout(begin, burst.startMs));
+    });
+  }
+
+  /** (e): a listening TCP socket among the process's descriptors. */
+  inspect(): void {
+    this.run.polls++;
+    const inodes = socketInodes(this.run.pid);
+    if (inodes.length === 0) return;
+    const listening = listeningSockets();
+    for (const ino of inodes) {
+      const where = listening.get(ino);
+      if (where && !this.run.inspector.some((e) => e.includes(where))) this.run.inspector.push(`pid ${this.run.pid} listens on ${where} (socket inode ${ino})`);
     }
   }
-  timers.push(
-    setTimeout(() => {
-      run.hung = true;
-      signal('SIGKILL');
-    }, RUN_TIMEOUT_MS),
-  );
-  return new Promise((resolve) => {
-    child.on('error', (e) => {
-      run.stderr += `spawn failed: ${e.message}\n`;
+
+  /** SIGUSR1 every 3 ms from now, until the process exits (or `stopAfterMs`). */
+  burst(stopAfterMs: number | undefined, sigintAfterMs: number | undefined): void {
+    const t0 = performance.now();
+    const t = this.every(3, () => {
+      if (this.exited || (stopAfterMs !== undefined && performance.now() - t0 > stopAfterMs)) {
+        clearInterval(t);
+        return;
+      }
+      this.run.usr1Sent++;
+      this.signal('SIGUSR1');
     });
-    child.on('close', (code, sig) => {
-      exited = true;
-      for (const t of timers) clearTimeout(t);
-      run.code = code;
-      run.signal = sig;
-      run.ms = performance.now() - started;
-      for (const line of run.stderr.split('\n')) if (INSPECTOR_TEXT.test(line)) run.inspector.push(`stderr: ${line.trim()}`);
-      resolve(run);
+    if (sigintAfterMs !== undefined) this.after(sigintAfterMs, () => this.signal('SIGINT'));
+  }
+
+  finished(): Promise<Run> {
+    return new Promise((resolve) => {
+      this.child.on('error', (e) => (this.run.stderr += `spawn failed: ${e.message}\n`));
+      this.child.on('close', (code, sig) => {
+        this.exited = true;
+        for (const t of this.timers) clearTimeout(t);
+        Object.assign(this.run, { code, signal: sig, ms: performance.now() - this.started });
+        for (const line of this.run.stderr.split('\n')) if (INSPECTOR_TEXT.test(line)) this.run.inspector.push(`stderr: ${line.trim()}`);
+        resolve(this.run);
+      });
     });
-    child.on('exit', () => {
-      exited = true;
-    });
+  }
+}
+
+/** Runs `devmove ARGV…` in `cwd` under `control`; never rejects. */
+export function invoke(argv: string[], cwd: string, control: RunControl = {}): Promise<Run> {
+  const w = new Watched(argv, cwd);
+  const burst = control.usr1;
+  w.every(burst ? 4 : 25, () => w.inspect());
+  const armSignals = (): void => {
+    if (control.sigintAfterMs !== undefined) w.after(control.sigintAfterMs, () => w.signal('SIGINT'));
+    if (control.killAfterMs !== undefined) w.after(control.killAfterMs, () => w.signal('SIGKILL'));
+  };
+  if (control.afterLoad) w.whenLoaded(armSignals);
+  else armSignals();
+  if (burst) {
+    const begin = (): void => w.burst(burst.stopAfterMs, control.sigintAfterBurstMs);
+    if (burst.afterLoad) w.whenLoaded(begin);
+    else w.after(burst.startMs, begin);
+  }
+  w.after(RUN_TIMEOUT_MS, () => {
+    w.run.hung = true;
+    w.signal('SIGKILL');
   });
+  return w.finished();
 }
 
 /** Is the process gone (not even a zombie)? */

@@ -238,8 +238,10 @@ function noteCoverage(step: Step, plan: Plan, runs: Run[], counters: Counters): 
   counters.note(cmd.kind === 'copy' ? (cmd.spec.targets.length > 1 ? 'fan-out' : 'copy') : cmd.kind === 'job' ? 'job' : 'devices');
   if (cmd.kind === 'job') counters.note(`job pairs ${cmd.pairs.length}`);
   const first = runs[0];
-  if (step.control.kind === 'sigint') counters.note(first.code === 130 ? 'SIGINT mid-copy' : first.code === 0 ? 'SIGINT after the copy' : first.signal === 'SIGINT' ? 'killed by SIGINT (outside the copy\'s handler)' : 'SIGINT, other end');
-  if (step.control.kind === 'kill9') counters.note(first.signal === 'SIGKILL' ? 'kill -9 + rerun' : 'kill -9 too late');
+  const ended = `the command ended first (${first.signal ?? `exit ${first.code}`})`;
+  if (step.control.kind === 'sigint') counters.note(first.code === 130 ? 'SIGINT mid-copy' : first.signal === 'SIGINT' ? 'killed by SIGINT (outside the copy\'s handler)' : `SIGINT: ${ended}`);
+  if (step.control.kind === 'kill9') counters.note(first.signal === 'SIGKILL' ? 'kill -9 + rerun' : `kill -9: ${ended}`);
+  if (runs.some((r) => /Starting inspector on 192\.0\.2\./.test(r.stderr))) counters.note('SIGUSR1 in start-up: inspector pointed at TEST-NET by the launcher');
   if (step.control.kind === 'usr1') counters.note(`SIGUSR1 burst (${first.usr1Sent} sent)`.replace(/\d+ sent/, first.usr1Sent > 0 ? 'sent' : 'none sent'));
   if (plan.mustRefuse) counters.note(plan.strict ? 'must refuse (issue 10 classes)' : 'must refuse (README refusals)');
   if (plan.pairs.some((p) => p.resumed)) counters.note('resumed from a mapfile');

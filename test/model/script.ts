@@ -54,6 +54,11 @@ export class Script {
   }
 }
 
-/** The CLI's path in this checkout. */
-export const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 export const REPO = path.join(__dirname, '..', '..');
+/** The CLI's entry point in this checkout. */
+export const CLI = path.join(REPO, 'dist', 'cli', 'main.js');
+/**
+ * The command users run (package.json "bin"): a launcher that starts Node so
+ * that SIGUSR1 cannot open the inspector during start-up. Used when present.
+ */
+export const LAUNCHER = path.join(REPO, 'bin', 'devmove');

@@ -153,7 +153,7 @@ export class World {
     s.variable(REPO, 'REPO');
     s.line('set -u   # run as root from anywhere; REPO is the devmove checkout');
     s.raw(`REPO=${sh(REPO)}`);
-    s.line('DM="node $REPO/dist/cli/main.js"');
+    s.line(fs.existsSync(path.join(REPO, 'bin', 'devmove')) ? 'DM="$REPO/bin/devmove"' : 'DM="node $REPO/dist/cli/main.js"');
     s.line('W=$(realpath "$(mktemp -d /dev/shm/devmove-model-XXXXXX)"); V=$(realpath "$(mktemp -d /var/tmp/devmove-model-XXXXXX)"); cd "$W"');
     s.line('gen() { openssl enc -aes-128-ctr -nosalt -K "$1" -iv 00000000000000000000000000000000 -in /dev/zero 2>/dev/null | head -c "$2"; }');
   }
