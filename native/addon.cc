@@ -202,6 +202,7 @@ Napi::Object FileReportToJs(Napi::Env env, const FileReport& f) {
   o.Set("dropped", f.dropped);
   if (f.error.failed()) o.Set("error", ErrorToJs(env, f.error));
   if (!f.zero_note.empty()) o.Set("zeroNote", f.zero_note);
+  if (f.unfinished_bytes_written > 0) o.Set("unfinishedBytes", static_cast<double>(f.unfinished_bytes_written));
   return o;
 }
 

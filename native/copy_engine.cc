@@ -896,6 +896,9 @@ void CopyEngine::FinishIfDone(Slot& slot) {
     // Abandoned: the job stopped with this buffer unfinished. Its bad blocks
     // were already counted; they stay out of the checkpoints.
     assert(stopping_ || halted);
+    // What its writes did put on the targets (a write cut short by EFBIG or
+    // ENOSPC is continued, then fails): dd counts it as a partial record.
+    for (uint32_t t = 0; t < targets_.size(); ++t) report_->targets[t].unfinished_bytes_written += slot.write_done[t];
   }
   slot.busy = false;
   free_slots_.push_back(slot.index);

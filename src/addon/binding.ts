@@ -67,6 +67,8 @@ export interface NativeFileReport {
   error?: NativeErrorInfo;
   /** Targets: how zero blocks were handled when not as asked. */
   zeroNote?: string;
+  /** Targets: bytes written by buffers abandoned when the copy stopped (not in bytesCopied). */
+  unfinishedBytes?: number;
 }
 
 /** What the engine submitted, for diagnostics and benchmarks. */

@@ -3,7 +3,7 @@
 // and can be cancelled. No byte of the data ever passes through JavaScript.
 import { EventEmitter } from 'node:events';
 
-import { loadNative, type NativeErrorInfo, type NativePlan } from '../addon/binding';
+import { loadNative, type NativeErrorInfo, type NativeEvent, type NativePlan } from '../addon/binding';
 import { CopyAbortError, CopyFailure, DevmoveError } from '../base/errors';
 import { toByteCount } from '../base/size';
 import type { CopyJobEvents, CopyOptions, CopyProgress, CopyResult, Size } from '../base/types';
@@ -40,6 +40,42 @@ interface JobSetup {
   retryBad: boolean;
 }
 
+interface Settle {
+  resolve(result: CopyResult): void;
+  reject(error: unknown): void;
+}
+
+/** Before the engine starts: node names resolved, every refusal made, the mapfile loaded. */
+function prepare(plan: NativePlan, setup: JobSetup): MapfileSession | undefined {
+  // Node names ('sdb', 'loop3', '7:3') are accepted wherever a path is.
+  plan.source.path = resolveDevicePath(plan.source.path);
+  for (const t of plan.targets) t.path = resolveDevicePath(t.path);
+  checkCopySafety(plan, setup.mapfile);
+  return setup.mapfile === undefined ? undefined : new MapfileSession(setup.mapfile, plan, setup.retryBad);
+}
+
+/**
+ * The mapfile while the engine runs: the first error keeping it stops the copy (better no copy
+ * than one without a record), and later steps are skipped.
+ */
+class MapKeeper {
+  error: unknown;
+  constructor(
+    readonly session: MapfileSession | undefined,
+    private readonly stop: () => void,
+  ) {}
+
+  keep(step: (session: MapfileSession) => void, stopOnError = true): void {
+    if (this.session === undefined || this.error !== undefined) return;
+    try {
+      step(this.session);
+    } catch (error) {
+      this.error = error;
+      if (stopOnError) this.stop();
+    }
+  }
+}
+
 /** Rate over a sliding window of recent samples, so ETA follows the current speed. */
 class RateMeter {
   private readonly samples: Array<[seconds: number, bytes: number]> = [];
@@ -67,90 +103,67 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
   /** @internal use copy() */
   constructor(plan: NativePlan, setup: JobSetup) {
     super();
-    const { signal, onProgress } = setup;
     this.rateNow = plan.rate ?? 0;
     this.last = {
       bytesDone: 0, bytesTotal: plan.length ?? 0, percent: 0, bytesPerSecond: 0, etaSeconds: undefined, elapsedSeconds: 0,
       badBytes: 0, zeroBytes: 0, paused: false, phase: 'copy', verifyDone: 0, verifyTotal: 0,
     };
-    if (onProgress) this.on('progress', onProgress);
-    this.promise = new Promise<CopyResult>((resolve, reject) => {
-      if (signal?.aborted) {
-        this.settled = true;
-        reject(new CopyAbortError('The copy was aborted before it started', { cause: signal.reason }));
-        return;
-      }
-      const binding = loadNative();
-      let mapfile: MapfileSession | undefined;
-      try {
-        // Node names ('sdb', 'loop3', '7:3') are accepted wherever a path is.
-        plan.source.path = resolveDevicePath(plan.source.path);
-        for (const t of plan.targets) t.path = resolveDevicePath(t.path);
-        checkCopySafety(plan, setup.mapfile);
-        if (setup.mapfile !== undefined) mapfile = new MapfileSession(setup.mapfile, plan, setup.retryBad);
-      } catch (error) {
-        this.settled = true;
-        if (error instanceof Error) Error.captureStackTrace(error, CopyJob);
-        reject(error);
-        return;
-      }
-      const onAbort = (): void => this.cancel();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      let mapfileError: unknown;
-      const job = new binding.CopyJob(plan, (event) => {
-        if (event.type === 'progress') {
-          if (mapfile && mapfileError === undefined) {
-            try {
-              mapfile.begin(event.domainOffset, event.domainLength);
-            } catch (error) {
-              mapfileError = error;
-              this.cancel();
-            }
-          }
-          this.updateProgress(event.bytesDone, event.bytesTotal, true, event);
-          return;
-        }
-        if (event.type === 'checkpoint') {
-          if (mapfile && mapfileError === undefined) {
-            try {
-              mapfile.checkpoint(event.finished, event.bad);
-            } catch (error) {
-              // The map cannot be kept: stop rather than copy without a record.
-              mapfileError = error;
-              this.cancel();
-            }
-          }
-          return;
-        }
-        signal?.removeEventListener('abort', onAbort);
-        this.settled = true;
-        this.native = undefined;
-        const report = event.report;
-        if (mapfile && mapfileError === undefined) {
-          try {
-            mapfile.end(report.stoppedAtBadBlock);
-          } catch (error) {
-            mapfileError = error;
-          }
-        }
-        this.updateProgress(report.bytesCopied, report.bytesTotal, false);
-        const result = toResult(report, plan, mapfile);
-        const failure = failureOf(mapfileError, event.error, report.cancelled, signal);
-        if (failure !== undefined) {
-          failure.bytesCopied = report.bytesCopied;
-          failure.result = result;
-          Error.captureStackTrace(failure, CopyJob);
-          reject(failure);
-          return;
-        }
-        resolve(result);
-      });
-      this.native = job;
-      job.start();
-    });
+    if (setup.onProgress) this.on('progress', setup.onProgress);
+    this.promise = new Promise<CopyResult>((resolve, reject) => this.start(plan, setup, { resolve, reject }));
     // A job nobody awaits must not crash the process with an unhandled rejection;
     // anyone who awaits it still sees the error.
     this.promise.catch(() => undefined);
+  }
+
+  private start(plan: NativePlan, setup: JobSetup, settle: Settle): void {
+    const { signal } = setup;
+    if (signal?.aborted) {
+      this.settled = true;
+      settle.reject(new CopyAbortError('The copy was aborted before it started', { cause: signal.reason }));
+      return;
+    }
+    let map: MapKeeper;
+    try {
+      map = new MapKeeper(prepare(plan, setup), () => this.cancel());
+    } catch (error) {
+      this.settled = true;
+      if (error instanceof Error) Error.captureStackTrace(error, CopyJob);
+      settle.reject(error);
+      return;
+    }
+    const onAbort = (): void => this.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const job = new (loadNative().CopyJob)(plan, (event) => {
+      if (event.type === 'progress') {
+        map.keep((m) => m.begin(event.domainOffset, event.domainLength));
+        this.updateProgress(event.bytesDone, event.bytesTotal, true, event);
+      } else if (event.type === 'checkpoint') {
+        map.keep((m) => m.checkpoint(event.finished, event.bad));
+      } else {
+        signal?.removeEventListener('abort', onAbort);
+        this.finish(event, plan, map, signal, settle);
+      }
+    });
+    this.native = job;
+    job.start();
+  }
+
+  private finish(event: Extract<NativeEvent, { type: 'done' }>, plan: NativePlan, map: MapKeeper, signal: AbortSignal | undefined, settle: Settle): void {
+    this.settled = true;
+    this.native = undefined;
+    const { report } = event;
+    map.keep((m) => m.end(report.stoppedAtBadBlock), false);
+    this.updateProgress(report.bytesCopied, report.bytesTotal, false);
+    const result = toResult(report, plan, map.session);
+    const failure = failureOf(map.error, event.error, report.cancelled, signal);
+    if (failure === undefined) {
+      settle.resolve(result);
+      return;
+    }
+    failure.bytesCopied = report.bytesCopied;
+    failure.result = result;
+    Error.captureStackTrace(failure, CopyJob);
+    settle.reject(failure);
   }
 
   /** Progress now: the byte count is read live from the engine while it runs. */

@@ -9,6 +9,7 @@ import { DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH } from '../base/types';
 import { runCopy } from './copy-command';
 import { DD_HELP_OPERANDS, parseDdArgs, UsageError, type DdInvocation } from './dd-args';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, version, type CliIo } from './output';
+import { StdioGuard } from './stdio';
 
 export function helpText(): string {
   return `Usage: devmove if=SOURCE of=TARGET [OPERAND]... [OPTION]...
@@ -31,8 +32,9 @@ standard error is a terminal; kill -USR1 PID prints the statistics like dd.
 
 Exit status:
   0  the copy completed and is durable on TARGET
-  1  runtime failure (I/O error, device too small, permission, interrupted:
-     130 after SIGINT, 143 after SIGTERM)
+  1  runtime failure (I/O error, device too small, permission, unreadable
+     blocks skipped with conv=noerror, standard output or error not
+     writable; interrupted: 130 after SIGINT, 143 after SIGTERM)
   2  usage error (bad operand or option)
 
 Examples:
@@ -57,6 +59,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
   }
   try {
     inv = parseDdArgs(argv);
+    for (const warning of inv.warnings) io.stderr.write(`devmove: ${warning}\n`);
     if (inv.command === 'help') {
       io.stdout.write(helpText());
       return EXIT_OK;
@@ -86,12 +89,14 @@ if (require.main === module) {
   // SIGUSR1 handle and restores the signal's default action (terminate) for the last milliseconds,
   // so a dd user's SIGUSR1 then would kill a copy that has already succeeded. exit() skips that
   // teardown. Standard output and error are synchronous on Linux (files, pipes, terminals), so
-  // nothing written is lost.
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
+  // nothing written is lost; one turn of the loop first lets a write that failed report itself
+  // (StdioGuard: exit 1, as dd after `2>/dev/full`).
+  const stdio = new StdioGuard();
+  main(process.argv.slice(2), stdio.io).then(
+    (code) => setImmediate(() => process.exit(stdio.exitCode(code))),
     (error: unknown) => {
-      process.stderr.write(`devmove: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-      process.exit(EXIT_FAILURE);
+      stdio.io.stderr.write(`devmove: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      setImmediate(() => process.exit(EXIT_FAILURE));
     },
   );
 }

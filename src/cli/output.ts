@@ -29,19 +29,69 @@ export function records(bytes: number, blockSize: number): string {
   return `${full}+${partial} records`;
 }
 
-function formatSeconds(seconds: number): string {
-  // like printf's %g with dd's precision
-  if (seconds === 0) return '0';
-  return String(Number(seconds.toPrecision(6)));
+/**
+ * printf's %.Nf: correctly rounded, and a value exactly halfway goes to the
+ * even digit (toFixed rounds those up: 0.25 is '0.3' there, '0.2' in C).
+ * toFixed(100) is the double's exact decimal expansion, so a tie is exact.
+ */
+function fixed(value: number, digits: number): string {
+  if (Math.abs(value) >= 1e21) return value.toFixed(digits);
+  const exact = value.toFixed(100);
+  const cut = exact.indexOf('.') + 1 + digits;
+  if (/^50*$/.test(exact.slice(cut))) {
+    const kept = exact.slice(0, digits === 0 ? cut - 1 : cut);
+    if (Number(kept[kept.length - 1]) % 2 === 0) return kept;
+  }
+  return value.toFixed(digits);
 }
 
-/** dd's transfer line: "N bytes (1.1 GB, 1.0 GiB) copied, 0.6 s, 1.8 GB/s". */
-export function transferLine(bytes: number, seconds: number): string {
-  const rate = seconds > 0 ? `${formatBytesSI(bytes / seconds)}/s` : 'Infinity B/s';
+/** printf's %g (6 significant digits): dd prints the final time with it ('0.453834', '4.892e-06', '1.23457e+06'). */
+export function formatSeconds(seconds: number): string {
+  if (seconds === 0) return '0';
+  const [mantissa, exponentText] = seconds.toExponential(5).split('e');
+  const exponent = Number(exponentText);
+  const strip = (text: string): string => (text.includes('.') ? text.replace(/\.?0+$/, '') : text);
+  if (exponent < -4 || exponent >= 6) {
+    return `${strip(mantissa)}e${exponent < 0 ? '-' : '+'}${String(Math.abs(exponent)).padStart(2, '0')}`;
+  }
+  return strip(fixed(seconds, 5 - exponent));
+}
+
+const SI_PREFIXES = 'kMGTPEZYRQ';
+
+/**
+ * dd's rate: GNU human_readable() on bytes × 10^9 / elapsed nanoseconds. That
+ * quotient is not an integer, so gnulib takes its floating-point path: the
+ * scale starts at kilo (213 B/s is '0.2 kB/s', nothing is '0.0 kB/s'), one
+ * decimal unless that makes more than 4 characters ('45.5 MB/s', '171 MB/s').
+ */
+export function formatRate(bytes: number, seconds: number): string {
+  if (!(seconds > 0)) return 'Infinity B/s';
+  const amount = bytes / seconds;
+  let exponent = 1;
+  let scale = 1000;
+  while (scale * 1000 <= amount && exponent < SI_PREFIXES.length) {
+    scale *= 1000;
+    exponent++;
+  }
+  let text = fixed(amount / scale, 1);
+  if (text.length > 4) text = fixed(amount / scale, 0);
+  return `${text} ${SI_PREFIXES[exponent - 1]}B/s`;
+}
+
+/**
+ * dd's transfer line: "N bytes (1.1 GB, 1.0 GiB) copied, 0.6 s, 1.8 GB/s".
+ * A size that needs no prefix is left out, as dd does: "999 bytes copied",
+ * "1000 bytes (1.0 kB) copied". Progress lines (status=progress) show whole
+ * seconds, the final line %g.
+ */
+export function transferLine(bytes: number, seconds: number, progress = false): string {
   const si = formatBytesSI(bytes);
-  const sizes = bytes < 1000 ? '' : ` (${si}, ${formatBytesIEC(bytes)})`;
+  const iec = formatBytesIEC(bytes);
   const noun = bytes === 1 ? 'byte' : 'bytes';
-  return `${bytes} ${noun}${sizes} copied, ${formatSeconds(seconds)} s, ${rate}`;
+  const sizes = si.endsWith(' B') ? '' : iec.endsWith(' B') ? ` (${si})` : ` (${si}, ${iec})`;
+  const time = progress ? fixed(seconds, 0) : formatSeconds(seconds);
+  return `${bytes} ${noun}${sizes} copied, ${time} s, ${formatRate(bytes, seconds)}`;
 }
 
 function formatEta(seconds: number | undefined): string {

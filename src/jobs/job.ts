@@ -77,6 +77,54 @@ function copyOptionsFor(pair: JobPair, allocation: PairAllocation, signal: Abort
 
 // ---- the runner ----------------------------------------------------------------------
 
+function elapsed(since: bigint): number {
+  return Number(process.hrtime.bigint() - since) / 1e9;
+}
+
+interface PairContext {
+  emit(event: JobEvent): void;
+  signal: AbortSignal;
+  progressInterval: number | undefined;
+}
+
+/** One pair's copy, start to end, as events and an outcome; never throws. */
+async function runPair(pair: JobPair, allocation: PairAllocation, { emit, signal, progressInterval }: PairContext): Promise<PairOutcome> {
+  const outcome: PairOutcome = {
+    name: pair.name,
+    status: 'failed',
+    source: pair.options.source,
+    targets: targetsOf(pair),
+    queueDepth: allocation.queueDepth,
+    blockSize: allocation.blockSize,
+    bytesCopied: 0,
+    seconds: 0,
+    bytesPerSecond: 0,
+  };
+  emit({ type: 'pair-start', pair: pair.name, source: outcome.source, targets: outcome.targets, queueDepth: allocation.queueDepth, blockSize: allocation.blockSize });
+  const pairStarted = process.hrtime.bigint();
+  let job: CopyJob | undefined;
+  try {
+    job = copy(copyOptionsFor(pair, allocation, signal, progressInterval));
+    job.on('progress', (p) => emit({ type: 'progress', pair: pair.name, ...p }));
+    const result = await job;
+    // Every pair's last progress event says where it ended, however short the copy was.
+    emit({ type: 'progress', pair: pair.name, ...job.progress });
+    Object.assign(outcome, { status: 'done', result, bytesCopied: result.bytesCopied, seconds: result.seconds, bytesPerSecond: result.bytesPerSecond });
+    emit({ type: 'pair-done', pair: pair.name, result });
+  } catch (caught) {
+    const error = caught instanceof Error ? caught : new Error(String(caught));
+    outcome.status = error instanceof CopyAbortError ? 'cancelled' : 'failed';
+    outcome.error = error;
+    const bytes = (error as { bytesCopied?: unknown }).bytesCopied;
+    outcome.bytesCopied = typeof bytes === 'number' ? bytes : 0;
+    outcome.seconds = elapsed(pairStarted);
+    outcome.bytesPerSecond = outcome.seconds > 0 ? outcome.bytesCopied / outcome.seconds : 0;
+    if (job !== undefined) emit({ type: 'progress', pair: pair.name, ...job.progress });
+    emit({ type: 'pair-failed', pair: pair.name, error });
+  }
+  return outcome;
+}
+
 /**
  * Runs every pair of the job at once. Resolves when all pairs have settled, with one
  * outcome per pair (done, failed or cancelled); never rejects because a pair failed.
@@ -108,47 +156,10 @@ export async function runJob(spec: JobSpec, hooks: JobHooks = {}): Promise<JobRe
   };
 
   const started = process.hrtime.bigint();
-  const elapsed = (since: bigint): number => Number(process.hrtime.bigint() - since) / 1e9;
-
-  const runPair = async (pair: JobPair, allocation: PairAllocation): Promise<PairOutcome> => {
-    const outcome: PairOutcome = {
-      name: pair.name,
-      status: 'failed',
-      source: pair.options.source,
-      targets: targetsOf(pair),
-      queueDepth: allocation.queueDepth,
-      blockSize: allocation.blockSize,
-      bytesCopied: 0,
-      seconds: 0,
-      bytesPerSecond: 0,
-    };
-    emit({ type: 'pair-start', pair: pair.name, source: outcome.source, targets: outcome.targets, queueDepth: allocation.queueDepth, blockSize: allocation.blockSize });
-    const pairStarted = process.hrtime.bigint();
-    let job: CopyJob | undefined;
-    try {
-      job = copy(copyOptionsFor(pair, allocation, controller.signal, hooks.progressInterval));
-      job.on('progress', (p) => emit({ type: 'progress', pair: pair.name, ...p }));
-      const result = await job;
-      // Every pair's last progress event says where it ended, however short the copy was.
-      emit({ type: 'progress', pair: pair.name, ...job.progress });
-      Object.assign(outcome, { status: 'done', result, bytesCopied: result.bytesCopied, seconds: result.seconds, bytesPerSecond: result.bytesPerSecond });
-      emit({ type: 'pair-done', pair: pair.name, result });
-    } catch (caught) {
-      const error = caught instanceof Error ? caught : new Error(String(caught));
-      outcome.status = error instanceof CopyAbortError ? 'cancelled' : 'failed';
-      outcome.error = error;
-      const bytes = (error as { bytesCopied?: unknown }).bytesCopied;
-      outcome.bytesCopied = typeof bytes === 'number' ? bytes : 0;
-      outcome.seconds = elapsed(pairStarted);
-      outcome.bytesPerSecond = outcome.seconds > 0 ? outcome.bytesCopied / outcome.seconds : 0;
-      if (job !== undefined) emit({ type: 'progress', pair: pair.name, ...job.progress });
-      emit({ type: 'pair-failed', pair: pair.name, error });
-    }
-    return outcome;
-  };
+  const context: PairContext = { emit, signal: controller.signal, progressInterval: hooks.progressInterval };
 
   try {
-    const pairs = await Promise.all(spec.pairs.map((pair, i) => runPair(pair, allocations[i])));
+    const pairs = await Promise.all(spec.pairs.map((pair, i) => runPair(pair, allocations[i], context)));
     if (listenerError !== undefined) throw listenerError.error;
     return {
       ok: pairs.every((p) => p.status === 'done'),

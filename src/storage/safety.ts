@@ -32,6 +32,39 @@ function extent(side: SideFacts, offset: number): { identity: string; start: num
   return where && { identity: where.id, start: where.base + offset, what: where.what };
 }
 
+/**
+ * Same object or overlapping bytes: never overridable. A regular-file target cut at `cutAt` (dd's
+ * truncation) also touches every byte from the cut on.
+ */
+function overlapRefusal(source: SideFacts, sourceOffset: number, target: SideFacts, targetOffset: number, length: number, cutAt: number | undefined): string | undefined {
+  if (source.block && target.block && source.block.devno === target.block.devno) {
+    return `target is the same device as the source (${source.path}, ${source.block.devno})`;
+  }
+  const s = extent(source, sourceOffset);
+  const cut = cutAt !== undefined && target.kind === 'file' ? cutAt : undefined;
+  const t = extent(target, cut === undefined ? targetOffset : Math.min(targetOffset, cut));
+  const tEnd = t === undefined ? 0 : cut === undefined ? t.start + length : Infinity;
+  if (!(s && t && s.identity === t.identity && length > 0 && s.start < tEnd && t.start < s.start + length)) return undefined;
+  let how: string;
+  if (source.block && target.block && source.disk && target.disk && source.disk.devno === target.disk.devno) {
+    if (target.block.type === 'partition' && source.block.type === 'disk') how = `target is a partition of the source disk ${source.path}`;
+    else if (source.block.type === 'partition' && target.block.type === 'disk') how = `target is the whole disk holding the source partition ${source.path}`;
+    else how = `target and source ${source.path} are partitions of one disk`;
+  } else if (source.kind === 'file' && target.kind === 'file') {
+    how = `target is the same file as the source ${source.path}`;
+  } else if (s.what.includes('loop device') || t.what.includes('loop device')) {
+    how = `target and source ${source.path} are the same ${s.identity.startsWith('file:') ? 'image file' : 'device'}`;
+  } else {
+    how = `target and source ${source.path} are the same storage`;
+  }
+  const written = { start: t.start + (cut === undefined ? 0 : targetOffset - Math.min(targetOffset, cut)) };
+  const rangesOverlap = s.start < written.start + length && written.start < s.start + length;
+  if (cut !== undefined && !rangesOverlap) {
+    return `${how}: truncating it at byte ${cut} would destroy source data (source bytes ${s.start}–${s.start + length} of the same storage; use conv=notrunc)`;
+  }
+  return `${how}, and the byte ranges overlap (source bytes ${s.start}–${s.start + length}, target bytes ${written.start}–${written.start + length} of the same storage)`;
+}
+
 function describeMount(m: MountEntry): string {
   return `${m.mountPoint} (${m.fsType}, ${m.readOnly ? 'read-only' : 'read-write'})`;
 }
@@ -48,33 +81,11 @@ export function assessCopy(
   length: number,
   mounts: readonly MountEntry[],
   force: boolean,
+  cutAt?: number,
 ): Refusal | undefined {
   const refuse = (errno: number, detail: string): Refusal => ({ errno, path: target.path, detail });
-
-  // Same object or overlapping bytes: never overridable.
-  if (source.block && target.block && source.block.devno === target.block.devno) {
-    return refuse(EINVAL, `target is the same device as the source (${source.path}, ${source.block.devno})`);
-  }
-  const s = extent(source, sourceOffset);
-  const t = extent(target, targetOffset);
-  if (s && t && s.identity === t.identity && length > 0 && s.start < t.start + length && t.start < s.start + length) {
-    let how: string;
-    if (source.block && target.block && source.disk && target.disk && source.disk.devno === target.disk.devno) {
-      if (target.block.type === 'partition' && source.block.type === 'disk') how = `target is a partition of the source disk ${source.path}`;
-      else if (source.block.type === 'partition' && target.block.type === 'disk') how = `target is the whole disk holding the source partition ${source.path}`;
-      else how = `target and source ${source.path} are partitions of one disk`;
-    } else if (source.kind === 'file' && target.kind === 'file') {
-      how = `target is the same file as the source ${source.path}`;
-    } else if (s.what.startsWith('loop') || t.what.startsWith('loop')) {
-      how = `target and source ${source.path} are the same image file`;
-    } else {
-      how = `target and source ${source.path} are the same storage`;
-    }
-    return refuse(
-      EINVAL,
-      `${how}, and the byte ranges overlap (source bytes ${s.start}–${s.start + length}, target bytes ${t.start}–${t.start + length} of the same storage)`,
-    );
-  }
+  const overlapping = overlapRefusal(source, sourceOffset, target, targetOffset, length, cutAt);
+  if (overlapping !== undefined) return refuse(EINVAL, overlapping);
 
   if (target.kind !== 'block' || !target.block) return undefined;
   const block = target.block;
@@ -126,7 +137,7 @@ export function checkCopySafety(plan: NativePlan, mapfile?: string): void {
     const mounts = readMountInfo();
     plan.targets.forEach((t, i) => {
       // A target opened without the O_EXCL claim is a forced one.
-      const refusal = assessCopy(source, plan.source.offset, targets[i], t.offset, length, mounts, !t.exclusive);
+      const refusal = assessCopy(source, plan.source.offset, targets[i], t.offset, length, mounts, !t.exclusive, t.truncateTo);
       if (refusal) throw new DevmoveError({ errno: refusal.errno, operation: 'copy', path: refusal.path, detail: refusal.detail });
     });
   }

@@ -219,6 +219,28 @@ describe.skipIf(skipWithoutLoop)('aliases the kernel sees and text does not', ()
     }
   });
 
+  it("dd's truncation touches every byte from the cut on: a source that is a loop device over the target file is refused (found by the model test)", () => {
+    const dir = tempDir();
+    const image = makeImage(dir, 't.img', 8 * MiB);
+    const loop = attachLoop(image, { directIo: false });
+    const before = sha256File(image);
+    // Copy the image's second half (through the loop device) to its first 1 MiB: the ranges are
+    // disjoint, but dd's truncation at seek= 0 would cut the source away.
+    const run = cli([`if=${loop}`, `of=${image}`, 'bs=1M', 'skip=4', 'count=1']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/truncating it at byte 0 would destroy source data/);
+    expect(sha256File(image)).toBe(before);
+    const notrunc = cli([`if=${loop}`, `of=${image}`, 'bs=1M', 'skip=4', 'count=1', 'conv=notrunc']);
+    expect(notrunc.code, notrunc.stderr).toBe(0);
+    // …and a job pair that cuts a file another pair reads.
+    const job = path.join(dir, 'job.json');
+    const other = makeImage(dir, 'o.img', 1 * MiB);
+    fs.writeFileSync(job, JSON.stringify({ version: 1, pairs: [{ name: 'reader', source: loop, sourceOffset: '6M', target: path.join(dir, 'copy.img') }, { name: 'cutter', source: other, target: image, truncateTarget: true }] }));
+    const cutter = spawnSync(process.execPath, [CLI, 'run', job], { encoding: 'utf8' });
+    expect(cutter.status).toBe(2);
+    expect(cutter.stderr).toMatch(/of pair 'cutter' is the same storage as .* the source of pair 'reader'/);
+  });
+
   it("two job pairs writing one file through a dangling symlink, and '..' after a symlinked directory, are resolved as the kernel does", () => {
     const dir = tempDir('/var/tmp');
     const a = makeImage(dir, 'a.img', 1 * MiB);
