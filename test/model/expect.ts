@@ -223,6 +223,11 @@ export function planPair(spec: CopySpec, state: ModelState): PairPlan {
     });
   }
   checkOverlaps(pair);
+  if (length === 0) {
+    // Nothing to copy: two sides on one storage object share no byte, but naming one file twice may be refused anyway.
+    const sides = [spec.source, ...spec.targets.map((t) => t.name)];
+    if (sides.some((a, i) => sides.some((b, j) => j > i && a.storage === b.storage))) pair.may.push('a copy of nothing between names of one storage object');
+  }
   return pair;
 }
 

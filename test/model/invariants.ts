@@ -104,7 +104,7 @@ function checkProcesses(f: StepFacts, counters: Counters, out: Violation[]): voi
     for (const e of r.inspector) out.push({ invariant: 'e', message: `devmove ${r.argv.join(' ')}: ${e} (${r.usr1Sent} SIGUSR1 sent)` });
     counters.checks.leftovers++;
     if (!gone(r.pid)) out.push({ invariant: 'leftovers', message: `devmove process ${r.pid} is still there after the step` });
-    if (r.hung) out.push({ invariant: 'liveness', message: `devmove ${r.argv.join(' ')} did not finish within 45 s (killed)` });
+    if (r.hung) out.push({ invariant: 'liveness', message: `devmove ${r.argv.join(' ')} did not finish within 120 s (killed): ${r.stderr.trim().split('\n').at(-1) ?? ''}` });
   }
   for (const p of f.world.structureProblems()) out.push({ invariant: 'b', message: p });
 }

@@ -41,7 +41,8 @@ export interface RunControl {
   sigintAfterBurstMs?: number;
 }
 
-const RUN_TIMEOUT_MS = 45_000;
+/** A 8 MiB copy takes well under a second; two minutes means stuck (or a machine that is). */
+const RUN_TIMEOUT_MS = 120_000;
 /**
  * Node's own words when its inspector starts. "Starting inspector on ADDR failed" counts
  * when ADDR is one a socket can listen on (the port was only taken by someone else); the
@@ -88,6 +89,28 @@ function socketInodes(pid: number): string[] {
     }
   }
   return out;
+}
+
+/** What a stuck process's threads wait in: state and kernel wait channel per thread. */
+function whereStuck(pid: number): string {
+  try {
+    return fs
+      .readdirSync(`/proc/${pid}/task`)
+      .map((tid) => {
+        const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const state = stat.slice(stat.lastIndexOf(')') + 2)[0];
+        let wchan = '';
+        try {
+          wchan = fs.readFileSync(`/proc/${pid}/task/${tid}/wchan`, 'utf8');
+        } catch {
+          // not readable here
+        }
+        return `${tid}:${state}${wchan && wchan !== '0' ? `(${wchan})` : ''}`;
+      })
+      .join(' ');
+  } catch {
+    return 'gone';
+  }
 }
 
 /** Has the process mapped devmove's addon yet (its JavaScript is running devmove's code)? */
@@ -206,6 +229,7 @@ export function invoke(argv: string[], cwd: string, control: RunControl = {}): P
   }
   w.after(RUN_TIMEOUT_MS, () => {
     w.run.hung = true;
+    w.run.stderr += `[model test] still running after ${RUN_TIMEOUT_MS / 1000} s: ${whereStuck(w.run.pid)}\n`;
     w.signal('SIGKILL');
   });
   return w.finished();
