@@ -223,6 +223,8 @@ export function planPair(spec: CopySpec, state: ModelState): PairPlan {
     });
   }
   checkOverlaps(pair);
+  // --verify compares what conv=sparse skipped, too: a target that held other bytes there differs.
+  if (spec.sparse && spec.verify) pair.may.push('--verify after conv=sparse onto a target that may hold other bytes where the source is zero');
   if (length === 0) {
     // Nothing to copy: two sides on one storage object share no byte, but naming one file twice may be refused anyway.
     const sides = [spec.source, ...spec.targets.map((t) => t.name)];
@@ -275,11 +277,12 @@ export function planCommand(cmd: Command, state: ModelState, faultsWithErrors: b
     for (let i = 0; i < pairs.length; i++) {
       for (let j = 0; j < pairs.length; j++) {
         if (i === j) continue;
+        // Two pairs on one storage object, sharing no byte: devmove may refuse that by name.
+        const sides = (p: PairPlan): Storage[] => [p.spec.source.storage, ...p.spec.targets.map((t) => t.name.storage)];
+        const shared = pairs[i].spec.targets.find((t) => sides(pairs[j]).includes(t.name.storage));
+        if (shared) pairs[i].may.push(`${shared.label} and a side of ${pairs[j].spec.label} are one storage object`);
         for (const a of fps[i]) {
           if (a.role === 'source') continue; // a writes
-          // Two pairs on one storage object, disjoint bytes: devmove may refuse that by name.
-          const near = fps[j].find((b) => b.storage === a.storage && !overlaps(a, b));
-          if (near) pairs[i].may.push(`${describe(a)} and ${describe(near)} of another pair are one storage object (disjoint bytes)`);
           const hit = fps[j].find((b) => overlaps(a, b) && (j > i || b.role === 'source'));
           if (!hit) continue;
           const family = familyOf(a, hit, true);

@@ -170,7 +170,7 @@ function checkSectors(storage: Storage, old: Buffer | null, now: Buffer, writes:
     const allowed = images.filter(([bit]) => m & bit).map(([, img]) => img.subarray(a, b));
     if (allowed.some((img) => img.equals(actual))) continue;
     const w = owner[s];
-    if (w?.outcome === 'unknown' && oneBoundaryMix(actual, allowed)) continue;
+    if (w?.outcome === 'unknown' && everyByteAllowed(actual, allowed)) continue;
     if (w?.outcome === 'done' && w.sparse && sparseMix(actual, a, w, images, m)) continue;
     return describeSector(storage, s, now, m, images, w, writes, ctx);
   }
@@ -178,23 +178,17 @@ function checkSectors(storage: Storage, old: Buffer | null, now: Buffer, writes:
 }
 
 /**
- * An interrupted copy can stop inside a sector when its I/O is not sector
- * aligned (bs=1000 through the page cache): the bytes before the boundary come
- * from one allowed image, those after it from another. I/O is at least 512
- * bytes, so a sector holds at most one such boundary.
+ * An interrupted copy can leave a sector part old, part new: its I/O need not be
+ * sector aligned (seek=314207 obs=1 goes through the page cache), buffers
+ * complete out of order, and conv=sparse skips some of them. So for a failed or
+ * interrupted write each byte must be one an allowed image has there — never a
+ * byte that is in none (garbage, or another offset's data).
  */
-function oneBoundaryMix(actual: Buffer, allowed: readonly Buffer[]): boolean {
-  let prefix = 0;
-  let suffix = 0;
-  for (const img of allowed) {
-    let p = 0;
-    while (p < actual.length && img[p] === actual[p]) p++;
-    let q = 0;
-    while (q < actual.length && img[actual.length - 1 - q] === actual[actual.length - 1 - q]) q++;
-    prefix = Math.max(prefix, p);
-    suffix = Math.max(suffix, q);
+function everyByteAllowed(actual: Buffer, allowed: readonly Buffer[]): boolean {
+  for (let j = 0; j < actual.length; j++) {
+    if (!allowed.some((img) => img[j] === actual[j])) return false;
   }
-  return prefix + suffix >= actual.length;
+  return true;
 }
 
 /** conv=sparse skips all-zero blocks (of the I/O size, at any alignment): where the source is zero, the target may keep its base bytes. */
