@@ -13,7 +13,8 @@ import {
 import { BLOCK_SIZE_MAX, RING_BYTES_MAX } from '../base/limits';
 import { resolveDevicePath } from '../devices/manager';
 import { UsageError, type DdInvocation } from './dd-args';
-import { errorClause, EXIT_FAILURE, EXIT_OK, liveLine, records, transferLine, type CliIo } from './output';
+import { errorClause, EXIT_FAILURE, EXIT_OK, records, transferLine, type CliIo } from './output';
+import { DEFAULT_COLUMNS, figuresOf, progressLine } from './progress-view';
 import { onStatusSignal } from './signal-guard';
 
 /** The copy() options a dd invocation's long options set, under the option table's names. */
@@ -219,7 +220,7 @@ class ProgressView {
     if (this.inv.json) {
       this.io.stdout.write(`${JSON.stringify({ type: 'progress', ...p })}\n`);
     } else if (this.live) {
-      this.io.stderr.write(`\r\x1b[K${liveLine(p)}`);
+      this.io.stderr.write(`\r\x1b[K${progressLine(figuresOf(p), (this.io.stderr as { columns?: number }).columns || DEFAULT_COLUMNS)}`);
       this.liveShown = true;
     } else {
       this.ddLine?.update(p.bytesDone, p.elapsedSeconds);

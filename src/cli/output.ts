@@ -4,7 +4,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { formatBytesIEC, formatBytesSI } from '../base/size';
-import type { CopyProgress } from '../base/types';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -14,6 +13,22 @@ export const EXIT_USAGE = 2;
 export interface CliIo {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
   stderr: NodeJS.WritableStream & { isTTY?: boolean };
+}
+
+/**
+ * The process's own stdout and stderr, created on first use: Node builds a stream (and loads
+ * net/stream) when process.stdout is first read, ~3 ms that a copy can spend after the engine has
+ * started, or never (status=none without --json writes nothing on success).
+ */
+export function processIo(): CliIo {
+  return {
+    get stdout() {
+      return process.stdout;
+    },
+    get stderr() {
+      return process.stderr;
+    },
+  };
 }
 
 export function version(): string {
@@ -92,19 +107,6 @@ export function transferLine(bytes: number, seconds: number, progress = false): 
   const sizes = si.endsWith(' B') ? '' : iec.endsWith(' B') ? ` (${si})` : ` (${si}, ${iec})`;
   const time = progress ? fixed(seconds, 0) : formatSeconds(seconds);
   return `${bytes} ${noun}${sizes} copied, ${time} s, ${formatRate(bytes, seconds)}`;
-}
-
-function formatEta(seconds: number | undefined): string {
-  if (seconds === undefined || !Number.isFinite(seconds)) return '--:--';
-  const s = Math.round(seconds);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = String(s % 60).padStart(2, '0');
-  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${m}:${sec}`;
-}
-
-export function liveLine(p: CopyProgress): string {
-  return `${formatBytesIEC(p.bytesDone)} / ${formatBytesIEC(p.bytesTotal)} (${p.percent.toFixed(1)}%)  ${formatBytesSI(p.bytesPerSecond)}/s  ETA ${formatEta(p.etaSeconds)}`;
 }
 
 

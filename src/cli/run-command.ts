@@ -13,12 +13,13 @@ import { runJob, type JobEvent, type JobResult, type PairOutcome } from '../jobs
 import { JobFileError, parseJobFile, type JobSpec } from '../jobs/jobfile';
 import { formatBytesIEC, formatBytesSI } from '../base/size';
 import type { CopyProgress } from '../base/types';
+import { JobDisplay } from './job-display';
 import { errorClause } from './output';
 import { onStatusSignal } from './signal-guard';
 
 export interface RunIo {
   stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
 }
 
 export interface RunCommandOptions {
@@ -53,6 +54,10 @@ resolved against the job file's directory.
   --json   one JSON object per line: pair-start, progress, pair-done and
            pair-failed events, then {"type":"result","pairs":[...]}
   --quiet  print only failures (with --json: no progress events)
+
+On a terminal (standard error), a live line per pair (bar, percent, rate,
+ETA) and a total are redrawn in place; each pair's result line is printed as
+it finishes.
 
 Exit status: 0 every pair done, 1 a pair failed, 2 bad job file or usage,
 130 after SIGINT, 143 after SIGTERM (every pair cancelled and flushed).
@@ -214,13 +219,17 @@ export async function runRunCommand(args: readonly string[], io: RunIo, options:
   if (options.signal?.aborted) onAbort();
   else options.signal?.addEventListener('abort', onAbort, { once: true });
 
+  // On a terminal: a live line per pair and a total (plain lines otherwise, and with --json/--quiet).
+  const live = !json && !quiet && io.stderr.isTTY === true ? new JobDisplay(io.stderr, spec.pairs.map((p) => p.name)) : undefined;
   // One line per pair as it finishes; --quiet keeps only the failures, on stderr.
   const printOutcome = (line: PairLine): void => {
+    live?.clear();
     if (!quiet) io.stdout.write(`${pairLine(line)}\n`);
     else if (line.status === 'failed') io.stderr.write(`devmove: ${pairLine(line)}\n`);
   };
   const onEvent = (event: JobEvent): void => {
     if (event.type === 'progress') latest.set(event.pair, event);
+    live?.update(event);
     if (json) {
       if (!(quiet && event.type === 'progress')) write(eventJson(event));
     } else if (event.type === 'pair-done') {
@@ -235,6 +244,7 @@ export async function runRunCommand(args: readonly string[], io: RunIo, options:
         error: event.error,
       });
     }
+    if (event.type === 'pair-done' || event.type === 'pair-failed') live?.draw();
   };
 
   let result: JobResult;
@@ -248,6 +258,7 @@ export async function runRunCommand(args: readonly string[], io: RunIo, options:
     io.stderr.write(`devmove: ${describeError(error)}\n`);
     return 1;
   } finally {
+    live?.clear();
     if (handleSignals) {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);

@@ -6,7 +6,7 @@
 import { Writable } from 'node:stream';
 
 import { describeErrno } from '../base/errors';
-import type { CliIo } from './output';
+import { processIo, type CliIo } from './output';
 
 type StreamName = 'standard output' | 'standard error';
 
@@ -50,14 +50,26 @@ export class StdioGuard {
   private reported = false;
 
   constructor(
-    real: CliIo = { stdout: process.stdout, stderr: process.stderr },
+    real: CliIo = processIo(),
     closed: { stdout: boolean; stderr: boolean } = closedAtStart(),
   ) {
-    const stdout = closed.stdout ? new ClosedStream() : real.stdout;
-    const stderr = closed.stderr ? new ClosedStream() : real.stderr;
-    this.io = { stdout, stderr };
-    stdout.on('error', (error: unknown) => this.fail(failureOf('standard output', error)));
-    stderr.on('error', (error: unknown) => this.fail(failureOf('standard error', error)));
+    // Each stream is taken (and watched) on its first use: Node builds process.stdout/stderr, and
+    // loads net/stream for them, when they are first read, ~3 ms that a copy can spend after its
+    // engine has started, or never (status=none writes nothing on success). README, start-up.
+    let stdout: NodeJS.WritableStream | undefined;
+    let stderr: NodeJS.WritableStream | undefined;
+    const watched = (stream: NodeJS.WritableStream, name: StreamName): NodeJS.WritableStream => {
+      stream.on('error', (error: unknown) => this.fail(failureOf(name, error)));
+      return stream;
+    };
+    this.io = {
+      get stdout() {
+        return (stdout ??= watched(closed.stdout ? new ClosedStream() : real.stdout, 'standard output'));
+      },
+      get stderr() {
+        return (stderr ??= watched(closed.stderr ? new ClosedStream() : real.stderr, 'standard error'));
+      },
+    };
   }
 
   /** The first write error, if any. */

@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 
 import { describe, expect, it } from 'vitest';
 
-import { main } from '../../src/cli/main';
+import { main } from '../../src/cli/cli';
 import { StdioGuard } from '../../src/cli/stdio';
 
 /** A stream that keeps what it is given, or fails every write with `code`. */
