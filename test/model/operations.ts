@@ -419,6 +419,8 @@ export class Generator {
     if (lol.some((n) => sides.some((o) => o !== n && o.storage === n.storage))) families.add('loop-over-loop-alias');
     if (spec.map?.aliasOf) families.add('mapfile-alias');
     if (job && sides.some((n) => n.flags.has('dotdot'))) families.add('job-dotdot');
+    // The same block device as source and target (disjoint ranges).
+    if (spec.targets.some((t) => t.name.block && t.name.block.device === spec.source.block?.device)) families.add('same-device-disjoint');
     // A regular-file target that is cut, whose file a block-device source reads.
     if (spec.truncAt !== undefined && spec.source.block && spec.targets.some((t) => !t.name.block && t.name.storage === spec.source.storage)) families.add('truncate-overlap');
   }
