@@ -22,6 +22,7 @@ export const FAMILIES = {
   'refusal-writes-map': 'found by the model test on 71af47e (gone with 8608cb8): two of= naming one file are refused only by the engine, after the mapfile was written (a refused command leaves a map behind)',
   'resume-after-bad-block': 'found by the model test: a copy that stopped at an unreadable block (no conv=noerror) cannot be resumed: the map\'s bad block counts as bytes the target must hold, so the rerun README prescribes is refused as "not the target the map was made for"',
   'same-device-disjoint': 'found by the model test: a copy between disjoint ranges of one block device (the device and a symlink to it) is refused by the engine\'s same-device check, while README says disjoint ranges of one storage object are allowed within a copy (a regular file allows it); if refusing is the design, README should say so and expect.ts should call it "may be refused"',
+  'dio-buffered-collision': 'found by the model test: an I/O size that is not a whole number of pages (--block-size=512, bs=1000) into a regular file on a disk file system: the engine\'s O_DIRECT writes and page-cache writes touch one page at once; the kernel logs "Page cache invalidation failure on direct I/O. Possible data corruption due to collision with buffered I/O!" and fdatasync fails with EIO',
   'sparse-map': 'found by the model test: conv=sparse with --mapfile marks skipped all-zero blocks finished although a target that was not zero there keeps its old bytes (the engine skips whole all-zero buffers, so it shows with small --block-size/bs=)',
   'foreign-map': 'a mapfile made for another copy (a tag, not a bug)',
 } as const;
@@ -33,6 +34,7 @@ const OPEN: readonly Family[] = [
   'resume-after-bad-block',
   'sparse-map',
   'same-device-disjoint',
+  'dio-buffered-collision',
   // Without the launcher (bin/devmove) and without --disable-sigusr1, Node's start-up is a window.
   ...(process.allowedNodeEnvironmentFlags.has('--disable-sigusr1') || fs.existsSync(LAUNCHER) ? [] : (['sigusr1-startup'] as const)),
 ];

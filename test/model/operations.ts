@@ -32,6 +32,8 @@ export interface CopySpec {
   verify: boolean;
   /** Faults set on the faulty device for this command (the faulty device is one of its sides). */
   faulty?: 'source' | 'target';
+  /** Set when the I/O size splits pages of a regular-file target on disk (see 'dio-buffered-collision'). */
+  io?: number;
 }
 
 export interface CopyCommand {
@@ -105,6 +107,8 @@ interface Operands {
   words: string[];
   ibs: number;
   obs: number;
+  /** The I/O size (bs= or --block-size), when given. */
+  io?: number;
 }
 
 /** skip=/seek=/count= for a byte value: in blocks of `unit` when it divides, else as bytes (flag or 'B'). */
@@ -124,16 +128,20 @@ function operands(rng: Rng, g: { skip: number; seek: number; count?: number; tru
   const words: string[] = [];
   let ibs = 512;
   let obs = 512;
+  let io: number | undefined;
   const style = rng.weighted<'none' | 'bs' | 'split'>([['none', 35], ['bs', 35], ['split', 30]]);
   if (style === 'bs') {
     const bs = rng.chance(0.03) ? 1024 * MiB : rng.pick(IO_SIZES);
     words.push(`bs=${bs === 1024 * MiB ? '1G' : bs}`);
-    ibs = obs = bs;
+    ibs = obs = io = bs;
   } else if (style === 'split') {
     ibs = rng.pick(UNIT_SIZES);
     obs = rng.pick(UNIT_SIZES);
     words.push(`ibs=${ibs}`, `obs=${obs}`);
-    if (rng.chance(0.3)) words.push(`--block-size=${rng.pick(IO_SIZES)}`);
+    if (rng.chance(0.3)) {
+      io = rng.pick(IO_SIZES);
+      words.push(`--block-size=${io}`);
+    }
   }
   const iflags = new Set<string>();
   const oflags = new Set<string>();
@@ -144,12 +152,17 @@ function operands(rng: Rng, g: { skip: number; seek: number; count?: number; tru
   if (conv.length > 0) words.push(`conv=${conv.join(',')}`);
   if (iflags.size > 0) words.push(`iflag=${[...iflags].join(',')}`);
   if (oflags.size > 0) words.push(`oflag=${[...oflags].join(',')}`);
-  return { words, ibs, obs };
+  return { words, ibs, obs, ...(io !== undefined ? { io } : {}) };
 }
 
-/** A target file the tester may delete and make again: no loop device holds it, and not on the full tmpfs. */
-function recreatable(n: Name): boolean {
-  return !n.block && !n.storage.pinned && n.storage.where !== 'tmpfs';
+/** I/O in pieces that are not whole pages, into a regular file on a disk file system (where O_DIRECT is real). */
+function partialPages(io: number | undefined, targets: readonly Name[]): boolean {
+  return io !== undefined && io % 4096 !== 0 && targets.some((t) => !t.block && t.storage.where === 'var');
+}
+
+/** A target file the tester may delete and make again: no loop device holds it, no hard link shares it, not on the full tmpfs. */
+function recreatable(n: Name, world: World): boolean {
+  return !n.block && !n.storage.pinned && n.storage.where !== 'tmpfs' && !world.hardlinks.some((h) => h.storage === n.storage);
 }
 
 // ---- the generator --------------------------------------------------------------------
@@ -205,7 +218,7 @@ export class Generator {
       ['copy', 36],
       ['fanout', 10],
       ['rerun', resumable.length > 0 ? 16 : 0],
-      ['recreate', resumable.some((m) => m.command.spec.targets.some((t) => recreatable(t.name))) ? 4 : 0],
+      ['recreate', resumable.some((m) => m.command.spec.targets.some((t) => recreatable(t.name, this.world))) ? 4 : 0],
       ['strip', resumable.length > 0 ? 4 : 0],
       ['author', 3],
       ['foreign-map', resumable.length > 0 ? 2 : 0],
@@ -403,6 +416,7 @@ export class Generator {
     this.tagAliases(spec, families, false);
     const truncate = spec.truncAt !== undefined;
     const ops = operands(rng, { skip: spec.skip, seek: spec.seek, ...(spec.length ? { count: spec.length.bytes } : {}), truncate, create: spec.create, excl: spec.excl, sparse: spec.sparse });
+    if (partialPages(ops.io, spec.targets.map((t) => t.name))) families.add('dio-buffered-collision');
     // GNU dd cuts with O_TRUNC when seek= is less than one output block, else at the seek offset.
     if (truncate) spec.truncAt = spec.seek < ops.obs ? 0 : spec.seek;
     const argv = [`if=${spec.source.spelling}`, ...spec.targets.map((t) => `of=${t.name.spelling}`), ...ops.words, '--json'];
@@ -435,10 +449,10 @@ export class Generator {
 
   private recreate(index: number, resumable: MapHistory[]): Step | undefined {
     const rng = this.rng;
-    const withFile = resumable.filter((m) => m.command.spec.targets.some((t) => recreatable(t.name)));
+    const withFile = resumable.filter((m) => m.command.spec.targets.some((t) => recreatable(t.name, this.world)));
     if (withFile.length === 0) return undefined;
     const m = rng.pick(withFile);
-    const target = rng.pick(m.command.spec.targets.filter((t) => recreatable(t.name))).name.storage;
+    const target = rng.pick(m.command.spec.targets.filter((t) => recreatable(t.name, this.world))).name.storage;
     // A stripped map cannot tell a full-size stranger from its target: recreate those empty.
     const size = m.stripped || rng.chance(0.5) ? 0 : this.nominal(m.command.spec.targets[0].name);
     const cmd = this.rerun(m.command);
@@ -517,6 +531,7 @@ export class Generator {
       json.push(entry);
     }
     this.tagJob(pairs, families);
+    if (pairs.some((p) => p.io !== undefined)) families.add('dio-buffered-collision');
     const control = this.control(0.25);
     const doc: Record<string, unknown> = { version: 1, pairs: json };
     if (rng.chance(0.3)) doc.maxQueueDepth = rng.int(count, 16); // the job needs one I/O per pair
@@ -569,6 +584,7 @@ export class Generator {
     }
     this.jobMap(spec, entry, dir, used, pairs);
     if (rng.chance(0.2)) entry.blockSize = rng.pick(['4K', '64K', '1M', 1000]);
+    if (partialPages(entry.blockSize === 1000 ? 1000 : undefined, targets)) spec.io = 1000;
     return [spec, entry];
   }
 
