@@ -607,82 +607,102 @@ export class DeviceWatcher extends EventEmitter<DeviceWatcherEvents> implements 
   }
 
   [Symbol.asyncIterator](): AsyncIterableIterator<DeviceEvent> {
-    const queue: DeviceEvent[] = [];
-    const waiters: Array<{ resolve: (r: IteratorResult<DeviceEvent>) => void; reject: (e: unknown) => void }> = [];
-    let failure: unknown;
-    let ended = false;
-    const settleAll = (): void => {
-      while (waiters.length > 0) {
-        const w = waiters.shift();
-        if (w === undefined) break;
-        this.#waiting--;
-        if (failure !== undefined) {
-          w.reject(failure);
-          failure = undefined;
-        } else {
-          w.resolve({ value: undefined, done: true });
-        }
-      }
+    return new WatchIterator(this, (delta) => {
+      this.#waiting += delta;
       this.#updateRef();
-    };
-    const onEvent = (event: DeviceEvent): void => {
-      const w = waiters.shift();
-      if (w !== undefined) {
-        this.#waiting--;
-        this.#updateRef();
-        w.resolve({ value: event, done: false });
+    }, () => this.#closed);
+  }
+}
+
+/**
+ * A watcher's events as an async iterator: events queue until next() asks for them; while
+ * next() waits, the watcher keeps the process alive (`waiting` counts the waits). An 'error'
+ * rejects the next wait; 'close' ends the iteration; return()/throw() close the watcher.
+ */
+class WatchIterator implements AsyncIterableIterator<DeviceEvent> {
+  private readonly queue: DeviceEvent[] = [];
+  private readonly waiters: Array<{ resolve: (r: IteratorResult<DeviceEvent>) => void; reject: (e: unknown) => void }> = [];
+  private failure: unknown;
+  private ended = false;
+  private readonly onEvent = (event: DeviceEvent): void => {
+    const w = this.waiters.shift();
+    if (w === undefined) {
+      this.queue.push(event);
+      return;
+    }
+    this.waiting(-1);
+    w.resolve({ value: event, done: false });
+  };
+  private readonly onError = (error: Error): void => {
+    this.failure = error;
+  };
+  private readonly onClose = (): void => {
+    this.detach();
+    this.settleAll();
+  };
+
+  constructor(
+    private readonly watcher: DeviceWatcher,
+    private readonly waiting: (delta: number) => void,
+    closed: () => boolean,
+  ) {
+    watcher.on('event', this.onEvent);
+    watcher.on('error', this.onError);
+    watcher.on('close', this.onClose);
+    if (closed()) this.onClose();
+  }
+
+  next(): Promise<IteratorResult<DeviceEvent>> {
+    const event = this.queue.shift();
+    if (event !== undefined) return Promise.resolve({ value: event, done: false });
+    if (this.failure !== undefined) {
+      const error = this.failure;
+      this.failure = undefined;
+      return Promise.reject(error);
+    }
+    if (this.ended) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      this.waiting(1);
+    });
+  }
+
+  return(): Promise<IteratorResult<DeviceEvent>> {
+    this.detach();
+    this.queue.length = 0;
+    this.watcher.close();
+    this.settleAll();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  throw(): Promise<IteratorResult<DeviceEvent>> {
+    return this.return();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<DeviceEvent> {
+    return this;
+  }
+
+  private detach(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.watcher.off('event', this.onEvent);
+    this.watcher.off('error', this.onError);
+    this.watcher.off('close', this.onClose);
+  }
+
+  private settleAll(): void {
+    let settled = 0;
+    for (let w = this.waiters.shift(); w !== undefined; w = this.waiters.shift()) {
+      settled++;
+      if (this.failure !== undefined) {
+        w.reject(this.failure);
+        this.failure = undefined;
       } else {
-        queue.push(event);
+        w.resolve({ value: undefined, done: true });
       }
-    };
-    const onError = (error: Error): void => {
-      failure = error;
-    };
-    const detach = (): void => {
-      if (ended) return;
-      ended = true;
-      this.off('event', onEvent);
-      this.off('error', onError);
-      this.off('close', onClose);
-    };
-    const onClose = (): void => {
-      detach();
-      settleAll();
-    };
-    this.on('event', onEvent);
-    this.on('error', onError);
-    this.on('close', onClose);
-    if (this.#closed) onClose();
-    const finish = (): Promise<IteratorResult<DeviceEvent>> => {
-      detach();
-      queue.length = 0;
-      this.close();
-      settleAll();
-      return Promise.resolve({ value: undefined, done: true });
-    };
-    const iterator: AsyncIterableIterator<DeviceEvent> = {
-      next: () => {
-        const event = queue.shift();
-        if (event !== undefined) return Promise.resolve({ value: event, done: false });
-        if (failure !== undefined) {
-          const error = failure;
-          failure = undefined;
-          return Promise.reject(error);
-        }
-        if (ended) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve, reject) => {
-          waiters.push({ resolve, reject });
-          this.#waiting++;
-          this.#updateRef();
-        });
-      },
-      return: finish,
-      throw: finish,
-      [Symbol.asyncIterator]() {
-        return iterator;
-      },
-    };
-    return iterator;
+    }
+    this.waiting(-settled);
   }
 }
 
