@@ -179,7 +179,11 @@ export function planPair(spec: CopySpec, state: ModelState): PairPlan {
   const pair: PairPlan = { spec, length: 0, writes: [], reads: [], must: [], may: [], resumed: false };
   const src = view(spec.source, state);
   if (!src.exists) pair.must.push({ why: `the source ${spec.source.spelling} does not exist`, scope: 'targets' });
+  else if (spec.skip > src.size && spec.pipeIn) pair.may.push(`skip=${spec.skip} is past the end of the stream (${src.size} bytes)`);
   else if (spec.skip > src.size) pair.must.push({ why: `the source offset ${spec.skip} is past the end of the source (${src.size} bytes)`, scope: 'targets' });
+  // README (Pipes): a mapfile (resume needs positions) and --verify (a second read) are refused before anything is opened.
+  if (spec.pipeIn && spec.map) pair.must.push({ why: 'a mapfile with a pipe as the source', scope: 'anywhere' });
+  if (spec.pipeIn && spec.verify) pair.must.push({ why: '--verify with a pipe as the source', scope: 'anywhere' });
   const avail = Math.max(0, src.size - spec.skip);
   let length = avail;
   if (spec.length) {
@@ -196,8 +200,10 @@ export function planPair(spec: CopySpec, state: ModelState): PairPlan {
   const backing = (v: View, from: number, to: number): boolean => v.block && to > from && (state.get(v.storage).bytes?.length ?? 0) < v.base + to;
   if (src.exists && backing(src, spec.skip, spec.skip + length)) pair.may.push(`the source ${spec.source.spelling} reads past the end of its backing file ${src.storage.label}`);
   if (src.exists) pair.reads.push({ storage: src.storage, start: src.base + spec.skip, end: src.base + spec.skip + length });
-  for (const t of spec.targets) {
+  for (const [ti, t] of spec.targets.entries()) {
     const tv = view(t.name, state);
+    // Standard output (the last target): written from where the shell left the descriptor, never cut by devmove.
+    const stdout = spec.stdout && ti === spec.targets.length - 1 ? spec.stdout.mode : undefined;
     if (!t.name.block) {
       if (!tv.exists && !spec.create) pair.must.push({ why: `${t.label} does not exist and conv=nocreat`, scope: 'targets' });
       if (tv.exists && spec.excl) pair.must.push({ why: `${t.label} exists and conv=excl`, scope: 'targets' });
@@ -207,13 +213,16 @@ export function planPair(spec: CopySpec, state: ModelState): PairPlan {
     } else if (backing(tv, spec.seek, spec.seek + length)) {
       pair.may.push(`${t.label} writes past the end of its backing file ${tv.storage.label}`);
     }
-    let trunc: TruncMode = !t.name.block && spec.truncAt !== undefined ? 'yes' : 'no';
+    // README: one block device node as both source and target is refused, whatever the ranges.
+    if (t.name.block && t.name.block.device === spec.source.block?.device && !spec.pipeIn) pair.must.push({ why: `${t.label} is the same block device as the source ${spec.source.spelling} (${t.name.block.device})`, scope: 'anywhere' });
+    let trunc: TruncMode = !t.name.block && spec.truncAt !== undefined && !stdout ? 'yes' : 'no';
     if (trunc === 'yes' && resume !== undefined) trunc = resume;
     pair.writes.push({
       label: t.label,
       name: t.name,
       storage: t.name.storage,
-      start: tv.base + spec.seek,
+      // `>>`: O_APPEND, every write lands at the file's end (as dd's do).
+      start: stdout === '>>' ? tv.size : tv.base + spec.seek,
       data,
       sparse: spec.sparse,
       file: !t.name.block,
@@ -223,6 +232,11 @@ export function planPair(spec: CopySpec, state: ModelState): PairPlan {
     });
   }
   checkOverlaps(pair);
+  // A mapfile that is a side is refused whatever the ranges (a copy of nothing included): the map would replace it.
+  const mapSide = spec.map?.aliasOf;
+  if (mapSide && !spec.pipeIn && [spec.source, ...spec.targets.map((t) => t.name)].some((n) => n.storage === mapSide.storage)) {
+    pair.must.push({ why: `--mapfile ${spec.map?.spelling} is a side of the copy (${mapSide.storage.label})`, family: 'mapfile-alias', scope: 'anywhere' });
+  }
   // --verify compares what conv=sparse skipped, too: a target that held other bytes there differs.
   if (spec.sparse && spec.verify) pair.may.push('--verify after conv=sparse onto a target that may hold other bytes where the source is zero');
   if (length === 0) {
@@ -236,7 +250,8 @@ export function planPair(spec: CopySpec, state: ModelState): PairPlan {
 function footprints(pair: PairPlan): Footprint[] {
   const out: Footprint[] = [];
   const spec = pair.spec;
-  for (const r of pair.reads) if (r.end > r.start) out.push({ ...r, role: 'source', name: spec.source, label: `${spec.label}'s source`, owner: -1 });
+  // A pipe's bytes come from nowhere devmove can see: no source footprint (the generator keeps targets elsewhere).
+  for (const r of pair.reads) if (r.end > r.start && !spec.pipeIn) out.push({ ...r, role: 'source', name: spec.source, label: `${spec.label}'s source`, owner: -1 });
   pair.writes.forEach((w, owner) => {
     const end = w.start + w.data.length;
     if (end > w.start) out.push({ storage: w.storage, start: w.start, end, role: 'target', name: w.name, label: w.label, owner });

@@ -20,21 +20,25 @@ export const FAMILIES = {
   'sigusr1-startup': 'issue 10 #7, the start-up window: SIGUSR1 in the first milliseconds of a Node 20 process (before any JavaScript runs) starts the inspector; closed by bin/devmove (--inspect-port on TEST-NET, or --disable-sigusr1 on Node 22.14+), open when main.js is run directly',
   'truncate-overlap': 'found by the model test (fixed by 48c05ce): dd-style truncation of a regular-file target is not counted as touching the bytes it cuts: a copy whose source is a loop device over the target file (or a job pair cutting a file another pair reads) destroys the source; the overlap checks look only at [seek, seek+length)',
   'refusal-writes-map': 'found by the model test on 71af47e (gone with 8608cb8): two of= naming one file are refused only by the engine, after the mapfile was written (a refused command leaves a map behind)',
-  'resume-after-bad-block': 'found by the model test: a copy that stopped at an unreadable block (no conv=noerror) cannot be resumed: the map\'s bad block counts as bytes the target must hold, so the rerun README prescribes is refused as "not the target the map was made for"',
-  'same-device-disjoint': 'found by the model test: a copy between disjoint ranges of one block device (the device and a symlink to it) is refused by the engine\'s same-device check, while README says disjoint ranges of one storage object are allowed within a copy (a regular file allows it); if refusing is the design, README should say so and expect.ts should call it "may be refused"',
+  'resume-after-bad-block': 'found by the model test (fixed on main by daa7b01 or earlier: the rerun resumes and, healed, completes): a copy that stopped at an unreadable block (no conv=noerror) cannot be resumed: the map\'s bad block counts as bytes the target must hold, so the rerun README prescribes is refused as "not the target the map was made for"',
   'dio-buffered-collision': 'found by the model test: an I/O size that is not a whole number of pages (--block-size=512, bs=1000) into a regular file on a disk file system: the engine\'s O_DIRECT writes and page-cache writes touch one page at once; the kernel logs "Page cache invalidation failure on direct I/O. Possible data corruption due to collision with buffered I/O!" and fdatasync fails with EIO',
   'sparse-map': 'found by the model test: conv=sparse with --mapfile marks skipped all-zero blocks finished although a target that was not zero there keeps its old bytes (the engine skips whole all-zero buffers, so it shows with small --block-size/bs=)',
+  'threads-tail-collision': 'found by the model test on the engine branch (389df6d): with --io-engine=threads, a copy onto an O_DIRECT target (block device) that ends in a partial sector writes that tail through the page cache on one worker while another worker\'s O_DIRECT write covers the same page; fdatasync then fails with EIO (the copy reports failure; the bytes were right here, but a page written back stale would be corruption). io_uring is fine. Seed 500 (MODEL_DEVMOVE_REPO=/work/wt/engine); minimal: devmove if=SRC of=/dev/loopN bs=4096 seek=512B count=4097B --io-engine=threads',
+  'pipe-sparse-size': 'found by the model test on the engine branch (389df6d): a pipe as the source with conv=sparse into a regular file sets the file\'s size to 2^62 bytes (4611686018427387904 on tmpfs; EFBIG from ftruncate on ext4, exit 1), exit 0 on tmpfs; seed 504 step 5 (MODEL_DEVMOVE_REPO=/work/wt/engine); minimal: head -c 100000 /dev/zero | devmove of=t.img bs=4096 conv=sparse; stat -c %s t.img',
   'foreign-map': 'a mapfile made for another copy (a tag, not a bug)',
+  'pipe-source': 'the source as a pipe: `cat NAME | devmove` or a named FIFO (a tag, not a bug)',
+  'stdout-target': 'a target as standard output redirected into a file or device: `> NAME`, `>> NAME`, `1<> NAME` (a tag, not a bug)',
+  'threads-engine': 'the threads I/O driver: --io-engine=threads, DEVMOVE_IO_ENGINE, a job\'s ioEngine (a tag, not a bug)',
 } as const;
 
 export type Family = keyof typeof FAMILIES;
 
-/** Open on main as of this branch's last merge of main (03f67db). */
+/** Open on main as of this branch's last merge of main (daa7b01), and on the engine branch (389df6d) for its own. */
 const OPEN: readonly Family[] = [
-  'resume-after-bad-block',
   'sparse-map',
-  'same-device-disjoint',
   'dio-buffered-collision',
+  'threads-tail-collision',
+  'pipe-sparse-size',
   // Without the launcher (bin/devmove) and without --disable-sigusr1, Node's start-up is a window.
   ...(process.allowedNodeEnvironmentFlags.has('--disable-sigusr1') || fs.existsSync(LAUNCHER) ? [] : (['sigusr1-startup'] as const)),
 ];

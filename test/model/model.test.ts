@@ -9,6 +9,7 @@
 //   MODEL_VERBOSE=1 …                one line per step
 //   MODEL_SHRINK=1 …                 shrink a failure to the steps that matter (the soak always does)
 //   MODEL_SKIP=3,5-9 …               draw these steps but do not run them (a shrunk replay)
+//   MODEL_DEVMOVE_REPO=/path …       run another checkout's build (its bin/devmove) under this tester
 import crypto from 'node:crypto';
 
 import { describe, expect, it } from 'vitest';

@@ -12,6 +12,7 @@ import type { Rng } from './rng';
 import type { MapSlot, Name, Storage, World } from './world';
 
 const MiB = 1024 * 1024;
+const SECTOR_BYTES = 512;
 
 /** One copy() as the command asks for it, in bytes. */
 export interface CopySpec {
@@ -34,6 +35,13 @@ export interface CopySpec {
   faulty?: 'source' | 'target';
   /** Set when the I/O size splits pages of a regular-file target on disk (see 'dio-buffered-collision'). */
   io?: number;
+  /**
+   * The source reaches devmove through a pipe, not its name: standard input fed by `cat NAME |`
+   * (operand: nothing or `if=-`), or a named FIFO fed by `cat NAME > FIFO &` (operand: `if=FIFO`).
+   */
+  pipeIn?: { how: 'stdin' | 'fifo'; operand?: string };
+  /** The last target is standard output, redirected by the shell (`> NAME` empties it first; `>>` appends; `1<>` neither). */
+  stdout?: { mode: '>' | '>>' | '1<>'; operand?: string };
 }
 
 export interface CopyCommand {
@@ -43,6 +51,8 @@ export interface CopyCommand {
   /** devmove's arguments, without --rate (the control adds it). */
   argv: string[];
   families: Set<Family>;
+  /** Extra environment: DEVMOVE_IO_ENGINE=threads. */
+  env?: Record<string, string>;
 }
 
 export interface JobCommand {
@@ -55,6 +65,7 @@ export interface JobCommand {
   text: string;
   argv: string[];
   families: Set<Family>;
+  env?: Record<string, string>;
 }
 
 export interface DevicesCommand {
@@ -62,6 +73,7 @@ export interface DevicesCommand {
   id: number;
   argv: string[];
   families: Set<Family>;
+  env?: Record<string, string>;
 }
 
 export type Command = CopyCommand | JobCommand | DevicesCommand;
@@ -87,6 +99,10 @@ export type WorldChange =
   /** A ddrescue-style map for a command, claiming only what the target really holds (written at run time). */
   | { kind: 'author'; slot: MapSlot; spec: CopySpec }
   | { kind: 'faults'; faults: FaultSet }
+  /** The shell's `> NAME` before devmove starts: the file made or emptied (it happens whatever devmove does). */
+  | { kind: 'empty'; storage: Storage }
+  /** `>> NAME` or `1<> NAME` on a file that does not exist: the shell makes it (empty) before devmove starts. */
+  | { kind: 'touch'; storage: Storage }
   | { kind: 'job-file'; file: string; text: string };
 
 export interface Step {
@@ -226,6 +242,8 @@ export class Generator {
       ['alias-copy', 10],
       ['job', 12],
       ['devices-usr1', 2],
+      ['pipe-copy', this.world.build.pipes ? 8 : 0],
+      ['stdout-copy', this.world.build.pipes ? 8 : 0],
     ]);
     switch (kind) {
       case 'copy':
@@ -263,6 +281,10 @@ export class Generator {
         return this.aliasCopy(index);
       case 'job':
         return this.job(index);
+      case 'pipe-copy':
+        return this.pipeCopy(index);
+      case 'stdout-copy':
+        return this.stdoutCopy(index);
       case 'devices-usr1': {
         const cmd: DevicesCommand = { kind: 'devices', id: this.nextId++, argv: ['devices', 'watch'], families: new Set(['sigusr1-inspector']) };
         return this.step(index, 'SIGUSR1 burst at devmove devices watch', [], cmd, { kind: 'usr1', startMs: rng.int(100, 400), afterLoad: false, seconds: 0, stopAfterMs: 600 });
@@ -274,6 +296,9 @@ export class Generator {
 
   private step(index: number, title: string, changes: WorldChange[], command: Command, control: Control): Step {
     const pre: WorldChange[] = [];
+    // The shell opens standard output before devmove runs: `>` empties the file, `>>`/`1<>` make it if missing.
+    const out = command.kind === 'copy' && command.spec.stdout ? command.spec.targets.at(-1)?.name : undefined;
+    if (command.kind === 'copy' && out && !out.block) pre.push({ kind: command.spec.stdout?.mode === '>' ? 'empty' : 'touch', storage: out.storage });
     const faults = this.faultsFor(command);
     if (faults) pre.push({ kind: 'faults', faults });
     const families = command.families;
@@ -285,7 +310,9 @@ export class Generator {
     if (control.kind === 'kill9' && command.kind === 'copy') {
       if (command.spec.map && command.spec.truncAt !== undefined && command.spec.targets.some((t) => !t.name.block)) families.add('resume-truncate');
     }
-    return { index, title, changes: [...changes, ...pre], command, control };
+    // `>>` appends where the file ends: a rerun after kill -9 would append a second time.
+    const plainOnly = command.kind === 'copy' && command.spec.stdout?.mode === '>>';
+    return { index, title, changes: [...changes, ...pre], command, control: plainOnly ? { kind: 'plain' } : control };
   }
 
   /** What the step does to the structural history: maps made, maps made stale. */
@@ -307,7 +334,7 @@ export class Generator {
     for (const ch of step.changes) {
       if (ch.kind === 'recreate') for (const m of this.maps.values()) if (m.command.spec.targets.some((t) => t.name.storage === ch.storage)) m.stale = true;
     }
-    if (cmd.kind === 'copy' && cmd.spec.map && !cmd.spec.map.aliasOf && !cmd.families.has('foreign-map')) {
+    if (cmd.kind === 'copy' && cmd.spec.map && !cmd.spec.map.aliasOf && !cmd.families.has('foreign-map') && !cmd.spec.pipeIn) {
       const prev = this.maps.get(cmd.spec.map.slot.path);
       if (!prev || prev.command.argv.join(' ') !== cmd.argv.join(' ')) this.maps.set(cmd.spec.map.slot.path, { command: cmd, stale: false, stripped: false });
     }
@@ -419,11 +446,101 @@ export class Generator {
     if (partialPages(ops.io, spec.targets.map((t) => t.name))) families.add('dio-buffered-collision');
     // GNU dd cuts with O_TRUNC when seek= is less than one output block, else at the seek offset.
     if (truncate) spec.truncAt = spec.seek < ops.obs ? 0 : spec.seek;
-    const argv = [`if=${spec.source.spelling}`, ...spec.targets.map((t) => `of=${t.name.spelling}`), ...ops.words, '--json'];
+    const input = spec.pipeIn ? (spec.pipeIn.operand ? [spec.pipeIn.operand] : []) : [`if=${spec.source.spelling}`];
+    const named = spec.stdout ? spec.targets.slice(0, -1) : spec.targets;
+    const output = [...named.map((t) => `of=${t.name.spelling}`), ...(spec.stdout?.operand ? [spec.stdout.operand] : [])];
+    const argv = [...input, ...output, ...ops.words, '--json'];
     if (spec.map) argv.push(`--mapfile=${spec.map.spelling}`, `--checkpoint-interval=${rng.pick([100, 150, 250, 400])}`);
     if (spec.drop) argv.push('--on-target-error=drop');
     if (spec.verify) argv.push('--verify');
-    return { kind: 'copy', id, spec, argv, families };
+    if (spec.pipeIn) families.add('pipe-source');
+    if (spec.pipeIn && spec.sparse && spec.targets.some((t) => !t.name.block)) families.add('pipe-sparse-size');
+    if (spec.stdout) families.add('stdout-target');
+    const cmd: CopyCommand = { kind: 'copy', id, spec, argv, families };
+    // The threads I/O driver, by option or by environment (drawn last: the rest of the draw is as without it).
+    if (this.world.build.threads && rng.chance(0.3)) {
+      families.add('threads-engine');
+      if (this.partialTail(spec)) families.add('threads-tail-collision');
+      if (rng.chance(0.5)) argv.push('--io-engine=threads');
+      else cmd.env = { DEVMOVE_IO_ENGINE: 'threads' };
+    }
+    return cmd;
+  }
+
+  /**
+   * May the copy end in a partial sector (written through the page cache) onto a target
+   * with O_DIRECT (a block device, a file on disk)? From the world's structure only.
+   */
+  private partialTail(spec: CopySpec): boolean {
+    const direct = spec.targets.some((t) => t.name.block || t.name.storage.where === 'var');
+    const length = spec.length?.bytes ?? this.nominal(spec.source) - spec.skip;
+    return direct && (length % SECTOR_BYTES !== 0 || spec.skip % SECTOR_BYTES !== 0 || this.nominal(spec.source) % SECTOR_BYTES !== 0);
+  }
+
+  /** Names of storage objects other than `not`'s, and not the faulty device (a pipe hides a read error as an early end). */
+  private elsewhere(not: readonly Name[], ok: (n: Name) => boolean = () => true): Name[] {
+    return this.names.filter((n) => ok(n) && !not.some((o) => o.storage === n.storage));
+  }
+
+  /**
+   * `cat NAME | devmove of=…` or `cat NAME > FIFO & devmove if=FIFO of=…`: the same copy with
+   * the source as a stream. devmove cannot see where a pipe's bytes come from, so the targets
+   * are other storage objects (the model would otherwise race cat against the writes).
+   */
+  private pipeCopy(index: number): Step | undefined {
+    const rng = this.rng;
+    const sources = this.names.filter((n) => (n.block || this.world.initialSize.has(n.storage)) && n.storage !== this.world.faultyStorage);
+    const source = rng.pick(sources);
+    const targets = [rng.pick(this.elsewhere([source]))];
+    if (rng.chance(0.2)) {
+      const more = this.elsewhere([source, ...targets]);
+      if (more.length > 0) targets.push(rng.pick(more));
+    }
+    const spec = this.geometry(source, targets);
+    const how = rng.chance(0.6) ? 'stdin' : 'fifo';
+    spec.pipeIn = how === 'stdin' ? { how, ...(rng.chance(0.3) ? { operand: 'if=-' } : {}) } : { how, operand: `if=${rng.pick(this.world.fifo.spellings)}` };
+    // A mapfile or --verify with a pipe is refused before anything is opened (README: Pipes).
+    if (rng.chance(0.08)) {
+      const slot = rng.pick(this.world.mapSlots);
+      spec.map = { slot, spelling: rng.pick(slot.spellings) };
+    }
+    spec.verify = rng.chance(0.05);
+    if (targets.length > 1) spec.drop = rng.chance(0.5);
+    const cmd = this.finishCopy(spec);
+    const changes: WorldChange[] = cmd.spec.map ? [{ kind: 'rm', file: cmd.spec.map.slot.path }] : [];
+    return this.step(index, `copy from a pipe (${how === 'stdin' ? `cat ${source.spelling} |` : `cat ${source.spelling} > FIFO`})`, changes, cmd, this.control(0.3));
+  }
+
+  /**
+   * `devmove if=… > NAME` (or `>>`, `1<>`): the target is standard output, a regular file or a
+   * device that devmove opens again through /proc/self/fd. `>` and `>>` only onto files no loop
+   * device holds and not the source's (the shell's `>` would empty the source before devmove runs).
+   */
+  private stdoutCopy(index: number): Step | undefined {
+    const rng = this.rng;
+    const mode = rng.weighted<'>' | '>>' | '1<>'>([['>', 45], ['1<>', 35], ['>>', 20]]);
+    const source = this.pickSource();
+    const fileOk = (n: Name): boolean => !n.block && !n.storage.pinned;
+    const candidates = mode === '1<>' ? this.names.filter((n) => n !== source) : this.elsewhere([source], fileOk);
+    if (candidates.length === 0) return undefined;
+    const out = rng.pick(candidates);
+    const targets = [out];
+    if (rng.chance(0.2)) targets.unshift(this.pickTarget([source, out]));
+    const spec = this.geometry(source, targets);
+    spec.stdout = { mode, ...(targets.length > 1 || rng.chance(0.3) ? { operand: 'of=-' } : {}) };
+    spec.targets[spec.targets.length - 1].label = `standard output (${mode} ${out.spelling})`;
+    spec.create = true;
+    spec.excl = false;
+    if (mode === '>>') spec.seek = 0; // appended where the file ends
+    if (mode === '1<>' && rng.chance(0.25)) {
+      const slot = rng.pick(this.world.mapSlots);
+      spec.map = { slot, spelling: rng.pick(slot.spellings) };
+    }
+    spec.verify = mode !== '>>' && rng.chance(0.1);
+    if (targets.length > 1) spec.drop = rng.chance(0.5);
+    const cmd = this.finishCopy(spec);
+    const changes: WorldChange[] = cmd.spec.map ? [{ kind: 'rm', file: cmd.spec.map.slot.path }] : [];
+    return this.step(index, `copy to standard output (${mode} ${out.spelling})`, changes, cmd, this.control(0.25));
   }
 
   /** Families a command belongs to by the aliases it uses. */
@@ -433,8 +550,6 @@ export class Generator {
     if (lol.some((n) => sides.some((o) => o !== n && o.storage === n.storage))) families.add('loop-over-loop-alias');
     if (spec.map?.aliasOf) families.add('mapfile-alias');
     if (job && sides.some((n) => n.flags.has('dotdot'))) families.add('job-dotdot');
-    // The same block device as source and target (disjoint ranges).
-    if (spec.targets.some((t) => t.name.block && t.name.block.device === spec.source.block?.device)) families.add('same-device-disjoint');
     // A regular-file target that is cut, whose file a block-device source reads.
     if (spec.truncAt !== undefined && spec.source.block && spec.targets.some((t) => !t.name.block && t.name.storage === spec.source.storage)) families.add('truncate-overlap');
   }
@@ -537,8 +652,18 @@ export class Generator {
     if (rng.chance(0.3)) doc.maxQueueDepth = rng.int(count, 16); // the job needs one I/O per pair
     // Slow enough for a signal to land while the pairs copy (1–8 MiB each).
     if (control.kind !== 'plain') doc.defaults = { rate: '6M' };
+    // The threads I/O driver: for the whole process, as the job's default, or for one pair.
+    let env: Record<string, string> | undefined;
+    if (this.world.build.threads && rng.chance(0.3)) {
+      families.add('threads-engine');
+      const where = rng.weighted<'env' | 'defaults' | 'pair'>([['env', 40], ['defaults', 30], ['pair', 30]]);
+      if (pairs.some((p) => this.partialTail(p))) families.add('threads-tail-collision');
+      if (where === 'env') env = { DEVMOVE_IO_ENGINE: 'threads' };
+      else if (where === 'defaults') doc.defaults = { ...(doc.defaults as object | undefined), ioEngine: 'threads' };
+      else rng.pick(json).ioEngine = 'threads';
+    }
     const text = `${JSON.stringify(doc, null, 1)}\n`;
-    const cmd: JobCommand = { kind: 'job', id, file, spelling, pairs, text, argv: ['run', spelling, '--json', '--quiet'], families };
+    const cmd: JobCommand = { kind: 'job', id, file, spelling, pairs, text, argv: ['run', spelling, '--json', '--quiet'], families, ...(env ? { env } : {}) };
     const changes: WorldChange[] = [{ kind: 'job-file', file, text }];
     for (const p of pairs) if (p.map && !p.map.aliasOf) changes.unshift({ kind: 'rm', file: p.map.slot.path });
     return this.step(index, `job file with ${count} pair${count > 1 ? 's' : ''}`, changes, cmd, control);

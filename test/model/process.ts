@@ -5,7 +5,7 @@
 // "Starting inspector on … failed" when the port is taken), and any listening
 // TCP socket whose inode is one of the process's descriptors (/proc/PID/fd
 // against /proc/net/tcp and tcp6) — 127.0.0.1:9229 or any other port.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 
 import { CLI, LAUNCHER } from './script';
@@ -13,6 +13,36 @@ import { CLI, LAUNCHER } from './script';
 /** How devmove is started: through the launcher with this test's own Node, or main.js when there is none. */
 export function devmoveCommand(): { file: string; args: string[] } {
   return fs.existsSync(LAUNCHER) ? { file: LAUNCHER, args: [] } : { file: process.execPath, args: [CLI] };
+}
+
+export interface BuildFeatures {
+  /** --io-engine=threads (and DEVMOVE_IO_ENGINE): the threads I/O driver. */
+  threads: boolean;
+  /** Pipes as dd has them: no if= (or if=-) reads standard input, no of= writes standard output, FIFOs. */
+  pipes: boolean;
+}
+
+let features: BuildFeatures | undefined;
+
+/** What the devmove under test can do, from its --help (so this branch runs against builds without them). */
+export function buildFeatures(): BuildFeatures {
+  if (features) return features;
+  const how = devmoveCommand();
+  const help = spawnSync(how.file, [...how.args, '--help'], { encoding: 'utf8', env: { ...process.env, DEVMOVE_NODE: process.execPath } }).stdout ?? '';
+  features = { threads: help.includes('--io-engine'), pipes: /if=-/.test(help) && /standard input/.test(help) };
+  return features;
+}
+
+/** How a command's data reaches it, or leaves it, other than by if=/of= paths. */
+export interface Stdio {
+  /** Standard input is a pipe fed by `cat FILE` (FILE relative to the cwd). */
+  catIn?: string;
+  /** A named FIFO fed by `cat FILE > FIFO`, started beside devmove. */
+  fifo?: { fifo: string; file: string };
+  /** Standard output redirected by the shell: `> FILE`, `>> FILE` or `1<> FILE`. */
+  stdout?: { mode: '>' | '>>' | '1<>'; file: string };
+  /** Extra environment (DEVMOVE_IO_ENGINE). */
+  env?: Record<string, string>;
 }
 
 export interface Run {
@@ -39,6 +69,7 @@ export interface RunControl {
   usr1?: { startMs: number; afterLoad: boolean; stopAfterMs?: number };
   /** SIGINT this long after the SIGUSR1 burst began (for commands that run until stopped). */
   sigintAfterBurstMs?: number;
+  stdio?: Stdio;
 }
 
 /** A 8 MiB copy takes well under a second; two minutes means stuck (or a machine that is). */
@@ -137,9 +168,26 @@ class Watched {
   private exited = false;
   private readonly started = performance.now();
 
-  constructor(argv: string[], cwd: string) {
+  private readonly dataToStdout: boolean;
+  private writer: ChildProcess | undefined;
+
+  constructor(argv: string[], cwd: string, stdio: Stdio = {}) {
     const how = devmoveCommand();
-    this.child = spawn(how.file, [...how.args, ...argv], { cwd, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const env = { ...childEnv(), ...stdio.env };
+    this.dataToStdout = stdio.stdout !== undefined;
+    if (stdio.fifo) {
+      // The FIFO's writer, as `cat FILE > FIFO &` in a shell: its open waits for devmove's.
+      this.writer = spawn('bash', ['-c', 'exec cat -- "$1" > "$2"', 'bash', stdio.fifo.file, stdio.fifo.fifo], { cwd, stdio: 'ignore' });
+    }
+    if (stdio.catIn !== undefined || stdio.stdout) {
+      // bash sets up the pipe (process substitution: a real pipe, as `cat FILE | devmove`) and the
+      // redirection, then execs devmove: the pid watched and signalled is devmove's.
+      const redirect = [stdio.catIn !== undefined ? '< <(exec cat -- "$DEVMOVE_MODEL_IN")' : '', stdio.stdout ? `${stdio.stdout.mode} "$DEVMOVE_MODEL_OUT"` : ''].join(' ');
+      Object.assign(env, { DEVMOVE_MODEL_IN: stdio.catIn ?? '', DEVMOVE_MODEL_OUT: stdio.stdout?.file ?? '' });
+      this.child = spawn('bash', ['-c', `exec "$@" ${redirect}`, 'bash', how.file, ...how.args, ...argv], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    } else {
+      this.child = spawn(how.file, [...how.args, ...argv], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    }
     this.run = { argv, pid: this.child.pid ?? 0, code: null, signal: null, stdout: '', stderr: '', ms: 0, inspector: [], hung: false, usr1Sent: 0, polls: 0 };
     this.child.stdout?.setEncoding('utf8').on('data', (d: string) => (this.run.stdout += d));
     this.child.stderr?.setEncoding('utf8').on('data', (d: string) => (this.run.stderr += d));
@@ -205,7 +253,13 @@ class Watched {
         for (const t of this.timers) clearTimeout(t);
         Object.assign(this.run, { code, signal: sig, ms: performance.now() - this.started });
         for (const line of this.run.stderr.split('\n')) if (INSPECTOR_TEXT.test(line)) this.run.inspector.push(`stderr: ${line.trim()}`);
-        resolve(this.run);
+        // With the data on standard output, --json lines go to standard error (README: Pipes).
+        if (this.dataToStdout) this.run.stdout = this.run.stderr.split('\n').filter((l) => l.startsWith('{')).join('\n');
+        const writer = this.writer;
+        if (!writer || writer.exitCode !== null || writer.signalCode !== null) return resolve(this.run);
+        // A FIFO writer devmove never opened (a refusal) waits in open() for ever: end it.
+        writer.once('close', () => resolve(this.run));
+        writer.kill('SIGKILL');
       });
     });
   }
@@ -213,7 +267,7 @@ class Watched {
 
 /** Runs `devmove ARGV…` in `cwd` under `control`; never rejects. */
 export function invoke(argv: string[], cwd: string, control: RunControl = {}): Promise<Run> {
-  const w = new Watched(argv, cwd);
+  const w = new Watched(argv, cwd, control.stdio);
   const burst = control.usr1;
   w.every(burst ? 4 : 25, () => w.inspect());
   const armSignals = (): void => {

@@ -9,10 +9,10 @@ import { Counters, checkStep, INVARIANTS } from './invariants';
 import { KnownOpen } from './known-open';
 import { ModelState, type StorageState, type Violation } from './model';
 import { Generator, type Command, type Control, type CopySpec, type Step, type WorldChange } from './operations';
-import { invoke, jsonLine, type Run, type RunControl } from './process';
+import { invoke, jsonLine, type Run, type RunControl, type Stdio } from './process';
 import { Rng } from './rng';
 import { sh } from './script';
-import { content, SECTOR, World, type MapSlot, type Storage, type WorldFeatures } from './world';
+import { content, HugeFile, SECTOR, World, type MapSlot, type Storage, type WorldFeatures } from './world';
 import { fuseAvailable } from '../helpers/faulty';
 
 export interface RunOptions {
@@ -142,6 +142,15 @@ async function applyChange(change: WorldChange, world: World, state: ModelState)
     case 'faults':
       await world.setFaults(change.faults);
       return;
+    case 'empty':
+      fs.writeFileSync(change.storage.path, '');
+      s.line(`: > ${sh(change.storage.path)}   # the shell's > (again below)`);
+      return;
+    case 'touch':
+      if (fs.existsSync(change.storage.path)) return;
+      fs.writeFileSync(change.storage.path, '');
+      s.line(`: >> ${sh(change.storage.path)}   # the shell makes it for the redirection below`);
+      return;
     case 'job-file':
       fs.writeFileSync(change.file, change.text);
       world.ownFiles.add(change.file);
@@ -152,13 +161,45 @@ async function applyChange(change: WorldChange, world: World, state: ModelState)
 
 // ---- running a command ------------------------------------------------------------------
 
-function withRate(argv: string[], control: Control, bytes: number): string[] {
-  if (control.kind === 'plain' || control.seconds <= 0 || bytes === 0 || !argv.some((a) => a.startsWith('if='))) return argv;
+function withRate(command: Command, argv: string[], control: Control, bytes: number): string[] {
+  if (control.kind === 'plain' || control.seconds <= 0 || bytes === 0 || command.kind !== 'copy') return argv;
   return [...argv, `--rate=${Math.max(65536, Math.ceil(bytes / control.seconds))}`];
 }
 
-function shellLine(argv: string[], control: Control, rerun?: string[]): string {
-  const cmd = `$DM ${argv.map(sh).join(' ')}`;
+/** The pipes, redirections and environment of a command, for invoke(). */
+function stdioOf(command: Command, world: World): Stdio {
+  const out: Stdio = {};
+  if (command.env) out.env = command.env;
+  if (command.kind !== 'copy') return out;
+  const spec = command.spec;
+  if (spec.pipeIn?.how === 'stdin') out.catIn = spec.source.spelling;
+  if (spec.pipeIn?.how === 'fifo') out.fifo = { fifo: world.fifo.path, file: spec.source.spelling };
+  const target = spec.targets.at(-1);
+  if (spec.stdout && target) out.stdout = { mode: spec.stdout.mode, file: target.name.spelling };
+  return out;
+}
+
+/** `$DM ARGS` as a shell writes it, with the pipe, redirection and environment of `io`. */
+function shellCommand(argv: string[], io: Stdio): string {
+  const env = Object.entries(io.env ?? {}).map(([k, v]) => `${k}=${sh(v)} `).join('');
+  const redirect = io.stdout ? ` ${io.stdout.mode} ${sh(io.stdout.file)}` : '';
+  const cmd = `${env}$DM ${argv.map(sh).join(' ')}${redirect}`;
+  return io.catIn !== undefined ? `cat ${sh(io.catIn)} | ${cmd}` : cmd;
+}
+
+function shellLine(argv: string[], control: Control, io: Stdio, rerun?: string[]): string {
+  const lines = shellLines(shellCommand(argv, io), control, shellCommand(rerun ?? argv, io));
+  if (!io.fifo) return lines;
+  // The FIFO's writer: started before, ended after (devmove may refuse without opening the FIFO).
+  const writer = `cat ${sh(io.fifo.file)} > ${sh(io.fifo.fifo)} & C=$!`;
+  const reap = 'kill -9 $C 2>/dev/null; wait $C';
+  return lines
+    .split('\n')
+    .map((l) => `${writer}\n${l}\n${reap}`)
+    .join('\n');
+}
+
+function shellLines(cmd: string, control: Control, rerunCmd: string): string {
   const loaded = 'until grep -qs devmove.node /proc/$P/maps || ! kill -0 $P 2>/dev/null; do :; done';
   const wait = (c: { afterMs: number; afterLoad: boolean }): string => `${c.afterLoad ? `${loaded}; ` : ''}sleep ${(c.afterMs / 1000).toFixed(3)}`;
   switch (control.kind) {
@@ -167,7 +208,7 @@ function shellLine(argv: string[], control: Control, rerun?: string[]): string {
     case 'sigint':
       return `${cmd} & P=$!; ${wait(control)}; kill -INT $P; wait $P`;
     case 'kill9':
-      return `${cmd} & P=$!; ${wait(control)}; kill -9 $P; wait $P\n$DM ${(rerun ?? argv).map(sh).join(' ')}`;
+      return `${cmd} & P=$!; ${wait(control)}; kill -9 $P; wait $P\n${rerunCmd}`;
     case 'usr1': {
       const start = control.afterLoad ? loaded : `sleep ${(control.startMs / 1000).toFixed(3)}`;
       const stop = control.stopAfterMs !== undefined ? `for i in $(seq ${Math.round(control.stopAfterMs / 3)}); do kill -USR1 $P; sleep 0.003; done; kill -INT $P` : 'while kill -USR1 $P 2>/dev/null; do sleep 0.003; done';
@@ -177,8 +218,9 @@ function shellLine(argv: string[], control: Control, rerun?: string[]): string {
 }
 
 async function runCommand(command: Command, control: Control, plan: Plan, world: World): Promise<Run[]> {
-  const argv = withRate(command.argv, control, plan.bytes);
-  const rc: RunControl = {};
+  const argv = withRate(command, command.argv, control, plan.bytes);
+  const stdio = stdioOf(command, world);
+  const rc: RunControl = { stdio };
   if (control.kind === 'sigint') rc.sigintAfterMs = control.afterMs;
   if (control.kind === 'kill9') rc.killAfterMs = control.afterMs;
   if (control.kind === 'sigint' || control.kind === 'kill9') rc.afterLoad = control.afterLoad;
@@ -186,10 +228,10 @@ async function runCommand(command: Command, control: Control, plan: Plan, world:
     rc.usr1 = { startMs: control.startMs, afterLoad: control.afterLoad, ...(control.stopAfterMs !== undefined ? { stopAfterMs: control.stopAfterMs } : {}) };
     if (control.stopAfterMs !== undefined) rc.sigintAfterBurstMs = control.stopAfterMs + 20;
   }
-  world.script.line(shellLine(argv, control, command.argv));
+  world.script.line(shellLine(argv, control, stdio, command.argv));
   const runs = [await invoke(argv, world.W, rc)];
   // At once, as a supervisor would: the same command, resuming.
-  if (control.kind === 'kill9') runs.push(await invoke(command.argv, world.W));
+  if (control.kind === 'kill9') runs.push(await invoke(command.argv, world.W, { stdio }));
   return runs;
 }
 
@@ -249,6 +291,13 @@ function noteCoverage(step: Step, plan: Plan, runs: Run[], counters: Counters): 
   if (step.changes.some((c) => c.kind === 'faults')) counters.note('faults on the FUSE device');
   if (plan.pairs.some((p) => p.writes.some((w) => w.outcome === 'done'))) counters.note('targets reported complete');
   if (plan.pairs.some((p) => p.writes.some((w) => w.trunc !== 'no' && w.file))) counters.note('cuts a file');
+  if (cmd.kind === 'copy' && cmd.spec.pipeIn) counters.note(`source: ${cmd.spec.pipeIn.how === 'stdin' ? 'cat NAME | devmove' : 'a named FIFO'}`);
+  if (cmd.kind === 'copy' && cmd.spec.stdout) counters.note(`target: standard output ${cmd.spec.stdout.mode} NAME`);
+  if (cmd.families.has('threads-engine')) {
+    const result = jsonLine(runs[runs.length - 1].stdout, 'result');
+    const engines = [result?.ioEngine, ...((result?.pairs as Array<{ result?: { ioEngine?: string } }> | undefined) ?? []).map((p) => p.result?.ioEngine)].filter(Boolean);
+    counters.note(engines.includes('threads') ? 'threads I/O driver (result says threads)' : 'threads I/O driver asked for (no result naming it)');
+  }
   for (const c of step.changes) if (c.kind === 'recreate' || c.kind === 'strip' || c.kind === 'author') counters.note(`world: ${c.kind}`);
 }
 
@@ -273,7 +322,17 @@ export async function executeStep(step: Step, world: World, state: ModelState, c
   const runs = await runCommand(step.command, step.control, plan, world);
   if (step.changes.some((c) => c.kind === 'faults')) await world.setFaults({});
   settleOutcomes(plan, runs);
-  const after = snapshot(world);
+  let after: Map<Storage, StorageState>;
+  try {
+    after = snapshot(world);
+  } catch (error) {
+    if (!(error instanceof HugeFile)) throw error;
+    // Not comparable byte by byte, and no step plans it: the step fails here (and the seed ends).
+    const done = plan.pairs.some((p) => p.writes.some((w) => w.storage === error.storage && w.outcome === 'done'));
+    const planned = Math.max(0, ...plan.pairs.flatMap((p) => p.writes.filter((w) => w.storage === error.storage).map((w) => w.start + w.data.length)));
+    const message = `${error.message}; the step planned at most ${planned} bytes there (${runs.map((r) => (r.signal ? `killed by ${r.signal}` : `exit ${r.code}`)).join(', ')})`;
+    return { violations: [{ invariant: done ? 'c' : 'b', message }], plan, runs };
+  }
   const mapsAfter = mapTexts(world);
   const environment = environmentFailure(runs);
   const violations = checkStep({ world, plan, runs, before, after, mapsBefore, mapsAfter, filesBefore, filesAfter: world.files(), ...(environment ? { environment } : {}) }, counters);
@@ -332,12 +391,13 @@ export async function runSeed(seed: number, options: RunOptions): Promise<RunOut
       if (options.deadlineMs !== undefined && performance.now() > options.deadlineMs) break;
       const step = generator.next(i);
       if (options.skip?.has(i)) continue;
+      if (options.verbose) process.stdout.write(`model seed ${seed} step ${i}: ${step.title} [${step.control.kind}]\n    devmove ${step.command.argv.join(' ')}\n`);
       const res = await executeStep(step, world, state, counters);
       outcome.stepsRun++;
       if (res.environment) outcome.environmentNotes.push(`step ${i}: ${res.environment}`);
       if (options.verbose) {
         const r = res.runs.at(-1);
-        process.stdout.write(`model seed ${seed} step ${i}: ${step.title} [${step.control.kind}] → ${r ? (r.signal ?? r.code) : '-'}${res.plan.mustRefuse ? ' (must refuse)' : ''}\n`);
+        process.stdout.write(`    → ${r ? (r.signal ?? r.code) : '-'}${res.plan.mustRefuse ? ' (must refuse)' : ''}\n`);
       }
       if (res.violations.length > 0) {
         outcome.failure = { step: i, title: step.title, violations: res.violations, report: report(seed, i, step, res, world, open) };

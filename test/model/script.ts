@@ -54,7 +54,8 @@ export class Script {
   }
 }
 
-export const REPO = path.join(__dirname, '..', '..');
+/** The devmove checkout under test: this one, or MODEL_DEVMOVE_REPO (another build, e.g. a branch's worktree). */
+export const REPO = process.env.MODEL_DEVMOVE_REPO ?? path.join(__dirname, '..', '..');
 /** The CLI's entry point in this checkout. */
 export const CLI = path.join(REPO, 'dist', 'cli', 'main.js');
 /**

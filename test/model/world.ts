@@ -16,6 +16,7 @@ import path from 'node:path';
 
 import { FAULTYFS, FaultyDevice, fuseAvailable, type FaultSet } from '../helpers/faulty';
 import type { Rng } from './rng';
+import { buildFeatures, type BuildFeatures } from './process';
 import { REPO, Script, sh } from './script';
 
 export const SECTOR = 512;
@@ -92,6 +93,19 @@ function run(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
 }
 
+/** Nothing in a world is near this size (images are 1–8 MiB, devices as large as their files). */
+export const MAX_STORAGE_BYTES = 256 * MiB;
+
+/** A storage object that grew far past anything a step plans (it cannot be read into memory to compare). */
+export class HugeFile extends Error {
+  constructor(
+    readonly storage: Storage,
+    readonly size: number,
+  ) {
+    super(`${storage.label} (${storage.path}) is now ${size} bytes long`);
+  }
+}
+
 /** Worlds alive in this process: torn down at exit if a run never got that far. */
 const live = new Set<World>();
 process.on('exit', () => {
@@ -106,6 +120,8 @@ export class World {
   readonly hardlinks: Array<{ path: string; storage: Storage }> = [];
   readonly dirs: string[] = [];
   readonly mapSlots: MapSlot[] = [];
+  /** A named FIFO in the world directory and its spellings (if= of a pipe copy). */
+  readonly fifo = { path: '', spellings: [] as string[] };
   /** Files the world itself writes (job files, maps it authors): expected to exist. */
   readonly ownFiles = new Set<string>();
   /** Sizes of the storage objects that exist when the world is built (the generator draws numbers from them). */
@@ -114,6 +130,8 @@ export class World {
   faultyStorage: Storage | undefined;
   tmpfs: { mount: string; sizeBytes: number } | undefined;
   readonly script = new Script();
+  /** What the devmove under test can do (pipes, the threads driver): operations it lacks are not drawn. */
+  readonly build: BuildFeatures = buildFeatures();
   private torn = false;
   private loopCount = 0;
 
@@ -267,6 +285,13 @@ export class World {
     const future = this.storages.find((s) => s.label === 'future.img') as Storage;
     this.symlink('future.img', path.join(W, 'dang.img'));
     this.name('dang.img', future, 'dang.img (a symlink to future.img, which does not exist yet)', ['symlink', 'dangling']);
+
+    // A named FIFO (a pipe source: `cat NAME > pipe.fifo &`), and a symlink to it.
+    this.fifo.path = path.join(W, 'pipe.fifo');
+    execFileSync('mkfifo', [this.fifo.path]);
+    this.script.line(`mkfifo ${sh(this.fifo.path)}`);
+    this.symlink('pipe.fifo', path.join(W, 's-fifo'));
+    this.fifo.spellings.push('pipe.fifo', './pipe.fifo', this.fifo.path, 's-fifo');
   }
 
   // ---- loop devices -----------------------------------------------------------------
@@ -456,9 +481,11 @@ export class World {
     spawnSync('blockdev', ['--flushbufs', ...this.blockDevices], { stdio: 'ignore' });
   }
 
-  /** The bytes of a storage object now, or null when its file does not exist. */
+  /** The bytes of a storage object now, or null when its file does not exist. Throws HugeFile past MAX_STORAGE_BYTES. */
   read(s: Storage): Buffer | null {
     try {
+      const size = fs.statSync(s.path).size;
+      if (size > MAX_STORAGE_BYTES) throw new HugeFile(s, size);
       return fs.readFileSync(s.path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
@@ -505,6 +532,7 @@ export class World {
       if (backing !== l.over && !backing.startsWith(`${l.over} (deleted)`)) problems.push(`${l.device} is now over ${backing}`);
     }
     if (this.tmpfs && spawnSync('mountpoint', ['-q', this.tmpfs.mount]).status !== 0) problems.push(`tmpfs ${this.tmpfs.mount} is no longer mounted`);
+    if (this.fifo.path && !fs.lstatSync(this.fifo.path, { throwIfNoEntry: false })?.isFIFO()) problems.push(`FIFO ${this.fifo.path} is gone or no longer a FIFO`);
     return problems;
   }
 
@@ -521,7 +549,8 @@ export class World {
       for (const e of entries) {
         const p = path.join(dir, e.name);
         if (e.isDirectory()) walk(p);
-        else if (!e.isSymbolicLink()) out.push(p);
+        else if (e.isFile() || e.isBlockDevice() || e.isCharacterDevice() || e.isSocket()) out.push(p);
+        else if (e.isFIFO() && p !== this.fifo.path) out.push(p);
       }
     };
     walk(this.W);
