@@ -32,6 +32,7 @@
           "defines": ["DEVMOVE_GLIBC_COMPAT"],
           "ldflags": [
             "-Wl,--wrap=pthread_create,--wrap=pthread_join,--wrap=pthread_detach,--wrap=pthread_once,--wrap=__pthread_key_create,--wrap=pthread_sigmask",
+            "-Wl,--wrap=pthread_key_create,--wrap=pthread_key_delete,--wrap=pthread_getspecific,--wrap=pthread_setspecific",
             "-Wl,--wrap=dlopen,--wrap=dlsym,--wrap=dlerror,--wrap=dlclose",
             "-Wl,--wrap=stat64,--wrap=lstat64,--wrap=fstat64,--wrap=getentropy,--wrap=arc4random"
           ]

@@ -6,8 +6,11 @@
 // every devmove copy, and reports ratios taken in the same run. Everything it
 // attaches or creates is removed on exit, failure or Ctrl-C.
 //
-//   sudo npm run bench -- [--size 2G] [--runs 3] [--pairs ram,disk] [--only compare,sweep,ablation,rss,cold]
+//   sudo npm run bench -- [--size 2G] [--runs 3] [--pairs ram,disk] [--only compare,sweep,ablation,rss,cold,engines,pipes]
 //                         [--rss-sizes 2G,8G] [--rss-pair ram|disk] [--tag NAME] [--out DIR] [--baseline DIR]
+// --only engines: the io_uring and threads I/O drivers side by side (and, with --baseline DIR, a
+// built checkout of an earlier devmove: its dist/cli/main.js); --only pipes: device | zstd and
+// zstd -d | device against each stage alone (needs zstd).
 // --tag NAME writes bench-DATE-NAME.{json,md} (and NAME-suffixed charts) instead of bench-DATE.*;
 // --only cold times devmove's start-up with caches dropped (not in the default set); --baseline DIR
 // times another built checkout's CLI in the same rounds (a before/after in one run).
@@ -52,7 +55,10 @@ function parseArgs(argv) {
   args.sizeBytes = parseSize(args.size);
   if (!Number.isInteger(args.runs) || args.runs < 1) throw new Error('--runs must be a positive integer');
   for (const p of args.pairs) if (!['ram', 'disk'].includes(p)) throw new Error(`unknown pair ${p}: use ram and/or disk`);
-  for (const o of args.only) if (!['compare', 'sweep', 'ablation', 'rss', 'cold'].includes(o)) throw new Error(`unknown experiment ${o}`);
+  for (const o of args.only) if (!['compare', 'sweep', 'ablation', 'rss', 'cold', 'engines', 'pipes'].includes(o)) throw new Error(`unknown experiment ${o}`);
+  if (args.baseline !== undefined && !fs.existsSync(path.join(args.baseline, 'dist', 'cli', 'main.js'))) {
+    throw new Error(`--baseline ${args.baseline}: no dist/cli/main.js there (build that checkout first)`);
+  }
   if (!['ram', 'disk'].includes(args.rssPair)) throw new Error(`--rss-pair takes ram or disk (got ${args.rssPair})`);
   // Default: the copy size (at most 2 GiB) and four times that, as before.
   const rssBase = Math.min(args.sizeBytes, 2 * GiB);
@@ -277,8 +283,8 @@ function engineSeconds(stdout) {
   return JSON.parse(line).seconds;
 }
 
-function devmove(pair, extra = [], env = process.env) {
-  const m = timed(pair, process.execPath, [CLI, `if=${pair.src}`, `of=${pair.dst}`, 'status=none', '--json', ...extra], env);
+function devmove(pair, extra = [], env = process.env, cli = CLI) {
+  const m = timed(pair, process.execPath, [cli, `if=${pair.src}`, `of=${pair.dst}`, 'status=none', '--json', ...extra], env);
   verify(pair);
   m.engineSeconds = engineSeconds(m.stdout);
   return m;
@@ -350,6 +356,90 @@ function compare(pair, runs) {
     speedupVsDdDirect: result.ddDirect.seconds / dm.seconds,
     speedupVsDdBuffered: result.ddBuffered.seconds / dm.seconds,
     cpuPerGiBVsDdDirect: dm.cpuSecondsPerGiB / result.ddDirect.cpuSecondsPerGiB,
+  };
+  return result;
+}
+
+/**
+ * The I/O drivers side by side on one pair, order alternated: io_uring, the worker threads used
+ * where io_uring is forbidden, and (--baseline) the same copy by an earlier build, to show the
+ * engine split left the io_uring copy as it was.
+ */
+function engines(pair, runs, before) {
+  const env = (engine) => ({ ...process.env, DEVMOVE_IO_ENGINE: engine });
+  const variants = [
+    ['io_uring', (p) => devmove(p, [], env('io_uring'))],
+    ['threads', (p) => devmove(p, [], env('threads'))],
+  ];
+  if (before) variants.push(['io_uring before', (p) => devmove(p, [], env(''), path.join(before, 'dist', 'cli', 'main.js'))]);
+  const samples = new Map(variants.map(([name]) => [name, []]));
+  for (let i = 0; i < runs; i++) {
+    const order = i % 2 === 0 ? variants : [...variants].reverse();
+    for (const [name, run] of order) {
+      samples.get(name).push(run(pair));
+      log(`${pair.kind} engines run ${i + 1}/${runs}: ${name} ${(pair.bytes / samples.get(name).at(-1).seconds / 1e9).toFixed(2)} GB/s`);
+    }
+  }
+  const result = Object.fromEntries(variants.map(([name]) => [name, summarize(samples.get(name), pair.bytes)]));
+  const uring = result.io_uring;
+  result.ratios = {
+    threadsVsIoUring: result.threads.gbPerSecond.median / uring.gbPerSecond.median,
+    threadsVsIoUringEngineAlone: result.threads.engineGbPerSecond.median / uring.engineGbPerSecond.median,
+    threadsCpuPerGiBVsIoUring: result.threads.cpuSecondsPerGiB / uring.cpuSecondsPerGiB,
+    ...(before
+      ? {
+          afterVsBefore: uring.gbPerSecond.median / result['io_uring before'].gbPerSecond.median,
+          afterVsBeforeEngineAlone: uring.engineGbPerSecond.median / result['io_uring before'].engineGbPerSecond.median,
+          afterCpuPerGiBVsBefore: uring.cpuSecondsPerGiB / result['io_uring before'].cpuSecondsPerGiB,
+        }
+      : {}),
+  };
+  return result;
+}
+
+/** Wall seconds of a shell pipeline (caches dropped first); throws when any stage fails. */
+function pipeline(command) {
+  dropCaches();
+  const t0 = process.hrtime.bigint();
+  const run = spawnSync('bash', ['-c', `set -o pipefail; ${command}`], { encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`${command} failed (${run.status}): ${run.stderr}`);
+  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
+}
+
+/**
+ * A device image through a compressor and back: `devmove if=DEV | zstd -T0` against zstd reading
+ * the device itself (the slower stage alone), and `zstd -dc | devmove of=DEV` against zstd
+ * decompressing to /dev/null. A ratio near 1 means devmove runs at the slower stage's speed.
+ */
+function pipes(pair, runs) {
+  if (!have('zstd', ['--version'])) throw new Error('--only pipes needs zstd (Debian package zstd)');
+  const zst = path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), `devmove-bench-${process.pid}.zst`);
+  atCleanup(() => fs.rmSync(zst, { force: true }));
+  const zstd = tool('zstd');
+  const dm = `'${process.execPath}' '${CLI}'`;
+  const cases = [
+    ['zstd alone (reads the device)', () => pipeline(`'${zstd}' -q -T0 -1 < '${pair.src}' > '${zst}'`)],
+    ['devmove | zstd', () => pipeline(`${dm} if='${pair.src}' status=none | '${zstd}' -q -T0 -1 > '${zst}'`)],
+    ['dd bs=1M | zstd', () => pipeline(`dd if='${pair.src}' bs=1M status=none | '${zstd}' -q -T0 -1 > '${zst}'`)],
+    ['zstd -d alone (to /dev/null)', () => pipeline(`'${zstd}' -q -dc '${zst}' > /dev/null`)],
+    ['zstd -d | devmove', () => pipeline(`'${zstd}' -q -dc '${zst}' | ${dm} of='${pair.dst}' status=none`)],
+    ['zstd -d | dd bs=1M oflag=direct', () => pipeline(`'${zstd}' -q -dc '${zst}' | dd of='${pair.dst}' bs=1M iflag=fullblock oflag=direct conv=fsync status=none`)],
+  ];
+  const samples = new Map(cases.map(([name]) => [name, []]));
+  for (let i = 0; i < runs; i++) {
+    // Compression first in every round (the decompression cases read its output), order inside each half alternated.
+    const halves = [cases.slice(0, 3), cases.slice(3)].map((h) => (i % 2 === 0 ? h : [...h].reverse()));
+    for (const [name, run] of halves.flat()) {
+      samples.get(name).push(run());
+      log(`${pair.kind} pipes run ${i + 1}/${runs}: ${name} ${(pair.bytes / samples.get(name).at(-1).seconds / 1e9).toFixed(2)} GB/s`);
+    }
+    verify(pair);
+  }
+  const result = Object.fromEntries(cases.map(([name]) => [name, summarize(samples.get(name), pair.bytes)]));
+  const gbps = (name) => result[name].gbPerSecond.median;
+  result.ratios = {
+    compressVsZstdAlone: gbps('devmove | zstd') / gbps('zstd alone (reads the device)'),
+    decompressVsZstdAlone: gbps('zstd -d | devmove') / gbps('zstd -d alone (to /dev/null)'),
   };
   return result;
 }
@@ -563,6 +653,31 @@ function markdown(report) {
       lines.push(`| ${name} | ` + kinds.map((k) => `${fmt(report.ablation[k][i].gbPerSecond.median)} | ${fmt(report.ablation[k][i].cpuSecondsPerGiB, 3)}`).join(' | ') + ' |');
     }
   }
+  if (report.engines) {
+    lines.push('');
+    lines.push('| pair | I/O driver | GB/s (min–max) | engine alone GB/s | CPU s/GiB |');
+    lines.push('|---|---|---|---|---|');
+    for (const [kind, e] of Object.entries(report.engines)) {
+      for (const [name, r] of Object.entries(e)) {
+        if (name === 'ratios') continue;
+        lines.push(`| ${kind} | ${name} | ${fmt(r.gbPerSecond.median)} (${fmt(r.gbPerSecond.min)}–${fmt(r.gbPerSecond.max)}) | ${fmt(r.engineGbPerSecond.median)} | ${fmt(r.cpuSecondsPerGiB, 3)} |`);
+      }
+      lines.push('');
+      lines.push(`${kind}: ${Object.entries(e.ratios).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}`);
+    }
+  }
+  if (report.pipes) {
+    lines.push('');
+    lines.push('| pair | pipeline | GB/s (min–max) |');
+    lines.push('|---|---|---|');
+    for (const [kind, p] of Object.entries(report.pipes)) {
+      for (const [name, r] of Object.entries(p)) {
+        if (name !== 'ratios') lines.push(`| ${kind} | ${name.replaceAll('|', '\\|')} | ${fmt(r.gbPerSecond.median)} (${fmt(r.gbPerSecond.min)}–${fmt(r.gbPerSecond.max)}) |`);
+      }
+      lines.push('');
+      lines.push(`${kind}: ${Object.entries(p.ratios).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}`);
+    }
+  }
   if (report.rss) {
     lines.push('');
     const sizes = report.rss.bySize.map((r) => `${fmt(r.peakRssBytes.median / MiB, 1)} MiB (${fmt(r.peakRssBytes.min / MiB, 1)}–${fmt(r.peakRssBytes.max / MiB, 1)}) copying ${r.bytes / GiB} GiB`);
@@ -660,13 +775,15 @@ function main() {
     runs: args.runs,
     command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
   };
-  const pairExperiments = ['compare', 'sweep', 'ablation', 'cold'].filter((e) => args.only.includes(e));
+  const pairExperiments = ['compare', 'sweep', 'ablation', 'cold', 'engines', 'pipes'].filter((e) => args.only.includes(e));
   for (const kind of pairExperiments.length ? args.pairs : []) {
     const pair = makePair(kind, args.sizeBytes);
     if (args.only.includes('compare')) (report.compare ??= {})[kind] = compare(pair, args.runs);
     if (args.only.includes('sweep')) (report.sweep ??= {})[kind] = sweep(pair, args.runs);
     if (args.only.includes('ablation')) (report.ablation ??= {})[kind] = ablation(pair, args.runs);
     if (args.only.includes('cold')) (report.cold ??= {})[kind] = coldStart(pair, Math.max(args.runs, 5), args.baseline);
+    if (args.only.includes('engines')) (report.engines ??= {})[kind] = engines(pair, args.runs, args.baseline);
+    if (args.only.includes('pipes')) (report.pipes ??= {})[kind] = pipes(pair, args.runs);
     cleanupAll(); // free this pair's memory/disk before the next
   }
   if (args.only.includes('rss')) report.rss = rssCheck(args.rssPair, args.rssSizeBytes, args.runs);

@@ -106,15 +106,18 @@ Napi::Array RangesToJs(Napi::Env env, const std::vector<ByteRange>& ranges) {
   return a;
 }
 
-CopyPlan PlanFromJs(const Napi::Object& js) {
-  CopyPlan plan;
+void SourceFromJs(const Napi::Object& js, CopyPlan* plan) {
   const Napi::Object source = Require(js, "source").As<Napi::Object>();
-  plan.source.path = GetString(source, "path");
-  plan.source.for_write = false;
-  plan.source.direct = GetDirect(source, "direct");
-  plan.source.noatime = GetBool(source, "noatime");
-  plan.source_offset_bytes = GetU64(source, "offset");
+  plan->source.path = GetString(source, "path");
+  // '-' is standard input, as in dd.
+  if (plan->source.path == "-") plan->source.fd = 0;
+  plan->source.for_write = false;
+  plan->source.direct = GetDirect(source, "direct");
+  plan->source.noatime = GetBool(source, "noatime");
+  plan->source_offset_bytes = GetU64(source, "offset");
+}
 
+void TargetsFromJs(const Napi::Object& js, CopyPlan* plan) {
   const Napi::Value targets_value = Require(js, "targets");
   if (!targets_value.IsArray()) throw Napi::TypeError::New(js.Env(), "native plan 'targets' must be an array");
   const Napi::Array targets = targets_value.As<Napi::Array>();
@@ -125,6 +128,7 @@ CopyPlan PlanFromJs(const Napi::Object& js) {
     const Napi::Object t = targets.Get(i).As<Napi::Object>();
     TargetPlan target;
     target.open.path = GetString(t, "path");
+    if (target.open.path == "-") target.open.fd = 1;  // standard output
     target.open.for_write = true;
     target.open.direct = GetDirect(t, "direct");
     target.open.create = GetBool(t, "create");
@@ -134,13 +138,18 @@ CopyPlan PlanFromJs(const Napi::Object& js) {
     target.offset_bytes = GetU64(t, "offset");
     const Napi::Value truncate_to = t.Get("truncateTo");
     target.truncate_to = truncate_to.IsUndefined() ? -1 : static_cast<int64_t>(GetU64(t, "truncateTo"));
-    plan.targets.push_back(std::move(target));
+    if (!t.Get("truncateAtOpen").IsUndefined()) target.truncate_at_open = GetBool(t, "truncateAtOpen");
+    plan->targets.push_back(std::move(target));
   }
+}
+
+// Length, I/O size and queue depth, the engine switches.
+void ShapeFromJs(const Napi::Object& js, CopyPlan* plan) {
   const Napi::Value length = js.Get("length");
   if (!length.IsUndefined() && !length.IsNull()) {
-    plan.has_length = true;
-    plan.length_bytes = GetU64(js, "length");
-    plan.length_is_max = GetBool(js, "lengthIsMax");
+    plan->has_length = true;
+    plan->length_bytes = GetU64(js, "length");
+    plan->length_is_max = GetBool(js, "lengthIsMax");
   }
   const uint64_t block = GetU64(js, "blockBytes");
   const uint64_t depth = GetU64(js, "queueDepth");
@@ -148,44 +157,63 @@ CopyPlan PlanFromJs(const Napi::Object& js) {
     throw Napi::RangeError::New(js.Env(), "native plan blockBytes must be in 1..1 GiB");
   if (depth < 1 || depth > CopyPlan::kQueueDepthMax)
     throw Napi::RangeError::New(js.Env(), "native plan queueDepth must be in 1..1024");
-  plan.block_bytes = static_cast<uint32_t>(block);
-  plan.queue_depth = static_cast<uint32_t>(depth);
-  plan.fixed_buffers = GetBool(js, "fixedBuffers");
-  plan.fixed_files = GetBool(js, "fixedFiles");
-  plan.sqpoll = GetBool(js, "sqpoll");
-  plan.link_read_write = GetBool(js, "linkReadWrite");
-  plan.batch_submissions = GetBool(js, "batchSubmissions");
-  plan.progress_interval_ms = static_cast<uint32_t>(GetU64(js, "progressIntervalMs"));
-  if (plan.progress_interval_ms < limits::kProgressIntervalMsMin) plan.progress_interval_ms = limits::kProgressIntervalMsMin;  // ≤10 Hz
+  plan->block_bytes = static_cast<uint32_t>(block);
+  plan->queue_depth = static_cast<uint32_t>(depth);
+  plan->fixed_buffers = GetBool(js, "fixedBuffers");
+  plan->fixed_files = GetBool(js, "fixedFiles");
+  plan->sqpoll = GetBool(js, "sqpoll");
+  plan->link_read_write = GetBool(js, "linkReadWrite");
+  plan->batch_submissions = GetBool(js, "batchSubmissions");
+  plan->progress_interval_ms = static_cast<uint32_t>(GetU64(js, "progressIntervalMs"));
+  if (plan->progress_interval_ms < limits::kProgressIntervalMsMin) plan->progress_interval_ms = limits::kProgressIntervalMsMin;  // ≤10 Hz
+}
 
-  // Reliability and migration-job fields: optional, engine defaults when absent.
-  if (!js.Get("extents").IsUndefined()) {
-    plan.has_extents = true;
-    plan.extents = GetRanges(js, "extents");
+// One of `names` (in enum order), or a RangeError listing them.
+template <typename E>
+E GetChoice(const Napi::Object& o, const char* key, std::initializer_list<const char*> names) {
+  const std::string value = GetString(o, key);
+  int index = 0;
+  std::string all;
+  for (const char* name : names) {
+    if (value == name) return static_cast<E>(index);
+    all += (index++ ? "|" : "") + std::string(name);
   }
-  if (!js.Get("verifySkip").IsUndefined()) plan.verify_skip = GetRanges(js, "verifySkip");
-  if (!js.Get("noError").IsUndefined()) plan.no_error = GetBool(js, "noError");
-  if (!js.Get("retries").IsUndefined()) plan.retries = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "retries"), limits::kRetriesMax));
-  if (!js.Get("verify").IsUndefined()) plan.verify = GetBool(js, "verify");
-  if (!js.Get("idlePriority").IsUndefined()) plan.idle_priority = GetBool(js, "idlePriority");
-  if (!js.Get("hash").IsUndefined()) plan.hash_algorithm = GetString(js, "hash");
-  if (!js.Get("rate").IsUndefined()) plan.rate_bytes_per_second = GetU64(js, "rate");
-  if (!js.Get("checkpointIntervalMs").IsUndefined())
-    plan.checkpoint_interval_ms = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "checkpointIntervalMs"), limits::kCheckpointIntervalMsMax));
-  if (!js.Get("zeroBlocks").IsUndefined()) {
-    const std::string z = GetString(js, "zeroBlocks");
-    if (z == "write") plan.zero_mode = ZeroMode::kWrite;
-    else if (z == "skip") plan.zero_mode = ZeroMode::kSkip;
-    else if (z == "discard") plan.zero_mode = ZeroMode::kDiscard;
-    else if (z == "sparse") plan.zero_mode = ZeroMode::kSparse;
-    else throw Napi::RangeError::New(js.Env(), "native plan zeroBlocks must be write|skip|discard|sparse");
+  throw Napi::RangeError::New(o.Env(), std::string("native plan ") + key + " must be " + all);
+}
+
+// Reliability and migration-job fields: optional, engine defaults when absent.
+void OptionalFieldsFromJs(const Napi::Object& js, CopyPlan* plan) {
+  auto has = [&](const char* key) { return !js.Get(key).IsUndefined(); };
+  if (has("extents")) {
+    plan->has_extents = true;
+    plan->extents = GetRanges(js, "extents");
   }
-  if (!js.Get("onTargetError").IsUndefined()) {
-    const std::string p = GetString(js, "onTargetError");
-    if (p == "stop") plan.on_target_error = TargetErrorPolicy::kStop;
-    else if (p == "drop") plan.on_target_error = TargetErrorPolicy::kDrop;
-    else throw Napi::RangeError::New(js.Env(), "native plan onTargetError must be stop|drop");
+  if (has("verifySkip")) plan->verify_skip = GetRanges(js, "verifySkip");
+  if (has("noError")) plan->no_error = GetBool(js, "noError");
+  if (has("retries")) plan->retries = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "retries"), limits::kRetriesMax));
+  if (has("verify")) plan->verify = GetBool(js, "verify");
+  if (has("idlePriority")) plan->idle_priority = GetBool(js, "idlePriority");
+  if (has("hash")) plan->hash_algorithm = GetString(js, "hash");
+  if (has("rate")) plan->rate_bytes_per_second = GetU64(js, "rate");
+  if (has("checkpointIntervalMs"))
+    plan->checkpoint_interval_ms = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "checkpointIntervalMs"), limits::kCheckpointIntervalMsMax));
+  if (has("zeroBlocks")) plan->zero_mode = GetChoice<ZeroMode>(js, "zeroBlocks", {"write", "skip", "discard", "sparse"});
+  if (has("onTargetError")) plan->on_target_error = GetChoice<TargetErrorPolicy>(js, "onTargetError", {"stop", "drop"});
+  if (has("zeroBlockBytes")) {
+    const uint64_t block = GetU64(js, "zeroBlockBytes");
+    if (block < 1 || plan->block_bytes % block != 0)
+      throw Napi::RangeError::New(js.Env(), "native plan zeroBlockBytes must divide blockBytes");
+    plan->zero_block_bytes = static_cast<uint32_t>(block);
   }
+  if (has("ioEngine")) plan->io_engine = GetChoice<IoEngineChoice>(js, "ioEngine", {"auto", "io_uring", "threads"});
+}
+
+CopyPlan PlanFromJs(const Napi::Object& js) {
+  CopyPlan plan;
+  SourceFromJs(js, &plan);
+  TargetsFromJs(js, &plan);
+  ShapeFromJs(js, &plan);
+  OptionalFieldsFromJs(js, &plan);
   return plan;
 }
 
@@ -198,6 +226,9 @@ Napi::Object FileReportToJs(Napi::Env env, const FileReport& f) {
   o.Set("path", f.path);
   o.Set("kind", f.kind);
   o.Set("sizeBytes", static_cast<double>(f.size_bytes));
+  o.Set("sizeKnown", f.size_known);
+  o.Set("sequential", f.sequential);
+  o.Set("bytesWritten", static_cast<double>(f.bytes_written));
   o.Set("logicalBlockBytes", f.logical_block_bytes);
   o.Set("physicalBlockBytes", f.physical_block_bytes);
   o.Set("direct", f.direct);
@@ -210,19 +241,7 @@ Napi::Object FileReportToJs(Napi::Env env, const FileReport& f) {
   return o;
 }
 
-Napi::Object ReportToJs(Napi::Env env, const CopyReport& r) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("bytesCopied", static_cast<double>(r.bytes_copied));
-  o.Set("bytesTotal", static_cast<double>(r.bytes_total));
-  o.Set("seconds", r.seconds);
-  o.Set("cancelled", r.cancelled);
-  o.Set("durability", r.durability);
-  if (!r.source.path.empty()) o.Set("source", FileReportToJs(env, r.source));
-  Napi::Array targets = Napi::Array::New(env, r.targets.size());
-  for (uint32_t i = 0; i < r.targets.size(); ++i) targets.Set(i, FileReportToJs(env, r.targets[i]));
-  o.Set("targets", targets);
-  o.Set("blockBytes", r.block_bytes);
-  o.Set("queueDepth", r.queue_depth);
+Napi::Object RingToJs(Napi::Env env, const CopyReport& r) {
   Napi::Object ring = Napi::Object::New(env);
   ring.Set("setupFlags", r.ring_setup_flags);
   ring.Set("features", r.ring_features);
@@ -233,7 +252,10 @@ Napi::Object ReportToJs(Napi::Env env, const CopyReport& r) {
   ring.Set("sqpoll", r.sqpoll);
   ring.Set("linked", r.linked);
   ring.Set("batched", r.batched);
-  o.Set("ring", ring);
+  return ring;
+}
+
+Napi::Object IoCountersToJs(Napi::Env env, const CopyReport& r) {
   Napi::Object io = Napi::Object::New(env);
   io.Set("reads", static_cast<double>(r.reads));
   io.Set("writes", static_cast<double>(r.writes));
@@ -245,25 +267,27 @@ Napi::Object ReportToJs(Napi::Env env, const CopyReport& r) {
   io.Set("readErrors", static_cast<double>(r.read_errors));
   io.Set("retriedReads", static_cast<double>(r.retried_reads));
   io.Set("discards", static_cast<double>(r.discards));
-  o.Set("io", io);
-  o.Set("domainOffset", static_cast<double>(r.domain_offset));
-  o.Set("domainLength", static_cast<double>(r.domain_length));
+  return io;
+}
+
+// Bad and zero blocks, checkpoints, hash, verify: what the copy found.
+void FindingsToJs(Napi::Env env, const CopyReport& r, Napi::Object* o) {
   Napi::Object bad = Napi::Object::New(env);
   bad.Set("bytes", static_cast<double>(r.bad_bytes));
   bad.Set("rangeCount", static_cast<double>(r.bad_range_count));
   bad.Set("ranges", RangesToJs(env, r.bad_ranges));
-  o.Set("bad", bad);
+  o->Set("bad", bad);
   Napi::Object zero = Napi::Object::New(env);
   zero.Set("bytes", static_cast<double>(r.zero_bytes));
   zero.Set("skipped", static_cast<double>(r.zero_bytes_skipped));
   zero.Set("discarded", static_cast<double>(r.zero_bytes_discarded));
-  o.Set("zero", zero);
-  o.Set("checkpoints", static_cast<double>(r.checkpoints));
+  o->Set("zero", zero);
+  o->Set("checkpoints", static_cast<double>(r.checkpoints));
   if (!r.hash_hex.empty()) {
     Napi::Object hash = Napi::Object::New(env);
     hash.Set("algorithm", r.hash_algorithm);
     hash.Set("hex", r.hash_hex);
-    o.Set("hash", hash);
+    o->Set("hash", hash);
   }
   if (r.verify.done || r.verify.bytes_compared > 0) {
     Napi::Object v = Napi::Object::New(env);
@@ -275,8 +299,31 @@ Napi::Object ReportToJs(Napi::Env env, const CopyReport& r) {
       v.Set("firstMismatchOffset", static_cast<double>(r.verify.first_mismatch_offset));
       v.Set("firstMismatchTarget", r.verify.first_mismatch_target);
     }
-    o.Set("verify", v);
+    o->Set("verify", v);
   }
+}
+
+Napi::Object ReportToJs(Napi::Env env, const CopyReport& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("bytesCopied", static_cast<double>(r.bytes_copied));
+  o.Set("bytesRead", static_cast<double>(r.bytes_read));
+  o.Set("bytesTotal", static_cast<double>(r.bytes_total));
+  o.Set("seconds", r.seconds);
+  o.Set("cancelled", r.cancelled);
+  o.Set("durability", r.durability);
+  if (!r.source.path.empty()) o.Set("source", FileReportToJs(env, r.source));
+  Napi::Array targets = Napi::Array::New(env, r.targets.size());
+  for (uint32_t i = 0; i < r.targets.size(); ++i) targets.Set(i, FileReportToJs(env, r.targets[i]));
+  o.Set("targets", targets);
+  o.Set("blockBytes", r.block_bytes);
+  o.Set("queueDepth", r.queue_depth);
+  o.Set("ring", RingToJs(env, r));
+  if (!r.io_engine.empty()) o.Set("ioEngine", r.io_engine);
+  if (!r.io_engine_note.empty()) o.Set("ioEngineNote", r.io_engine_note);
+  o.Set("io", IoCountersToJs(env, r));
+  o.Set("domainOffset", static_cast<double>(r.domain_offset));
+  o.Set("domainLength", static_cast<double>(r.domain_length));
+  FindingsToJs(env, r, &o);
   o.Set("rate", static_cast<double>(r.rate_bytes_per_second));
   if (r.stopped_at_bad_block.length > 0) o.Set("stoppedAtBadBlock", RangesToJs(env, {r.stopped_at_bad_block}).Get(0u));
   return o;
@@ -449,6 +496,7 @@ void DeliverEvent(Napi::Env env, Napi::Function on_event, CopyJob* job, Event* r
     js.Set("domainLength", static_cast<double>(p.domain_length));
     js.Set("bytesDone", static_cast<double>(p.bytes_done));
     js.Set("bytesTotal", static_cast<double>(p.bytes_total));
+    js.Set("sizeKnown", p.size_known);
     js.Set("badBytes", static_cast<double>(p.bad_bytes));
     js.Set("zeroBytes", static_cast<double>(p.zero_bytes));
     js.Set("paused", p.paused);

@@ -45,6 +45,13 @@ int devmove_pthread_detach(pthread_t);
 int devmove_pthread_once(pthread_once_t*, void (*)());
 int devmove_pthread_key_create(pthread_key_t*, void (*)(void*));
 int devmove_pthread_sigmask(int, const sigset_t*, sigset_t*);
+// The static libstdc++'s condition_variable.o (std::condition_variable: the
+// hashing pool, the threads I/O driver) keeps thread-exit notifications in a
+// thread-specific key.
+int devmove_pthread_key_create_plain(pthread_key_t*, void (*)(void*));
+int devmove_pthread_key_delete(pthread_key_t);
+void* devmove_pthread_getspecific(pthread_key_t);
+int devmove_pthread_setspecific(pthread_key_t, const void*);
 void* devmove_dlopen(const char*, int);
 void* devmove_dlsym(void*, const char*);
 char* devmove_dlerror();
@@ -58,6 +65,10 @@ __asm__(".symver devmove_pthread_detach, pthread_detach@" DEVMOVE_GLIBC_BASE);
 __asm__(".symver devmove_pthread_once, pthread_once@" DEVMOVE_GLIBC_BASE);
 __asm__(".symver devmove_pthread_key_create, __pthread_key_create@" DEVMOVE_GLIBC_BASE);
 __asm__(".symver devmove_pthread_sigmask, pthread_sigmask@" DEVMOVE_GLIBC_BASE);
+__asm__(".symver devmove_pthread_key_create_plain, pthread_key_create@" DEVMOVE_GLIBC_BASE);
+__asm__(".symver devmove_pthread_key_delete, pthread_key_delete@" DEVMOVE_GLIBC_BASE);
+__asm__(".symver devmove_pthread_getspecific, pthread_getspecific@" DEVMOVE_GLIBC_BASE);
+__asm__(".symver devmove_pthread_setspecific, pthread_setspecific@" DEVMOVE_GLIBC_BASE);
 __asm__(".symver devmove_dlopen, dlopen@" DEVMOVE_GLIBC_BASE);
 __asm__(".symver devmove_dlsym, dlsym@" DEVMOVE_GLIBC_BASE);
 __asm__(".symver devmove_dlerror, dlerror@" DEVMOVE_GLIBC_BASE);
@@ -80,6 +91,12 @@ DEVMOVE_WRAP int __wrap___pthread_key_create(pthread_key_t* k, void (*d)(void*))
 DEVMOVE_WRAP int __wrap_pthread_sigmask(int how, const sigset_t* set, sigset_t* old) {
   return devmove_pthread_sigmask(how, set, old);
 }
+DEVMOVE_WRAP int __wrap_pthread_key_create(pthread_key_t* k, void (*d)(void*)) {
+  return devmove_pthread_key_create_plain(k, d);
+}
+DEVMOVE_WRAP int __wrap_pthread_key_delete(pthread_key_t k) { return devmove_pthread_key_delete(k); }
+DEVMOVE_WRAP void* __wrap_pthread_getspecific(pthread_key_t k) { return devmove_pthread_getspecific(k); }
+DEVMOVE_WRAP int __wrap_pthread_setspecific(pthread_key_t k, const void* v) { return devmove_pthread_setspecific(k, v); }
 DEVMOVE_WRAP void* __wrap_dlopen(const char* file, int mode) { return devmove_dlopen(file, mode); }
 DEVMOVE_WRAP void* __wrap_dlsym(void* handle, const char* name) { return devmove_dlsym(handle, name); }
 DEVMOVE_WRAP char* __wrap_dlerror() { return devmove_dlerror(); }

@@ -40,6 +40,8 @@ class IoUringRing {
 
   // SQEs prepared but not yet consumed by the kernel.
   uint32_t pending_submissions() const { return sqe_tail_ - __atomic_load_n(sq_khead_, __ATOMIC_ACQUIRE); }
+  // SQEs GetSqe() can hand out now.
+  uint32_t sq_space() const { return sq_entries_ - pending_submissions(); }
 
   // Submits the prepared SQEs and waits until at least `wait_nr` completions
   // are available or `timeout_ns` passes (0 = no timeout). Returns the number

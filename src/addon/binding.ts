@@ -3,6 +3,8 @@
 import path from 'node:path';
 
 export type NativeDirectMode = 'auto' | 'always' | 'never';
+/** Which I/O driver runs the copy; 'auto' = io_uring, or threads where io_uring cannot be set up. */
+export type NativeIoEngine = 'auto' | 'io_uring' | 'threads';
 export type NativeDurability = 'fdatasync' | 'fsync' | 'dsync' | 'sync' | 'none';
 
 /** The plan handed to the engine: clean primitives only, validated in copy.ts. */
@@ -18,6 +20,8 @@ export interface NativePlan {
     exclusive: boolean;
     /** Regular files: cut to this size before copying. */
     truncateTo?: number;
+    /** With truncateTo 0: cut by opening with O_TRUNC, as GNU dd opens its output when seek= is below one output block. */
+    truncateAtOpen?: boolean;
   }>;
   /** Omitted: to the end of the source. */
   length?: number;
@@ -41,6 +45,8 @@ export interface NativePlan {
   /** Extra reads of an unreadable logical block before it counts as bad. */
   retries?: number;
   zeroBlocks?: 'write' | 'skip' | 'discard' | 'sparse';
+  /** The zero check's block (dd's obs= for conv=sparse); must divide blockBytes. Omitted: blockBytes. */
+  zeroBlockBytes?: number;
   onTargetError?: 'stop' | 'drop';
   /** OpenSSL digest name of the bytes read. */
   hash?: string;
@@ -51,12 +57,23 @@ export interface NativePlan {
   idlePriority?: boolean;
   /** > 0: make finished ranges durable and report them (checkpoint events) at this interval. */
   checkpointIntervalMs?: number;
+  /** Omitted: 'auto'. */
+  ioEngine?: NativeIoEngine;
 }
+
+/** What an endpoint is: a block device, a regular file, or a stream (pipe, socket, character device). */
+export type NativeEndpointKind = 'block' | 'file' | 'pipe' | 'socket' | 'character';
 
 export interface NativeFileReport {
   path: string;
-  kind: 'block' | 'file';
+  kind: NativeEndpointKind;
   sizeBytes: number;
+  /** False for a stream: its size is not known. */
+  sizeKnown: boolean;
+  /** A stream, read or written strictly in order. */
+  sequential: boolean;
+  /** Targets: bytes the target accepted, partial writes of an unfinished buffer included. */
+  bytesWritten: number;
   logicalBlockBytes: number;
   physicalBlockBytes: number;
   direct: boolean;
@@ -97,6 +114,8 @@ export interface IoCounters {
 
 export interface NativeReport {
   bytesCopied: number;
+  /** Bytes read from the source, partial buffers included. */
+  bytesRead: number;
   bytesTotal: number;
   seconds: number;
   cancelled: boolean;
@@ -106,6 +125,10 @@ export interface NativeReport {
   targets: NativeFileReport[];
   blockBytes: number;
   queueDepth: number;
+  /** The I/O driver that ran the copy; absent when the copy failed before choosing one. */
+  ioEngine?: 'io_uring' | 'threads';
+  /** Why threads, when 'auto' fell back to them (io_uring_setup's failure explained). */
+  ioEngineNote?: string;
   ring: {
     setupFlags: number;
     features: number;
@@ -152,7 +175,10 @@ export type NativeEvent =
       domainOffset: number;
       domainLength: number;
       bytesDone: number;
+      /** 0 with sizeKnown false. */
       bytesTotal: number;
+      /** False for a stream source without a length: no total, no percent. */
+      sizeKnown: boolean;
       badBytes: number;
       zeroBytes: number;
       paused: boolean;

@@ -13,6 +13,7 @@ import { MapfileSession } from '../resume/session';
 import { describeBusy } from '../storage/holders';
 import { checkCopySafety } from '../storage/safety';
 import { planCopy } from './plan';
+import { refuseWhatStreamsCannotDo } from './streams';
 import { toResult } from './result';
 
 const EBUSY = 16;
@@ -48,8 +49,9 @@ interface Settle {
 /** Before the engine starts: node names resolved, every refusal made, the mapfile loaded. */
 function prepare(plan: NativePlan, setup: JobSetup): MapfileSession | undefined {
   // Node names ('sdb', 'loop3', '7:3') are accepted wherever a path is.
-  plan.source.path = resolveDevicePath(plan.source.path);
-  for (const t of plan.targets) t.path = resolveDevicePath(t.path);
+  const resolve = (p: string): string => (p === '-' ? p : resolveDevicePath(p));
+  plan.source.path = resolve(plan.source.path);
+  for (const t of plan.targets) t.path = resolve(t.path);
   checkCopySafety(plan, setup.mapfile);
   return setup.mapfile === undefined ? undefined : new MapfileSession(setup.mapfile, plan, setup.retryBad);
 }
@@ -136,7 +138,7 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
     const job = new (loadNative().CopyJob)(plan, (event) => {
       if (event.type === 'progress') {
         map.keep((m) => m.begin(event.domainOffset, event.domainLength));
-        this.updateProgress(event.bytesDone, event.bytesTotal, true, event);
+        this.updateProgress(event.bytesDone, event.sizeKnown ? event.bytesTotal : undefined, true, event);
       } else if (event.type === 'checkpoint') {
         map.keep((m) => m.checkpoint(event.finished, event.bad));
       } else {
@@ -223,19 +225,20 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
 
   private updateProgress(
     bytesDone: number,
-    bytesTotal: number,
+    bytesTotal: number | undefined,
     emit = true,
     extra?: { badBytes: number; zeroBytes: number; paused: boolean; verifying: boolean; verifyDone: number; verifyTotal: number },
   ): void {
     const elapsedSeconds = Number(process.hrtime.bigint() - this.started) / 1e9;
     const bytesPerSecond = this.rateMeter.add(elapsedSeconds, bytesDone);
-    const remaining = Math.max(0, bytesTotal - bytesDone);
+    // A stream without a length: no total, no percent, no ETA.
+    const remaining = bytesTotal === undefined ? undefined : Math.max(0, bytesTotal - bytesDone);
     this.last = {
       bytesDone,
       bytesTotal,
-      percent: bytesTotal > 0 ? (bytesDone / bytesTotal) * 100 : 100,
+      percent: bytesTotal === undefined ? undefined : bytesTotal > 0 ? (bytesDone / bytesTotal) * 100 : 100,
       bytesPerSecond,
-      etaSeconds: bytesPerSecond > 0 ? remaining / bytesPerSecond : remaining === 0 ? 0 : undefined,
+      etaSeconds: remaining === undefined ? undefined : bytesPerSecond > 0 ? remaining / bytesPerSecond : remaining === 0 ? 0 : undefined,
       elapsedSeconds,
       badBytes: extra?.badBytes ?? this.last.badBytes,
       zeroBytes: extra?.zeroBytes ?? this.last.zeroBytes,
@@ -256,6 +259,7 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
  */
 export function copy(options: CopyOptions): CopyJob {
   const plan = planCopy(options);
+  refuseWhatStreamsCannotDo(plan, options.mapfile);
   return new CopyJob(plan, {
     signal: options.signal,
     onProgress: options.onProgress,

@@ -7,7 +7,7 @@ import {
   BLOCK_SIZE_MAX, CHECKPOINT_INTERVAL_MAX, CHECKPOINT_INTERVAL_MIN, PROGRESS_INTERVAL_MIN, QUEUE_DEPTH_MAX, RETRIES_MAX,
 } from '../base/limits';
 import {
-  DEFAULT_CHECKPOINT_INTERVAL, DIRECT_MODES, DURABILITIES, HASH_ALGORITHMS, TARGET_ERROR_POLICIES, ZERO_MODES,
+  DEFAULT_CHECKPOINT_INTERVAL, DIRECT_MODES, DURABILITIES, HASH_ALGORITHMS, IO_ENGINES, TARGET_ERROR_POLICIES, ZERO_MODES,
   type CopyOptions, type EngineOptions,
 } from '../base/types';
 import { boolean, choice, either, integer, path, rate, size, type Checked, type ValueKind } from './values';
@@ -139,6 +139,13 @@ export const OPTION_ROWS: readonly OptionRow[] = [
     cli: { option: '--zero-blocks', value: 'MODE' },
     help: 'write (default), skip (TARGET already reads zeros), discard (punch holes in files; write-zeroes/unmap on devices that guarantee zeros), sparse (= conv=sparse)',
   },
+  {
+    // No default here: absent means DEVMOVE_IO_ENGINE, else 'auto' (plan.ts).
+    key: 'ioEngine', kind: choice(IO_ENGINES), job: true, group: 'engine', cli: { option: '--io-engine' },
+    help: 'who reads and writes: io_uring, or worker threads (pread/pwrite) for where io_uring is forbidden (a seccomp profile in containers, sysctl kernel.io_uring_disabled); auto (default) uses io_uring and falls back to threads, saying why',
+  },
+  // No command-line spelling: dd's obs= drives it for conv=sparse (cli/copy-command.ts).
+  { key: 'zeroBlockSize', kind: size(1, BLOCK_SIZE_MAX), job: true },
   engineSwitch('fixedBuffers', '--no-fixed-buffers', false, 'do not register the buffer ring with io_uring'),
   engineSwitch('fixedFiles', '--no-fixed-files', false, 'do not register the file descriptors with io_uring'),
   engineSwitch('sqpoll', '--sqpoll', true, 'let a kernel thread poll the submission queue'),

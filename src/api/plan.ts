@@ -5,7 +5,8 @@ import { invalidOption } from '../base/errors';
 import { RING_BYTES_MAX, TARGETS_MAX } from '../base/limits';
 import {
   BACKGROUND_BLOCK_SIZE, BACKGROUND_QUEUE_DEPTH, DEFAULT_BLOCK_SIZE, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_QUEUE_DEPTH, DIRECT_MODES,
-  type CopyOptions, type DirectMode, type Durability, type HashAlgorithm, type TargetErrorPolicy, type ZeroBlocks,
+  IO_ENGINES, type CopyOptions, type DirectMode, type Durability, type HashAlgorithm, type IoEngine, type TargetErrorPolicy,
+  type ZeroBlocks,
 } from '../base/types';
 import { COPY_OPTION_KEYS, ENGINE_SWITCH_KEYS, optionRow, type OptionKey } from './options';
 import { choice, describeValue, explain, path, type Checked } from './values';
@@ -39,7 +40,9 @@ interface ValidOptions {
   rate: number;
   background: boolean;
   zeroBlocks: ZeroBlocks;
+  zeroBlockSize: number | undefined;
   onTargetError: TargetErrorPolicy;
+  ioEngine: IoEngine;
 }
 
 function fail(name: string, value: unknown, c: Checked<unknown>): never {
@@ -123,7 +126,20 @@ function checkCombinations(o: ValidOptions, options: CopyOptions): void {
     throw invalidOption("options.mapfile needs durable writes: it records only what is on stable storage (durability 'none' conflicts)", false);
   }
   if (o.mapfile === undefined && options.checkpointInterval !== undefined) throw invalidOption('options.checkpointInterval needs options.mapfile', false);
+  if (o.zeroBlockSize !== undefined && o.blockSize % o.zeroBlockSize !== 0) {
+    throw invalidOption(`options.zeroBlockSize must divide options.blockSize (got ${o.zeroBlockSize} and ${o.blockSize} bytes)`, true);
+  }
   if (o.mapfile === undefined && o.retryBad) throw invalidOption('options.retryBad needs options.mapfile (it names the bad ranges to read again)', false);
+}
+
+/** options.ioEngine, else DEVMOVE_IO_ENGINE (a whole process, or test suite, on one driver), else 'auto'. */
+function readIoEngine(options: CopyOptions): IoEngine {
+  const fromEnv = process.env.DEVMOVE_IO_ENGINE;
+  if (options.ioEngine !== undefined || fromEnv === undefined || fromEnv === '') return read<IoEngine | undefined>(options, 'ioEngine') ?? 'auto';
+  if (!IO_ENGINES.includes(fromEnv as IoEngine)) {
+    throw invalidOption(`DEVMOVE_IO_ENGINE must be one of ${IO_ENGINES.map((e) => `'${e}'`).join(', ')} (got '${fromEnv}')`, true);
+  }
+  return fromEnv as IoEngine;
 }
 
 function readAll(options: CopyOptions): ValidOptions {
@@ -164,7 +180,9 @@ function readAll(options: CopyOptions): ValidOptions {
     rate: read(options, 'rate'),
     background,
     zeroBlocks: read(options, 'zeroBlocks'),
+    zeroBlockSize: read(options, 'zeroBlockSize'),
     onTargetError: read(options, 'onTargetError'),
+    ioEngine: readIoEngine(options),
   };
   checkCombinations(o, options);
   return o;
@@ -196,7 +214,10 @@ function toPlan(o: ValidOptions): NativePlan {
   };
   if (o.hash !== undefined) plan.hash = o.hash;
   if (o.background) plan.idlePriority = true;
-  if (o.truncateTo !== undefined) for (const t of plan.targets) t.truncateTo = o.truncateTo;
+  if (o.ioEngine !== 'auto') plan.ioEngine = o.ioEngine;
+  // A cut to 0 is done as GNU dd does it: the target opened with O_TRUNC (once every check passed).
+  if (o.truncateTo !== undefined) for (const t of plan.targets) Object.assign(t, { truncateTo: o.truncateTo }, o.truncateTo === 0 ? { truncateAtOpen: true } : {});
+  if (o.zeroBlockSize !== undefined && o.zeroBlockSize !== o.blockSize) plan.zeroBlockBytes = o.zeroBlockSize;
   const length = o.length ?? o.maxLength;
   if (length !== undefined) plan.length = length;
   return plan;

@@ -29,6 +29,7 @@ export function toResult(report: NativeReport, plan: NativePlan, mapfile: Mapfil
   const targets = plan.targets.map((t, i) => fileInfo(report.targets[i], t.path));
   const result: CopyResult = {
     bytesCopied: report.bytesCopied,
+    bytesRead: report.bytesRead ?? report.bytesCopied,
     seconds: report.seconds,
     bytesPerSecond: report.seconds > 0 ? report.bytesCopied / report.seconds : 0,
     durability: report.durability,
@@ -41,6 +42,7 @@ export function toResult(report: NativeReport, plan: NativePlan, mapfile: Mapfil
     rate: report.rate ?? 0,
     blockSize: report.blockBytes || plan.blockBytes,
     queueDepth: report.queueDepth || plan.queueDepth,
+    ioEngine: report.ioEngine ?? (plan.ioEngine === 'threads' ? 'threads' : 'io_uring'),
     engine: {
       fixedBuffers: report.ring.fixedBuffers,
       fixedFiles: report.ring.fixedFiles,
@@ -61,6 +63,7 @@ export function toResult(report: NativeReport, plan: NativePlan, mapfile: Mapfil
     if (report.verify.firstMismatchOffset !== undefined) result.verify.firstMismatchOffset = report.verify.firstMismatchOffset;
   }
   if (mapfile) result.mapfile = mapfile.summary(result.range);
+  if (report.ioEngineNote) result.ioEngineNote = report.ioEngineNote;
   if (report.ring.fixedBuffersNote) result.engine.fixedBuffersNote = report.ring.fixedBuffersNote;
   if (report.ring.fixedFilesNote) result.engine.fixedFilesNote = report.ring.fixedFilesNote;
   return result;

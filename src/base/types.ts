@@ -13,6 +13,12 @@ export type Durability = 'fdatasync' | 'fsync' | 'dsync' | 'sync' | 'none';
  */
 export type ZeroBlocks = 'write' | 'skip' | 'discard' | 'sparse';
 export type TargetErrorPolicy = 'stop' | 'drop';
+/**
+ * The I/O driver: 'io_uring', worker threads with pread/pwrite ('threads'), or 'auto' — io_uring,
+ * and threads where io_uring cannot be set up (a seccomp profile such as Docker's or containerd's
+ * default, sysctl kernel.io_uring_disabled, RLIMIT_MEMLOCK), named in the result.
+ */
+export type IoEngine = 'auto' | 'io_uring' | 'threads';
 /** What a DevmoveError carries (see base/errors.ts). */
 export interface SystemErrorLike extends Error {
   code: string;
@@ -124,6 +130,13 @@ export interface CopyOptions {
   background?: boolean;
   /** All-zero source blocks; default 'write'. */
   zeroBlocks?: ZeroBlocks;
+  /**
+   * The block the zero check judges (a block is all zeros or not), as dd's obs= does for conv=sparse.
+   * Must divide blockSize. Default: blockSize.
+   */
+  zeroBlockSize?: Size;
+  /** I/O driver. Default 'auto', or the DEVMOVE_IO_ENGINE environment variable when set. */
+  ioEngine?: IoEngine;
 }
 
 export const HASH_ALGORITHMS = ['sha256', 'sha512', 'sha1', 'md5', 'blake2b512', 'sha3-256'] as const;
@@ -151,9 +164,10 @@ export interface EngineOptions {
 
 export interface CopyProgress {
   bytesDone: number;
-  bytesTotal: number;
-  /** 0..100 */
-  percent: number;
+  /** Undefined when the size is not known (a pipe as the source, without a length). */
+  bytesTotal: number | undefined;
+  /** 0..100; undefined when the size is not known. */
+  percent: number | undefined;
   /** Recent rate, bytes per second. */
   bytesPerSecond: number;
   /** Seconds left at the recent rate; undefined until a rate is known. */
@@ -172,7 +186,9 @@ export interface CopyProgress {
 
 export interface FileInfo {
   path: string;
-  kind: 'block' | 'file';
+  /** 'pipe', 'socket' or 'character' for a stream (standard input/output, a FIFO): read and written in order. */
+  kind: 'block' | 'file' | 'pipe' | 'socket' | 'character';
+  /** For a stream: 0, its size is not known. */
   sizeBytes: number;
   logicalBlockBytes: number;
   physicalBlockBytes: number;
@@ -197,9 +213,11 @@ export interface FileInfo {
 
 export interface CopyResult {
   bytesCopied: number;
+  /** Bytes read from the source, partial buffers included (dd's "records in"). */
+  bytesRead: number;
   seconds: number;
   bytesPerSecond: number;
-  /** What made the target durable: 'fdatasync', 'fsync', 'O_DSYNC writes', 'O_SYNC writes' or 'none'. */
+  /** What made the target durable: 'fdatasync', 'fsync', 'O_DSYNC writes', 'O_SYNC writes', 'none', or 'none (the target is a stream)' when every target is a pipe. */
   durability: string;
   source: FileInfo;
   /** The first target (the only one without fan-out). */
@@ -228,6 +246,10 @@ export interface CopyResult {
   rate: number;
   blockSize: number;
   queueDepth: number;
+  /** The I/O driver that ran the copy. */
+  ioEngine: 'io_uring' | 'threads';
+  /** Why threads when ioEngine 'auto' fell back to them (why io_uring could not be set up). */
+  ioEngineNote?: string;
   engine: {
     fixedBuffers: boolean;
     fixedBuffersNote?: string;
@@ -249,3 +271,4 @@ export const DIRECT_MODES: readonly DirectMode[] = ['auto', 'always', 'never'];
 export const DURABILITIES: readonly Durability[] = ['fdatasync', 'fsync', 'dsync', 'sync', 'none'];
 export const ZERO_MODES: readonly ZeroBlocks[] = ['write', 'skip', 'discard', 'sparse'];
 export const TARGET_ERROR_POLICIES: readonly TargetErrorPolicy[] = ['stop', 'drop'];
+export const IO_ENGINES: readonly IoEngine[] = ['auto', 'io_uring', 'threads'];

@@ -17,9 +17,14 @@ Copy a block device or image file to another at the speed of the slower
 device: io_uring with O_DIRECT over a ring of aligned buffers, no page cache,
 and success reported only once the data is on stable storage.
 SOURCE and TARGET are block devices (/dev/sdb, /dev/loop3, or node names such
-as sdb, loop3, 7:3) or regular files. Before the first write devmove refuses a
-target that is mounted, held by LVM/md/dm, read-only, too small, or the source
-itself or overlapping it (--force overrides only a read-only mount or holders).
+as sdb, loop3, 7:3), regular files, or pipes: without if= (or if=-) devmove
+reads standard input, without of= (or of=-) it writes standard output, as dd;
+a pipe is read in full blocks (dd's iflag=fullblock) and never resumed or
+verified. Where io_uring is forbidden (seccomp, kernel.io_uring_disabled) the
+copy runs on worker threads and says so. Before the first write devmove
+refuses a target that is mounted, held by LVM/md/dm, read-only, too small, or
+the source itself or overlapping it (--force overrides only a read-only mount
+or holders).
 devmove devices lists block devices; devmove devices watch follows hot-plug.
 devmove map draws a ddrescue mapfile (--mapfile) as a block grid, or as SVG.
 
@@ -34,9 +39,12 @@ Exit status:
      blocks skipped with conv=noerror, standard output or error not
      writable; interrupted: 130 after SIGINT, 143 after SIGTERM)
   2  usage error (bad operand or option)
+  141 killed by SIGPIPE: the reader of standard output went away (as dd)
 
 Examples:
   devmove if=/dev/sdb of=/dev/sdc
+  devmove if=/dev/sdb | zstd -T0 > sdb.img.zst
+  zstd -dc sdb.img.zst | devmove of=/dev/sdc
   devmove if=disk.img of=/dev/loop3 bs=4M status=progress
   devmove if=/dev/sdb of=part.img skip=2048 count=1G iflag=count_bytes
   devmove if=/dev/sdb of=/dev/sdc --json > result.jsonl

@@ -1,6 +1,7 @@
 // The copy itself on the command line (`devmove if=… of=…`): dd operands to
 // copy() options, progress lines, signals, and the final report.
 import fs from 'node:fs';
+import tty from 'node:tty';
 
 import { copy, type CopyJob } from '../api/copy';
 import { COPY_OPTION_KEYS } from '../api/options';
@@ -119,6 +120,8 @@ export function summaryLines(
   argv?: readonly string[],
 ): Array<{ kind: SummaryKind; text: string }> {
   const lines: Array<{ kind: SummaryKind; text: string }> = [];
+  // The automatic choice fell back: say so, and why (a silent downgrade would hide a slower copy).
+  if (result.ioEngineNote) lines.push({ kind: 'warning', text: `I/O engine: threads, because ${result.ioEngineNote}` });
   if (result.bad.bytes > 0) {
     const shown = result.bad.ranges.slice(0, 5).map(([o, l]) => `${o}+${l}`).join(', ');
     const more = result.bad.rangeCount > 5 ? `, … (${result.bad.rangeCount} ranges)` : '';
@@ -205,6 +208,38 @@ function mapfileNote(m: NonNullable<CopyResult['mapfile']>, argv: readonly strin
   return `mapfile ${m.path} records ${m.finished} bytes finished${m.bad > 0 ? ` and ${m.bad} bad` : ''}; resume with: ${againCommand(argv)}`;
 }
 
+/** Where the report goes: standard output, or standard error when the data goes to standard output (of=-). */
+function reportStream(inv: DdInvocation, io: CliIo): CliIo['stdout'] {
+  return inv.targets.includes('-') ? io.stderr : io.stdout;
+}
+
+/**
+ * Standard input or output as data must not be a terminal: typed keys are no
+ * disk image, and a disk image on a terminal is garbage (zstd refuses the same).
+ */
+function refuseTerminals(inv: DdInvocation): void {
+  if (inv.source === '-' && tty.isatty(0)) {
+    throw new UsageError('standard input is a terminal: give if=SOURCE, or pipe the data in (… | devmove of=TARGET)');
+  }
+  if (inv.targets.includes('-') && tty.isatty(1)) {
+    throw new UsageError('standard output is a terminal: give of=TARGET, or pipe the data on (devmove if=SOURCE | …)');
+  }
+}
+
+/**
+ * The reader of standard output went away (EPIPE): end as GNU dd does under the
+ * default disposition, killed by SIGPIPE, silently (exit status 141 in a shell).
+ * Node ignores SIGPIPE; a listener added and removed leaves libuv's default
+ * action (terminate) in place. If the process is still alive, it exits 141.
+ */
+function dieOfSigpipe(): number {
+  const nothing = (): void => undefined;
+  process.on('SIGPIPE', nothing);
+  process.off('SIGPIPE', nothing);
+  process.kill(process.pid, 'SIGPIPE');
+  return 128 + 13;
+}
+
 /** What is on stderr while a copy runs: the terminal's live line, or dd's status=progress lines. */
 class ProgressView {
   private liveShown = false;
@@ -218,7 +253,7 @@ class ProgressView {
 
   show(p: CopyProgress): void {
     if (this.inv.json) {
-      this.io.stdout.write(`${JSON.stringify({ type: 'progress', ...p })}\n`);
+      reportStream(this.inv, this.io).write(`${JSON.stringify({ type: 'progress', ...p })}\n`);
     } else if (this.live) {
       this.io.stderr.write(`\r\x1b[K${progressLine(figuresOf(p), (this.io.stderr as { columns?: number }).columns || DEFAULT_COLUMNS)}`);
       this.liveShown = true;
@@ -260,18 +295,19 @@ function watchRateFile(job: CopyJob, file: string, io: CliIo, view: ProgressView
 }
 
 /** dd's statistics: records in and out, then (unless status=noxfer) the transfer line. */
-function printStats(inv: DdInvocation, io: CliIo, view: ProgressView, bytes: number, seconds: number): void {
+function printStats(inv: DdInvocation, io: CliIo, view: ProgressView, bytes: number, seconds: number, read = bytes): void {
   view.clear();
   if (inv.status === 'none' || inv.json) return;
-  io.stderr.write(`${records(bytes, inv.ibs)} in\n${records(bytes, inv.obs)} out\n`);
+  io.stderr.write(`${records(read, inv.ibs)} in\n${records(bytes, inv.obs)} out\n`);
   if (inv.status !== 'noxfer') io.stderr.write(`${transferLine(bytes, seconds)}\n`);
 }
 
 function reportSuccess(inv: DdInvocation, io: CliIo, result: CopyResult, argv: readonly string[] | undefined): number {
+  const out = reportStream(inv, io);
   if (inv.json) {
-    io.stdout.write(`${JSON.stringify({ type: 'result', ...result })}\n`);
+    out.write(`${JSON.stringify({ type: 'result', ...result })}\n`);
   } else {
-    if (result.hash) io.stdout.write(`${result.hash.algorithm.toUpperCase()} (${result.source.path}) = ${result.hash.hex}\n`);
+    if (result.hash) out.write(`${result.hash.algorithm.toUpperCase()} (${result.source.path}) = ${result.hash.hex}\n`);
     for (const line of summaryLines(result, inv, argv)) {
       if (summaryShown(line.kind, inv.status)) io.stderr.write(`devmove: ${line.text}\n`);
     }
@@ -286,7 +322,7 @@ function reportFailure(inv: DdInvocation, io: CliIo, error: DevmoveError, argv: 
   const line = describeFailure(error, inv, argv);
   if (inv.json) {
     const { code, errno, syscall, operation, path, offset, bytesCopied } = error;
-    io.stdout.write(`${JSON.stringify({ type: 'error', code, errno, syscall, operation, path, offset, message: line, bytesCopied })}\n`);
+    reportStream(inv, io).write(`${JSON.stringify({ type: 'error', code, errno, syscall, operation, path, offset, message: line, bytesCopied })}\n`);
   }
   io.stderr.write(`devmove: ${line}\n`);
   return EXIT_FAILURE;
@@ -295,6 +331,7 @@ function reportFailure(inv: DdInvocation, io: CliIo, error: DevmoveError, argv: 
 /** Runs one copy as the CLI does and returns the exit code. */
 export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<number> {
   const { io } = ctx;
+  refuseTerminals(inv);
   const options = optionsFromInvocation(inv);
   // dd's status=progress prints on whole seconds: sample often enough to hit them.
   options.progressInterval = inv.json ? 1000 : 200;
@@ -345,14 +382,16 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
       const signal = interruptedBy ?? 'SIGINT';
       const mapNote = error.result?.mapfile ? `; ${mapfileNote(error.result.mapfile, ctx.argv)}` : '';
       const line = `interrupted by ${signal} after ${error.bytesCopied} bytes; what was written has been flushed${mapNote}`;
-      if (inv.json) io.stdout.write(`${JSON.stringify({ type: 'error', code: 'ABORT_ERR', message: line, bytesCopied: error.bytesCopied })}\n`);
+      if (inv.json) reportStream(inv, io).write(`${JSON.stringify({ type: 'error', code: 'ABORT_ERR', message: line, bytesCopied: error.bytesCopied })}\n`);
       io.stderr.write(`devmove: ${line}\n`);
       return signal === 'SIGTERM' ? 143 : 130;
     }
     view.clear();
     if (error instanceof DevmoveError) {
+      if (error.code === 'EPIPE' && error.path === '-' && ctx.handleSignals) return dieOfSigpipe();
       const bytes = bytesOut(error.bytesCopied, error.result);
-      if (bytes > 0) printStats(inv, io, view, bytes, seconds);
+      // Records in: what was read, which a failed write may leave ahead of what was written.
+      if (bytes > 0) printStats(inv, io, view, bytes, seconds, Math.max(bytes, error.result?.bytesRead ?? 0));
       return reportFailure(inv, io, error, ctx.argv);
     }
     throw error;

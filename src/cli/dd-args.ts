@@ -314,14 +314,11 @@ function durabilityOf(state: ParseState): Durability {
   return requested.reduce<Exclude<Durability, 'none'>>((a, b) => (DURABILITY_STRENGTH[b] > DURABILITY_STRENGTH[a] ? b : a), 'fdatasync');
 }
 
-function requireOperands(state: ParseState): void {
+/** As in dd: no if= reads standard input, no of= writes standard output ('-' names them too). */
+function defaultOperands(state: ParseState): void {
   if (state.command !== 'copy') return;
-  if (state.source === undefined) {
-    throw new UsageError("missing operand 'if=SOURCE': devmove cannot read from standard input; name the source device or file, e.g. if=/dev/sdb");
-  }
-  if (state.targets.length === 0) {
-    throw new UsageError("missing operand 'of=TARGET': devmove cannot write to standard output; name the target device or file, e.g. of=/dev/sdc");
-  }
+  if (state.source === undefined) state.source = '-';
+  if (state.targets.length === 0) state.targets.push('-');
 }
 
 /** The long options' values with the option table's defaults, as DdInvocation fields. */
@@ -343,7 +340,7 @@ function finish(state: ParseState): DdInvocation {
   if (state.bs !== undefined && blockOption !== undefined && state.bs.value !== blockOption.value) {
     throw new UsageError(`${quote(state.bs.operand)} and ${quote(blockOption.spelling)} disagree; give only one`);
   }
-  requireOperands(state);
+  defaultOperands(state);
   // bs= overrides ibs= and obs= wherever it appears, as in dd.
   const ibs = state.bs?.value ?? state.ibs ?? DEFAULT_DD_BLOCK;
   const obs = state.bs?.value ?? state.obs ?? DEFAULT_DD_BLOCK;
@@ -465,11 +462,11 @@ function conversionError(conv: string, operand: string): UsageError {
 
 /** The operands part of `devmove --help` (plain text, lines of at most 80 columns). */
 const OPERANDS_HELP = `Operands (as in GNU dd):
-  if=SOURCE     read from SOURCE, a block device or file (required: devmove
-                cannot read standard input)
-  of=TARGET     write to TARGET, a block device or file (required: devmove
-                cannot write standard output); give of= several times to
-                write each block read to every TARGET (fan-out)
+  if=SOURCE     read from SOURCE, a block device, file or pipe (FIFO); without
+                if=, or with if=-, read standard input
+  of=TARGET     write to TARGET, a block device, file or pipe (FIFO); without
+                of=, or with of=-, write standard output; give of= several
+                times to write each block read to every TARGET (fan-out)
   bs=BYTES      read and write BYTES at a time; also sets ibs= and obs=
                 (default: devmove picks an efficient I/O size)
   ibs=BYTES     input block size, the unit of skip= and count= (default: 512)

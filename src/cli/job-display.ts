@@ -32,7 +32,7 @@ export class JobDisplay {
       if (this.now() - this.lastDrawMs < REDRAW_INTERVAL_MS) return;
     } else if (event.type === 'pair-done') {
       pair.status = 'done';
-      if (pair.progress) pair.progress = { ...pair.progress, bytesDone: event.result.bytesCopied, bytesTotal: Math.max(pair.progress.bytesTotal, event.result.bytesCopied) };
+      if (pair.progress) pair.progress = { ...pair.progress, bytesDone: event.result.bytesCopied, bytesTotal: Math.max(pair.progress.bytesTotal ?? 0, event.result.bytesCopied) };
     } else {
       pair.status = (event.error as { code?: unknown }).code === 'ABORT_ERR' ? 'cancelled' : 'failed';
     }

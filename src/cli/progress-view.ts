@@ -38,7 +38,8 @@ export function formatEta(seconds: number | undefined): string {
 export interface BarFigures {
   label?: string;
   bytesDone: number;
-  bytesTotal: number;
+  /** Undefined when the size is not known (a pipe as the source): no bar, no percent, no ETA. */
+  bytesTotal: number | undefined;
   bytesPerSecond: number;
   etaSeconds: number | undefined;
   /** Replaces rate and ETA: 'paused', 'done', 'failed', 'waiting', ... */
@@ -59,11 +60,19 @@ export function figuresOf(p: CopyProgress, label?: string): BarFigures {
   return figures;
 }
 
+/** A copy of unknown size (a pipe as the source): bytes so far and the rate, as pv shows a stream. */
+function unsizedLine(f: BarFigures, columns: number, labelWidth: number): string {
+  const label = f.label === undefined ? '' : `${f.label.padEnd(labelWidth)}  `;
+  const tail = f.state ?? `${formatBytesSI(f.bytesPerSecond)}/s`;
+  return `${label}${formatBytesIEC(f.bytesDone)}  ${tail}`.slice(0, Math.max(0, columns - 1));
+}
+
 /**
  * One line, at most `columns` wide: "label  1.2 GiB / 4.0 GiB [=====>     ]  30.1%  2.1 GB/s  ETA 0:12".
  * The bar takes what the text leaves; on a narrow terminal the bar goes first, then the sizes.
  */
 export function progressLine(f: BarFigures, columns = DEFAULT_COLUMNS, labelWidth = 0): string {
+  if (f.bytesTotal === undefined) return unsizedLine(f, columns, labelWidth);
   const percent = f.bytesTotal > 0 ? (100 * f.bytesDone) / f.bytesTotal : f.state === 'done' ? 100 : 0;
   const label = f.label === undefined ? '' : `${f.label.padEnd(labelWidth)}  `;
   if (f.state !== undefined && f.bytesTotal === 0 && f.bytesDone === 0) return `${label}${f.state}`.slice(0, Math.max(0, columns - 1));
@@ -97,7 +106,7 @@ export function jobLines(pairs: readonly PairView[], columns = DEFAULT_COLUMNS):
   let rate = 0;
   for (const p of pairs) {
     done += p.progress?.bytesDone ?? 0;
-    total += p.progress?.bytesTotal ?? 0;
+    total += p.progress?.bytesTotal ?? p.progress?.bytesDone ?? 0;
     if (p.status === 'copying') rate += p.progress?.bytesPerSecond ?? 0;
   }
   const finished = pairs.every((p) => p.status !== 'waiting' && p.status !== 'copying');

@@ -212,7 +212,7 @@ class JobReporter {
   status(): void {
     for (const pair of this.spec.pairs) {
       const p = this.latest.get(pair.name);
-      this.io.stderr.write(`devmove: ${pair.name}: ${p === undefined ? 'waiting' : `${bytesText(p.bytesDone)} of ${bytesText(p.bytesTotal)}, ${formatBytesSI(p.bytesPerSecond)}/s`}\n`);
+      this.io.stderr.write(`devmove: ${pair.name}: ${p === undefined ? 'waiting' : `${bytesText(p.bytesDone)}${p.bytesTotal === undefined ? '' : ` of ${bytesText(p.bytesTotal)}`}, ${formatBytesSI(p.bytesPerSecond)}/s`}\n`);
     }
   }
 

@@ -7,6 +7,8 @@
 // gatherSide() reads the kernel's facts (stat, sysfs, mountinfo); assessCopy()
 // is a pure function of those facts, so unit tests can drive cases a kernel
 // cannot be made to show on demand (holders need dm/md).
+import fs from 'node:fs';
+
 import { DevmoveError } from '../base/errors';
 import { readMountInfo, type MountEntry } from './mountinfo';
 import type { NativePlan } from '../addon/binding';
@@ -115,6 +117,35 @@ function deviceOf(m: MountEntry, related: readonly BlockInfo[]): string {
   return b ? b.devnode : `device ${m.major}:${m.minor}`;
 }
 
+/** '-': standard input (a source) or output (a target), as in dd. */
+const STANDARD_STREAM = '-';
+
+/** A side's facts; standard input/output has none a path could give ('./-' is never looked at). */
+function sideOf(path: string): SideFacts {
+  return path === STANDARD_STREAM ? { path, kind: 'other', sizeBytes: 0 } : gatherSide(path);
+}
+
+/**
+ * Standard input or output redirected from or to storage (`< disk.img`, `> /dev/loop3`): the file or
+ * device behind the descriptor, as /proc/self/fd names it, so that `devmove of=disk.img < disk.img`
+ * is refused like `if=disk.img of=disk.img`. The descriptor's position is not known here, so the use
+ * is the whole file. A pipe, terminal or socket is no storage: undefined.
+ */
+function standardStreamUse(role: 'source' | 'target'): StorageUse | undefined {
+  const fd = role === 'source' ? 0 : 1;
+  let st: fs.Stats;
+  try {
+    st = fs.fstatSync(fd);
+  } catch {
+    return undefined;
+  }
+  if (!st.isFile() && !st.isBlockDevice()) return undefined;
+  const side = gatherSide(`/proc/self/fd/${fd}`);
+  if (side.kind !== 'file' && side.kind !== 'block') return undefined;
+  const shown = role === 'source' ? `standard input (${side.path})` : `standard output (${side.path})`;
+  return { role, side, shown, offset: 0, length: Infinity };
+}
+
 /** The bytes of a target a plan may change: its range, and with truncation everything from the cut on. */
 function targetSpan(t: NativePlan['targets'][number], length: number): { offset: number; length: number } {
   if (t.truncateTo === undefined) return { offset: t.offset, length };
@@ -129,11 +160,12 @@ function targetSpan(t: NativePlan['targets'][number], length: number): { offset:
  * closes the window between check and open for mounts and device-mapper claims.
  */
 export function checkCopySafety(plan: NativePlan, mapfile?: string): void {
-  const source = gatherSide(plan.source.path);
+  const source = sideOf(plan.source.path);
   const available = Math.max(0, source.sizeBytes - plan.source.offset);
   const length = plan.length === undefined ? available : Math.min(plan.length, plan.lengthIsMax ? available : plan.length);
-  const targets = plan.targets.map((t) => gatherSide(t.path));
-  if (source.kind === 'block' || source.kind === 'file') {
+  const targets = plan.targets.map((t) => sideOf(t.path));
+  // A pipe as the source still gets every target checked (mounted, held, read-only).
+  if (source.kind !== 'missing') {
     const mounts = readMountInfo();
     plan.targets.forEach((t, i) => {
       // A target opened without the O_EXCL claim is a forced one.
@@ -143,9 +175,14 @@ export function checkCopySafety(plan: NativePlan, mapfile?: string): void {
   }
   const uses: StorageUse[] = [{ role: 'source', side: source, shown: plan.source.path, offset: plan.source.offset, length }];
   plan.targets.forEach((t, i) => uses.push({ role: 'target', side: targets[i], shown: t.path, ...targetSpan(t, length) }));
+  // Standard input and output are descriptors, not paths: the storage behind them, if any, takes part.
+  const streams = uses.filter((u) => u.shown === STANDARD_STREAM).map((u) => standardStreamUse(u.role === 'source' ? 'source' : 'target'));
+  uses.splice(0, uses.length, ...uses.filter((u) => u.shown !== STANDARD_STREAM));
+  for (const u of streams) if (u !== undefined) uses.push(u);
   if (mapfile !== undefined) uses.push({ role: 'mapfile', side: gatherSide(mapfile), shown: mapfile, offset: 0, length: Infinity });
-  // Source against target was assessed above with its own messages.
-  const conflict = findConflict(uses, (a, b) => (a.role === 'source') !== (b.role === 'source') && a.role !== 'mapfile' && b.role !== 'mapfile');
+  // Source against target was assessed above with its own messages (not for standard input/output).
+  const viaStream = (u: StorageUse): boolean => u.shown.startsWith('standard ');
+  const conflict = findConflict(uses, (a, b) => (a.role === 'source') !== (b.role === 'source') && a.role !== 'mapfile' && b.role !== 'mapfile' && !viaStream(a) && !viaStream(b));
   if (conflict === undefined) return;
   const { writer, other } = conflict;
   const how = conflict.samePath

@@ -32,7 +32,6 @@ describe('CLI usage', () => {
   });
 
   it.each([
-    [['if=a'], /missing operand 'of=TARGET'/],
     [['if=a', 'of=b', 'bs=12Q'], /invalid operand 'bs=12Q'/],
     [['if=a', 'of=b', 'conv=swab'], /conv=swab is not supported/],
     [['if=a', 'of=b', 'frob=1'], /unknown operand 'frob=1'/],

@@ -1,18 +1,23 @@
 // Data identity on real loop devices and image files across block sizes,
 // queue depths, lengths that are not a multiple of the block size, offsets,
-// and every source/target kind combination.
+// and every source/target kind combination — once per I/O driver (io_uring,
+// and the worker threads used where io_uring is forbidden).
 import fs from 'node:fs';
 import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { copy } from '../../src/index';
+import { copy, type CopyOptions } from '../../src/index';
 import { attachLoop, detachAll, makeImage, readRange, sha256Range, skipWithoutLoop, tempDir } from '../helpers/devices';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
 
-describe.skipIf(skipWithoutLoop)('copy() between loop devices', () => {
+const DRIVERS = ['io_uring', 'threads'] as const;
+
+describe.skipIf(skipWithoutLoop).each(DRIVERS)('copy() between loop devices (%s driver)', (ioEngine) => {
+  const copyWith = (options: CopyOptions): ReturnType<typeof copy> => copy({ ioEngine, ...options });
+  const uring = ioEngine === 'io_uring';
   let dir: string;
   let sourceDevice: string;
   let sourceImage: string;
@@ -41,7 +46,7 @@ describe.skipIf(skipWithoutLoop)('copy() between loop devices', () => {
     const targetOffset = queueDepth * 4096;
     fs.writeFileSync(targetImage, Buffer.alloc(0)); // keep size, clear content below
     fs.truncateSync(targetImage, SOURCE_BYTES);
-    const result = await copy({
+    const result = await copyWith({
       source: sourceDevice,
       target: targetDevice,
       sourceOffset,
@@ -57,6 +62,7 @@ describe.skipIf(skipWithoutLoop)('copy() between loop devices', () => {
     expect(result.target.direct).toBe(true);
     expect(result.io.bufferedIos).toBe(0);
     expect(result.durability).toBe('fdatasync');
+    expect(result.ioEngine).toBe(ioEngine);
     expect(sha256Range(targetDevice, targetOffset, LENGTH)).toBe(sha256Range(sourceDevice, sourceOffset, LENGTH));
     // Nothing outside the range was touched.
     expect(readRange(targetDevice, 0, targetOffset).every((b) => b === 0)).toBe(true);
@@ -64,20 +70,22 @@ describe.skipIf(skipWithoutLoop)('copy() between loop devices', () => {
   });
 
   it('copies a whole device by default and reports the ring it used', async () => {
-    const result = await copy({ source: sourceDevice, target: targetDevice });
+    const result = await copyWith({ source: sourceDevice, target: targetDevice });
     expect(result.bytesCopied).toBe(SOURCE_BYTES);
     expect(result.blockSize).toBe(512 * KiB);
     expect(result.io.reads).toBe(SOURCE_BYTES / (512 * KiB));
     expect(result.io.writes).toBe(SOURCE_BYTES / (512 * KiB));
-    expect(result.engine.fixedBuffers).toBe(true);
-    expect(result.engine.fixedFiles).toBe(true);
+    // Registered buffers and files are io_uring's; the threads driver says it does not use them.
+    expect(result.engine.fixedBuffers).toBe(uring);
+    expect(result.engine.fixedFiles).toBe(uring);
+    if (!uring) expect(result.engine.fixedBuffersNote).toBe('not used by the threads I/O driver');
     expect(sha256Range(targetDevice, 0, SOURCE_BYTES)).toBe(sha256Range(sourceDevice, 0, SOURCE_BYTES));
   });
 
   it('copies with fixed buffers and fixed files switched off (plain READ/WRITE)', async () => {
     fs.truncateSync(targetImage, 0);
     fs.truncateSync(targetImage, SOURCE_BYTES);
-    const result = await copy({
+    const result = await copyWith({
       source: sourceDevice,
       target: targetDevice,
       length: 5 * MiB,
@@ -97,11 +105,15 @@ describe.skipIf(skipWithoutLoop)('copy() between loop devices', () => {
     fs.truncateSync(targetImage, 0);
     fs.truncateSync(targetImage, SOURCE_BYTES);
     const length = 7 * MiB + 4096;
-    const result = await copy({ source: sourceDevice, target: targetDevice, length, sourceOffset: 8192, blockSize: 256 * KiB, engine });
+    const result = await copyWith({ source: sourceDevice, target: targetDevice, length, sourceOffset: 8192, blockSize: 256 * KiB, engine });
     expect(result.bytesCopied).toBe(length);
-    for (const [key, value] of Object.entries(engine)) expect(result.engine[key as keyof typeof engine]).toBe(value);
-    // Unbatched: every write goes in by its own io_uring_enter (a linked read travels with its write).
-    if ('batchSubmissions' in engine) expect(result.io.submitCalls).toBeGreaterThanOrEqual(result.io.writes);
+    if (uring) {
+      for (const [key, value] of Object.entries(engine)) expect(result.engine[key as keyof typeof engine]).toBe(value);
+      // Unbatched: every write goes in by its own io_uring_enter (a linked read travels with its write).
+      if ('batchSubmissions' in engine) expect(result.io.submitCalls).toBeGreaterThanOrEqual(result.io.writes);
+    } else {
+      expect(result.io.submitCalls).toBe(0);
+    }
     expect(sha256Range(targetDevice, 0, length)).toBe(sha256Range(sourceDevice, 8192, length));
   });
 
@@ -109,7 +121,7 @@ describe.skipIf(skipWithoutLoop)('copy() between loop devices', () => {
     fs.truncateSync(targetImage, 0);
     fs.truncateSync(targetImage, SOURCE_BYTES);
     const length = 3 * MiB + 1000;
-    const result = await copy({ source: sourceDevice, target: targetDevice, length, sourceOffset: 512 });
+    const result = await copyWith({ source: sourceDevice, target: targetDevice, length, sourceOffset: 512 });
     expect(result.bytesCopied).toBe(length);
     expect(result.io.bufferedIos).toBeGreaterThan(0);
     expect(sha256Range(targetDevice, 0, length)).toBe(sha256Range(sourceDevice, 512, length));
@@ -117,15 +129,15 @@ describe.skipIf(skipWithoutLoop)('copy() between loop devices', () => {
   });
 
   it('uses the page cache on one side only when its offset is unaligned (direct: auto)', async () => {
-    const result = await copy({ source: sourceDevice, target: targetDevice, sourceOffset: 3, length: MiB });
+    const result = await copyWith({ source: sourceDevice, target: targetDevice, sourceOffset: 3, length: MiB });
     expect(result.io.bufferedIos).toBe(result.io.reads); // every read unaligned, every write aligned
     expect(sha256Range(targetDevice, 0, MiB)).toBe(sha256Range(sourceDevice, 3, MiB));
   });
 
   it('stops at the end of the source with maxLength (dd count=) and fails with an exact length', async () => {
-    const result = await copy({ source: sourceDevice, target: targetDevice, sourceOffset: SOURCE_BYTES - MiB, maxLength: 4 * MiB });
+    const result = await copyWith({ source: sourceDevice, target: targetDevice, sourceOffset: SOURCE_BYTES - MiB, maxLength: 4 * MiB });
     expect(result.bytesCopied).toBe(MiB);
-    await expect(copy({ source: sourceDevice, target: targetDevice, sourceOffset: SOURCE_BYTES - MiB, length: 4 * MiB })).rejects.toMatchObject({
+    await expect(copyWith({ source: sourceDevice, target: targetDevice, sourceOffset: SOURCE_BYTES - MiB, length: 4 * MiB })).rejects.toMatchObject({
       code: 'EINVAL',
       syscall: 'read',
       path: sourceDevice,
@@ -133,7 +145,8 @@ describe.skipIf(skipWithoutLoop)('copy() between loop devices', () => {
   });
 });
 
-describe.skipIf(skipWithoutLoop)('copy() between image files and devices', () => {
+describe.skipIf(skipWithoutLoop).each(DRIVERS)('copy() between image files and devices (%s driver)', (ioEngine) => {
+  const copyWith = (options: CopyOptions): ReturnType<typeof copy> => copy({ ioEngine, ...options });
   afterAll(detachAll);
 
   it.each([
@@ -146,14 +159,14 @@ describe.skipIf(skipWithoutLoop)('copy() between image files and devices', () =>
     const deviceImage = makeImage(dir, 'dev.img', 4 * MiB, 'zero');
     const device = attachLoop(deviceImage);
 
-    const toDevice = await copy({ source: sourceFile, target: device });
+    const toDevice = await copyWith({ source: sourceFile, target: device });
     expect(toDevice.bytesCopied).toBe(bytes);
     expect(toDevice.source.kind).toBe('file');
     expect(toDevice.target.kind).toBe('block');
     expect(sha256Range(device, 0, bytes)).toBe(sha256Range(sourceFile, 0, bytes));
 
     const back = path.join(dir, 'back.img');
-    const toFile = await copy({ source: device, target: back, length: bytes });
+    const toFile = await copyWith({ source: device, target: back, length: bytes });
     expect(toFile.target.created).toBe(true);
     expect(fs.statSync(back).size).toBe(bytes);
     expect(sha256Range(back, 0, bytes)).toBe(sha256Range(sourceFile, 0, bytes));
@@ -165,13 +178,13 @@ describe.skipIf(skipWithoutLoop)('copy() between image files and devices', () =>
     const target = path.join(dir, 't.img');
     fs.writeFileSync(target, Buffer.alloc(8 * MiB, 0xaa));
 
-    await copy({ source: sourceFile, target, targetOffset: MiB });
+    await copyWith({ source: sourceFile, target, targetOffset: MiB });
     expect(fs.statSync(target).size).toBe(8 * MiB); // not truncated by default
     expect(readRange(target, 0, MiB).every((b) => b === 0xaa)).toBe(true);
     expect(sha256Range(target, MiB, 2 * MiB + 5)).toBe(sha256Range(sourceFile, 0, 2 * MiB + 5));
     expect(readRange(target, 3 * MiB + 5, 100).every((b) => b === 0xaa)).toBe(true);
 
-    await copy({ source: sourceFile, target, targetOffset: 4096, truncateTarget: true });
+    await copyWith({ source: sourceFile, target, targetOffset: 4096, truncateTarget: true });
     expect(fs.statSync(target).size).toBe(4096 + 2 * MiB + 5);
     expect(sha256Range(target, 4096, 2 * MiB + 5)).toBe(sha256Range(sourceFile, 0, 2 * MiB + 5));
   });
@@ -181,7 +194,7 @@ describe.skipIf(skipWithoutLoop)('copy() between image files and devices', () =>
     const bytes = 2 * MiB + 333;
     const sourceFile = makeImage(dir, 'linked.img', bytes);
     const target = path.join(dir, 'linked-out.img');
-    const result = await copy({ source: sourceFile, target, engine: { linkReadWrite: true } });
+    const result = await copyWith({ source: sourceFile, target, engine: { linkReadWrite: true } });
     expect(result.engine.linkReadWrite).toBe(true);
     expect(result.io.brokenLinks).toBe(1); // the O_DIRECT tail read is short at EOF
     expect(fs.statSync(target).size).toBe(bytes);
@@ -192,7 +205,7 @@ describe.skipIf(skipWithoutLoop)('copy() between image files and devices', () =>
     const dir = tempDir();
     const empty = makeImage(dir, 'empty.img', 0);
     const target = path.join(dir, 'out.img');
-    const result = await copy({ source: empty, target });
+    const result = await copyWith({ source: empty, target });
     expect(result.bytesCopied).toBe(0);
     expect(fs.statSync(target).size).toBe(0);
   });
@@ -200,7 +213,7 @@ describe.skipIf(skipWithoutLoop)('copy() between image files and devices', () =>
   it('reports direct I/O per side and honours direct: never', async () => {
     const dir = tempDir('/var/tmp');
     const sourceFile = makeImage(dir, 's.img', MiB);
-    const result = await copy({ source: sourceFile, target: path.join(dir, 'a.img'), direct: 'never' });
+    const result = await copyWith({ source: sourceFile, target: path.join(dir, 'a.img'), direct: 'never' });
     expect(result.source.direct).toBe(false);
     expect(result.source.directNote).toBe('direct I/O not requested');
     expect(result.io.bufferedIos).toBe(result.io.reads + result.io.writes);

@@ -1,6 +1,6 @@
 // Each failure is a clear, fs-style error, and nothing is written to the
 // target beyond what the error reports.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -46,7 +46,7 @@ describe.skipIf(skipWithoutLoop)('copy() errors on real devices', () => {
   it('a directory as source: EISDIR', async () => {
     const error = await failure(copy({ source: dir, target }).promise);
     expect(error).toMatchObject({ code: 'EISDIR', path: dir });
-    expect(error.detail).toMatch(/is a directory; devmove copies block devices and regular files/);
+    expect(error.detail).toMatch(/is a directory; devmove copies block devices, regular files and pipes/);
   });
 
   it('a character device as target: refused before any write', async () => {
@@ -137,6 +137,9 @@ describe.skipIf(skipWithoutLoop)('copy() errors on real devices', () => {
     // Slow enough to still hold the device after the second copy's bounded retry (3 s).
     const first = copy({ source: bigSource, target: busy, blockSize: 4096, queueDepth: 1, rate: '2M' });
     await new Promise<void>((resolve) => first.once('progress', () => resolve()));
+    // Held, not finished: the second open retries EBUSY for 3 s (a crashed
+    // process's claim is released late) and must still find it busy.
+    first.pause();
     const error = await failure(copy({ source, target: busy }).promise);
     expect(error).toMatchObject({ code: 'EBUSY', syscall: 'open', path: busy });
     expect(error.detail).toMatch(/mounted, or in use by LVM\/md\/dm or another exclusive opener \(still after 3000 ms\); open in node \(pid \d+, this process\)$/);
@@ -181,19 +184,42 @@ describe.skipIf(skipWithoutLoop)('copy() errors on real devices', () => {
     expect(native.explainIoUringSetupFailure(1)).toMatch(/io_uring_disabled|seccomp/); // EPERM
   });
 
-  it.skipIf(!fs.existsSync('/proc/sys/kernel/io_uring_disabled'))('io_uring disabled by sysctl: the copy fails with the reason, no silent fallback', async () => {
-    const knob = '/proc/sys/kernel/io_uring_disabled';
+  const knob = '/proc/sys/kernel/io_uring_disabled';
+  const noKnobOrSetpriv = !fs.existsSync(knob) || spawnSync('setpriv', ['--version']).status !== 0;
+  it.skipIf(noKnobOrSetpriv)('io_uring forbidden (kernel.io_uring_disabled=1, no CAP_SYS_ADMIN): auto falls back to threads and says why; --io-engine=io_uring fails with the reason', () => {
+    const target = path.join(dir, 'forbidden.img');
+    // =1 forbids io_uring only to processes without CAP_SYS_ADMIN, so other
+    // root processes on this machine (other test runs) keep it; the copies
+    // run without that capability.
+    const withoutSysAdmin = (...args: string[]): ReturnType<typeof spawnSync> =>
+      spawnSync('setpriv', ['--inh-caps=-sys_admin', '--ambient-caps=-sys_admin', '--bounding-set=-sys_admin', process.execPath, CLI, ...args], {
+        encoding: 'utf8',
+        env: { ...process.env, DEVMOVE_IO_ENGINE: '' },
+      });
     const saved = fs.readFileSync(knob, 'utf8').trim();
-    // A child process, so the sysctl window is as short as one copy attempt.
-    fs.writeFileSync(knob, '2');
-    let run;
+    const runs: Record<string, ReturnType<typeof spawnSync>> = {};
+    fs.writeFileSync(knob, '1');
     try {
-      run = spawnSync(process.execPath, [CLI, `if=${source}`, `of=${path.join(dir, 'x.img')}`], { encoding: 'utf8' });
+      runs.auto = withoutSysAdmin(`if=${source}`, `of=${target}`, 'bs=1M');
+      runs.json = withoutSysAdmin(`if=${source}`, `of=${target}-json`, 'count=1M', 'iflag=count_bytes', '--json');
+      runs.uring = withoutSysAdmin(`if=${source}`, `of=${target}-uring`, '--io-engine=io_uring');
+      runs.threads = withoutSysAdmin(`if=${source}`, `of=${target}-threads`, '--io-engine=threads', 'count=1M', 'iflag=count_bytes');
     } finally {
       fs.writeFileSync(knob, saved);
     }
-    expect(run.status).toBe(1);
-    expect(run.stderr).toMatch(/^devmove: io_uring is disabled on this machine: sysctl kernel.io_uring_disabled=2 .*\(EPERM from io_uring_setup\)\n$/);
-    execFileSync('true');
+    const reason = 'io_uring is restricted: sysctl kernel.io_uring_disabled=1 allows it only to CAP_SYS_ADMIN';
+    expect(runs.auto.status).toBe(0);
+    expect(runs.auto.stderr).toMatch(/^8\+0 records in\n8\+0 records out\n8388608 bytes .* copied/);
+    expect(runs.auto.stderr).toContain(`devmove: I/O engine: threads, because ${reason}`);
+    expect(sha256Range(target, 0, 8 * MiB)).toBe(sha256Range(source, 0, 8 * MiB));
+    const result = JSON.parse(String(runs.json.stdout).trim().split('\n').at(-1) ?? '{}') as { type: string; ioEngine: string; ioEngineNote: string };
+    expect(result).toMatchObject({ type: 'result', ioEngine: 'threads' });
+    expect(result.ioEngineNote).toContain(reason);
+    // Asked for io_uring: no fallback, the reason in the error.
+    expect(runs.uring.status).toBe(1);
+    expect(runs.uring.stderr).toMatch(/^devmove: io_uring is restricted: sysctl kernel\.io_uring_disabled=1 .*\(EPERM from io_uring_setup\)\n$/);
+    // Asked for threads: nothing to explain.
+    expect(runs.threads.status).toBe(0);
+    expect(runs.threads.stderr).not.toContain('I/O engine');
   });
 });

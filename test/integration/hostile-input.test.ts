@@ -99,9 +99,10 @@ const io =
 // ---------------------------------------------------------------------------
 const USAGE_ROWS: Row[] = [
   // missing, unknown and stray arguments
-  { name: 'no arguments at all', args: () => [], exit: 2, stderr: /missing operand 'if=SOURCE'/ },
-  { name: 'if= only', args: (f) => [`if=${f.src}`], exit: 2, stderr: /missing operand 'of=TARGET'/ },
-  { name: 'of= only', args: (f) => [`of=${f.dst}`], exit: 2, stderr: /missing operand 'if=SOURCE'/ },
+  // no if= / of= read standard input / write standard output (as dd); what a stream cannot do is refused
+  { name: 'standard input with --verify', args: (f) => [`of=${f.dst}`, '--verify'], exit: 2, stderr: /verify .*cannot be used: the source is standard input/ },
+  { name: 'standard output with a mapfile', args: (f) => [`if=${f.src}`, `--mapfile=${f.missing('stdout.map')}`], exit: 2, stderr: /mapfile .*cannot be used: the target is standard output/ },
+  { name: 'standard output twice', args: (f) => [`if=${f.src}`, 'of=-', `of=${f.dst}`, 'of=-'], exit: 2, stderr: /'of=-' is given twice|standard output \('-'\) can be a target only once/ },
   { name: 'unknown operand', args: io('frob=1'), exit: 2, stderr: /unknown operand 'frob=1'/ },
   { name: 'operand with an upper-case key', args: (f) => [`IF=${f.src}`, `of=${f.dst}`], exit: 2, stderr: /unknown operand 'IF=/ },
   { name: 'unknown long option', args: io('--frobnicate'), exit: 2, stderr: /unknown option '--frobnicate'/ },
@@ -216,11 +217,13 @@ const RUNTIME_ROWS: Row[] = [
   { name: '/dev/zero as source', args: (f) => ['if=/dev/zero', `of=${f.dst}`], exit: 1, stderr: /if=\/dev\/zero: is a character device/ },
   { name: '/dev/null as source', args: (f) => ['if=/dev/null', `of=${f.dst}`], exit: 1, stderr: /if=\/dev\/null: is a character device/ },
   { name: '/dev/urandom as source', args: (f) => ['if=/dev/urandom', `of=${f.dst}`], exit: 1, stderr: /if=\/dev\/urandom: is a character device/ },
+  // A FIFO is a pipe endpoint (waiting for its writer like dd: test/integration/pipes.test.ts);
+  // what a pipe cannot do is refused before it is opened, so these never wait.
   {
-    name: 'FIFO as source (no writer)',
-    args: (f) => [`if=${f.fifo}`, `of=${f.dst}`],
-    exit: 1,
-    stderr: /if=\S+: is a pipe/,
+    name: 'FIFO as source with --verify (no writer)',
+    args: (f) => [`if=${f.fifo}`, `of=${f.dst}`, '--verify'],
+    exit: 2,
+    stderr: /verify .*cannot be used: \S+ is a pipe/,
     timeoutMs: HANG_TIMEOUT_MS,
   },
   { name: 'unix socket as source', args: (f) => [`if=${f.socket}`, `of=${f.dst}`], exit: 1, stderr: /if=\S+: is a socket/ },
@@ -233,10 +236,10 @@ const RUNTIME_ROWS: Row[] = [
   { name: '/dev/zero as target', args: (f) => [`if=${f.src}`, 'of=/dev/zero'], exit: 1, stderr: /of=\/dev\/zero: is a character device/ },
   { name: '/dev/full as target', args: (f) => [`if=${f.src}`, 'of=/dev/full'], exit: 1, stderr: /of=\/dev\/full: is a character device/ },
   {
-    name: 'FIFO as target (no reader)',
-    args: (f) => [`if=${f.src}`, `of=${f.fifo}`],
-    exit: 1,
-    stderr: /of=\S+: is a pipe/,
+    name: 'FIFO as target with a mapfile (no reader)',
+    args: (f) => [`if=${f.src}`, `of=${f.fifo}`, `--mapfile=${f.missing('fifo.map')}`],
+    exit: 2,
+    stderr: /mapfile .*cannot be used: \S+ is a pipe/,
     timeoutMs: HANG_TIMEOUT_MS,
   },
   { name: 'unix socket as target', args: (f) => [`if=${f.src}`, `of=${f.socket}`], exit: 1, stderr: /of=\S+: is a socket/ },

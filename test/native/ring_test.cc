@@ -25,73 +25,23 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "buffer_pool.h"
 #include "copy_engine.h"
-#include "device_file.h"
+#include "endpoint.h"
+#include "harness.h"
+#include "io_driver.h"
 #include "io_uring_ring.h"
+#include "thread_driver.h"
+#include "uring_driver.h"
 #include "sys_error.h"
 
 using namespace devmove;
+using namespace devmove_test;
 
 namespace {
-
-// ---- Minimal harness ---------------------------------------------------------
-
-int g_passed = 0;
-int g_failed = 0;
-int g_current_failures = 0;
-
-#define CHECK(cond)                                                                  \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
-      ++g_current_failures;                                                          \
-      std::printf("    CHECK failed at %s:%d: %s\n", __FILE__, __LINE__, #cond);   \
-    }                                                                                \
-  } while (0)
-
-#define CHECK_EQ(a, b)                                                                          \
-  do {                                                                                          \
-    const auto _va = (a);                                                                       \
-    const auto _vb = (b);                                                                       \
-    if (!(_va == _vb)) {                                                                        \
-      ++g_current_failures;                                                                     \
-      std::printf("    CHECK_EQ failed at %s:%d: %s == %s (%lld vs %lld)\n", __FILE__, __LINE__, #a, #b, \
-                  static_cast<long long>(_va), static_cast<long long>(_vb));                    \
-    }                                                                                           \
-  } while (0)
-
-// Stops the current test when a precondition for the rest of it fails.
-#define REQUIRE(cond)                                                                \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
-      ++g_current_failures;                                                          \
-      std::printf("    REQUIRE failed at %s:%d: %s\n", __FILE__, __LINE__, #cond);  \
-      return;                                                                        \
-    }                                                                                \
-  } while (0)
-
-void Run(const char* name, const std::function<void()>& test) {
-  g_current_failures = 0;
-  std::printf("- %s\n", name);
-  std::fflush(stdout);
-  test();
-  if (g_current_failures == 0) {
-    ++g_passed;
-    std::printf("  ok   %s\n", name);
-  } else {
-    ++g_failed;
-    std::printf("  FAIL %s (%d checks failed)\n", name, g_current_failures);
-  }
-  std::fflush(stdout);
-}
-
-void Note(const std::string& s) { std::printf("    note: %s\n", s.c_str()); }
-
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 // ---- Temporary files ---------------------------------------------------------
 
@@ -547,6 +497,158 @@ void TestExplainSetupFailure() {
   CHECK(Contains(IoUringRing::ExplainSetupFailure(EBADF), std::strerror(EBADF)));
 }
 
+// ---- Tests: I/O drivers -------------------------------------------------------
+
+// Collects completions, as the engine's slots do.
+struct Collector final : IoCompletion {
+  void Complete(IoOp& op) override { done.push_back(&op); }
+  std::vector<IoOp*> done;
+};
+
+std::unique_ptr<IoDriver> MakeDriver(const std::string& which, uint32_t in_flight_max) {
+  DriverOptions options;
+  options.in_flight_max = in_flight_max;
+  SysError error;
+  std::unique_ptr<IoDriver> driver;
+  if (which == "io_uring") driver = UringDriver::Create(options, &error);
+  if (which == "threads") driver = ThreadDriver::Create(options, &error);
+  if (!driver) std::printf("    %s driver: %s\n", which.c_str(), error.message.c_str());
+  return driver;
+}
+
+// Polls until `count` completions arrived or 10 s passed.
+bool PollFor(IoDriver& driver, const Collector& c, size_t count) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (c.done.size() < count && std::chrono::steady_clock::now() < deadline) {
+    const SysError e = driver.Poll(100ull * 1000 * 1000);
+    if (e.failed()) return false;
+  }
+  return c.done.size() >= count;
+}
+
+void DriverFifoAndChains(const std::string& which) {
+  // Far more operations than the ring holds (in_flight_max 4: an 8-entry SQ,
+  // 16-entry CQ): the rest wait in the FIFO, every op completes exactly once,
+  // and linked read->write chains are never split (each write sees its read's data).
+  std::unique_ptr<IoDriver> driver = MakeDriver(which, 4);
+  REQUIRE(driver != nullptr);
+  const std::string in_path = TempPath("driver-" + which + ".in");
+  const std::string out_path = TempPath("driver-" + which + ".out");
+  constexpr uint32_t kOps = 300;
+  constexpr uint32_t kBlock = 4096;
+  const std::vector<uint8_t> data = RandomBytes(kOps * kBlock, 21);
+  REQUIRE(WriteFile(in_path, data));
+  const int in = open(in_path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  REQUIRE(in >= 0 && out >= 0);
+  if (which == "io_uring") CHECK(driver->RegisterFiles({in, out}).empty());
+  std::vector<uint8_t> buffers(kOps * kBlock);
+  std::vector<IoOp> reads(kOps), writes(kOps);
+  Collector c;
+  for (uint32_t i = 0; i < kOps; ++i) {
+    for (IoOp* op : {&reads[i], &writes[i]}) {
+      op->kind = op == &reads[i] ? IoKind::kRead : IoKind::kWrite;
+      op->fd = op == &reads[i] ? in : out;
+      op->offset = static_cast<uint64_t>(i) * kBlock;
+      op->data = buffers.data() + op->offset;
+      op->length = op->capacity = kBlock;
+      op->owner = &c;
+      op->slot = i;
+    }
+    reads[i].link_next = true;
+    driver->Submit(&reads[i]);
+    driver->Submit(&writes[i]);
+  }
+  CHECK_EQ(driver->in_flight(), 2 * kOps);
+  REQUIRE(PollFor(*driver, c, 2 * kOps));
+  CHECK_EQ(c.done.size(), static_cast<size_t>(2 * kOps));
+  CHECK_EQ(driver->in_flight(), 0u);
+  std::set<IoOp*> unique(c.done.begin(), c.done.end());
+  CHECK_EQ(unique.size(), static_cast<size_t>(2 * kOps));
+  for (uint32_t i = 0; i < kOps; ++i) {
+    CHECK_EQ(reads[i].result, static_cast<int32_t>(kBlock));
+    CHECK_EQ(writes[i].result, static_cast<int32_t>(kBlock));
+  }
+  close(in);
+  close(out);
+  std::vector<uint8_t> back;
+  CHECK(ReadFile(out_path, &back));
+  CHECK(back == data);
+  Note(which + ": " + std::to_string(driver->submit_calls()) + " submit calls for " + std::to_string(2 * kOps) + " ops");
+}
+
+void DriverCancelsAWaitingPipeRead(const std::string& which) {
+  // A read on a pipe nobody writes to waits forever; Cancel() ends it.
+  std::unique_ptr<IoDriver> driver = MakeDriver(which, 4);
+  REQUIRE(driver != nullptr);
+  int fds[2];
+  REQUIRE(pipe2(fds, O_CLOEXEC) == 0);
+  uint8_t buffer[64];
+  Collector c;
+  IoOp op;
+  op.kind = IoKind::kRead;
+  op.fd = fds[0];
+  op.positioned = false;
+  op.may_block = true;
+  op.data = buffer;
+  op.length = op.capacity = sizeof buffer;
+  op.owner = &c;
+  driver->Submit(&op);
+  CHECK(driver->Poll(50ull * 1000 * 1000).errno_value == 0);
+  CHECK(c.done.empty());  // still waiting for a writer
+  const auto start = std::chrono::steady_clock::now();
+  driver->Cancel(&op);
+  REQUIRE(PollFor(*driver, c, 1));
+  CHECK_EQ(op.result, -ECANCELED);
+  CHECK(Seconds(start) < 2.0);
+  // A pipe with data: the read completes with it.
+  c.done.clear();
+  CHECK_EQ(write(fds[1], "hello", 5), 5);
+  driver->Submit(&op);
+  REQUIRE(PollFor(*driver, c, 1));
+  CHECK_EQ(op.result, 5);
+  CHECK(std::memcmp(buffer, "hello", 5) == 0);
+  close(fds[0]);
+  close(fds[1]);
+}
+
+void TestUringDriver() {
+  DriverFifoAndChains("io_uring");
+  DriverCancelsAWaitingPipeRead("io_uring");
+}
+
+void TestThreadDriver() {
+  DriverFifoAndChains("threads");
+  DriverCancelsAWaitingPipeRead("threads");
+  // A chain whose read comes up short (end of file) cancels its write, as IOSQE_IO_LINK does.
+  std::unique_ptr<IoDriver> driver = MakeDriver("threads", 2);
+  REQUIRE(driver != nullptr);
+  const std::string path = TempPath("threads-short.in");
+  REQUIRE(WriteFile(path, RandomBytes(100, 3)));
+  const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  uint8_t buffer[4096];
+  Collector c;
+  IoOp read, write;
+  for (IoOp* op : {&read, &write}) {
+    op->fd = fd;
+    op->data = buffer;
+    op->length = op->capacity = sizeof buffer;
+    op->offset = op == &read ? 0 : 8192;
+    op->kind = op == &read ? IoKind::kRead : IoKind::kWrite;
+    op->owner = &c;
+  }
+  read.link_next = true;
+  driver->Submit(&read);
+  driver->Submit(&write);
+  REQUIRE(PollFor(*driver, c, 2));
+  CHECK_EQ(read.result, 100);
+  CHECK_EQ(write.result, -ECANCELED);
+  struct stat st {};
+  CHECK(fstat(fd, &st) == 0 && st.st_size == 100);  // the write never ran
+  close(fd);
+}
+
 // ---- Tests: BufferPool -------------------------------------------------------
 
 void CheckPool(uint32_t count, uint32_t bytes) {
@@ -663,6 +765,9 @@ void CopyAndCompare(const char* label, size_t length, const std::function<void(C
   CHECK_EQ(r.report.bytes_copied, static_cast<uint64_t>(length));
   CHECK_EQ(r.report.targets.size(), static_cast<size_t>(targets));
   CHECK(r.report.durability == "fdatasync");
+  CopyPlan probe = BasicPlan("", "");  // what the tweak asks for
+  if (tweak) tweak(probe);
+  CHECK(r.report.io_engine == (probe.io_engine == IoEngineChoice::kThreads ? "threads" : "io_uring"));
   // Progress: first (0, total), last (total, total), never decreasing.
   REQUIRE(!r.progress.empty());
   CHECK_EQ(r.progress.front().first, 0u);
@@ -735,6 +840,33 @@ void TestCopyVariants() {
     p.queue_depth = 8;
   });
   CopyAndCompare("unbatched", kLen, [](CopyPlan& p) { p.batch_submissions = false; });
+}
+
+void TestCopyOnThreads() {
+  // The same copies through the threads I/O driver (where io_uring is forbidden).
+  const auto threads = [](CopyPlan& p) { p.io_engine = IoEngineChoice::kThreads; };
+  const size_t kLen = 3 * 1024 * 1024 + 777;
+  CopyAndCompare("threads-len0", 0, threads);
+  CopyAndCompare("threads-len4095", 4095, threads);
+  CopyAndCompare("threads", kLen, threads);
+  CopyAndCompare("threads-unlinked", kLen, [&](CopyPlan& p) {
+    threads(p);
+    p.link_read_write = false;
+  });
+  CopyAndCompare("threads-oddblock", kLen, [&](CopyPlan& p) {
+    threads(p);
+    p.block_bytes = 3 * 4096 + 7;
+    p.queue_depth = 3;
+  });
+  CopyAndCompare("threads-deep-fanout", kLen, [&](CopyPlan& p) {
+    threads(p);
+    p.block_bytes = 4096;
+    p.queue_depth = 256;
+  }, 3);
+  CopyAndCompare("threads-buffered", kLen, [&](CopyPlan& p) {
+    threads(p);
+    p.source.direct = DirectMode::kNever;
+  });
 }
 
 void TestCopyWideFanOut() {
@@ -917,6 +1049,107 @@ void TestCopyTargetIsDirectory() {
   CHECK(e.syscall == "open");
 }
 
+
+void CopyThroughFifo(IoEngineChoice engine) {
+  // A FIFO as the source (a writer thread) and as the target (a reader
+  // thread): read in order, buffers filled from short pipe reads, no known size.
+  const std::string tag = engine == IoEngineChoice::kThreads ? "threads" : "io_uring";
+  const std::string fifo = TempPath("pipe-" + tag);
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  const std::vector<uint8_t> data = RandomBytes(3 * 1024 * 1024 + 99, 41);
+  std::thread writer([&] {
+    const int fd = open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+    for (size_t done = 0; fd >= 0 && done < data.size();) {
+      const ssize_t n = write(fd, data.data() + done, std::min<size_t>(10000, data.size() - done));
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    if (fd >= 0) close(fd);
+  });
+  CopyPlan in = BasicPlan(fifo, TempPath("pipe-" + tag + ".out"));
+  in.io_engine = engine;
+  const CopyResult r = RunCopy(in);
+  writer.join();
+  REQUIRE(!r.error.failed());
+  CHECK(r.report.source.kind == "pipe" && r.report.source.sequential && !r.report.source.size_known);
+  CHECK_EQ(r.report.bytes_copied, static_cast<uint64_t>(data.size()));
+  std::vector<uint8_t> back;
+  CHECK(ReadFile(in.targets[0].open.path, &back));
+  CHECK(back == data);
+
+  std::vector<uint8_t> received;
+  std::thread reader([&] {
+    const int fd = open(fifo.c_str(), O_RDONLY | O_CLOEXEC);
+    uint8_t chunk[8192];
+    for (ssize_t n; fd >= 0 && (n = read(fd, chunk, sizeof chunk)) > 0;) received.insert(received.end(), chunk, chunk + n);
+    if (fd >= 0) close(fd);
+  });
+  CopyPlan out = BasicPlan(in.targets[0].open.path, fifo);
+  out.io_engine = engine;
+  out.block_bytes = 64 * 1024;
+  const CopyResult w = RunCopy(out);
+  reader.join();
+  REQUIRE(!w.error.failed());
+  CHECK(w.report.targets[0].kind == "pipe");
+  CHECK(w.report.durability == "none (the target is a stream)");
+  CHECK(received == data);
+}
+
+void TestCopyPipes() {
+  CopyThroughFifo(IoEngineChoice::kIoUring);
+  CopyThroughFifo(IoEngineChoice::kThreads);
+  // Cancel ends the wait for a writer that never comes.
+  const std::string fifo = TempPath("pipe-nobody");
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  CopyEngine engine(BasicPlan(fifo, TempPath("pipe-nobody.out")));
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    engine.Cancel();
+  });
+  CopyReport report;
+  const auto start = std::chrono::steady_clock::now();
+  const SysError e = engine.Run({}, &report);
+  canceller.join();
+  CHECK_EQ(e.errno_value, ECANCELED);
+  CHECK(report.cancelled);
+  CHECK(Seconds(start) < 5.0);
+  // What a stream cannot do is refused.
+  CopyPlan verify = BasicPlan(fifo, TempPath("pipe-verify.out"));
+  verify.verify = true;
+  std::thread opener([&] {
+    const int fd = open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) close(fd);
+  });
+  const CopyResult v = RunCopy(verify);
+  opener.join();
+  CHECK_EQ(v.error.errno_value, EINVAL);
+  CHECK(v.error.syscall == "verify");
+}
+
+
+void TestCopyTruncateAtOpen() {
+  // dd's O_TRUNC: a longer existing target is cut to 0 by opening it again
+  // with O_TRUNC after every check, then written: same file, new content.
+  const std::string source = TempPath("trunc.src");
+  const std::vector<uint8_t> data = RandomBytes(100000, 8);
+  REQUIRE(WriteFile(source, data));
+  const std::string target = TempPath("trunc.dst");
+  REQUIRE(WriteFile(target, RandomBytes(300000, 9)));
+  struct stat before {};
+  REQUIRE(stat(target.c_str(), &before) == 0);
+  CopyPlan plan = BasicPlan(source, target);
+  plan.targets[0].truncate_to = 0;
+  plan.targets[0].truncate_at_open = true;
+  const CopyResult r = RunCopy(plan);
+  REQUIRE(!r.error.failed());
+  std::vector<uint8_t> back;
+  CHECK(ReadFile(target, &back));
+  CHECK(back == data);
+  struct stat after {};
+  CHECK(stat(target.c_str(), &after) == 0 && after.st_ino == before.st_ino);
+  CHECK(!r.report.targets[0].created);
+}
+
 void Cleanup() {
   for (const std::string& f : g_tmpfiles) unlink(f.c_str());
   if (!g_tmpdir.empty() && rmdir(g_tmpdir.c_str()) != 0) {
@@ -958,10 +1191,15 @@ int main() {
   Run("SubmitAndWait timeout contract", TestSubmitAndWaitTimeout);
   Run("ExplainSetupFailure", TestExplainSetupFailure);
   Run("BufferPool alignment", TestBufferPool);
+  Run("UringDriver: FIFO beyond the ring, chains never split, cancel of a waiting pipe read", TestUringDriver);
+  Run("ThreadDriver: the same, and a short read cancels its linked write", TestThreadDriver);
   Run("CopyEngine lengths 0, 1, 4095, 512 KiB+1, 3 MiB", TestCopyLengths);
   Run("CopyEngine plan variants", TestCopyVariants);
   Run("CopyEngine queue depth 1024 x 5 and x 64 targets", TestCopyWideFanOut);
+  Run("CopyEngine on the threads I/O driver", TestCopyOnThreads);
+  Run("CopyEngine through FIFOs, both drivers; cancel while waiting; verify refused", TestCopyPipes);
   Run("CopyEngine offsets and lengths", TestCopyOffsets);
+  Run("CopyEngine truncation at open (O_TRUNC, as dd)", TestCopyTruncateAtOpen);
   Run("CopyEngine extents and checkpoints", TestCopyExtentsAndCheckpoints);
   Run("CopyEngine zero blocks: sparse, skip, discard, write", TestCopyZeroBlocks);
   Run("CopyEngine hash without a host OpenSSL", TestCopyHashWithoutHostOpenSsl);

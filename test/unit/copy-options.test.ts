@@ -1,11 +1,15 @@
 // copy() option validation: every bad option is a TypeError or RangeError
 // naming the option and the accepted form; good options become a clean plan.
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { planCopy } from '../../src/api/plan';
 import type { CopyOptions } from '../../src/base/types';
 
 const base = { source: '/dev/sdb', target: '/dev/sdc' } as const;
+
+// The suite may run with DEVMOVE_IO_ENGINE=threads; these tests state the defaults without it.
+beforeEach(() => vi.stubEnv('DEVMOVE_IO_ENGINE', ''));
+afterEach(() => vi.unstubAllEnvs());
 
 describe('planCopy: valid options', () => {
   it('fills in the defaults', () => {
@@ -48,6 +52,8 @@ describe('planCopy: valid options', () => {
     ['reliability', { ...base, noError: true, retries: 3, mapfile: 'x.map', verify: true, hash: 'sha256' }, { noError: true, retries: 3, verify: true, hash: 'sha256', checkpointIntervalMs: 1000 }],
     ['checkpoint interval', { ...base, mapfile: 'x.map', checkpointInterval: 250 }, { checkpointIntervalMs: 250 }],
     ['zero blocks', { ...base, zeroBlocks: 'discard' }, { zeroBlocks: 'discard' }],
+    ['I/O engine', { ...base, ioEngine: 'threads' }, { ioEngine: 'threads' }],
+    ['I/O engine io_uring', { ...base, ioEngine: 'io_uring' }, { ioEngine: 'io_uring' }],
   ])('%s', (_name, options, expected) => {
     expect(planCopy(options)).toMatchObject(expected);
   });
@@ -109,5 +115,25 @@ describe('planCopy: invalid options', () => {
   ])('%s', (_name, options, type, message) => {
     expect(() => planCopy(options as CopyOptions)).toThrow(type);
     expect(() => planCopy(options as CopyOptions)).toThrow(message);
+  });
+});
+
+describe('planCopy: the I/O engine', () => {
+  it("'auto' is the default and stays out of the plan", () => {
+    expect(planCopy({ ...base, ioEngine: 'auto' })).not.toHaveProperty('ioEngine');
+  });
+
+  it('DEVMOVE_IO_ENGINE sets the default; an explicit option wins', () => {
+    vi.stubEnv('DEVMOVE_IO_ENGINE', 'threads');
+    expect(planCopy(base).ioEngine).toBe('threads');
+    expect(planCopy({ ...base, ioEngine: 'io_uring' }).ioEngine).toBe('io_uring');
+    vi.stubEnv('DEVMOVE_IO_ENGINE', 'iouring');
+    expect(() => planCopy(base)).toThrow(/DEVMOVE_IO_ENGINE must be one of 'auto', 'io_uring', 'threads' \(got 'iouring'\)/);
+  });
+
+  it('a bad ioEngine names the option', () => {
+    expect(() => planCopy({ ...base, ioEngine: 'aio' as 'auto' })).toThrow(RangeError);
+    expect(() => planCopy({ ...base, ioEngine: 'aio' as 'auto' })).toThrow(/options\.ioEngine must be one of 'auto', 'io_uring' or 'threads'/);
+    expect(() => planCopy({ ...base, ioEngine: 1 as unknown as 'auto' })).toThrow(TypeError);
   });
 });

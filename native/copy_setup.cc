@@ -1,0 +1,383 @@
+// CopyEngine, before the first I/O: open and check the endpoints, plan what
+// to copy, size the buffer ring, choose and set up the I/O driver. Every
+// refusal happens here, before anything is written; targets are cut (dd's
+// truncation) only once every check has passed.
+#include <errno.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+
+#include "copy_engine.h"
+#include "hasher.h"
+#include "thread_driver.h"
+#include "uring_driver.h"
+
+namespace devmove {
+namespace {
+
+uint64_t RoundUp(uint64_t value, uint64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
+
+std::string Bytes(uint64_t n) { return std::to_string(n) + " bytes"; }
+
+// The domain of a stream source copied to its end: effectively unbounded.
+constexpr uint64_t kUnboundedBytes = 1ull << 62;
+
+FileReport Describe(const Endpoint& e) {
+  FileReport r;
+  r.path = e.path();
+  r.kind = e.kind_name();
+  r.size_bytes = e.size_bytes();
+  r.size_known = e.caps().size_known;
+  r.sequential = !e.caps().seekable;
+  r.logical_block_bytes = e.caps().logical_block_bytes;
+  r.physical_block_bytes = e.caps().physical_block_bytes;
+  r.direct = e.direct();
+  r.direct_note = e.direct_note();
+  r.created = e.created();
+  return r;
+}
+
+// O_DIRECT required (iflag=direct / oflag=direct): every I/O must be aligned.
+SysError RequireDirectAlignment(const Endpoint& e, DirectMode mode, uint32_t block_bytes, uint64_t offset,
+                                const char* offset_name) {
+  if (mode != DirectMode::kAlways) return {};
+  const uint32_t align = e.caps().direct_alignment;
+  assert(align > 0);  // the endpoint refused to open without O_DIRECT
+  if (block_bytes % align != 0)
+    return SysError::Make(EINVAL, "open", e.path(), -1,
+                          "direct I/O needs the block size (" + std::to_string(block_bytes) +
+                              ") to be a multiple of the logical block size (" + std::to_string(align) + ")");
+  if (offset % align != 0)
+    return SysError::Make(EINVAL, "open", e.path(), -1,
+                          std::string("direct I/O needs the ") + offset_name + " (" + std::to_string(offset) +
+                              ") to be a multiple of the logical block size (" + std::to_string(align) + ")");
+  return {};
+}
+
+}  // namespace
+
+SysError CopyEngine::Prepare(const CheckpointFn& checkpoint) {
+  assert(!plan_.targets.empty() && plan_.targets.size() <= CopyPlan::kTargetsMax);
+  assert(plan_.queue_depth >= 1 && plan_.queue_depth <= CopyPlan::kQueueDepthMax);
+  assert(plan_.block_bytes >= 1 && plan_.block_bytes <= CopyPlan::kBlockBytesMax);
+  SysError error = OpenSource();
+  if (!error.failed()) error = PlanDomain();
+  if (!error.failed()) error = OpenTargets();
+  if (!error.failed()) error = RefuseWhatStreamsCannotDo();
+  if (!error.failed()) error = CutTargets();
+  if (error.failed()) return error;
+  PlanExtents();
+  error = SetupStages();
+  if (error.failed()) return error;
+  checkpointer_ = std::make_unique<Checkpointer>(
+      plan_.source_offset_bytes, plan_.checkpoint_interval_ms, plan_.targets.front().open.durability, checkpoint,
+      [this](uint32_t target, const SysError& e) { FlushFailed(target, e); });
+  report_->block_bytes = plan_.block_bytes;
+  report_->queue_depth = plan_.queue_depth;
+  return SetupDriver();
+}
+
+SysError CopyEngine::OpenSource() {
+  SysError error;
+  source_ = OpenEndpoint(plan_.source, cancel_requested_, &error);
+  if (!source_) return error;
+  report_->source = Describe(*source_);
+  source_stream_ = !source_->caps().seekable;
+  scrape_block_ = std::max<uint32_t>(512, source_->caps().logical_block_bytes);
+  if (source_stream_) {
+    // dd's skip= on a pipe: read and thrown away.
+    error = source_->Advance(plan_.source_offset_bytes, cancel_requested_);
+    if (error.failed()) return error;
+  } else {
+    // Added to where the endpoint starts (standard input continues from its position).
+    source_->set_base_offset(source_->base_offset() + plan_.source_offset_bytes);
+  }
+  return RequireDirectAlignment(*source_, plan_.source.direct, plan_.block_bytes, plan_.source_offset_bytes,
+                                "source offset");
+}
+
+SysError CopyEngine::PlanDomain() {
+  if (!source_->caps().size_known) {
+    // A stream: as long as asked, or to its end.
+    length_bytes_ = plan_.has_length ? plan_.length_bytes : kUnboundedBytes;
+    length_known_ = plan_.has_length && !plan_.length_is_max;
+    report_->domain_offset = plan_.source_offset_bytes;
+    return {};
+  }
+  const uint64_t source_size = source_->size_bytes();
+  const uint64_t start = source_->base_offset();  // the plan's offset (+ standard input's position)
+  if (start > source_size) {
+    return SysError::Make(EINVAL, "read", source_->path(), -1,
+                          "source offset " + Bytes(start) + " is past the end of the source (" + Bytes(source_size) + ")");
+  }
+  const uint64_t available = source_size - start;
+  length_bytes_ = available;
+  if (plan_.has_length) {
+    if (plan_.length_bytes > available && !plan_.length_is_max) {
+      return SysError::Make(EINVAL, "read", source_->path(), -1,
+                            "length " + Bytes(plan_.length_bytes) + " runs past the end of the source: only " +
+                                Bytes(available) + " after offset " + std::to_string(start));
+    }
+    length_bytes_ = std::min(plan_.length_bytes, available);
+  }
+  report_->domain_offset = plan_.source_offset_bytes;
+  report_->domain_length = length_bytes_;
+  return {};
+}
+
+SysError CopyEngine::OpenTargets() {
+  for (size_t i = 0; i < plan_.targets.size(); ++i) {
+    OpenRequest open = plan_.targets[i].open;
+    open.read_back = open.read_back || plan_.verify;
+    SysError error;
+    std::unique_ptr<Endpoint> opened = OpenEndpoint(open, cancel_requested_, &error);
+    if (!opened) return error;
+    // Owned by targets_ from here on: a refusal below removes a file it created (Run()).
+    targets_.push_back(std::move(opened));
+    error = CheckTarget(i);
+    if (error.failed()) return error;
+  }
+  dropped_.assign(targets_.size(), 0);
+  bytes_written_.assign(targets_.size(), 0);
+  next_write_sequence_.assign(targets_.size(), 0);
+  for (const auto& t : targets_) report_->targets.push_back(Describe(*t));
+  return {};
+}
+
+SysError CopyEngine::CheckTarget(size_t i) {
+  const TargetPlan& plan = plan_.targets[i];
+  Endpoint& target = *targets_[i];
+  SysError error = CheckSameStorage(i);
+  if (error.failed()) return error;
+  if (!target.caps().seekable) {
+    // A stream cannot seek (dd: "cannot seek: Illegal seek").
+    return target.Advance(plan.offset_bytes, cancel_requested_);
+  }
+  target.set_base_offset(target.base_offset() + plan.offset_bytes);
+  error = RequireDirectAlignment(target, plan.open.direct, plan_.block_bytes, plan.offset_bytes, "target offset");
+  if (error.failed()) return error;
+  const uint64_t end = target.base_offset() + length_bytes_;
+  if (!target.caps().grows && target.caps().size_known && length_known_ && end > target.size_bytes()) {
+    return SysError::Make(ENOSPC, "write", target.path(), -1,
+                          "target too small: the copy needs " + Bytes(end) + " (offset " +
+                              std::to_string(plan.offset_bytes) + " + length " + std::to_string(length_bytes_) +
+                              ") but the device has " + Bytes(target.size_bytes()));
+  }
+  return {};
+}
+
+SysError CopyEngine::CheckSameStorage(size_t i) {
+  const TargetPlan& plan = plan_.targets[i];
+  const Endpoint& target = *targets_[i];
+  const StorageIdentity id = target.identity();
+  if (id.kind == EndpointKind::kBlockDevice && id.Same(source_->identity())) {
+    return SysError::Make(EINVAL, "open", target.path(), -1,
+                          "target is the same device as the source (" + source_->path() + ")");
+  }
+  for (size_t j = 0; j < i; ++j) {
+    if (id.Same(targets_[j]->identity())) {
+      return SysError::Make(EINVAL, "open", target.path(), -1,
+                            "the same target is given twice (also as " + targets_[j]->path() + ")");
+    }
+  }
+  if (id.kind != EndpointKind::kRegularFile || !id.Same(source_->identity())) return {};
+  // One file as both source and target: only disjoint ranges are safe,
+  // and cutting the file must not reach into what is still to be read.
+  const uint64_t source_end = plan_.source_offset_bytes + length_bytes_;
+  const uint64_t target_end = plan.offset_bytes + length_bytes_;
+  if (length_bytes_ > 0 && plan_.source_offset_bytes < target_end && plan.offset_bytes < source_end) {
+    return SysError::Make(EINVAL, "open", target.path(), -1,
+                          "target is the same file as the source (" + source_->path() + ") and the byte ranges overlap");
+  }
+  if (plan.truncate_to >= 0 && static_cast<uint64_t>(plan.truncate_to) < source_end) {
+    return SysError::Make(EINVAL, "open", target.path(), -1,
+                          "target is the same file as the source (" + source_->path() + "): truncating it at byte " +
+                              std::to_string(plan.truncate_to) + " would destroy source data (use conv=notrunc)");
+  }
+  return {};
+}
+
+SysError CopyEngine::RefuseWhatStreamsCannotDo() const {
+  std::vector<const Endpoint*> sides{source_.get()};
+  for (const auto& t : targets_) sides.push_back(t.get());
+  for (const Endpoint* e : sides) {
+    if (e->caps().seekable) continue;
+    const std::string what = e->path() + " is a " + e->kind_name() + ": ";
+    if (plan_.verify) {
+      return SysError::Make(EINVAL, "verify", e->path(), -1,
+                            what + "verify reads source and target again, and a stream cannot be read twice");
+    }
+    if (plan_.checkpoint_interval_ms > 0 || plan_.has_extents) {
+      return SysError::Make(EINVAL, "open", e->path(), -1,
+                            what + "a mapfile records positions to resume from, and a stream has none");
+    }
+  }
+  return {};
+}
+
+SysError CopyEngine::CutTargets() {
+  // Only once every target has been opened and checked: cut regular files
+  // (dd without conv=notrunc), so a refusal leaves all targets untouched.
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    const TargetPlan& t = plan_.targets[i];
+    // Standard output is never cut (dd does not truncate it; the shell's > did).
+    if (t.truncate_to < 0 || t.open.fd >= 0 || targets_[i]->kind() != EndpointKind::kRegularFile) continue;
+    const bool by_open = t.truncate_at_open && t.truncate_to == 0;
+    const SysError error = targets_[i]->Truncate(static_cast<uint64_t>(t.truncate_to), by_open);
+    if (error.failed()) return error;
+  }
+  return {};
+}
+
+void CopyEngine::PlanExtents() {
+  // What this run copies: the plan's extents within the domain, or all of it.
+  extents_.clear();
+  if (plan_.has_extents) {
+    extents_ = ClipAndRebase(plan_.extents, plan_.source_offset_bytes, plan_.source_offset_bytes + length_bytes_);
+  } else if (length_bytes_ > 0) {
+    extents_.push_back({0, length_bytes_});
+  }
+  planned_bytes_ = TotalLength(extents_);
+  report_->bytes_total = length_known_ ? planned_bytes_ : 0;
+}
+
+SysError CopyEngine::SetupStages() {
+  if (plan_.zero_mode != ZeroMode::kWrite) {
+    const uint32_t block = plan_.zero_block_bytes ? plan_.zero_block_bytes : plan_.block_bytes;
+    assert(plan_.block_bytes % block == 0);  // validated in JS and in the addon
+    stages_.push_back(std::make_unique<ZeroCheckStage>(block));
+    zero_stage_ = true;
+  }
+  if (!plan_.hash_algorithm.empty()) {
+    SysError error;
+    hasher_ = Hasher::Create(plan_.hash_algorithm, &error);
+    if (!hasher_) return error;
+    Hasher* hasher = hasher_.get();
+    stages_.push_back(std::make_unique<HashStage>(
+        [hasher](const uint8_t* data, size_t length) { hasher->Update(data, length); }));
+  }
+  return {};
+}
+
+SysError CopyEngine::SetupDriver() {
+  // Buffer memory follows the copy: never more buffers than it can use at
+  // once, and never a buffer larger than its largest extent (rounded up to
+  // the pool's alignment). bs=1G for a 64 MiB copy maps 64 MiB, and a copy of
+  // nothing (count=0) maps a single page, as dd allocates nothing then.
+  uint64_t useful = 0;
+  uint64_t largest_extent = 0;
+  for (const ByteRange& e : extents_) {
+    useful += RoundUp(e.length, plan_.block_bytes) / plan_.block_bytes;
+    largest_extent = std::max(largest_extent, e.length);
+  }
+  useful = std::max<uint64_t>(1, useful);
+  const uint32_t depth = static_cast<uint32_t>(std::min<uint64_t>(plan_.queue_depth, useful));
+  const uint64_t needed = std::max<uint64_t>(BufferPool::kAlignment, RoundUp(largest_extent, BufferPool::kAlignment));
+  const uint32_t buffer_bytes = static_cast<uint32_t>(std::min<uint64_t>(plan_.block_bytes, needed));
+  assert(buffer_bytes >= 1 && buffer_bytes <= plan_.block_bytes);
+  SysError error;
+  pool_ = BufferPool::Create(depth, buffer_bytes, &error);
+  if (!pool_) return error;
+
+  const uint32_t targets = static_cast<uint32_t>(targets_.size());
+  link_ = plan_.link_read_write && targets == 1 && plan_.zero_mode == ZeroMode::kWrite && !source_stream_ &&
+          targets_[0]->caps().seekable;
+  // Each slot has at most one read or one write per target in flight (a
+  // read and its linked write with links), plus one flush per target for a
+  // checkpoint.
+  const uint32_t in_flight_max = depth * (link_ ? 2 : std::max<uint32_t>(1, targets)) + targets;
+  error = CreateDriver(in_flight_max);
+  if (error.failed()) return error;
+  if (plan_.checkpoint_interval_ms > 0 && !driver_->Supports(IoKind::kFdatasync)) {
+    return SysError::Make(ENOSYS, "io_uring_setup", {}, -1, "this kernel's io_uring lacks IORING_OP_FSYNC");
+  }
+  RegisterWithDriver();
+  PlanZeroHandling();
+  SetupSlots(depth);
+  return {};
+}
+
+SysError CopyEngine::CreateDriver(uint32_t in_flight_max) {
+  DriverOptions options;
+  options.in_flight_max = in_flight_max;
+  options.sqpoll = plan_.sqpoll;
+  options.batch_submissions = plan_.batch_submissions;
+  options.idle_priority = plan_.idle_priority;
+  SysError error;
+  if (plan_.io_engine != IoEngineChoice::kThreads) {
+    driver_ = UringDriver::Create(options, &error);
+    // Where io_uring is forbidden (EPERM: seccomp, kernel.io_uring_disabled;
+    // ENOSYS: no io_uring, or a filter answering so; ENOMEM: RLIMIT_MEMLOCK)
+    // the automatic choice falls back, visibly; anything else is an error.
+    const int e = error.errno_value;
+    const bool forbidden = e == EPERM || e == ENOSYS || e == ENOMEM || e == EACCES;
+    if (!driver_ && (plan_.io_engine == IoEngineChoice::kIoUring || !forbidden)) return error;
+    if (!driver_) report_->io_engine_note = error.message.empty() ? std::strerror(e) : error.message;
+  }
+  if (!driver_) {
+    driver_ = ThreadDriver::Create(options, &error);
+    if (!driver_) return error;
+  }
+  report_->io_engine = driver_->name();
+  report_->ring_setup_flags = driver_->ring_setup_flags();
+  report_->ring_features = driver_->ring_features();
+  report_->sqpoll = (driver_->ring_setup_flags() & IORING_SETUP_SQPOLL) != 0;
+  return {};
+}
+
+void CopyEngine::RegisterWithDriver() {
+  if (!plan_.fixed_buffers) {
+    report_->fixed_buffers_note = "disabled by option";
+  } else {
+    report_->fixed_buffers_note = driver_->RegisterBuffers(*pool_);
+    report_->fixed_buffers = report_->fixed_buffers_note.empty();
+  }
+  if (!plan_.fixed_files) {
+    report_->fixed_files_note = "disabled by option";
+  } else {
+    std::vector<int> fds = source_->descriptors();
+    for (const auto& t : targets_) {
+      const std::vector<int> more = t->descriptors();
+      fds.insert(fds.end(), more.begin(), more.end());
+    }
+    report_->fixed_files_note = driver_->RegisterFiles(fds);
+    report_->fixed_files = report_->fixed_files_note.empty();
+  }
+  report_->linked = link_;
+  report_->batched = plan_.batch_submissions;
+}
+
+void CopyEngine::PlanZeroHandling() {
+  punch_ok_.assign(targets_.size(), 0);
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    const Endpoint& t = *targets_[i];
+    if (plan_.zero_mode == ZeroMode::kWrite) continue;
+    if (!t.caps().seekable) {
+      report_->targets[i].zero_note = t.zero_ranges_note();
+    } else if (plan_.zero_mode != ZeroMode::kDiscard) {
+      continue;
+    } else if (!t.caps().zero_ranges) {
+      report_->targets[i].zero_note = t.zero_ranges_note();
+    } else if (!driver_->Supports(IoKind::kPunchHole)) {
+      report_->targets[i].zero_note = "this kernel's io_uring lacks IORING_OP_FALLOCATE";
+    } else {
+      punch_ok_[i] = 1;
+    }
+  }
+}
+
+void CopyEngine::SetupSlots(uint32_t depth) {
+  slots_ = std::vector<Slot>(depth);
+  free_slots_.clear();
+  for (uint32_t i = 0; i < depth; ++i) {
+    slots_[i].index = i;
+    slots_[i].buffer = pool_->buffer(i);
+    slots_[i].capacity = pool_->buffer_bytes();
+    slots_[i].writes = std::vector<TargetWrite>(targets_.size());
+  }
+  // Refill takes from the back: push in reverse so buffer 0 goes first.
+  for (uint32_t i = depth; i-- > 0;) free_slots_.push_back(i);
+}
+
+}  // namespace devmove

@@ -1,0 +1,16 @@
+#include "io_driver.h"
+
+namespace devmove {
+
+const char* IoKindSyscall(IoKind kind) {
+  switch (kind) {
+    case IoKind::kRead: return "read";
+    case IoKind::kWrite: return "write";
+    case IoKind::kFsync: return "fsync";
+    case IoKind::kFdatasync: return "fdatasync";
+    case IoKind::kPunchHole: return "fallocate";
+  }
+  return "io";
+}
+
+}  // namespace devmove

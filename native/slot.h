@@ -1,0 +1,63 @@
+// One buffer of the ring and everything the engine knows about the range it
+// carries: its read, the pipeline stages' findings (zero runs), the
+// unreadable blocks found in it, and each target's write progress. Every
+// I/O on a slot is one of its IoOp records, which live as long as the slot.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "bad_block_locator.h"
+#include "io_driver.h"
+#include "ranges.h"
+
+namespace devmove {
+
+// A stretch of a slot's data that is all zeros or not (zero check stage);
+// a slot without a zero check has one run of data.
+struct ZeroRun {
+  uint32_t offset = 0;
+  uint32_t length = 0;
+  bool zero = false;
+};
+
+// One target's progress through a slot's runs, one op at a time.
+struct TargetWrite {
+  IoOp op;
+  uint32_t run = 0;        // index into Slot::runs
+  uint32_t run_done = 0;   // bytes of that run on the target
+  bool in_flight = false;
+  bool done = false;       // every run handled (written, skipped or punched)
+  uint64_t accepted = 0;   // bytes the target took for this slot (partial writes count)
+};
+
+struct Slot {
+  uint32_t index = 0;
+  uint8_t* buffer = nullptr;
+  uint32_t capacity = 0;   // bytes of buffer
+  bool busy = false;
+  uint64_t sequence = 0;   // start order (the hash and stream targets follow it)
+  uint64_t position = 0;   // relative to the copy's start
+  uint32_t length = 0;
+
+  IoOp read_op;
+  uint32_t read_done = 0;
+  bool read_in_flight = false;
+  bool examined = false;   // read complete and passed through the stages
+  std::vector<ZeroRun> runs;
+
+  // Locating unreadable blocks: the rest of the buffer, piece by piece.
+  BadBlockLocator locator;
+  std::vector<ByteRange> bad;  // relative positions, zero-filled in the buffer
+  std::vector<TargetWrite> writes;  // per target
+  bool discarded = false;  // a zero run was punched on some target
+
+  bool read_complete() const { return read_done == length && !read_in_flight; }
+  uint64_t zero_bytes() const {
+    uint64_t sum = 0;
+    for (const ZeroRun& r : runs) sum += r.zero ? r.length : 0;
+    return sum;
+  }
+};
+
+}  // namespace devmove

@@ -1,0 +1,70 @@
+// Verify after the copy: source and each target are read again through the
+// copy's own I/O driver and endpoints (O_DIRECT wherever the range allows, so
+// the page cache cannot answer for the device; what has to go through the
+// cache is dropped from it first) and compared block by block. One pair of
+// reads per buffer of the ring, several pairs in flight.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "buffer_pool.h"
+#include "copy_plan.h"
+#include "endpoint.h"
+#include "io_driver.h"
+
+namespace devmove {
+
+class Verifier final : public IoCompletion {
+ public:
+  // Bytes compared so far and in all; called at most every progress interval.
+  using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
+
+  struct Inputs {
+    IoDriver* driver = nullptr;
+    Endpoint* source = nullptr;
+    std::vector<Endpoint*> targets;     // null: dropped, not compared
+    BufferPool* source_buffers = nullptr;  // the copy's ring, reused for the source side
+    uint32_t compare_block_bytes = 512;
+    uint64_t absolute_base = 0;         // source offset of the copy's position 0
+    std::vector<ByteRange> ranges;      // relative positions to compare, normalized
+    const CancelFlag* cancel = nullptr;
+    double progress_interval_seconds = 0.1;
+  };
+
+  explicit Verifier(Inputs inputs);
+  // Compares every live target in turn. A read error or a cancel is returned;
+  // differences are counted in the report (the caller turns them into EILSEQ).
+  SysError Run(const ProgressFn& progress, VerifyReport* report);
+  void Complete(IoOp& op) override;
+
+ private:
+  enum Side { kSource = 0, kTarget = 1 };
+  struct Pair {
+    IoOp ops[2];
+    bool busy = false;
+    uint64_t position = 0;
+    uint32_t length = 0;
+    uint32_t done[2] = {0, 0};
+  };
+
+  SysError CompareTarget(uint32_t target, const ProgressFn& progress);
+  void StartPairs();
+  void Submit(Pair& pair, Side side);
+  void Compare(Pair& pair);
+  void Fail(SysError error);
+
+  Inputs in_;
+  std::unique_ptr<BufferPool> target_buffers_;
+  std::vector<Pair> pairs_;
+  VerifyReport* report_ = nullptr;
+  uint32_t target_ = 0;
+  size_t range_index_ = 0;
+  uint64_t range_done_ = 0;
+  uint64_t compared_all_ = 0;
+  SysError failure_;
+};
+
+}  // namespace devmove
