@@ -184,6 +184,11 @@ export function planPair(spec: CopySpec, state: ModelState): PairPlan {
   // README (Pipes): a mapfile (resume needs positions) and --verify (a second read) are refused before anything is opened.
   if (spec.pipeIn && spec.map) pair.must.push({ why: 'a mapfile with a pipe as the source', scope: 'anywhere' });
   if (spec.pipeIn && spec.verify) pair.must.push({ why: '--verify with a pipe as the source', scope: 'anywhere' });
+  // devmove refuses these by the operand (exit 2) even when standard output is a regular file or a device.
+  if (spec.stdout && spec.map) pair.must.push({ why: 'a mapfile with standard output as a target', scope: 'anywhere' });
+  if (spec.stdout && spec.verify) pair.must.push({ why: '--verify with standard output as a target', scope: 'anywhere' });
+  const out = spec.stdout ? spec.targets.at(-1) : undefined;
+  if (out && out.name.storage === spec.source.storage) pair.may.push('standard output on the source\'s storage object is refused whatever the ranges (a named target is not)');
   const avail = Math.max(0, src.size - spec.skip);
   let length = avail;
   if (spec.length) {
@@ -208,6 +213,9 @@ export function planPair(spec: CopySpec, state: ModelState): PairPlan {
       if (!tv.exists && !spec.create) pair.must.push({ why: `${t.label} does not exist and conv=nocreat`, scope: 'targets' });
       if (tv.exists && spec.excl) pair.must.push({ why: `${t.label} exists and conv=excl`, scope: 'targets' });
       if (!tv.exists && t.name.flags.has('dangling')) pair.may.push(`${t.label} is a dangling symlink (devmove does not create through one)`);
+    } else if (spec.seek + length > tv.size && spec.pipeIn) {
+      // A pipe's length is known only at its end: devmove writes until the device ends (ENOSPC), as dd.
+      pair.may.push(`${t.label} is smaller than what the pipe brings (${spec.seek + length} bytes, the device has ${tv.size})`);
     } else if (spec.seek + length > tv.size) {
       pair.must.push({ why: `${t.label} is too small: the copy needs ${spec.seek + length} bytes, the device has ${tv.size}`, scope: 'targets' });
     } else if (backing(tv, spec.seek, spec.seek + length)) {
@@ -223,7 +231,8 @@ export function planPair(spec: CopySpec, state: ModelState): PairPlan {
       storage: t.name.storage,
       // `>>`: O_APPEND, every write lands at the file's end (as dd's do).
       start: stdout === '>>' ? tv.size : tv.base + spec.seek,
-      data,
+      // What fits: a block device ends where it ends (only a pipe source gets this far with more).
+      data: t.name.block ? data.subarray(0, Math.max(0, tv.size - spec.seek)) : data,
       sparse: spec.sparse,
       file: !t.name.block,
       trunc,

@@ -307,6 +307,7 @@ export class Generator {
     // devmove run and devices, Node's own SIGUSR1 action (the inspector) is in force.
     if (control.kind === 'usr1') families.add('sigusr1-inspector');
     if (control.kind === 'kill9' && command.kind === 'copy' && command.spec.map && command.spec.source.storage === this.world.faultyStorage) families.add('resume-after-bad-block');
+    if (control.kind === 'kill9' && command.kind === 'copy' && command.spec.pipeIn?.how === 'fifo') families.add('fifo-kill9-linger');
     if (control.kind === 'kill9' && command.kind === 'copy') {
       if (command.spec.map && command.spec.truncAt !== undefined && command.spec.targets.some((t) => !t.name.block)) families.add('resume-truncate');
     }
@@ -334,7 +335,7 @@ export class Generator {
     for (const ch of step.changes) {
       if (ch.kind === 'recreate') for (const m of this.maps.values()) if (m.command.spec.targets.some((t) => t.name.storage === ch.storage)) m.stale = true;
     }
-    if (cmd.kind === 'copy' && cmd.spec.map && !cmd.spec.map.aliasOf && !cmd.families.has('foreign-map') && !cmd.spec.pipeIn) {
+    if (cmd.kind === 'copy' && cmd.spec.map && !cmd.spec.map.aliasOf && !cmd.families.has('foreign-map') && !cmd.spec.pipeIn && !cmd.spec.stdout) {
       const prev = this.maps.get(cmd.spec.map.slot.path);
       if (!prev || prev.command.argv.join(' ') !== cmd.argv.join(' ')) this.maps.set(cmd.spec.map.slot.path, { command: cmd, stale: false, stripped: false });
     }
@@ -532,11 +533,12 @@ export class Generator {
     spec.create = true;
     spec.excl = false;
     if (mode === '>>') spec.seek = 0; // appended where the file ends
-    if (mode === '1<>' && rng.chance(0.25)) {
+    // Refused (usage, exit 2) even when standard output is a file: drawn now and then to check that nothing is written.
+    if (mode === '1<>' && rng.chance(0.08)) {
       const slot = rng.pick(this.world.mapSlots);
       spec.map = { slot, spelling: rng.pick(slot.spellings) };
     }
-    spec.verify = mode !== '>>' && rng.chance(0.1);
+    spec.verify = mode !== '>>' && rng.chance(0.05);
     if (targets.length > 1) spec.drop = rng.chance(0.5);
     const cmd = this.finishCopy(spec);
     const changes: WorldChange[] = cmd.spec.map ? [{ kind: 'rm', file: cmd.spec.map.slot.path }] : [];
@@ -599,8 +601,14 @@ export class Generator {
     const names = this.names.filter((n) => n.storage === storage);
     const fanout = rng.chance(0.3);
     const source = fanout ? this.pickSource() : rng.pick(names);
-    const targets = [rng.pick(names.filter((n) => n !== source))];
-    if (fanout) targets.push(rng.pick(names.filter((n) => n !== targets[0] && n !== source)));
+    const first = names.filter((n) => n !== source);
+    if (first.length === 0) return undefined;
+    const targets = [rng.pick(first)];
+    if (fanout) {
+      const second = names.filter((n) => n !== targets[0] && n !== source);
+      if (second.length === 0) return undefined;
+      targets.push(rng.pick(second));
+    }
     const spec = this.geometry(source, targets);
     // Smaller ranges than a plain copy: half of them disjoint from the other side.
     if (rng.chance(0.6)) spec.length = { bytes: rng.aligned(512, this.nominal(source) / 4, 512), exact: false };

@@ -171,6 +171,10 @@ class Watched {
   private readonly dataToStdout: boolean;
   private writer: ChildProcess | undefined;
 
+  get writerPid(): number | undefined {
+    return this.writer?.pid;
+  }
+
   constructor(argv: string[], cwd: string, stdio: Stdio = {}) {
     const how = devmoveCommand();
     const env = { ...childEnv(), ...stdio.env };
@@ -283,7 +287,7 @@ export function invoke(argv: string[], cwd: string, control: RunControl = {}): P
   }
   w.after(RUN_TIMEOUT_MS, () => {
     w.run.hung = true;
-    w.run.stderr += `[model test] still running after ${RUN_TIMEOUT_MS / 1000} s: ${whereStuck(w.run.pid)}\n`;
+    w.run.stderr += `[model test] still running after ${RUN_TIMEOUT_MS / 1000} s: ${whereStuck(w.run.pid)}${w.writerPid ? `; the FIFO's writer ${w.writerPid}: ${whereStuck(w.writerPid)}` : ''}\n`;
     w.signal('SIGKILL');
   });
   return w.finished();

@@ -296,8 +296,9 @@ export class World {
 
   // ---- loop devices -----------------------------------------------------------------
 
-  private attach(rng: Rng, over: string, storage: Storage, base: number, overSize: number, stacked = false): LoopDevice {
-    const sectorSize = rng.chance(0.1) ? 4096 : 512;
+  private attach(rng: Rng, over: string, storage: Storage, base: number, overSize: number, stacked = false, lowerSector = 512): LoopDevice {
+    // Over a 4096-byte-sector loop device, 512-byte requests fail (EIO from the lower device): not devmove's business.
+    const sectorSize = rng.chance(0.1) || lowerSector === 4096 ? 4096 : 512;
     const unit = sectorSize === 4096 || rng.chance(0.5) ? 4096 : SECTOR;
     const offset = rng.chance(0.5) ? 0 : rng.aligned(unit, Math.max(unit, overSize / 2), unit);
     const room = overSize - offset;
@@ -359,7 +360,7 @@ export class World {
     const overLoops = rng.int(1, 2);
     for (let i = 0; i < overLoops; i++) {
       const lower = rng.pick(made);
-      const loop = this.attach(rng, lower.device, lower.storage, lower.base, lower.size, true);
+      const loop = this.attach(rng, lower.device, lower.storage, lower.base, lower.size, true, lower.sectorSize);
       this.loopName(loop, `loop over ${lower.device}, over ${lower.storage.label}`, ['loop-over-loop']);
     }
     // A symlink to a device.
