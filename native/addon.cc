@@ -198,6 +198,7 @@ void OptionalFieldsFromJs(const Napi::Object& js, CopyPlan* plan) {
   if (has("checkpointIntervalMs"))
     plan->checkpoint_interval_ms = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "checkpointIntervalMs"), limits::kCheckpointIntervalMsMax));
   if (has("zeroBlocks")) plan->zero_mode = GetChoice<ZeroMode>(js, "zeroBlocks", {"write", "skip", "discard", "sparse"});
+  if (has("sparseExact")) plan->sparse_exact = GetBool(js, "sparseExact");
   if (has("onTargetError")) plan->on_target_error = GetChoice<TargetErrorPolicy>(js, "onTargetError", {"stop", "drop"});
   if (has("zeroBlockBytes")) {
     const uint64_t block = GetU64(js, "zeroBlockBytes");

@@ -484,17 +484,26 @@ CopyEngine::WriteAction CopyEngine::ActionFor(const Slot& slot, const ZeroRun& r
     case ZeroMode::kWrite:
       return WriteAction::kWrite;
     case ZeroMode::kSkip:
-    case ZeroMode::kSparse:
       return WriteAction::kSkip;
-    case ZeroMode::kDiscard: {
-      const uint32_t block = targets_[target]->caps().logical_block_bytes;
+    case ZeroMode::kSparse: {
       const uint64_t at = targets_[target]->base_offset() + slot.position + run.offset;
-      const bool aligned = at % block == 0 && run.length % block == 0;
-      const bool fresh = slot.writes[target].run_done == 0;
-      return punch_ok_[target] && aligned && fresh ? WriteAction::kPunch : WriteAction::kWrite;
+      if (!plan_.sparse_exact || at >= existing_end_[target]) return WriteAction::kSkip;
+      return DiscardAction(slot, run, target);
     }
+    case ZeroMode::kDiscard:
+      return DiscardAction(slot, run, target);
   }
   return WriteAction::kWrite;
+}
+
+// A zero run made to read zeros on the target: a hole or write-zeroes where
+// the target can and the run is aligned and untouched, else written.
+CopyEngine::WriteAction CopyEngine::DiscardAction(const Slot& slot, const ZeroRun& run, uint32_t target) const {
+  const uint32_t block = targets_[target]->caps().logical_block_bytes;
+  const uint64_t at = targets_[target]->base_offset() + slot.position + run.offset;
+  const bool aligned = at % block == 0 && run.length % block == 0;
+  const bool fresh = slot.writes[target].run_done == 0;
+  return punch_ok_[target] && aligned && fresh ? WriteAction::kPunch : WriteAction::kWrite;
 }
 
 void CopyEngine::AdvanceWrite(Slot& slot, uint32_t target) {
@@ -576,7 +585,7 @@ void CopyEngine::Retire(Slot& slot) {
   }
   const uint64_t zero = slot.zero_bytes();
   report_->zero_bytes += zero;
-  if (plan_.zero_mode == ZeroMode::kSkip || plan_.zero_mode == ZeroMode::kSparse) {
+  if (plan_.zero_mode == ZeroMode::kSkip || (plan_.zero_mode == ZeroMode::kSparse && !slot.discarded)) {
     report_->zero_bytes_skipped += zero;
   } else if (slot.discarded) {
     report_->zero_bytes_discarded += zero;

@@ -350,12 +350,16 @@ void CopyEngine::RegisterWithDriver() {
 
 void CopyEngine::PlanZeroHandling() {
   punch_ok_.assign(targets_.size(), 0);
+  existing_end_.assign(targets_.size(), UINT64_MAX);
+  const bool exact_sparse = plan_.zero_mode == ZeroMode::kSparse && plan_.sparse_exact;
   for (size_t i = 0; i < targets_.size(); ++i) {
     const Endpoint& t = *targets_[i];
+    // After the cut: a file reads zeros past its end, a device has no such end.
+    if (t.caps().grows) existing_end_[i] = t.size_bytes();
     if (plan_.zero_mode == ZeroMode::kWrite) continue;
     if (!t.caps().seekable) {
       report_->targets[i].zero_note = t.zero_ranges_note();
-    } else if (plan_.zero_mode != ZeroMode::kDiscard) {
+    } else if (plan_.zero_mode != ZeroMode::kDiscard && !exact_sparse) {
       continue;
     } else if (!t.caps().zero_ranges) {
       report_->targets[i].zero_note = t.zero_ranges_note();

@@ -45,6 +45,8 @@ export interface NativePlan {
   /** Extra reads of an unreadable logical block before it counts as bad. */
   retries?: number;
   zeroBlocks?: 'write' | 'skip' | 'discard' | 'sparse';
+  /** 'sparse' with a mapfile or verify: zero blocks below the target's end are punched or written, not passed over. */
+  sparseExact?: boolean;
   /** The zero check's block (dd's obs= for conv=sparse); must divide blockBytes. Omitted: blockBytes. */
   zeroBlockBytes?: number;
   onTargetError?: 'stop' | 'drop';

@@ -449,3 +449,46 @@ describe.skipIf(skipWithoutLoop)('smaller things', () => {
     expect(fs.readFileSync(path.join(dir, 'a.img')).equals(fs.readFileSync(src))).toBe(true);
   });
 });
+
+describe.skipIf(skipWithoutLoop)('conv=sparse never lets a map or verify vouch for old bytes (found by the model test)', () => {
+  afterAll(() => detachAll());
+
+  /** Data, a zero MiB, data: the zero MiB is what conv=sparse passes over. */
+  function zeroInTheMiddle(dir: string): string {
+    const file = path.join(dir, 'src.img');
+    fs.writeFileSync(file, Buffer.concat([fs.readFileSync(makeImage(dir, 'a.img', MiB)), Buffer.alloc(MiB), fs.readFileSync(makeImage(dir, 'b.img', MiB))]));
+    return file;
+  }
+
+  it('a file target with data: with --mapfile or --verify the zero block reads zeros (a hole), plain dd conv=sparse keeps the old bytes', () => {
+    const dir = tempDir();
+    const src = zeroInTheMiddle(dir);
+    const old = makeImage(dir, 'old.img', 3 * MiB);
+    for (const extra of [[`--mapfile=${path.join(dir, 'm.map')}`], ['--verify']]) {
+      const target = path.join(dir, `t${extra[0].slice(2, 5)}.img`);
+      fs.copyFileSync(old, target);
+      const run = cli([`if=${src}`, `of=${target}`, 'conv=sparse,notrunc', 'status=none', ...extra]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(sha256File(target)).toBe(sha256File(src));
+      // Still sparse: the zero MiB became a hole, not written zeros.
+      expect(fs.statSync(target).blocks * 512).toBeLessThanOrEqual(2 * MiB + 64 * KiB);
+    }
+    expect(RescueMap.load(path.join(dir, 'm.map'))?.bytes('+')).toBe(3 * MiB);
+    const plain = path.join(dir, 'plain.img');
+    fs.copyFileSync(old, plain);
+    expect(cli([`if=${src}`, `of=${plain}`, 'conv=sparse,notrunc', 'status=none']).code).toBe(0);
+    expect(readRange(plain, MiB, MiB).equals(readRange(old, MiB, MiB))).toBe(true);
+  });
+
+  it('a block device with data, resumed with --mapfile: every range the map calls finished is the source', () => {
+    const dir = tempDir();
+    const src = zeroInTheMiddle(dir);
+    const dev = attachLoop(makeImage(dir, 'dev.img', 3 * MiB));
+    const map = path.join(dir, 'dev.map');
+    const run = cli([`if=${src}`, `of=${dev}`, 'conv=sparse', 'status=none', `--mapfile=${map}`]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(RescueMap.load(map)?.bytes('+')).toBe(3 * MiB);
+    expect(readRange(dev, 0, 3 * MiB).equals(fs.readFileSync(src))).toBe(true);
+  });
+});
+
