@@ -94,10 +94,7 @@ void CopyEngine::FillReport(const SysError& error) {
   if (checkpointer_) report->checkpoints = checkpointer_->checkpoints();
   if (driver_) report->submit_calls = driver_->submit_calls();
   uint64_t accepted = 0;
-  for (size_t i = 0; i < report->targets.size() && i < bytes_written_.size(); ++i) {
-    report->targets[i].bytes_written = bytes_written_[i];
-    accepted += bytes_written_[i];
-  }
+  for (uint64_t bytes : bytes_written_) accepted += bytes;
   if (error.failed() && accepted == 0) {
     // Nothing reached any target: leave no new empty file behind.
     for (auto& t : targets_) t->UnlinkIfCreated();
