@@ -192,6 +192,7 @@ void OptionalFieldsFromJs(const Napi::Object& js, CopyPlan* plan) {
   if (has("noError")) plan->no_error = GetBool(js, "noError");
   if (has("retries")) plan->retries = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "retries"), limits::kRetriesMax));
   if (has("verify")) plan->verify = GetBool(js, "verify");
+  if (has("onlyChanged")) plan->only_changed = GetBool(js, "onlyChanged");
   if (has("idlePriority")) plan->idle_priority = GetBool(js, "idlePriority");
   if (has("hash")) plan->hash_algorithm = GetString(js, "hash");
   if (has("rate")) plan->rate_bytes_per_second = GetU64(js, "rate");
@@ -269,6 +270,7 @@ Napi::Object IoCountersToJs(Napi::Env env, const CopyReport& r) {
   io.Set("readErrors", static_cast<double>(r.read_errors));
   io.Set("retriedReads", static_cast<double>(r.retried_reads));
   io.Set("discards", static_cast<double>(r.discards));
+  io.Set("targetReads", static_cast<double>(r.target_reads));
   return io;
 }
 
@@ -308,6 +310,16 @@ void FindingsToJs(Napi::Env env, const CopyReport& r, Napi::Object* o) {
       v.Set("firstMismatchTarget", r.verify.first_mismatch_target);
     }
     o->Set("verify", v);
+  }
+  if (r.only_changed) {
+    Napi::Array per = Napi::Array::New(env, r.targets.size());
+    for (uint32_t i = 0; i < r.targets.size(); ++i) {
+      Napi::Object c = Napi::Object::New(env);
+      c.Set("bytesCompared", static_cast<double>(r.targets[i].compared_bytes));
+      c.Set("bytesWritten", static_cast<double>(r.targets[i].changed_bytes_written));
+      per.Set(i, c);
+    }
+    o->Set("changed", per);
   }
 }
 

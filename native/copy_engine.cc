@@ -20,6 +20,9 @@ namespace {
 
 // How long one wait for completions may last: bounds cancellation and progress latency.
 constexpr uint64_t kWaitTimeoutNs = 100ull * 1000 * 1000;
+// --only-changed compares and writes in blocks of this many bytes (at least
+// the target's logical block): a page, the unit filesystems and SSDs track.
+constexpr uint32_t kCompareBlockBytes = 4096;
 // A hole nothing needs as zeros goes in slots of up to this many bytes
 // (ZeroRun and IoOp lengths are 32-bit).
 constexpr uint64_t kHoleSlotBytesMax = 1ull << 30;
@@ -77,6 +80,7 @@ SysError CopyEngine::Run(const ProgressFn& progress, CopyReport* report, const C
   slots_.clear();
   driver_.reset();
   pool_.reset();
+  compare_pool_.reset();
   targets_.clear();
   source_.reset();
   return error;
@@ -115,6 +119,9 @@ void CopyEngine::FillReport(const SysError& error) {
   if (driver_) report->submit_calls = driver_->submit_calls();
   uint64_t accepted = 0;
   for (uint64_t bytes : bytes_written_) accepted += bytes;
+  if (plan_.only_changed) {
+    for (size_t t = 0; t < bytes_written_.size(); ++t) report->targets[t].changed_bytes_written = bytes_written_[t];
+  }
   if (error.failed() && accepted == 0) {
     // Nothing reached any target: leave no new empty file behind.
     for (auto& t : targets_) t->UnlinkIfCreated();
@@ -273,6 +280,15 @@ void CopyEngine::StartSlot(Slot& slot) {
     w.run = w.run_done = 0;
     w.in_flight = w.done = false;
     w.accepted = 0;
+    w.compare_done = 0;
+    w.compare_in_flight = w.compare_ended = w.compared = false;
+    w.runs.clear();
+  }
+  if (plan_.only_changed) {
+    // The targets' bytes are read while the source's are: both sides stream.
+    for (uint32_t t = 0; t < targets_.size(); ++t) {
+      if (!dropped_[t]) SubmitCompareRead(slot, t);
+    }
   }
   if (hole) {
     // Never read: the slot is complete as it starts, and goes on at once.
@@ -327,9 +343,83 @@ void CopyEngine::SubmitPieceRead(Slot& slot) {
   if (!op.direct) ++report_->buffered_ios;
 }
 
+void CopyEngine::SubmitCompareRead(Slot& slot, uint32_t target) {
+  TargetWrite& w = slot.writes[target];
+  assert(!w.compare_in_flight && w.compare_done < slot.length && w.compare != nullptr);
+  IoOp& op = w.compare_op;
+  op.kind = IoKind::kRead;
+  op.position = slot.position + w.compare_done;
+  op.data = w.compare + w.compare_done;
+  op.length = slot.length - w.compare_done;
+  op.capacity = slot.capacity - w.compare_done;
+  op.buffer_index = -1;  // only the ring is registered
+  op.link_next = false;
+  op.owner = this;
+  op.slot = slot.index;
+  op.target = target;
+  w.compare_in_flight = true;
+  targets_[target]->Submit(*driver_, op);
+  ++report_->target_reads;
+  if (!op.direct) ++report_->buffered_ios;
+}
+
+void CopyEngine::OnCompareRead(Slot& slot, uint32_t target, int32_t result) {
+  TargetWrite& w = slot.writes[target];
+  assert(w.compare_in_flight);
+  w.compare_in_flight = false;
+  if (dropped_[target]) return;
+  if (result == -ECANCELED && stopping_) return;
+  if (result == -EAGAIN || result == -EINTR) {
+    ++report_->requeues;
+    return;  // Advance() reads the rest again
+  }
+  if (result < 0) {
+    const int64_t offset = static_cast<int64_t>(w.compare_op.offset);
+    WriteFailed(target, SysError::Make(-result, "read", targets_[target]->path(), offset,
+                                       "reading the target back to compare (--only-changed) failed"));
+    return;
+  }
+  if (result == 0) {
+    w.compare_ended = true;  // a file shorter than the copy: the rest differs
+    return;
+  }
+  w.compare_done += std::min<uint32_t>(w.compare_op.length, static_cast<uint32_t>(result));
+  if (w.compare_done < slot.length) ++report_->short_transfers;
+}
+
+// Splits the slot's runs at compare blocks (counted from the slot's position,
+// so they line up with the buffers and the target's sectors) and keeps the
+// blocks whose bytes differ from what the target holds, merged.
+void CopyEngine::CompareWithTarget(Slot& slot, uint32_t target) {
+  TargetWrite& w = slot.writes[target];
+  assert(slot.examined && slot.compare_complete(target) && !w.compared);
+  const uint32_t block = std::max(kCompareBlockBytes, targets_[target]->caps().logical_block_bytes);
+  const uint32_t held = std::min(w.compare_done, slot.length);  // bytes of the target to compare with
+  w.runs.clear();
+  for (const ZeroRun& run : slot.runs) {
+    const uint32_t end = run.offset + run.length;
+    // Bounded by the run's blocks: each turn moves to the next block boundary.
+    for (uint32_t at = run.offset; at < end;) {
+      const uint32_t next = std::min<uint32_t>(end, (at / block + 1) * block);
+      const bool same = next <= held && std::memcmp(slot.buffer + at, w.compare + at, next - at) == 0;
+      if (!same) {
+        ZeroRun* last = w.runs.empty() ? nullptr : &w.runs.back();
+        if (last && last->offset + last->length == at && last->zero == run.zero) {
+          last->length += next - at;
+        } else {
+          w.runs.push_back({at, next - at, run.zero});
+        }
+      }
+      at = next;
+    }
+  }
+  w.compared = true;
+  report_->targets[target].compared_bytes += slot.length;
+}
+
 void CopyEngine::SubmitWrite(Slot& slot, uint32_t target, bool punch) {
   TargetWrite& w = slot.writes[target];
-  const ZeroRun& run = slot.runs[w.run];
+  const ZeroRun& run = slot.RunsFor(target)[w.run];
   assert(!w.in_flight && w.run_done < run.length);
   IoOp& op = w.op;
   op.kind = punch ? IoKind::kPunchHole : IoKind::kWrite;
@@ -362,6 +452,8 @@ void CopyEngine::Complete(IoOp& op) {
     } else {
       OnRead(slot, op.result);
     }
+  } else if (op.target < targets_.size() && &op == &slot.writes[op.target].compare_op) {
+    OnCompareRead(slot, op.target, op.result);
   } else {
     assert(op.target < targets_.size() && &op == &slot.writes[op.target].op);
     OnWrite(slot, op.target, op.result);
@@ -467,7 +559,7 @@ void CopyEngine::OnWrite(Slot& slot, uint32_t target, int32_t result) {
   assert(w.in_flight);
   w.in_flight = false;
   const bool punch = w.op.kind == IoKind::kPunchHole;
-  const ZeroRun& run = slot.runs[w.run];
+  const ZeroRun& run = slot.RunsFor(target)[w.run];
   const int64_t offset = static_cast<int64_t>(w.op.offset);
   if (dropped_[target]) return;  // a dropped target's late completions change nothing
   if (result == -ECANCELED && stopping_ && !link_) return;  // ended by StopStreams()
@@ -510,6 +602,15 @@ void CopyEngine::Advance(Slot& slot) {
       SubmitPieceRead(slot);
     } else {
       SubmitRead(slot, /*link=*/false);
+    }
+  }
+  if (plan_.only_changed && !halted && !stopping_) {
+    // A short read-back continues (the slot's length may have shrunk since: a stream's end, a bad block).
+    for (uint32_t t = 0; t < targets_.size(); ++t) {
+      const TargetWrite& w = slot.writes[t];
+      if (!dropped_[t] && !w.compare_in_flight && !w.compare_ended && w.compare_done < slot.length) {
+        SubmitCompareRead(slot, t);
+      }
     }
   }
   if (slot.read_complete() && !halted) {
@@ -569,9 +670,14 @@ void CopyEngine::AdvanceWrite(Slot& slot, uint32_t target) {
   const bool stream = !targets_[target]->caps().seekable;
   // A stream takes the buffers in the order they were started, one at a time.
   if (stream && slot.sequence != next_write_sequence_[target]) return;
+  if (plan_.only_changed && !w.compared) {
+    if (!slot.compare_complete(target)) return;  // its read-back completes later
+    CompareWithTarget(slot, target);
+  }
+  const std::vector<ZeroRun>& runs = slot.RunsFor(target);
   // Bounded by the slot's runs: each pass submits one or moves to the next run.
-  while (w.run < slot.runs.size()) {
-    const WriteAction action = ActionFor(slot, slot.runs[w.run], target);
+  while (w.run < runs.size()) {
+    const WriteAction action = ActionFor(slot, runs[w.run], target);
     if (action != WriteAction::kSkip) {
       SubmitWrite(slot, target, action == WriteAction::kPunch);
       return;
@@ -600,7 +706,8 @@ void CopyEngine::FinishIfDone(Slot& slot) {
   if (!slot.busy || slot.read_in_flight) return;
   bool all_written = slot.read_complete() && slot.examined;
   for (uint32_t t = 0; t < targets_.size(); ++t) {
-    if (slot.writes[t].in_flight) return;
+    // A read-back in flight fills this slot's compare buffer, even on a dropped target.
+    if (slot.writes[t].in_flight || slot.writes[t].compare_in_flight) return;
     if (!dropped_[t]) all_written = all_written && slot.writes[t].done;
   }
   const bool halted = Halted(slot);
@@ -675,6 +782,7 @@ void CopyEngine::StopStreams() {
     if (slot.read_op.queued) driver_->Cancel(&slot.read_op);
     for (TargetWrite& w : slot.writes) {
       if (w.op.queued) driver_->Cancel(&w.op);
+      if (w.compare_op.queued) driver_->Cancel(&w.compare_op);
     }
   }
 }

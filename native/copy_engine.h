@@ -83,6 +83,7 @@ class CopyEngine final : public IoCompletion {
   SysError CheckTarget(size_t index);
   SysError CheckSameStorage(size_t index);
   SysError RefuseWhatStreamsCannotDo() const;
+  SysError RefuseWhatOnlyChangedCannotDo(size_t index) const;
   SysError CutTargets();
   void PlanExtents();
   SysError PlanHoles();
@@ -108,6 +109,11 @@ class CopyEngine final : public IoCompletion {
   void SubmitRead(Slot& slot, bool link);
   void SubmitPieceRead(Slot& slot);
   void SubmitWrite(Slot& slot, uint32_t target, bool punch);
+  // --only-changed: read the slot's range back from a target, then keep only
+  // the blocks that differ as that target's runs.
+  void SubmitCompareRead(Slot& slot, uint32_t target);
+  void OnCompareRead(Slot& slot, uint32_t target, int32_t result);
+  void CompareWithTarget(Slot& slot, uint32_t target);
   void OnRead(Slot& slot, int32_t result);
   void OnPieceRead(Slot& slot, int32_t result);
   void OnLocatorStep(Slot& slot, BadBlockLocator::Step step, int error);
@@ -165,6 +171,7 @@ class CopyEngine final : public IoCompletion {
   std::vector<uint64_t> next_write_sequence_;  // per stream target: the slot whose write comes next
   std::vector<uint64_t> bytes_written_;  // per target: bytes it accepted
   std::unique_ptr<BufferPool> pool_;
+  std::unique_ptr<BufferPool> compare_pool_;  // only_changed: one buffer per slot and target
   std::unique_ptr<IoDriver> driver_;
   std::unique_ptr<Hasher> hasher_;       // a digest on this thread (HashStage)
   DigestStage* digest_stage_ = nullptr;  // or on the hash pool (in stages_)

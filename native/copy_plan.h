@@ -96,6 +96,11 @@ struct CopyPlan {
   TargetErrorPolicy on_target_error = TargetErrorPolicy::kStop;
   std::string hash_algorithm;    // '' = none
   bool verify = false;           // re-read both sides with O_DIRECT after the copy and compare
+  // --only-changed: each buffer's range is read back from every target in the
+  // same pipeline as the source's read, compared block by block, and only the
+  // blocks that differ are written (a second pass of a migration). Targets
+  // must be seekable and readable; a file target is never cut first.
+  bool only_changed = false;
   std::vector<ByteRange> verify_skip;  // not compared (known-bad source blocks)
   uint64_t rate_bytes_per_second = 0;  // 0 = unlimited; SetRate() changes it live
   // Background copies: every request in the idle I/O class, so an I/O
@@ -124,6 +129,10 @@ struct FileReport {
   std::string zero_note;     // how zero blocks were handled, when not as asked
   uint64_t unfinished_bytes_written = 0;  // by buffers abandoned when the copy stopped (not in bytes_copied)
   bool holes_kept = false;   // targets: holes of the source left unwritten (the target reads zeros there)
+  // Targets, with only_changed: source bytes compared with what the target
+  // held, and bytes written because they differed (what the target accepted).
+  uint64_t compared_bytes = 0;
+  uint64_t changed_bytes_written = 0;
 };
 
 struct VerifyReport {
@@ -161,7 +170,8 @@ struct CopyReport {
   bool batched = true;
   uint64_t submit_calls = 0;       // io_uring_enter calls
   uint64_t broken_links = 0;       // linked writes cancelled by a short/failed read, resubmitted
-  uint64_t reads = 0;              // read commands submitted
+  uint64_t reads = 0;              // read commands submitted (source)
+  uint64_t target_reads = 0;       // read commands on targets (only_changed: read back to compare)
   uint64_t writes = 0;             // write commands submitted
   uint64_t buffered_ios = 0;       // of those, on the non-O_DIRECT descriptor
   uint64_t short_transfers = 0;    // short reads/writes continued
@@ -187,6 +197,7 @@ struct CopyReport {
   std::string hash_implementation;  // 'openssl', or the BLAKE3 kernel ('avx512', 'avx2', 'portable')
   uint32_t hash_threads = 0;       // hash pool workers; 0 = on the engine's thread
   VerifyReport verify;
+  bool only_changed = false;       // targets[].compared_bytes / changed_bytes_written are meant
   uint64_t rate_bytes_per_second = 0;  // the cap at the end (0 = none)
   // The unreadable block the copy stopped at (no_error false), absolute source
   // offset; length 0 when it did not stop at one.

@@ -82,6 +82,7 @@ SysError CopyEngine::Prepare(const CheckpointFn& checkpoint) {
       [this](uint32_t target, const SysError& e) { FlushFailed(target, e); });
   report_->block_bytes = plan_.block_bytes;
   report_->queue_depth = plan_.queue_depth;
+  report_->only_changed = plan_.only_changed;
   return SetupDriver();
 }
 
@@ -136,14 +137,19 @@ SysError CopyEngine::PlanDomain() {
 SysError CopyEngine::OpenTargets() {
   for (size_t i = 0; i < plan_.targets.size(); ++i) {
     OpenRequest open = plan_.targets[i].open;
-    open.read_back = open.read_back || plan_.verify;
+    open.read_back = open.read_back || plan_.verify || plan_.only_changed;
     SysError error = RefuseSeekOnFifo(open.path, plan_.targets[i].offset_bytes);
     if (error.failed()) return error;
     std::unique_ptr<Endpoint> opened = OpenEndpoint(open, cancel_requested_, &error);
+    if (!opened && plan_.only_changed && (error.errno_value == EACCES || error.errno_value == EPERM)) {
+      error.message = "--only-changed reads the target back to compare, and it cannot be opened for reading and "
+                      "writing: " + std::string(std::strerror(error.errno_value));
+    }
     if (!opened) return error;
     // Owned by targets_ from here on: a refusal below removes a file it created (Run()).
     targets_.push_back(std::move(opened));
     error = CheckTarget(i);
+    if (!error.failed()) error = RefuseWhatOnlyChangedCannotDo(i);
     if (error.failed()) return error;
   }
   dropped_.assign(targets_.size(), 0);
@@ -229,6 +235,24 @@ SysError CopyEngine::RefuseWhatStreamsCannotDo() const {
       return SysError::Make(EINVAL, "open", e->path(), -1,
                             what + "a mapfile records positions to resume from, and a stream has none");
     }
+  }
+  return {};
+}
+
+SysError CopyEngine::RefuseWhatOnlyChangedCannotDo(size_t i) const {
+  if (!plan_.only_changed) return {};
+  const Endpoint& t = *targets_[i];
+  const TargetPlan& plan = plan_.targets[i];
+  if (!t.caps().seekable) {
+    return SysError::Make(EINVAL, "open", t.path(), -1,
+                          t.path() + " is a " + t.kind_name() +
+                              ": --only-changed reads the target back to compare, and a stream cannot be read back");
+  }
+  // Cutting a file that existed would leave nothing to compare with.
+  if (plan.truncate_to >= 0 && plan.open.fd < 0 && t.kind() == EndpointKind::kRegularFile && !t.created()) {
+    return SysError::Make(EINVAL, "open", t.path(), -1,
+                          "--only-changed compares with what the target holds, and truncating it first would leave "
+                          "nothing to compare (dd: add conv=notrunc)");
   }
   return {};
 }
@@ -376,12 +400,20 @@ SysError CopyEngine::SetupDriver() {
   if (!pool_) return error;
 
   const uint32_t targets = static_cast<uint32_t>(targets_.size());
+  if (plan_.only_changed) {
+    // Bounded like the ring: one buffer per slot and target (1 GiB at most, BufferPool).
+    compare_pool_ = BufferPool::Create(depth * targets, buffer_bytes, &error);
+    if (!compare_pool_) return error;
+  }
+  // With only_changed a write waits for the comparison, never linked to the read.
   link_ = plan_.link_read_write && targets == 1 && plan_.zero_mode == ZeroMode::kWrite && !source_stream_ &&
-          targets_[0]->caps().seekable;
+          targets_[0]->caps().seekable && !plan_.only_changed;
   // Each slot has at most one read or one write per target in flight (a
-  // read and its linked write with links), plus one flush per target for a
+  // read and its linked write with links; with only_changed the source's read
+  // and one read-back or write per target), plus one flush per target for a
   // checkpoint.
-  const uint32_t in_flight_max = depth * (link_ ? 2 : std::max<uint32_t>(1, targets)) + targets;
+  const uint32_t per_slot = plan_.only_changed ? 1 + targets : link_ ? 2 : std::max<uint32_t>(1, targets);
+  const uint32_t in_flight_max = depth * per_slot + targets;
   error = CreateDriver(in_flight_max);
   if (error.failed()) return error;
   if (plan_.checkpoint_interval_ms > 0 && !driver_->Supports(IoKind::kFdatasync)) {
@@ -471,6 +503,8 @@ void CopyEngine::PlanHoleHandling() {
   hole_keep_.assign(targets_.size(), 0);
   hole_needs_bytes_ = false;
   for (const auto& stage : stages_) hole_needs_bytes_ = hole_needs_bytes_ || stage->NeedsHoleBytes();
+  // A hole is compared with the target like data: a buffer of zeros.
+  if (plan_.only_changed) hole_needs_bytes_ = true;
   for (size_t i = 0; i < targets_.size(); ++i) {
     const Endpoint& t = *targets_[i];
     const TargetPlan& plan = plan_.targets[i];
@@ -497,6 +531,11 @@ void CopyEngine::SetupSlots(uint32_t depth) {
     slots_[i].buffer = pool_->buffer(i);
     slots_[i].capacity = pool_->buffer_bytes();
     slots_[i].writes = std::vector<TargetWrite>(targets_.size());
+    if (compare_pool_) {
+      for (size_t t = 0; t < targets_.size(); ++t) {
+        slots_[i].writes[t].compare = compare_pool_->buffer(static_cast<uint32_t>(i * targets_.size() + t));
+      }
+    }
   }
   // Refill takes from the back: push in reverse so buffer 0 goes first.
   for (uint32_t i = depth; i-- > 0;) free_slots_.push_back(i);

@@ -29,6 +29,17 @@ struct TargetWrite {
   bool in_flight = false;
   bool done = false;       // every run handled (written, skipped or punched)
   uint64_t accepted = 0;   // bytes the target took for this slot (partial writes count)
+
+  // --only-changed: the target's bytes at the slot's range, read back into
+  // `compare` while the source's read is in flight; then `runs` holds only the
+  // blocks that differ, and the writes follow them instead of Slot::runs.
+  IoOp compare_op;
+  uint8_t* compare = nullptr;   // a buffer of the slot's capacity
+  uint32_t compare_done = 0;    // bytes read back
+  bool compare_in_flight = false;
+  bool compare_ended = false;   // the target ended first: everything after compare_done differs
+  bool compared = false;        // `runs` is decided
+  std::vector<ZeroRun> runs;
 };
 
 struct Slot {
@@ -54,6 +65,12 @@ struct Slot {
   bool discarded = false;  // a zero run was punched on some target
 
   bool read_complete() const { return read_done == length && !read_in_flight; }
+  // The runs target `t` is written from: what differs from it (only_changed), else all of them.
+  const std::vector<ZeroRun>& RunsFor(uint32_t t) const { return writes[t].compared ? writes[t].runs : runs; }
+  bool compare_complete(uint32_t t) const {
+    const TargetWrite& w = writes[t];
+    return !w.compare_in_flight && (w.compare_ended || w.compare_done >= length);
+  }
   uint64_t zero_bytes() const {
     uint64_t sum = 0;
     for (const ZeroRun& r : runs) sum += r.zero ? r.length : 0;

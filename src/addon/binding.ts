@@ -55,6 +55,8 @@ export interface NativePlan {
   /** OpenSSL digest name of the bytes read. */
   hash?: string;
   verify?: boolean;
+  /** Read each target back in the pipeline and write only the blocks that differ. */
+  onlyChanged?: boolean;
   /** Bytes per second; 0 = unlimited. */
   rate?: number;
   /** Every request in the idle I/O priority class (background mode). */
@@ -114,6 +116,8 @@ export interface IoCounters {
   retriedReads: number;
   /** fallocate commands for zero blocks. */
   discards: number;
+  /** Read commands on targets (onlyChanged: read back to compare). */
+  targetReads: number;
 }
 
 export interface NativeReport {
@@ -153,6 +157,8 @@ export interface NativeReport {
   checkpoints: number;
   /** threads: hash pool workers; 0 = computed on the engine's I/O thread. */
   hash?: { algorithm: string; hex: string; implementation: string; threads: number };
+  /** With onlyChanged, per target: source bytes compared with it, and bytes written because they differed. */
+  changed?: Array<{ bytesCompared: number; bytesWritten: number }>;
   verify?: {
     done: boolean;
     bytesCompared: number;

@@ -123,6 +123,10 @@ export const OPTION_ROWS: readonly OptionRow[] = [
     help: 'after the copy, re-read SOURCE and TARGET with O_DIRECT and compare (exit 1 on a difference)',
   },
   {
+    key: 'onlyChanged', kind: boolean(), default: false, job: true, group: 'failing', cli: { flags: [{ flag: '--only-changed', value: true }] },
+    help: 'read TARGET back while reading SOURCE and write only the 4 KiB blocks that differ (a second pass of a migration); TARGET must be readable and seekable, and a file TARGET is not truncated first (dd: conv=notrunc)',
+  },
+  {
     key: 'hash', kind: choice(HASH_ALGORITHMS), job: true, group: 'failing', cli: { option: '--hash', value: 'ALG' },
     help: `digest of the data read: ${HASH_ALGORITHMS.join(', ')}`,
   },

@@ -37,6 +37,7 @@ interface ValidOptions {
   retryBad: boolean;
   checkpointInterval: number;
   verify: boolean;
+  onlyChanged: boolean;
   hash: HashAlgorithm | undefined;
   rate: number;
   background: boolean;
@@ -182,6 +183,7 @@ function readAll(options: CopyOptions): ValidOptions {
     retryBad: read(options, 'retryBad'),
     checkpointInterval: read<number | undefined>(options, 'checkpointInterval') ?? DEFAULT_CHECKPOINT_INTERVAL,
     verify: read(options, 'verify'),
+    onlyChanged: read(options, 'onlyChanged'),
     hash: read(options, 'hash'),
     rate: read(options, 'rate'),
     background,
@@ -220,6 +222,7 @@ function toPlan(o: ValidOptions): NativePlan {
     checkpointIntervalMs: o.mapfile !== undefined ? o.checkpointInterval : 0,
   };
   if (o.hash !== undefined) plan.hash = o.hash;
+  if (o.onlyChanged) plan.onlyChanged = true;
   // conv=sparse passes over zero blocks and leaves what the target had there, as dd does. A mapfile's
   // finished ranges and verify vouch that the target holds the source, so then the old bytes under a
   // zero block (a target with data, a resume) are punched or overwritten; past its end, passed over.

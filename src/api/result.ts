@@ -57,6 +57,15 @@ export function toResult(report: NativeReport, plan: NativePlan, mapfile: Mapfil
     io: { ...report.io },
   };
   if (report.hash) result.hash = { ...report.hash };
+  if (report.changed) {
+    report.changed.forEach((c, i) => {
+      if (targets[i]) targets[i].changed = { ...c };
+    });
+    result.changed = {
+      bytesCompared: report.changed.reduce((n, c) => n + c.bytesCompared, 0),
+      bytesWritten: report.changed.reduce((n, c) => n + c.bytesWritten, 0),
+    };
+  }
   if (report.verify) {
     result.verify = {
       bytesCompared: report.verify.bytesCompared,

@@ -36,6 +36,9 @@ export function refuseWhatStreamsCannotDo(plan: NativePlan, mapfile: string | un
     if (mapfile !== undefined) {
       throw invalidOption(`a mapfile (options.mapfile, --mapfile) cannot be used: ${shown(path, role)}, and a mapfile records positions to resume from, which a stream does not have`, false);
     }
+    if (role === 'target' && plan.onlyChanged === true) {
+      throw invalidOption(`only-changed (options.onlyChanged, --only-changed) cannot be used: ${shown(path, role)}, and only-changed reads the target back to compare, which a stream cannot be`, false);
+    }
     if (plan.verify === true) {
       throw invalidOption(`verify (options.verify, --verify) cannot be used: ${shown(path, role)}, and verify reads source and target again, which a stream cannot be`, false);
     }

@@ -137,6 +137,13 @@ export interface CopyOptions {
   /** After the copy, re-read source and target with O_DIRECT and compare; a difference rejects with EILSEQ. */
   verify?: boolean;
   /**
+   * Read each target back in the same pipeline as the source and write only the 4 KiB blocks that
+   * differ (a second pass of a migration: writes = changed blocks). Targets must be seekable and
+   * readable (not a pipe); an existing file target must not be truncated (truncateTarget false).
+   * Reported as result.changed.
+   */
+  onlyChanged?: boolean;
+  /**
    * Digest of the bytes read, in source order: 'blake3' (devmove's own, on the CPU's widest SIMD; `b3sum`
    * prints the same), or OpenSSL's 'sha256', 'sha512', 'sha1', 'md5', 'blake2b512', 'sha3-256'.
    */
@@ -233,6 +240,8 @@ export interface FileInfo {
   unfinishedBytes?: number;
   /** Targets: holes of the source were left unwritten (the target reads zeros there). */
   holesKept?: boolean;
+  /** Targets, with onlyChanged: source bytes compared with this target, and bytes written because they differed. */
+  changed?: { bytesCompared: number; bytesWritten: number };
 }
 
 export interface CopyResult {
@@ -267,6 +276,11 @@ export interface CopyResult {
    */
   hash?: { algorithm: string; hex: string; implementation: string; threads: number };
   verify?: { bytesCompared: number; mismatchedBlocks: number; blockBytes: number; firstMismatchOffset?: number };
+  /**
+   * With onlyChanged: source bytes compared with what the targets held and bytes written because they
+   * differed, summed over the targets (each target's in targets[i].changed).
+   */
+  changed?: { bytesCompared: number; bytesWritten: number };
   /** With domainMapfile: the domain's bytes within the copy's range (all that was to be copied). */
   domain?: { path: string; bytes: number };
   mapfile?: {

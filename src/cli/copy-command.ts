@@ -140,6 +140,13 @@ export function summaryLines(
   if (result.domain) {
     lines.push({ kind: 'statistic', text: `domain mapfile ${result.domain.path}: ${result.domain.bytes} of ${result.range.length} bytes in the domain; the rest of the target was left as it was` });
   }
+  if (result.changed) {
+    for (const t of result.targets) {
+      if (!t.changed) continue;
+      const name = result.targets.length > 1 ? `of=${t.path}: ` : '';
+      lines.push({ kind: 'statistic', text: `${name}only changed: ${t.changed.bytesCompared} bytes compared, ${t.changed.bytesWritten} written (they differed)` });
+    }
+  }
   if (result.verify) lines.push({ kind: 'statistic', text: `verified: ${result.verify.bytesCompared} bytes identical on source and target` });
   if (result.mapfile) {
     const m = result.mapfile;

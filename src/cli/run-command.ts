@@ -48,8 +48,8 @@ A job file (JSON, version 1):
 Pair options: source, target or targets, sourceOffset, targetOffset, length,
 maxLength, blockSize, queueDepth, direct, durability, createTarget,
 truncateTarget, force, rate, background, noError, retries, mapfile, retryBad,
-verify, hash, zeroBlocks, onTargetError (as in copy()). Relative paths are
-resolved against the job file's directory.
+verify, onlyChanged, hash, zeroBlocks, onTargetError (as in copy()). Relative
+paths are resolved against the job file's directory.
 
   --json   one JSON object per line: pair-start, progress, pair-done and
            pair-failed events, then {"type":"result","pairs":[...]}

@@ -38,6 +38,7 @@ export interface PairOptions {
   domainMapfile?: string;
   retryBad?: boolean;
   verify?: boolean;
+  onlyChanged?: boolean;
   hash?: HashAlgorithm;
   zeroBlocks?: ZeroBlocks;
   onTargetError?: OnTargetError;
