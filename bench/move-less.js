@@ -25,7 +25,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const { GiB, MiB, attach, atCleanup, dropCaches, fmt, installExitHandlers, log, median, scratchDir, timed, writeImage } = require('./lib');
+const { GiB, MiB, attach, atCleanup, cmpEqual, dropCaches, fmt, installExitHandlers, log, median, scratchDir, timed, writeImage } = require('./lib');
 
 const ROOT = path.join(__dirname, '..');
 const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
@@ -232,24 +232,40 @@ function changedRows(args) {
   const size = 2 * GiB;
   const p = ramPair(size);
   execFileSync(process.execPath, [CLI, `if=${p.src}`, `of=${p.dst}`, 'status=none']);
-  // 1 % of the 512 KiB blocks, spread over the device, changed on the source.
+  // 1 % of the 512 KiB blocks, spread over the device, changed on the source; their old bytes are
+  // kept, and written back onto the target before every run, so each run (full copy or
+  // --only-changed) starts from the same second-pass state: the target one pass behind.
   const block = 512 * 1024;
-  const fd = fs.openSync(p.src, 'r+');
   const blocks = size / block;
-  for (let i = 0; i < blocks / 100; i++) fs.writeSync(fd, crypto.randomBytes(block), 0, block, Math.floor((i * 100 + 37) % blocks) * block);
+  const changed = Array.from({ length: blocks / 100 }, (_, i) => Math.floor((i * 100 + 37) % blocks) * block);
+  const old = changed.map(() => Buffer.alloc(block));
+  const fd = fs.openSync(p.src, 'r+');
+  changed.forEach((at, i) => {
+    fs.readSync(fd, old[i], 0, block, at);
+    fs.writeSync(fd, crypto.randomBytes(block), 0, block, at);
+  });
   fs.fsyncSync(fd);
   fs.closeSync(fd);
+  const rewind = () => {
+    const t = fs.openSync(p.dst, 'r+');
+    changed.forEach((at, i) => fs.writeSync(t, old[i], 0, block, at));
+    fs.fsyncSync(t);
+    fs.closeSync(t);
+  };
   const rows = sideBySide({
     'full copy': () => devmove([`if=${p.src}`, `of=${p.dst}`]),
     '--only-changed': () => devmove([`if=${p.src}`, `of=${p.dst}`, '--only-changed']),
-  }, args.runs, [p.src, p.dst]);
+  }, args.runs, [p.src, p.dst], rewind);
+  cmpEqual(p.src, p.dst, size);
   const full = rows['full copy'];
   for (const r of Object.values(rows)) {
     r.speedupVsFull = full.seconds / r.seconds;
     r.engineSpeedupVsFull = full.engineSeconds / r.engineSeconds;
     r.targetWriteRequests = r.requests[1].writes;
+    r.targetReadRequests = r.requests[1].reads;
+    r.bytesWritten = r.result?.changed?.bytesWritten ?? r.result?.bytesCopied;
   }
-  return { changedBlocks: blocks / 100, rows };
+  return { changedBytes: changed.length * block, rows };
 }
 
 function ratioRows(args, variants) {

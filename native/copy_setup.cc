@@ -401,7 +401,12 @@ SysError CopyEngine::SetupDriver() {
 
   const uint32_t targets = static_cast<uint32_t>(targets_.size());
   if (plan_.only_changed) {
-    // Bounded like the ring: one buffer per slot and target (1 GiB at most, BufferPool).
+    // Bounded like the ring: one buffer per slot and target, 1 GiB at most.
+    if (static_cast<uint64_t>(depth) * targets * buffer_bytes > BufferPool::kTotalBytesMax) {
+      return SysError::Make(EINVAL, "mmap", {}, -1,
+                            "--only-changed reads each target back into buffers of its own: queue depth × block size "
+                            "× targets must stay within 1 GiB");
+    }
     compare_pool_ = BufferPool::Create(depth * targets, buffer_bytes, &error);
     if (!compare_pool_) return error;
   }

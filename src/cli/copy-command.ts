@@ -144,7 +144,7 @@ export function summaryLines(
     for (const t of result.targets) {
       if (!t.changed) continue;
       const name = result.targets.length > 1 ? `of=${t.path}: ` : '';
-      lines.push({ kind: 'statistic', text: `${name}only changed: ${t.changed.bytesCompared} bytes compared, ${t.changed.bytesWritten} written (they differed)` });
+      lines.push({ kind: 'statistic', text: `${name}only changed: ${t.changed.bytesCompared} bytes compared, ${t.changed.bytesWritten} differed and were written` });
     }
   }
   if (result.verify) lines.push({ kind: 'statistic', text: `verified: ${result.verify.bytesCompared} bytes identical on source and target` });

@@ -187,6 +187,8 @@ export function planPair(spec: CopySpec, state: ModelState): PairPlan {
   // devmove refuses these by the operand (exit 2) even when standard output is a regular file or a device.
   if (spec.stdout && spec.map) pair.must.push({ why: 'a mapfile with standard output as a target', scope: 'anywhere' });
   if (spec.stdout && spec.verify) pair.must.push({ why: '--verify with standard output as a target', scope: 'anywhere' });
+  // README (Changed blocks only): --only-changed reads the targets back, which standard output cannot be.
+  if (spec.stdout && spec.onlyChanged) pair.must.push({ why: '--only-changed with standard output as a target', scope: 'anywhere' });
   const out = spec.stdout ? spec.targets.at(-1) : undefined;
   if (out && out.name.storage === spec.source.storage) pair.may.push('standard output on the source\'s storage object is refused whatever the ranges (a named target is not)');
   const avail = Math.max(0, src.size - spec.skip);
@@ -225,6 +227,11 @@ export function planPair(spec: CopySpec, state: ModelState): PairPlan {
     if (t.name.block && t.name.block.device === spec.source.block?.device && !spec.pipeIn) pair.must.push({ why: `${t.label} is the same block device as the source ${spec.source.spelling} (${t.name.block.device})`, scope: 'anywhere' });
     let trunc: TruncMode = !t.name.block && spec.truncAt !== undefined && !stdout ? 'yes' : 'no';
     if (trunc === 'yes' && resume !== undefined) trunc = resume;
+    // README (Changed blocks only): an existing file the copy would cut first leaves nothing to compare.
+    if (spec.onlyChanged && !t.name.block && !stdout && tv.exists) {
+      if (trunc === 'yes') pair.must.push({ why: `--only-changed onto ${t.label}, an existing file the copy would truncate`, scope: 'targets' });
+      if (trunc === 'optional') pair.may.push(`--only-changed onto ${t.label}, which the copy may truncate`);
+    }
     pair.writes.push({
       label: t.label,
       name: t.name,

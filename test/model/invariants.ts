@@ -10,6 +10,9 @@
 //  (d) a command the model says must be refused exits non-zero and writes
 //      nothing anywhere;
 //  (e) no devmove process ever listens on an inspector port;
+//  (f) a successful --only-changed copy compares the whole range it copies and
+//      writes at most the blocks that differed on each target (nothing where
+//      the target already held the source), and every byte that differed;
 //  and no devmove process, loop device, mount or FUSE daemon is left behind;
 //  and, so that (a)–(d) cannot be satisfied by refusing everything, a valid
 //  command without faults or signals succeeds ('liveness').
@@ -26,6 +29,7 @@ export const INVARIANTS: Record<InvariantId, string> = {
   c: '(c) exit 0 (or a target reported complete) implies the planned range is identical to the source',
   d: '(d) a command that must be refused exits non-zero and writes nothing anywhere',
   e: '(e) no devmove process listens on an inspector port',
+  f: '(f) --only-changed writes at most the blocks that differed, and every byte that did',
   leftovers: 'no devmove process, loop device, mount or FUSE daemon of the run is left behind',
   liveness: 'a valid command without faults or signals succeeds (the model test\'s guard against refusing everything)',
 };
@@ -35,10 +39,10 @@ export class Counters {
    * How often each invariant was checked: (a) per finished range and target,
    * (b) per storage object and step (plus the file listing), (c) per target
    * reported complete, (d) per command or pair that had to be refused, (e) per
-   * devmove process watched, leftovers per process and teardown, liveness per
-   * command that had to succeed.
+   * devmove process watched, (f) per target of a successful --only-changed copy,
+   * leftovers per process and teardown, liveness per command that had to succeed.
    */
-  readonly checks: Record<InvariantId, number> = { a: 0, b: 0, c: 0, d: 0, e: 0, leftovers: 0, liveness: 0 };
+  readonly checks: Record<InvariantId, number> = { a: 0, b: 0, c: 0, d: 0, e: 0, f: 0, leftovers: 0, liveness: 0 };
   /** Looks at a live devmove process's sockets, for (e). */
   inspectorPolls = 0;
   /** What the steps exercised: 'sigint mid-copy', 'resumed', 'refused', … */
@@ -89,8 +93,65 @@ export function checkStep(f: StepFacts, counters: Counters): Violation[] {
   checkBytes(f, counters, out);
   checkMaps(f, counters, out);
   checkFiles(f, counters, out);
+  checkChanged(f, counters, out);
   checkLiveness(f, counters, out);
   return out;
+}
+
+/** The engine's compare block: a run of differing bytes is written as the blocks that hold it. */
+const COMPARE_BLOCK = 4096;
+
+/**
+ * (f) for one target: the bytes of its planned range that differed from the source before the
+ * copy (past the target's old end, all of them), and the most a block-wise write of them can be
+ * (each run of differing bytes, plus at most a partial block at either end).
+ */
+function differences(old: Buffer | null, start: number, data: Buffer): { bytes: number; bound: number } {
+  let bytes = 0;
+  let bound = 0;
+  let inRun = false;
+  for (let k = 0; k < data.length; k++) {
+    const at = start + k;
+    const same = old !== null && at < old.length && old[at] === data[k];
+    if (same) {
+      inRun = false;
+      continue;
+    }
+    if (!inRun) bound += 2 * (COMPARE_BLOCK - 1);
+    inRun = true;
+    bytes++;
+    bound++;
+  }
+  return { bytes, bound };
+}
+
+function checkChanged(f: StepFacts, counters: Counters, out: Violation[]): void {
+  const cmd = f.plan.command;
+  const run = f.runs.at(-1);
+  if (cmd.kind !== 'copy' || !cmd.spec.onlyChanged || f.runs.length !== 1 || run?.code !== 0 || !f.plan.mustSucceed) return;
+  const pair = f.plan.pairs[0];
+  const reported = lastResult(f)?.targets as Array<{ changed?: { bytesCompared: number; bytesWritten: number } }> | undefined;
+  counters.note('--only-changed');
+  pair.writes.forEach((w, i) => {
+    counters.checks.f++;
+    const changed = reported?.[i]?.changed;
+    const where = `devmove ${run.argv.join(' ')}: ${w.label}`;
+    if (!changed) {
+      out.push({ invariant: 'f', message: `${where}: no targets[${i}].changed in the result` });
+      return;
+    }
+    const { bytes, bound } = differences(f.before.get(w.storage)?.bytes ?? null, w.start, w.data);
+    if (!pair.resumed && changed.bytesCompared !== w.data.length) {
+      out.push({ invariant: 'f', message: `${where}: ${changed.bytesCompared} bytes compared, but the copy's range has ${w.data.length}` });
+    }
+    if (changed.bytesWritten > Math.min(bound, changed.bytesCompared)) {
+      out.push({ invariant: 'f', message: `${where}: ${changed.bytesWritten} bytes written, but only ${bytes} differed (at most ${bound} in ${COMPARE_BLOCK}-byte blocks)` });
+    }
+    // conv=sparse passes over zero blocks that differ; a resume compares only what is not finished.
+    if (!cmd.spec.sparse && !pair.resumed && changed.bytesWritten < bytes) {
+      out.push({ invariant: 'f', message: `${where}: ${changed.bytesWritten} bytes written, but ${bytes} differed` });
+    }
+  });
 }
 
 function exitText(r: Run): string {

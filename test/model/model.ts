@@ -37,7 +37,7 @@ export interface StorageState {
   ino: bigint | null;
 }
 
-export type InvariantId = 'a' | 'b' | 'c' | 'd' | 'e' | 'leftovers' | 'liveness';
+export type InvariantId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 'leftovers' | 'liveness';
 
 export interface Violation {
   invariant: InvariantId;

@@ -8,7 +8,7 @@ import path from 'node:path';
 
 import type { FaultSet } from '../helpers/faulty';
 import { KnownOpen, type Family } from './known-open';
-import type { Rng } from './rng';
+import { Rng } from './rng';
 import type { MapSlot, Name, Storage, World } from './world';
 
 const MiB = 1024 * 1024;
@@ -42,6 +42,8 @@ export interface CopySpec {
   pipeIn?: { how: 'stdin' | 'fifo'; operand?: string };
   /** The last target is standard output, redirected by the shell (`> NAME` empties it first; `>>` appends; `1<>` neither). */
   stdout?: { mode: '>' | '>>' | '1<>'; operand?: string };
+  /** --only-changed: the targets are read back and only the blocks that differ are written. */
+  onlyChanged?: boolean;
 }
 
 export interface CopyCommand {
@@ -99,6 +101,8 @@ export type WorldChange =
   /** A ddrescue-style map for a command, claiming only what the target really holds (written at run time). */
   | { kind: 'author'; slot: MapSlot; spec: CopySpec }
   | { kind: 'faults'; faults: FaultSet }
+  /** A few bytes of a file overwritten in place (the same inode): a source that changed since the first pass. */
+  | { kind: 'scribble'; storage: Storage; pieces: Array<{ offset: number; bytes: Buffer }> }
   /** The shell's `> NAME` before devmove starts: the file made or emptied (it happens whatever devmove does). */
   | { kind: 'empty'; storage: Storage }
   /** `>> NAME` or `1<> NAME` on a file that does not exist: the shell makes it (empty) before devmove starts. */
@@ -243,6 +247,7 @@ export class Generator {
       ['job', 12],
       ['devices-usr1', 2],
       ['pipe-copy', this.world.build.pipes ? 8 : 0],
+      ['second-pass', this.last?.kind === 'copy' && !this.last.spec.stdout ? 8 : 0],
       ['stdout-copy', this.world.build.pipes ? 8 : 0],
     ]);
     switch (kind) {
@@ -285,6 +290,8 @@ export class Generator {
         return this.pipeCopy(index);
       case 'stdout-copy':
         return this.stdoutCopy(index);
+      case 'second-pass':
+        return this.secondPass(index);
       case 'devices-usr1': {
         const cmd: DevicesCommand = { kind: 'devices', id: this.nextId++, argv: ['devices', 'watch'], families: new Set(['sigusr1-inspector']) };
         return this.step(index, 'SIGUSR1 burst at devmove devices watch', [], cmd, { kind: 'usr1', startMs: rng.int(100, 400), afterLoad: false, seconds: 0, stopAfterMs: 600 });
@@ -324,7 +331,7 @@ export class Generator {
     const written = new Set<Storage>();
     for (const s of specs) for (const t of s.targets) written.add(t.name.storage);
     for (const s of specs) if (s.map?.aliasOf) written.add(s.map.aliasOf.storage);
-    for (const ch of step.changes) if (ch.kind === 'recreate') written.add(ch.storage);
+    for (const ch of step.changes) if (ch.kind === 'recreate' || ch.kind === 'scribble') written.add(ch.storage);
     for (const [slot, m] of this.maps) {
       const own = cmd.kind === 'copy' && cmd.spec.map?.slot.path === slot && cmd.argv.join(' ') === m.command.argv.join(' ');
       const sides = [m.command.spec.source.storage, ...m.command.spec.targets.map((t) => t.name.storage)];
@@ -457,6 +464,9 @@ export class Generator {
     if (spec.pipeIn) families.add('pipe-source');
     if (spec.pipeIn && spec.sparse && spec.targets.some((t) => !t.name.block)) families.add('pipe-sparse-size');
     if (spec.stdout) families.add('stdout-target');
+    // --only-changed, from a generator of its own (seed and command id): the draws above stay as they were.
+    if (spec.onlyChanged === undefined) spec.onlyChanged = new Rng((rng.seed ^ Math.imul(id, 0x9e3779b1)) >>> 0).chance(spec.stdout ? 0.1 : 0.15);
+    if (spec.onlyChanged) argv.push('--only-changed');
     const cmd: CopyCommand = { kind: 'copy', id, spec, argv, families };
     // The threads I/O driver, by option or by environment (drawn last: the rest of the draw is as without it).
     if (this.world.build.threads && rng.chance(0.3)) {
@@ -554,6 +564,31 @@ export class Generator {
     if (job && sides.some((n) => n.flags.has('dotdot'))) families.add('job-dotdot');
     // A regular-file target that is cut, whose file a block-device source reads.
     if (spec.truncAt !== undefined && spec.source.block && spec.targets.some((t) => !t.name.block && t.name.storage === spec.source.storage)) families.add('truncate-overlap');
+  }
+
+  /**
+   * The second pass of a migration: a few bytes of the last copy's source change (a file no loop
+   * device holds), then the same copy again with --only-changed, onto targets that are not cut.
+   */
+  private secondPass(index: number): Step | undefined {
+    const rng = this.rng;
+    const last = this.last;
+    if (last?.kind !== 'copy' || last.spec.stdout) return undefined;
+    const changes: WorldChange[] = [];
+    const source = last.spec.source.storage;
+    if (!source.pinned && source.where !== 'tmpfs' && source !== this.world.faultyStorage) {
+      const size = this.nominal(last.spec.source);
+      const pieces = Array.from({ length: rng.int(1, 6) }, () => {
+        const bytes = Buffer.alloc(rng.int(1, 64));
+        for (let i = 0; i < bytes.length; i++) bytes[i] = rng.int(0, 255);
+        return { offset: rng.int(0, Math.max(0, size - bytes.length)), bytes };
+      });
+      changes.push({ kind: 'scribble', storage: source, pieces });
+    }
+    const { map: _map, truncAt: _truncAt, ...rest } = last.spec;
+    const spec: CopySpec = { ...rest, targets: last.spec.targets.map((t) => ({ ...t })), onlyChanged: true, excl: false };
+    const cmd = this.finishCopy(spec);
+    return this.step(index, `second pass of #${last.id} with --only-changed${changes.length ? ' after changing a few source bytes' : ''}`, changes, cmd, this.control(0.2));
   }
 
   private rerun(cmd: CopyCommand): CopyCommand {

@@ -142,6 +142,28 @@ async function applyChange(change: WorldChange, world: World, state: ModelState)
     case 'faults':
       await world.setFaults(change.faults);
       return;
+    case 'scribble': {
+      // In place, never past the file's end (the file keeps its size and inode).
+      const file = change.storage.path;
+      const size = fs.statSync(file, { throwIfNoEntry: false })?.size;
+      if (size === undefined) {
+        s.comment(`(no ${file} to change)`);
+        return;
+      }
+      const fd = fs.openSync(file, 'r+');
+      try {
+        for (const p of change.pieces) {
+          const n = Math.max(0, Math.min(p.bytes.length, size - p.offset));
+          if (n === 0) continue;
+          fs.writeSync(fd, p.bytes, 0, n, p.offset);
+          const escaped = [...p.bytes.subarray(0, n)].map((b) => `\\${b.toString(8).padStart(3, '0')}`).join('');
+          s.line(`printf '${escaped}' | dd of=${sh(file)} bs=1 seek=${p.offset} conv=notrunc status=none`);
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+      return;
+    }
     case 'empty':
       fs.writeFileSync(change.storage.path, '');
       s.line(`: > ${sh(change.storage.path)}   # the shell's > (again below)`);
@@ -287,6 +309,8 @@ function noteCoverage(step: Step, plan: Plan, runs: Run[], counters: Counters): 
   if (step.control.kind === 'usr1') counters.note(`SIGUSR1 burst (${first.usr1Sent} sent)`.replace(/\d+ sent/, first.usr1Sent > 0 ? 'sent' : 'none sent'));
   if (plan.mustRefuse) counters.note(plan.strict ? 'must refuse (issue 10 classes)' : 'must refuse (README refusals)');
   if (plan.pairs.some((p) => p.resumed)) counters.note('resumed from a mapfile');
+  if (step.title.startsWith('second pass')) counters.note('second pass (--only-changed)');
+  if (cmd.kind === 'copy' && cmd.spec.onlyChanged && plan.mustRefuse) counters.note('--only-changed refused');
   if (plan.pairs.some((p) => p.map)) counters.note('with --mapfile');
   if (step.changes.some((c) => c.kind === 'faults')) counters.note('faults on the FUSE device');
   if (plan.pairs.some((p) => p.writes.some((w) => w.outcome === 'done'))) counters.note('targets reported complete');
