@@ -10,6 +10,10 @@
 //                 onto a loop device with --zero-blocks=skip: source and target requests per GiB of data
 //   domain        ext4 with ~10 % used: --domain-mapfile from partclone.extfs -D vs the whole copy (ram pair)
 //   changed       second pass after changing 1 % of the blocks: --only-changed vs a full copy (ram pair)
+//   changed-slow-writes  the same with the target's writes capped at 200 MiB/s by blk-throttle
+//                 (blkio.throttle.write_bps_device on the bench's own loop device; reads stay at
+//                 RAM speed): a target whose writes cost more than its reads, as an SSD past its
+//                 write cache or a network disk
 //   verify        --verify ÷ plain copy (ram pair)
 //   digest        --hash=sha256 and --hash=blake3 ÷ plain copy (ram pair), on the hash pool and
 //                 on the I/O thread (DEVMOVE_HASH_THREADS=io)
@@ -29,7 +33,7 @@ const { GiB, MiB, attach, atCleanup, cmpEqual, dropCaches, fmt, installExitHandl
 
 const ROOT = path.join(__dirname, '..');
 const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
-const EXPERIMENTS = ['sparse', 'sparse-block', 'domain', 'changed', 'verify', 'digest'];
+const EXPERIMENTS = ['sparse', 'sparse-block', 'domain', 'changed', 'changed-slow-writes', 'verify', 'digest'];
 
 function parseArgs(argv) {
   const args = { runs: 3, only: EXPERIMENTS, out: path.join(__dirname, 'results'), tag: 'move-less' };
@@ -227,10 +231,21 @@ function domainRows(args) {
   return { fsBytes: DOMAIN_FS_BYTES, domainBytes: used, rows };
 }
 
-function changedRows(args) {
+const WRITE_BPS_FILE = '/sys/fs/cgroup/blkio/blkio.throttle.write_bps_device';
+
+/** Caps writes to `dev` (blk-throttle, cgroup v1 root); the rule is removed at cleanup. */
+function throttleWrites(dev, bytesPerSecond) {
+  const majMin = execFileSync('lsblk', ['-dno', 'MAJ:MIN', dev], { encoding: 'utf8' }).trim();
+  fs.writeFileSync(WRITE_BPS_FILE, `${majMin} ${bytesPerSecond}`);
+  atCleanup(() => fs.writeFileSync(WRITE_BPS_FILE, `${majMin} 0`));
+}
+
+function changedRows(args, writeBps = 0) {
   if (!devmoveHas('--only-changed')) return { missing: 'devmove has no --only-changed yet' };
+  if (writeBps > 0 && !fs.existsSync(WRITE_BPS_FILE)) return { missing: `no ${WRITE_BPS_FILE} (blk-throttle, cgroup v1)` };
   const size = 2 * GiB;
   const p = ramPair(size);
+  if (writeBps > 0) throttleWrites(p.dst, writeBps);
   execFileSync(process.execPath, [CLI, `if=${p.src}`, `of=${p.dst}`, 'status=none']);
   // 1 % of the 512 KiB blocks, spread over the device, changed on the source; their old bytes are
   // kept, and written back onto the target before every run, so each run (full copy or
@@ -265,7 +280,7 @@ function changedRows(args) {
     r.targetReadRequests = r.requests[1].reads;
     r.bytesWritten = r.result?.changed?.bytesWritten ?? r.result?.bytesCopied;
   }
-  return { changedBytes: changed.length * block, rows };
+  return { changedBytes: changed.length * block, ...(writeBps > 0 ? { targetWriteBytesPerSecond: writeBps } : {}), rows };
 }
 
 function ratioRows(args, variants) {
@@ -322,6 +337,7 @@ function main() {
   run('sparse-block', () => sparseToBlock(args));
   run('domain', () => (installed('partclone.extfs') ? domainRows(args) : { missing: 'partclone.extfs not installed' }));
   run('changed', () => changedRows(args));
+  run('changed-slow-writes', () => changedRows(args, 200 * MiB));
   run('verify', () => ratioRows(args, { '--verify': ['--verify'] }));
   run('digest', () => ratioRows(args, {
     '--hash=sha256': ['--hash=sha256'],

@@ -299,6 +299,8 @@ function checkLiveness(f: StepFacts, counters: Counters, out: Violation[]): void
   const last = f.runs.at(-1);
   if (!last || last.code === 0) return;
   if (f.environment) return;
-  const err = last.stderr.trim().split('\n').slice(-2).join(' | ');
+  // With --json the reason is the error line on standard output.
+  const jsonError = last.stdout.split('\n').find((l) => l.startsWith('{"type":"error"')) ?? last.stdout.trim().split('\n').at(-1)?.slice(0, 2000) ?? '';
+  const err = last.stderr.trim().split('\n').slice(-2).join(' | ') || jsonError;
   out.push({ invariant: 'liveness', message: `devmove ${last.argv.join(' ')}: ${exitText(last)} for a command the model says must succeed: ${err}` });
 }

@@ -302,6 +302,12 @@ export interface MapRecord {
 export class ModelState {
   readonly storage = new Map<Storage, StorageState>();
   readonly maps = new Map<string, MapRecord>();
+  /**
+   * A step wrote to the faulty device with write faults on: the error its backing file recorded
+   * is reported by the next fsync of the loop device that no step has made yet (the kernel's
+   * errseq on the loop's open file), in whichever later step writes there.
+   */
+  writeErrorLatched = false;
 
   get(s: Storage): StorageState {
     return this.storage.get(s) ?? { bytes: null, ino: null };

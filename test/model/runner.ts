@@ -340,11 +340,17 @@ export async function executeStep(step: Step, world: World, state: ModelState, c
   const mapsBefore = mapTexts(world);
   const filesBefore = new Set(world.files());
   const faultsWithErrors = step.changes.some((c) => c.kind === 'faults' && (Boolean(c.faults.readErrors?.length) || Boolean(c.faults.writeErrors?.length) || c.faults.failWritesAfterBytes !== undefined));
-  const plan = planCommand(step.command, state, faultsWithErrors);
+  const writeFaults = step.changes.some((c) => c.kind === 'faults' && (Boolean(c.faults.writeErrors?.length) || c.faults.failWritesAfterBytes !== undefined));
+  const cmd = step.command;
+  const specs = cmd.kind === 'copy' ? [cmd.spec] : cmd.kind === 'job' ? cmd.pairs : [];
+  const latched = state.writeErrorLatched && specs.some((s) => s.targets.some((t) => t.name.storage === world.faultyStorage));
+  const plan = planCommand(step.command, state, faultsWithErrors || latched);
   if (step.control.kind !== 'plain') plan.mustSucceed = false;
   world.script.comment(`model: ${plan.mustRefuse ? `must be refused (${[...plan.jobMust, ...plan.pairs.flatMap((p) => p.must)].map((r) => r.why).join('; ')})` : plan.mustSucceed ? 'must succeed' : 'may fail'}`);
   const runs = await runCommand(step.command, step.control, plan, world);
   if (step.changes.some((c) => c.kind === 'faults')) await world.setFaults({});
+  if (writeFaults) state.writeErrorLatched = true;
+  else if (latched && runs.at(-1)?.code === 0) state.writeErrorLatched = false;
   settleOutcomes(plan, runs);
   let after: Map<Storage, StorageState>;
   try {
