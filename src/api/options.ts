@@ -124,7 +124,7 @@ export const OPTION_ROWS: readonly OptionRow[] = [
   },
   {
     key: 'onlyChanged', kind: boolean(), default: false, job: true, group: 'failing', cli: { flags: [{ flag: '--only-changed', value: true }] },
-    help: 'read TARGET back while reading SOURCE and write only the 4 KiB blocks that differ (a second pass of a migration); TARGET must be readable and seekable, and a file TARGET is not truncated first (dd: conv=notrunc)',
+    help: 'read TARGET back while reading SOURCE and write only the 4 KiB blocks that differ (a second pass of a migration); TARGET must be readable and seekable (not a pipe), and an existing file TARGET is not truncated first (dd: add conv=notrunc)',
   },
   {
     key: 'hash', kind: choice(HASH_ALGORITHMS), job: true, group: 'failing', cli: { option: '--hash', value: 'ALG' },

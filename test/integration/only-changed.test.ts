@@ -217,6 +217,13 @@ describe('--only-changed writes only the blocks that differ', () => {
     expect(piped.status).toBe(2);
     expect(piped.stderr).toContain('the target is standard output, and only-changed reads the target back');
     expect(piped.stdout).toBe('');
+
+    // Standard output redirected to the file (1<>: neither cut nor appended) is read back like of=.
+    const changed = changeBlocks(src, 0.01, SEED + 6);
+    const redirected = spawnSync('sh', ['-c', `node "${CLI}" if="${src}" --only-changed 1<> "${dst}"`], { encoding: 'utf8' });
+    expect(redirected.status, redirected.stderr).toBe(0);
+    expect(redirected.stderr).toContain(`only changed: ${4 * MiB} bytes compared, ${changed.size * BLOCK} differed and were written`);
+    expect(sha256File(dst)).toBe(sha256File(src));
   });
 
   it('a pipe as the source: compared and written in order as it arrives', () => {

@@ -186,9 +186,11 @@ export function planPair(spec: CopySpec, state: ModelState): PairPlan {
   if (spec.pipeIn && spec.verify) pair.must.push({ why: '--verify with a pipe as the source', scope: 'anywhere' });
   // devmove refuses these by the operand (exit 2) even when standard output is a regular file or a device.
   if (spec.stdout && spec.map) pair.must.push({ why: 'a mapfile with standard output as a target', scope: 'anywhere' });
-  if (spec.stdout && spec.verify) pair.must.push({ why: '--verify with standard output as a target', scope: 'anywhere' });
-  // README (Changed blocks only): --only-changed reads the targets back, which standard output cannot be.
-  if (spec.stdout && spec.onlyChanged) pair.must.push({ why: '--only-changed with standard output as a target', scope: 'anywhere' });
+  // Standard output redirected to a file or device (`>`, `1<>`) is opened again with random access and
+  // can be read back; appended to (`>>`) it stays a stream.
+  if (spec.stdout?.mode === '>>' && spec.verify) pair.must.push({ why: '--verify with standard output (>>) as a target', scope: 'anywhere' });
+  // README (Changed blocks only): --only-changed reads the targets back, which appended standard output cannot be.
+  if (spec.stdout?.mode === '>>' && spec.onlyChanged) pair.must.push({ why: '--only-changed with standard output (>>) as a target', scope: 'anywhere' });
   const out = spec.stdout ? spec.targets.at(-1) : undefined;
   if (out && out.name.storage === spec.source.storage) pair.may.push('standard output on the source\'s storage object is refused whatever the ranges (a named target is not)');
   const avail = Math.max(0, src.size - spec.skip);
