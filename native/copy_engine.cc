@@ -660,12 +660,16 @@ void CopyEngine::FlushFailed(uint32_t target, const SysError& error) {
 
 SysError CopyEngine::FinishTargets() {
   // Zero blocks that were skipped or punched at the end leave a file target
-  // short: extend it to the copy's end, as dd conv=sparse does.
+  // short: extend it to the copy's end, as dd conv=sparse does. The end is
+  // where the source's data ended: a stream source's domain (kUnboundedBytes,
+  // or a count= it may fall short of) is no length.
   if (plan_.zero_mode == ZeroMode::kWrite) return {};
+  const uint64_t copied = length_known_ ? length_bytes_ : bytes_completed_;
+  assert(copied <= length_bytes_);
   for (size_t i = 0; i < targets_.size(); ++i) {
     Endpoint& t = *targets_[i];
     if (dropped_[i] || !t.caps().grows) continue;
-    const uint64_t end = t.base_offset() + length_bytes_;
+    const uint64_t end = t.base_offset() + copied;
     t.RefreshSize();
     if (t.size_bytes() < end) {
       const SysError error = t.Truncate(end);
