@@ -236,7 +236,9 @@ void CopyEngine::StartSlot(Slot& slot) {
     w.accepted = 0;
   }
   stream_reading_ = source_stream_;
-  if (link_) {
+  // A write that has to wait for the other write mode (write_mode_gate.h)
+  // cannot be linked to its read: it is submitted once its turn comes.
+  if (link_ && write_modes_.MayStart(0, targets_[0]->WritesDirect(slot.position, slot.length))) {
     // The write waits in the kernel for its read; a short or failed read
     // cancels it (-ECANCELED) and Advance() resubmits it once the data is in.
     SubmitRead(slot, /*link=*/true);
@@ -297,7 +299,10 @@ void CopyEngine::SubmitWrite(Slot& slot, uint32_t target, bool punch) {
   op.slot = slot.index;
   op.target = target;
   w.in_flight = true;
+  const bool direct = targets_[target]->WritesDirect(op.position, op.length);
+  if (!punch) write_modes_.Started(target, direct);
   targets_[target]->Submit(*driver_, op);
+  assert(punch || op.direct == direct);
   if (punch) {
     ++report_->discards;
   } else {
@@ -316,11 +321,14 @@ void CopyEngine::Complete(IoOp& op) {
     } else {
       OnRead(slot, op.result);
     }
-  } else {
-    assert(op.target < targets_.size() && &op == &slot.writes[op.target].op);
-    OnWrite(slot, op.target, op.result);
+    Advance(slot);
+    return;
   }
+  assert(op.target < targets_.size() && &op == &slot.writes[op.target].op);
+  const bool drained = op.kind == IoKind::kWrite && write_modes_.Finished(op.target, op.direct);
+  OnWrite(slot, op.target, op.result);
   Advance(slot);
+  if (drained) WakeWaitingWriters(op.target);
 }
 
 void CopyEngine::OnRead(Slot& slot, int32_t result) {
@@ -523,6 +531,12 @@ void CopyEngine::AdvanceWrite(Slot& slot, uint32_t target) {
   // Bounded by the slot's runs: each pass submits one or moves to the next run.
   while (w.run < slot.runs.size()) {
     const WriteAction action = ActionFor(slot, slot.runs[w.run], target);
+    if (action == WriteAction::kWrite) {
+      const ZeroRun& run = slot.runs[w.run];
+      const uint64_t at = slot.position + run.offset + w.run_done;
+      // Waits for the other mode's writes to drain: WakeWaitingWriters() comes back here.
+      if (!write_modes_.MayStart(target, targets_[target]->WritesDirect(at, run.length - w.run_done))) return;
+    }
     if (action != WriteAction::kSkip) {
       SubmitWrite(slot, target, action == WriteAction::kPunch);
       return;
@@ -544,6 +558,16 @@ void CopyEngine::WakeStreamWriter(uint32_t target) {
       FinishIfDone(other);
       return;
     }
+  }
+}
+
+void CopyEngine::WakeWaitingWriters(uint32_t target) {
+  // Bounded by the ring: each slot gets one chance; one that still cannot
+  // start marks the gate waiting again.
+  for (Slot& other : slots_) {
+    if (!other.busy || !other.examined || Halted(other) || !other.read_complete()) continue;
+    AdvanceWrite(other, target);
+    FinishIfDone(other);
   }
 }
 

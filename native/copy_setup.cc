@@ -143,6 +143,7 @@ SysError CopyEngine::OpenTargets() {
   dropped_.assign(targets_.size(), 0);
   bytes_written_.assign(targets_.size(), 0);
   next_write_sequence_.assign(targets_.size(), 0);
+  write_modes_.Reset(targets_.size());
   for (const auto& t : targets_) report_->targets.push_back(Describe(*t));
   return {};
 }
