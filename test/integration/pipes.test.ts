@@ -243,6 +243,36 @@ describe.each(DRIVERS)('named FIFOs (%s driver)', (engine) => {
     expect(fs.existsSync(target)).toBe(false);
   });
 
+  it('after kill -9 of a copy reading a FIFO, the FIFO has no reader left: the next writer does not connect to the dead copy', async () => {
+    // Once the model test's fifo-kill9-linger: io_uring's registered files are
+    // let go by the ring's deferred teardown, after the process is reaped.
+    const fifo = path.join(dir, 'fifo-k');
+    spawnSync('mkfifo', [fifo]);
+    const target = path.join(dir, 'killed.img');
+    for (let run = 0; run < 4; run++) {
+      fs.writeFileSync(target, '');
+      const writer = spawn('sh', ['-c', `exec cat '${source}' > '${fifo}'`], { stdio: 'ignore' });
+      const child = spawn(process.execPath, [CLI, `if=${fifo}`, `of=${target}`, 'bs=64K', 'conv=notrunc', '--rate=1000000'], {
+        stdio: 'ignore',
+        env: { ...process.env, DEVMOVE_IO_ENGINE: engine },
+      });
+      const closed = new Promise((resolve) => child.on('close', resolve));
+      // Under way: the FIFO open and the first block written.
+      while (fs.statSync(target).size === 0 && child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 20));
+      child.kill('SIGKILL');
+      await closed;
+      writer.kill('SIGKILL');
+      // Opening for writing without blocking fails with ENXIO when no process has it open for reading.
+      let error: NodeJS.ErrnoException | undefined;
+      try {
+        fs.closeSync(fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+      } catch (e) {
+        error = e as NodeJS.ErrnoException;
+      }
+      expect(error?.code, `run ${run}: a reader is still there after the copy was reaped`).toBe('ENXIO');
+    }
+  });
+
   it('a stalled pipe: SIGINT ends a read that waits for data (exit 130)', async () => {
     // A writer that holds the pipe open and writes nothing.
     const writer = spawn('sleep', ['30'], { stdio: ['ignore', 'pipe', 'ignore'] });
