@@ -157,6 +157,34 @@ describe.each(DRIVERS)('pipes like GNU dd (%s driver)', (engine) => {
   });
 
 
+  it('--verify reads a file given by redirection again (<, >, 1<>); append (>>) and a pipe stay streams and are refused', () => {
+    const out = path.join(dir, 'verified.img');
+    const verified = /verified: 5244114 bytes identical on source and target/;
+    const toFile = sh(`${DEVMOVE} if='${source}' --verify > '${out}'`, engine);
+    expect(toFile.status, toFile.stderr).toBe(0);
+    expect(toFile.stderr).toMatch(verified);
+    expect(sha256File(out)).toBe(sha256File(source));
+    const fromFile = sh(`${DEVMOVE} of='${out}.2' --verify status=none < '${source}'`, engine);
+    expect(fromFile.status, fromFile.stderr).toBe(0);
+    expect(sha256File(`${out}.2`)).toBe(sha256File(source));
+    const readWrite = sh(`${DEVMOVE} if='${source}' --verify status=none 1<> '${out}'`, engine);
+    expect(readWrite.status, readWrite.stderr).toBe(0);
+    // Refused before anything is written (exit 2): append mode, a pipe, and a mapfile, which a resume
+    // could not name again (the shell's > would truncate it).
+    fs.writeFileSync(`${out}.3`, 'kept');
+    const append = sh(`${DEVMOVE} if='${source}' --verify >> '${out}.3'`, engine);
+    expect(append.status).toBe(2);
+    expect(append.stderr).toMatch(/verify .*cannot be used: the target is standard output/);
+    expect(fs.readFileSync(`${out}.3`, 'utf8')).toBe('kept');
+    const toPipe = sh(`${DEVMOVE} if='${source}' --verify | cat > /dev/null`, engine);
+    expect(toPipe.stderr).toMatch(/verify .*cannot be used: the target is standard output, and verify reads source and target again/);
+    const mapped = sh(`${DEVMOVE} if='${source}' --mapfile='${out}.map' > '${out}.4'`, engine);
+    expect(mapped.status).toBe(2);
+    expect(mapped.stderr).toMatch(/a file or device given by redirection.*give it as of=PATH instead/);
+    expect(fs.statSync(`${out}.4`).size).toBe(0);
+    expect(fs.existsSync(`${out}.map`)).toBe(false);
+  });
+
   it('standard input or output redirected from or to the other side itself is refused: nothing written', () => {
     const image = path.join(dir, 'self.img');
     fs.copyFileSync(source, image);
