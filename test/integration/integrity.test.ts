@@ -331,6 +331,7 @@ async function sigusr1Burst(args: readonly string[], stopWhen?: RegExp): Promise
   let sent = 0;
   const listeners: string[] = [];
   const started = Date.now();
+  let interrupted = false;
   while (!done) {
     try {
       process.kill(pid, 'SIGUSR1');
@@ -340,8 +341,12 @@ async function sigusr1Burst(args: readonly string[], stopWhen?: RegExp): Promise
     }
     listeners.push(...listeningSockets(pid));
     if (inspectorPortOpen()) listeners.push('127.0.0.1:9229');
-    // Stop a command that runs until interrupted once it says it runs (and has burst a while).
-    if (stopWhen !== undefined && stopWhen.test(stderr) && Date.now() - started > 300) child.kill('SIGINT');
+    // Stop a command that runs until interrupted once it says it runs (and has burst a while). Once:
+    // a second SIGINT after its handler is gone (the command is exiting) would kill it, as it should.
+    if (!interrupted && stopWhen !== undefined && stopWhen.test(stderr) && Date.now() - started > 300) {
+      interrupted = true;
+      child.kill('SIGINT');
+    }
     await new Promise((r) => setTimeout(r, 3));
   }
   const { code, signal } = await exited;
