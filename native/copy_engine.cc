@@ -298,7 +298,9 @@ void CopyEngine::StartSlot(Slot& slot) {
     return;
   }
   stream_reading_ = source_stream_;
-  if (link_) {
+  // A write that has to wait for the other write mode (write_mode_gate.h)
+  // cannot be linked to its read: it is submitted once its turn comes.
+  if (link_ && write_modes_.MayStart(0, targets_[0]->WritesDirect(slot.position, slot.length))) {
     // The write waits in the kernel for its read; a short or failed read
     // cancels it (-ECANCELED) and Advance() resubmits it once the data is in.
     SubmitRead(slot, /*link=*/true);
@@ -352,6 +354,16 @@ void CopyEngine::SubmitCompareRead(Slot& slot, uint32_t target) {
   op.data = w.compare + w.compare_done;
   op.length = slot.length - w.compare_done;
   op.capacity = slot.capacity - w.compare_done;
+  // As LocalEndpoint::Submit decides: O_DIRECT when the offset is aligned and
+  // the length rounds up within the buffer; else through the page cache.
+  const uint32_t align = targets_[target]->caps().direct_alignment;
+  const uint64_t at = targets_[target]->base_offset() + op.position;
+  const bool buffered =
+      align != 0 && (at % align != 0 || (static_cast<uint64_t>(op.length) + align - 1) / align * align > op.capacity);
+  // Retried by Advance() or, once the O_DIRECT writes drained, WakeWaitingWriters().
+  if (buffered && !write_modes_.MayStart(target, /*direct=*/false)) return;
+  if (buffered) write_modes_.Started(target, /*direct=*/false);
+  w.compare_gated = buffered;
   op.buffer_index = -1;  // only the ring is registered
   op.link_next = false;
   op.owner = this;
@@ -433,7 +445,10 @@ void CopyEngine::SubmitWrite(Slot& slot, uint32_t target, bool punch) {
   op.slot = slot.index;
   op.target = target;
   w.in_flight = true;
+  const bool direct = targets_[target]->WritesDirect(op.position, op.length);
+  if (!punch) write_modes_.Started(target, direct);
   targets_[target]->Submit(*driver_, op);
+  assert(punch || op.direct == direct);
   if (punch) {
     ++report_->discards;
   } else {
@@ -452,13 +467,22 @@ void CopyEngine::Complete(IoOp& op) {
     } else {
       OnRead(slot, op.result);
     }
-  } else if (op.target < targets_.size() && &op == &slot.writes[op.target].compare_op) {
-    OnCompareRead(slot, op.target, op.result);
-  } else {
-    assert(op.target < targets_.size() && &op == &slot.writes[op.target].op);
-    OnWrite(slot, op.target, op.result);
+    Advance(slot);
+    return;
   }
+  if (op.target < targets_.size() && &op == &slot.writes[op.target].compare_op) {
+    const bool drained = slot.writes[op.target].compare_gated && write_modes_.Finished(op.target, /*direct=*/false);
+    slot.writes[op.target].compare_gated = false;
+    OnCompareRead(slot, op.target, op.result);
+    Advance(slot);
+    if (drained) WakeWaitingWriters(op.target);
+    return;
+  }
+  assert(op.target < targets_.size() && &op == &slot.writes[op.target].op);
+  const bool drained = op.kind == IoKind::kWrite && write_modes_.Finished(op.target, op.direct);
+  OnWrite(slot, op.target, op.result);
   Advance(slot);
+  if (drained) WakeWaitingWriters(op.target);
 }
 
 void CopyEngine::OnRead(Slot& slot, int32_t result) {
@@ -671,6 +695,7 @@ void CopyEngine::AdvanceWrite(Slot& slot, uint32_t target) {
   // A stream takes the buffers in the order they were started, one at a time.
   if (stream && slot.sequence != next_write_sequence_[target]) return;
   if (plan_.only_changed && !w.compared) {
+    if (!w.compare_in_flight && !w.compare_ended && w.compare_done < slot.length) SubmitCompareRead(slot, target);
     if (!slot.compare_complete(target)) return;  // its read-back completes later
     CompareWithTarget(slot, target);
   }
@@ -678,6 +703,12 @@ void CopyEngine::AdvanceWrite(Slot& slot, uint32_t target) {
   // Bounded by the slot's runs: each pass submits one or moves to the next run.
   while (w.run < runs.size()) {
     const WriteAction action = ActionFor(slot, runs[w.run], target);
+    if (action == WriteAction::kWrite) {
+      const ZeroRun& run = runs[w.run];
+      const uint64_t at = slot.position + run.offset + w.run_done;
+      // Waits for the other mode's writes to drain: WakeWaitingWriters() comes back here.
+      if (!write_modes_.MayStart(target, targets_[target]->WritesDirect(at, run.length - w.run_done))) return;
+    }
     if (action != WriteAction::kSkip) {
       SubmitWrite(slot, target, action == WriteAction::kPunch);
       return;
@@ -699,6 +730,16 @@ void CopyEngine::WakeStreamWriter(uint32_t target) {
       FinishIfDone(other);
       return;
     }
+  }
+}
+
+void CopyEngine::WakeWaitingWriters(uint32_t target) {
+  // Bounded by the ring: each slot gets one chance; one that still cannot
+  // start marks the gate waiting again.
+  for (Slot& other : slots_) {
+    if (!other.busy || !other.examined || Halted(other) || !other.read_complete()) continue;
+    AdvanceWrite(other, target);
+    FinishIfDone(other);
   }
 }
 
@@ -843,15 +884,19 @@ void CopyEngine::FlushFailed(uint32_t target, const SysError& error) {
 
 SysError CopyEngine::FinishTargets() {
   // Zero blocks that were skipped or punched at the end leave a file target
-  // short, and so do ranges the copy leaves out (a domain mapfile, a resume):
-  // extend it to the copy's end, as dd conv=sparse does.
+  // short, and so do ranges the copy leaves out (a domain mapfile, a resume)
+  // and holes kept at the end: extend it to the copy's end, as dd conv=sparse
+  // does. The end is where the source's data ended: a stream source's domain
+  // (kUnboundedBytes, or a count= it may fall short of) is no length.
   bool kept = false;  // holes at the end left unwritten
   for (uint8_t k : hole_keep_) kept = kept || k;
   if (plan_.zero_mode == ZeroMode::kWrite && !plan_.has_extents && !(kept && report_->hole_bytes > 0)) return {};
+  const uint64_t copied = length_known_ ? length_bytes_ : bytes_completed_;
+  assert(copied <= length_bytes_);
   for (size_t i = 0; i < targets_.size(); ++i) {
     Endpoint& t = *targets_[i];
     if (dropped_[i] || !t.caps().grows) continue;
-    const uint64_t end = t.base_offset() + length_bytes_;
+    const uint64_t end = t.base_offset() + copied;
     t.RefreshSize();
     if (t.size_bytes() < end) {
       const SysError error = t.Truncate(end);

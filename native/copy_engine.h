@@ -35,6 +35,7 @@
 #include "slot.h"
 #include "stages.h"
 #include "sys_error.h"
+#include "write_mode_gate.h"
 
 namespace devmove {
 
@@ -129,6 +130,8 @@ class CopyEngine final : public IoCompletion {
   void FinishIfDone(Slot& slot);
   void Retire(Slot& slot);
   void WakeStreamWriter(uint32_t target);
+  // A target's writes of one mode drained: the writes that waited for that go on.
+  void WakeWaitingWriters(uint32_t target);
   void Fail(SysError error);
   // Stop at an unreadable block [position, position + length): everything
   // before it is still copied.
@@ -170,6 +173,7 @@ class CopyEngine final : public IoCompletion {
   std::vector<uint64_t> existing_end_;   // per target: below this it may hold old bytes (sparse_exact)
   std::vector<uint64_t> next_write_sequence_;  // per stream target: the slot whose write comes next
   std::vector<uint64_t> bytes_written_;  // per target: bytes it accepted
+  WriteModeGate write_modes_;            // per target: O_DIRECT and page-cache writes never at once
   std::unique_ptr<BufferPool> pool_;
   std::unique_ptr<BufferPool> compare_pool_;  // only_changed: one buffer per slot and target
   std::unique_ptr<IoDriver> driver_;

@@ -155,6 +155,7 @@ SysError CopyEngine::OpenTargets() {
   dropped_.assign(targets_.size(), 0);
   bytes_written_.assign(targets_.size(), 0);
   next_write_sequence_.assign(targets_.size(), 0);
+  write_modes_.Reset(targets_.size());
   for (const auto& t : targets_) report_->targets.push_back(Describe(*t));
   return {};
 }
@@ -469,12 +470,20 @@ void CopyEngine::RegisterWithDriver() {
   if (!plan_.fixed_files) {
     report_->fixed_files_note = "disabled by option";
   } else {
-    std::vector<int> fds = source_->descriptors();
-    for (const auto& t : targets_) {
-      const std::vector<int> more = t->descriptors();
+    // Streams stay unregistered: a registered file is let go only by the
+    // ring's teardown, which the kernel defers to a worker after the process
+    // is gone, so a FIFO kept a reader for a moment after kill -9 and the
+    // next writer connected to the dead copy (measured: 5 of 10 runs; none
+    // with the streams unregistered). Their I/O is one op at a time anyway.
+    std::vector<int> fds;
+    std::vector<const Endpoint*> sides{source_.get()};
+    for (const auto& t : targets_) sides.push_back(t.get());
+    for (const Endpoint* e : sides) {
+      if (!e->caps().seekable) continue;
+      const std::vector<int> more = e->descriptors();
       fds.insert(fds.end(), more.begin(), more.end());
     }
-    report_->fixed_files_note = driver_->RegisterFiles(fds);
+    report_->fixed_files_note = fds.empty() ? "streams are not registered" : driver_->RegisterFiles(fds);
     report_->fixed_files = report_->fixed_files_note.empty();
   }
   report_->linked = link_;

@@ -109,6 +109,13 @@ class Endpoint : public IoCompletion {
   // op.length up to the O_DIRECT alignment within op.capacity), then hands
   // the op to the driver. Its completion passes through Complete().
   virtual void Submit(IoDriver& driver, IoOp& op) = 0;
+  // Whether Submit() would send a write of [position, position + length)
+  // through O_DIRECT (else through the page cache, or a stream).
+  virtual bool WritesDirect(uint64_t position, uint64_t length) const {
+    (void)position;
+    (void)length;
+    return false;
+  }
   // Finishes an op, then passes it to its owner.
   void Complete(IoOp& op) override;
   // Descriptors the driver may register.

@@ -19,6 +19,9 @@ class LocalEndpoint : public Endpoint {
   ~LocalEndpoint() override;
 
   void Submit(IoDriver& driver, IoOp& op) override;
+  bool WritesDirect(uint64_t position, uint64_t length) const override {
+    return DirectUsable(base_offset_ + position, length);
+  }
   std::vector<int> descriptors() const override { return {buffered_fd_, direct_fd_}; }
   SysError Flush(bool metadata) override;
   void DropCache() override;

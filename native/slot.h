@@ -39,6 +39,10 @@ struct TargetWrite {
   bool compare_in_flight = false;
   bool compare_ended = false;   // the target ended first: everything after compare_done differs
   bool compared = false;        // `runs` is decided
+  // The read-back goes through the page cache (unaligned) while the target
+  // takes O_DIRECT writes: it holds the write-mode gate like a page-cache
+  // write (write_mode_gate.h), so it never fills a page an O_DIRECT write covers.
+  bool compare_gated = false;
   std::vector<ZeroRun> runs;
 };
 

@@ -191,10 +191,13 @@ describe.skipIf(skipWithoutLoop).each(DRIVERS)('copy() between image files and d
 
   it('linked chains survive short reads: an unaligned file tail breaks the link and the write is resubmitted', async () => {
     const dir = tempDir('/var/tmp');
-    const bytes = 2 * MiB + 333;
+    // One buffer: its write is the only one. (Behind O_DIRECT writes still in
+    // flight, a tail written through the page cache waits for them and is not
+    // linked to its read: native/write_mode_gate.h.)
+    const bytes = 256 * 1024 + 333;
     const sourceFile = makeImage(dir, 'linked.img', bytes);
     const target = path.join(dir, 'linked-out.img');
-    const result = await copyWith({ source: sourceFile, target, engine: { linkReadWrite: true } });
+    const result = await copyWith({ source: sourceFile, target, blockSize: MiB, engine: { linkReadWrite: true } });
     expect(result.engine.linkReadWrite).toBe(true);
     expect(result.io.brokenLinks).toBe(1); // the O_DIRECT tail read is short at EOF
     expect(fs.statSync(target).size).toBe(bytes);
