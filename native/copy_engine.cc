@@ -344,7 +344,7 @@ void CopyEngine::OnRead(Slot& slot, int32_t result) {
 void CopyEngine::ReadFailed(Slot& slot, int error, uint64_t offset) {
   ++report_->read_errors;
   if (!IsMediaError(error) || source_stream_) {
-    Fail(SysError::Make(error, "read", source_->path(), static_cast<int64_t>(offset)));
+    Fail(source_->Describe(slot.read_op, SysError::Make(error, "read", source_->path(), static_cast<int64_t>(offset))));
     return;
   }
   // Find exactly which blocks are unreadable: the rest of the buffer in
@@ -372,7 +372,7 @@ void CopyEngine::OnPieceRead(Slot& slot, int32_t result) {
     ++report_->read_errors;
     if (!IsMediaError(-result)) {
       slot.locator.Stop();
-      Fail(SysError::Make(-result, "read", source_->path(), static_cast<int64_t>(offset)));
+      Fail(source_->Describe(slot.read_op, SysError::Make(-result, "read", source_->path(), static_cast<int64_t>(offset))));
       return;
     }
     OnLocatorStep(slot, slot.locator.OnMediaError(offset % scrape_block_ == 0), -result);
@@ -392,7 +392,8 @@ void CopyEngine::OnLocatorStep(Slot& slot, BadBlockLocator::Step step, int error
     if (!plan_.no_error) {
       // Stop here: the buffer keeps only what precedes the bad block, and is
       // written; later buffers are abandoned.
-      Halt(SysError::Make(error, "read", source_->path(), static_cast<int64_t>(offset)), slot.position + p.offset,
+      Halt(source_->Describe(slot.read_op, SysError::Make(error, "read", source_->path(), static_cast<int64_t>(offset))),
+           slot.position + p.offset,
            p.length);
       slot.locator.Stop();
       slot.length = p.offset;
@@ -426,7 +427,8 @@ void CopyEngine::OnWrite(Slot& slot, uint32_t target, int32_t result) {
     report_->targets[target].zero_note = std::string("fallocate(PUNCH_HOLE) failed: ") + std::strerror(-result) +
                                          "; zero blocks are written";
   } else if (result < 0) {
-    WriteFailed(target, SysError::Make(-result, IoKindSyscall(w.op.kind), targets_[target]->path(), offset));
+    WriteFailed(target, targets_[target]->Describe(
+                            w.op, SysError::Make(-result, IoKindSyscall(w.op.kind), targets_[target]->path(), offset)));
   } else if (!punch && result == 0) {
     WriteFailed(target, SysError::Make(EIO, "write", targets_[target]->path(), offset, "the target accepted no bytes"));
   } else {

@@ -282,11 +282,14 @@ SysError CopyEngine::SetupDriver() {
 
   const uint32_t targets = static_cast<uint32_t>(targets_.size());
   link_ = plan_.link_read_write && targets == 1 && plan_.zero_mode == ZeroMode::kWrite && !source_stream_ &&
-          targets_[0]->caps().seekable;
+          targets_[0]->caps().seekable && source_->caps().linkable && targets_[0]->caps().linkable;
   // Each slot has at most one read or one write per target in flight (a
   // read and its linked write with links), plus one flush per target for a
   // checkpoint.
-  const uint32_t in_flight_max = depth * (link_ ? 2 : std::max<uint32_t>(1, targets)) + targets;
+  // An NBD endpoint keeps a send and a recv per connection in the driver too.
+  uint32_t endpoint_ops = source_->driver_ops_max();
+  for (const auto& t : targets_) endpoint_ops += t->driver_ops_max();
+  const uint32_t in_flight_max = depth * (link_ ? 2 : std::max<uint32_t>(1, targets)) + targets + endpoint_ops;
   error = CreateDriver(in_flight_max);
   if (error.failed()) return error;
   if (plan_.checkpoint_interval_ms > 0 && !driver_->Supports(IoKind::kFdatasync)) {

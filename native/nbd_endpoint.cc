@@ -65,6 +65,12 @@ SysError NbdEndpoint::Configure(const OpenRequest& r) {
   if (r.for_write && info_.read_only()) {
     return SysError::Make(EROFS, "NBD_OPT_GO", address_.uri, -1, "the server exports it read-only");
   }
+  // oflag=dsync / sync: each write durable when acknowledged, which NBD says with FUA.
+  fua_ = r.for_write && (r.durability == Durability::kDsync || r.durability == Durability::kSync);
+  if (fua_ && !info_.can_fua()) {
+    return SysError::Make(EINVAL, "NBD_OPT_GO", address_.uri, -1,
+                          "the server offers no FUA writes, which synchronous durability (dsync/sync) needs; use fdatasync");
+  }
   size_bytes_ = info_.size_bytes;
   identity_.kind = EndpointKind::kNbd;
   identity_.name = r.nbd.identity;
@@ -181,7 +187,7 @@ bool NbdEndpoint::PlanData(Ticket& t, uint64_t offset) {
   op.length = static_cast<uint32_t>(length);
   for (uint64_t done = 0; done < length;) {
     const uint32_t piece = static_cast<uint32_t>(std::min<uint64_t>(payload_max_, length - done));
-    const uint16_t flags = read && info_.can_df() ? kCmdFlagDf : 0;
+    const uint16_t flags = read ? (info_.can_df() ? kCmdFlagDf : 0) : (fua_ ? kCmdFlagFua : 0);
     AddPart(t, read ? kCmdRead : kCmdWrite, flags, offset + done, piece, op.data + done);
     done += piece;
   }

@@ -87,6 +87,7 @@ class NbdEndpoint final : public Endpoint, private NbdCommandOwner {
   NbdExportInfo info_;
   std::vector<std::unique_ptr<NbdConnection>> connections_;
   uint32_t next_connection_ = 0;
+  bool fua_ = false;          // every write with NBD_CMD_FLAG_FUA (durability dsync/sync)
   uint32_t payload_max_ = 0;  // bytes per READ/WRITE: the server's maximum payload, a multiple of its minimum block
   std::vector<std::unique_ptr<Ticket>> tickets_;
   std::vector<Ticket*> free_tickets_;

@@ -10,6 +10,8 @@
 // does not speak TLS (reach a remote server through an ssh tunnel instead).
 import path from 'node:path';
 
+import type { NativeNbd } from '../addon/binding';
+
 export const NBD_DEFAULT_PORT = 10809;
 
 /** Where an export is: the fields the native client needs, all clean. */
@@ -118,4 +120,13 @@ export function nbdStorageId(u: NbdUri, socketId?: string): string {
   if (u.transport === 'unix') return `nbd:unix:${socketId ?? u.socket}/${exportPart}`;
   const loopback = u.host === 'localhost' || u.host === '::1' || /^127\./.test(u.host ?? '') || u.host === '::ffff:127.0.0.1';
   return `nbd:tcp:${loopback ? 'loopback' : u.host}:${u.port}/${exportPart}`;
+}
+
+/** The engine's description of an export named by `uri` (already known to be an NBD URI). */
+export function nbdPlanSide(uri: string, base = process.cwd()): NativeNbd {
+  const u = parseNbdUri(uri, base);
+  const side: NativeNbd = { exportName: u.exportName, identity: nbdStorageId(u) };
+  if (u.transport === 'unix') side.socket = u.socket;
+  else Object.assign(side, { host: u.host, port: u.port });
+  return side;
 }

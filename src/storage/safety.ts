@@ -127,7 +127,8 @@ function targetSpan(t: NativePlan['targets'][number], length: number): { offset:
  */
 export function checkCopySafety(plan: NativePlan, mapfile?: string): void {
   const source = sideOf(plan.source.path);
-  const available = Math.max(0, source.sizeBytes - plan.source.offset);
+  // An NBD export's size is known only once connected: all of it from the offset on, for the checks.
+  const available = source.kind === 'nbd' ? Infinity : Math.max(0, source.sizeBytes - plan.source.offset);
   const length = plan.length === undefined ? available : Math.min(plan.length, plan.lengthIsMax ? available : plan.length);
   const targets = plan.targets.map((t) => sideOf(t.path));
   // A pipe as the source still gets every target checked (mounted, held, read-only).
