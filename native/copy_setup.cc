@@ -344,7 +344,8 @@ void CopyEngine::RegisterWithDriver() {
       const std::vector<int> more = t->descriptors();
       fds.insert(fds.end(), more.begin(), more.end());
     }
-    report_->fixed_files_note = driver_->RegisterFiles(fds);
+    // NBD endpoints have no descriptors the engine's ops use (their sockets are the connections').
+    report_->fixed_files_note = fds.empty() ? "no descriptors to register (NBD endpoints)" : driver_->RegisterFiles(fds);
     report_->fixed_files = report_->fixed_files_note.empty();
   }
   report_->linked = link_;

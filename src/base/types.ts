@@ -186,8 +186,8 @@ export interface CopyProgress {
 
 export interface FileInfo {
   path: string;
-  /** 'pipe', 'socket' or 'character' for a stream (standard input/output, a FIFO): read and written in order. */
-  kind: 'block' | 'file' | 'pipe' | 'socket' | 'character';
+  /** 'pipe', 'socket' or 'character' for a stream (standard input/output, a FIFO): read and written in order; 'nbd' for an NBD export (path is its URI). */
+  kind: 'block' | 'file' | 'pipe' | 'socket' | 'character' | 'nbd';
   /** For a stream: 0, its size is not known. */
   sizeBytes: number;
   logicalBlockBytes: number;
