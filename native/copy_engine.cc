@@ -657,17 +657,20 @@ SysError CopyEngine::MakeDurable() {
   const Durability mode = plan_.targets.front().open.durability;
   bool storage = false;
   for (const auto& t : targets_) storage = storage || t->caps().durable_flush;
+  bool nbd = false;
+  for (const auto& t : targets_) nbd = nbd || t->kind() == EndpointKind::kNbd;
   if (!storage) {
-    // Only streams: the bytes were handed to a reader, nothing is stored here to flush.
-    report_->durability = "none (the target is a stream)";
+    // Only streams (the bytes were handed to a reader), or NBD servers that offer no flush.
+    report_->durability = nbd ? "none (the NBD server offers no flush)" : "none (the target is a stream)";
     return {};
   }
+  // Over NBD the same words mean the server's: a flush answered on every connection, or FUA writes.
   switch (mode) {
     case Durability::kNone: report_->durability = "none"; return {};
-    case Durability::kDsync: report_->durability = "O_DSYNC writes"; return {};
-    case Durability::kSync: report_->durability = "O_SYNC writes"; return {};
-    case Durability::kFdatasync: report_->durability = "fdatasync"; break;
-    case Durability::kFsync: report_->durability = "fsync"; break;
+    case Durability::kDsync: report_->durability = nbd ? "O_DSYNC writes (NBD: FUA writes)" : "O_DSYNC writes"; return {};
+    case Durability::kSync: report_->durability = nbd ? "O_SYNC writes (NBD: FUA writes)" : "O_SYNC writes"; return {};
+    case Durability::kFdatasync: report_->durability = nbd ? "fdatasync (NBD: NBD_CMD_FLUSH on every connection)" : "fdatasync"; break;
+    case Durability::kFsync: report_->durability = nbd ? "fsync (NBD: NBD_CMD_FLUSH on every connection)" : "fsync"; break;
   }
   SysError first;
   for (size_t i = 0; i < targets_.size(); ++i) {

@@ -214,7 +214,7 @@ export interface CopyResult {
   bytesRead: number;
   seconds: number;
   bytesPerSecond: number;
-  /** What made the target durable: 'fdatasync', 'fsync', 'O_DSYNC writes', 'O_SYNC writes', 'none', or 'none (the target is a stream)' when every target is a pipe. */
+  /** What made the target durable: 'fdatasync', 'fsync', 'O_DSYNC writes', 'O_SYNC writes', 'none', or 'none (the target is a stream)' when every target is a pipe; with an NBD target the server's meaning follows ('fdatasync (NBD: NBD_CMD_FLUSH on every connection)', '... (NBD: FUA writes)'). */
   durability: string;
   source: FileInfo;
   /** The first target (the only one without fan-out). */

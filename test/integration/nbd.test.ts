@@ -146,11 +146,46 @@ describe.skipIf(skip)('NBD exports as source and target', () => {
     expect(sha256File(readExport(server, dir, 'half-read.img'))).toBe(sha256File(half));
   });
 
-  it('a server without multi-conn (noparallel filter) still copies, on one connection', async () => {
-    const server = await startNbdkit({ plugin: 'memory', params: ['size=32M', 'serialize=connections'], filters: ['noparallel'] });
-    await copy({ source, target: server.uri, queueDepth: 16, blockSize: '256K' });
-    const back = readExport(server, dir, 'noparallel.img');
-    expect(fs.readFileSync(back).subarray(0, fs.statSync(source).size).equals(fs.readFileSync(source))).toBe(true);
+  /** nbdkit's log filter: per connection, the commands it ran in order ('Write', 'Flush', ...). */
+  function commandsByConnection(log: string): Map<number, string[]> {
+    const by = new Map<number, string[]>();
+    for (const m of log.matchAll(/connection=(\d+) (\w+) id=/g)) {
+      const list = by.get(Number(m[1])) ?? [];
+      list.push(m[2]);
+      by.set(Number(m[1]), list);
+    }
+    return by;
+  }
+
+  it.each([
+    ['multi-conn advertised: several connections', [] as string[], (n: number) => n > 1],
+    ['no multi-conn (noparallel filter): one connection', ['noparallel'], (n: number) => n === 1],
+  ])('%s, and each one flushed after its last write', async (_name, filters, connectionsOk) => {
+    const logfile = path.join(dir, `log-${filters.length}.txt`);
+    fs.rmSync(logfile, { force: true });
+    const params = ['size=32M', `logfile=${logfile}`, ...(filters.length ? ['serialize=connections'] : [])];
+    const server = await startNbdkit({ plugin: 'memory', params, filters: [...filters, 'log'] });
+    const result = await copy({ source, target: server.uri, queueDepth: 16, blockSize: '256K' });
+    expect(result.durability).toMatch(/NBD_CMD_FLUSH on every connection/);
+    await server.stop();
+    const by = commandsByConnection(fs.readFileSync(logfile, 'utf8'));
+    expect(connectionsOk(by.size), `${by.size} connections`).toBe(true);
+    for (const [connection, commands] of by) {
+      expect(commands.at(-1), `connection ${connection}: ${commands.join(' ')}`).toBe('Flush');
+    }
+    expect([...by.values()].flat().filter((c) => c === 'Write').length).toBe(Math.ceil(fs.statSync(source).size / (256 * 1024)));
+  });
+
+  it('oflag=dsync over NBD: every write with FUA, no flush needed', async () => {
+    const logfile = path.join(dir, 'log-fua.txt');
+    fs.rmSync(logfile, { force: true });
+    const server = await startNbdkit({ plugin: 'memory', params: ['size=32M', `logfile=${logfile}`], filters: ['log'] });
+    const result = await copy({ source, target: server.uri, durability: 'dsync', blockSize: '1M' });
+    expect(result.durability).toMatch(/FUA/);
+    await server.stop();
+    const writes = fs.readFileSync(logfile, 'utf8').split('\n').filter((l) => / Write id=\d+ /.test(l));
+    expect(writes.length).toBeGreaterThan(0);
+    for (const w of writes) expect(w).toMatch(/fua=1/);
   });
 
   it('latency (delay filter) and a rate cap: several requests in flight, the copy still exact', async () => {

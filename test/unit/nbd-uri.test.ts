@@ -1,4 +1,10 @@
+import path from 'node:path';
+
 import { describe, expect, it } from 'vitest';
+
+import { planCopy } from '../../src/api/plan';
+import { parseDdArgs, UsageError } from '../../src/cli/dd-args';
+import { gatherSide } from '../../src/storage/identity';
 
 import { isNbdUri, nbdStorageId, NbdUriError, parseNbdUri } from '../../src/storage/nbd-uri';
 
@@ -78,5 +84,29 @@ describe('nbdStorageId: one id per export, whatever the spelling', () => {
   it('another export, port, host or socket has another id', () => {
     const ids = ['nbd://h/a', 'nbd://h/b', 'nbd://h:2/a', 'nbd://g/a', 'nbd+unix:///a?socket=/s1', 'nbd+unix:///a?socket=/s2', 'nbd://h//a'].map(id);
     expect(new Set(ids).size).toBe(ids.length);
+  });
+});
+
+describe('NBD URIs as copy sides', () => {
+  it('planCopy gives the engine the server and the export, socket paths absolute', () => {
+    const plan = planCopy({ source: 'nbd+unix:///disk%20a?socket=run/s.sock', targets: ['nbd://LOCALHOST:10900/b', 'out.img'] });
+    expect(plan.source.nbd).toStrictEqual({ exportName: 'disk a', identity: `nbd:unix:${path.resolve('run/s.sock')}/disk%20a`, socket: path.resolve('run/s.sock') });
+    expect(plan.targets[0].nbd).toStrictEqual({ exportName: 'b', identity: 'nbd:tcp:loopback:10900/b', host: 'localhost', port: 10900 });
+    expect(plan.targets[1].nbd).toBeUndefined();
+  });
+
+  it('an unusable URI is a usage error naming the option or the operand', () => {
+    expect(() => planCopy({ source: 'in.img', target: 'nbds://h/x' })).toThrow(/options\.target 'nbds:\/\/h\/x' is not a usable NBD URI: .*TLS/);
+    expect(() => planCopy({ source: 'nbd+unix:///x', target: 'out.img' })).toThrow(/options\.source .*needs \?socket=PATH/);
+    expect(() => parseDdArgs(['if=in.img', 'of=nbd://h:99999/x'])).toThrow(UsageError);
+    expect(() => parseDdArgs(['if=in.img', 'of=nbd://h:99999/x'])).toThrow(/invalid operand 'of=nbd:\/\/h:99999\/x': port/);
+  });
+
+  it('an export is one storage whatever URI names it: the source export as a target conflicts', () => {
+    const a = gatherSide('nbd://127.0.0.1:10900/disk');
+    const b = gatherSide('nbd://localhost:10900/disk');
+    expect(a.kind).toBe('nbd');
+    expect(a.location?.id).toBe(b.location?.id);
+    expect(gatherSide('nbd://127.0.0.1:10900/other').location?.id).not.toBe(a.location?.id);
   });
 });
