@@ -18,6 +18,8 @@ namespace {
 
 // How long one wait for completions may last: bounds cancellation and progress latency.
 constexpr uint64_t kWaitTimeoutNs = 100ull * 1000 * 1000;
+// How long a stopping copy waits for a network peer's replies before giving up on it.
+constexpr double kPeerGraceSeconds = 5.0;
 constexpr size_t kBadRangesReported = 1000;
 
 double NowSeconds() {
@@ -118,6 +120,7 @@ SysError CopyEngine::Loop(const ProgressFn& progress) {
       stopping_ = true;
       StopStreams();
     }
+    AbortSilentPeers(now);
     const bool paused = paused_.load(std::memory_order_relaxed);
     const uint64_t rate = rate_.load(std::memory_order_relaxed);
     pacer_.Observe(now, rate, paused, bytes_started_);
@@ -592,6 +595,21 @@ void CopyEngine::Halt(SysError error, uint64_t position, uint32_t length) {
     halt_length_ = length;
     halt_error_ = std::move(error);
   }
+}
+
+// A stopping copy waits for what is in flight; a network peer that stopped
+// answering (an NBD server stopped, a tunnel gone quiet) gets kPeerGraceSeconds,
+// then the endpoints give up on it, so a cancel or a failure never hangs.
+void CopyEngine::AbortSilentPeers(double now) {
+  if (!stopping_ || peers_aborted_) return;
+  if (stop_started_ < 0) {
+    stop_started_ = now;
+    return;
+  }
+  if (now - stop_started_ < kPeerGraceSeconds) return;
+  peers_aborted_ = true;
+  source_->Abort();
+  for (const auto& t : targets_) t->Abort();
 }
 
 void CopyEngine::StopStreams() {

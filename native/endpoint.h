@@ -161,6 +161,10 @@ class Endpoint : public IoCompletion {
   // Ends what the endpoint holds open beyond its descriptors (NBD: a clean
   // disconnect); nothing may be in flight. Idempotent.
   virtual void Close() {}
+  // A stopping copy gives up on a peer that does not answer: what the
+  // endpoint has in flight fails now (NBD: every connection is dropped).
+  // Ops in the driver itself are the engine's to cancel.
+  virtual void Abort() {}
 
  protected:
   Endpoint() = default;

@@ -227,8 +227,14 @@ void NbdConnection::Break(int errno_value, const std::string& why) {
 }
 
 SysError NbdConnection::SyncWait(short events, const std::atomic<bool>& cancel) {
+  // A cancel gives the server kCancelGraceMs more to answer (the flush that
+  // makes a cancelled copy's mapfile true), then ends the wait.
+  uint32_t slices_after_cancel = 0;
   for (;;) {
-    if (cancel.load(std::memory_order_relaxed)) return SysError::Make(ECANCELED, "poll", uri_, -1, "cancelled");
+    if (cancel.load(std::memory_order_relaxed) && slices_after_cancel++ * kSyncWaitSliceMs >= kCancelGraceMs) {
+      return SysError::Make(ECANCELED, "poll", uri_, -1, "cancelled: the server did not answer within " +
+                                                             std::to_string(kCancelGraceMs / 1000) + " s");
+    }
     pollfd p{fd_, events, 0};
     const int r = poll(&p, 1, kSyncWaitSliceMs);
     if (r > 0) return {};

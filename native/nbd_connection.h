@@ -42,6 +42,8 @@ class NbdConnection final : public IoCompletion, private NbdCommandTable {
   static constexpr size_t kSendBatchBytes = 256 * 1024;
   static constexpr uint32_t kDriverOpsMax = 2;      // a send and a recv in the driver at most
   static constexpr int kSyncWaitSliceMs = 100;      // a synchronous wait looks at the cancel flag this often
+  // After a cancel, a synchronous wait still waits this long for a server that answers (a final flush).
+  static constexpr uint32_t kCancelGraceMs = 5000;
 
   // Takes over `fd` (in the transmission phase, from NbdHandshake).
   NbdConnection(int fd, const NbdExportInfo& info, std::string uri, uint32_t index);
@@ -62,6 +64,9 @@ class NbdConnection final : public IoCompletion, private NbdCommandTable {
   SysError RunSync(NbdCommand& command, const std::atomic<bool>& cancel);
   // NBD_CMD_DISC when idle and intact (the clean way to leave), then close.
   void Disconnect();
+  // Gives up on the server: everything owed fails with `errno_value` now, and
+  // what this connection has in the driver ends (its socket is shut down).
+  void Abandon(int errno_value, const std::string& why) { Break(errno_value, why); }
 
   bool broken() const { return broken_.failed(); }
   const SysError& broken_reason() const { return broken_; }

@@ -16,6 +16,7 @@ std::unique_ptr<Endpoint> NbdEndpoint::Open(const OpenRequest& r, const CancelFl
   std::unique_ptr<NbdEndpoint> e(new NbdEndpoint());
   e->path_ = r.path;
   e->kind_ = EndpointKind::kNbd;
+  e->cancel_ = &cancel;
   e->address_.uri = r.path;
   e->address_.socket_path = r.nbd.socket_path;
   e->address_.host = r.nbd.host;
@@ -35,6 +36,10 @@ NbdEndpoint::~NbdEndpoint() { Close(); }
 
 void NbdEndpoint::Close() {
   for (auto& c : connections_) c->Disconnect();
+}
+
+void NbdEndpoint::Abort() {
+  for (auto& c : connections_) c->Abandon(ECANCELED, "the copy stopped and the server did not answer");
 }
 
 SysError NbdEndpoint::Connect(const OpenRequest& r, const CancelFlag& cancel) {
@@ -302,12 +307,11 @@ SysError NbdEndpoint::Describe(const IoOp& op, SysError error) const {
 SysError NbdEndpoint::Flush(bool metadata) {
   (void)metadata;  // NBD has one flush: everything the server acknowledged reaches stable storage
   if (!info_.can_flush()) return {};
-  const std::atomic<bool> never{false};
   for (auto& conn : connections_) {
     if (conn->broken()) return conn->broken_reason();
     NbdCommand c;
     c.type = kCmdFlush;
-    if (SysError e = conn->RunSync(c, never); e.failed()) return e;
+    if (SysError e = conn->RunSync(c, *cancel_); e.failed()) return e;
     if (c.error != 0) {
       return SysError::Make(c.error, "NBD_CMD_FLUSH", path_, -1,
                             "the server answered " + NbdErrorName(c.nbd_error) + (c.message.empty() ? "" : ": " + c.message));

@@ -50,6 +50,7 @@ class NbdEndpoint final : public Endpoint, private NbdCommandOwner {
                    const CancelFlag& cancel) override;
   SysError Describe(const IoOp& op, SysError error) const override;
   void Close() override;
+  void Abort() override;
 
   const NbdExportInfo& info() const { return info_; }
   uint32_t connections() const { return static_cast<uint32_t>(connections_.size()); }
@@ -87,6 +88,7 @@ class NbdEndpoint final : public Endpoint, private NbdCommandOwner {
   NbdExportInfo info_;
   std::vector<std::unique_ptr<NbdConnection>> connections_;
   uint32_t next_connection_ = 0;
+  const CancelFlag* cancel_ = nullptr;  // the copy's (it outlives its endpoints): bounds the final flush's wait
   bool fua_ = false;          // every write with NBD_CMD_FLAG_FUA (durability dsync/sync)
   uint32_t payload_max_ = 0;  // bytes per READ/WRITE: the server's maximum payload, a multiple of its minimum block
   std::vector<std::unique_ptr<Ticket>> tickets_;

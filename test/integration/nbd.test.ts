@@ -236,6 +236,19 @@ describe.skipIf(skip)('NBD exports as source and target', () => {
     expect(error.syscall).toMatch(/^NBD_CMD_/);
   });
 
+  it('a server that stops answering (SIGSTOP) does not hold a cancel: the copy ends aborted', async () => {
+    const server = await startNbdkit({ plugin: 'memory', params: ['size=32M', 'delay-write=5ms'], filters: ['delay'] });
+    const job = copy({ source, target: server.uri, blockSize: '64K', queueDepth: 8 });
+    while (job.progress.bytesDone < MiB) await sleep(20);
+    process.kill(server.pid, 'SIGSTOP');
+    try {
+      job.cancel();
+      await expect(job.promise).rejects.toMatchObject({ name: 'AbortError' });
+    } finally {
+      process.kill(server.pid, 'SIGCONT');
+    }
+  });
+
   it('the mapfile resumes a copy after the server was killed and started again: the export ends identical', async () => {
     const backing = path.join(dir, 'resume-backing.img');
     fs.writeFileSync(backing, '');
