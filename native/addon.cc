@@ -299,6 +299,7 @@ void FindingsToJs(Napi::Env env, const CopyReport& r, Napi::Object* o) {
   Napi::Object zero = Napi::Object::New(env);
   zero.Set("bytes", static_cast<double>(r.zero_bytes));
   zero.Set("skipped", static_cast<double>(r.zero_bytes_skipped));
+  zero.Set("sourceHoles", static_cast<double>(r.source_hole_bytes));
   zero.Set("discarded", static_cast<double>(r.zero_bytes_discarded));
   o->Set("zero", zero);
   o->Set("checkpoints", static_cast<double>(r.checkpoints));

@@ -84,6 +84,7 @@ class CopyEngine final : public IoCompletion {
   SysError RefuseWhatStreamsCannotDo() const;
   SysError CutTargets();
   void PlanExtents();
+  void SkipSourceHoles();
   SysError SetupStages();
   SysError SetupDriver();
   SysError CreateDriver(uint32_t in_flight_max);

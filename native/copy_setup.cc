@@ -73,6 +73,7 @@ SysError CopyEngine::Prepare(const CheckpointFn& checkpoint) {
   checkpointer_ = std::make_unique<Checkpointer>(
       plan_.source_offset_bytes, plan_.checkpoint_interval_ms, plan_.targets.front().open.durability, checkpoint,
       [this](uint32_t target, const SysError& e) { FlushFailed(target, e); });
+  SkipSourceHoles();
   report_->block_bytes = plan_.block_bytes;
   report_->queue_depth = plan_.queue_depth;
   return SetupDriver();
@@ -240,6 +241,34 @@ void CopyEngine::PlanExtents() {
   }
   planned_bytes_ = TotalLength(extents_);
   report_->bytes_total = length_known_ ? planned_bytes_ : 0;
+}
+
+// A source that can tell where its data is (an NBD export's base:allocation)
+// is never read where it says the bytes are zeros — when zero blocks are not
+// to be written anyway (zeroBlocks skip, conv=sparse) and no digest needs
+// every byte. The holes count as copied and as zero blocks skipped, and go to
+// the mapfile as finished. A source that fails to say is read in full.
+void CopyEngine::SkipSourceHoles() {
+  const bool not_written = plan_.zero_mode == ZeroMode::kSkip || plan_.zero_mode == ZeroMode::kSparse;
+  if (!source_->caps().extents || !not_written || hasher_ || extents_.empty()) return;
+  const uint64_t from = extents_.front().offset;
+  const uint64_t to = extents_.back().offset + extents_.back().length;
+  std::vector<EndpointExtent> map;
+  if (source_->Extents(from, to - from, &map, cancel_requested_).failed()) return;
+  std::vector<ByteRange> holes;
+  for (const EndpointExtent& x : map) {
+    if (x.zero) holes.push_back({x.position, x.length});
+  }
+  const std::vector<ByteRange> data = Subtract(extents_, holes);
+  const std::vector<ByteRange> skipped = Subtract(extents_, data);
+  const uint64_t skipped_bytes = TotalLength(skipped);
+  extents_ = data;
+  bytes_completed_ += skipped_bytes;
+  bytes_done_public_.store(bytes_completed_, std::memory_order_relaxed);
+  report_->zero_bytes += skipped_bytes;
+  report_->zero_bytes_skipped += skipped_bytes;
+  report_->source_hole_bytes = skipped_bytes;
+  for (const ByteRange& r : skipped) checkpointer_->AddFinished(r);
 }
 
 SysError CopyEngine::SetupStages() {

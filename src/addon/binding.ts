@@ -157,7 +157,7 @@ export interface NativeReport {
   domainOffset: number;
   domainLength: number;
   bad: { bytes: number; rangeCount: number; ranges: Array<[number, number]> };
-  zero: { bytes: number; skipped: number; discarded: number };
+  zero: { bytes: number; skipped: number; discarded: number; sourceHoles: number };
   checkpoints: number;
   hash?: { algorithm: string; hex: string };
   verify?: {

@@ -225,8 +225,12 @@ export interface CopyResult {
   range: { offset: number; length: number };
   /** Unreadable source bytes (zero-filled on the targets with noError): absolute source ranges, first 1000. */
   bad: { bytes: number; rangeCount: number; ranges: Range[] };
-  /** All-zero source bytes found, and how many were not written (skipped) or discarded. */
-  zero: { bytes: number; skipped: number; discarded: number };
+  /**
+   * All-zero source bytes found, and how many were not written (skipped) or discarded. sourceHoles: of the
+   * skipped, bytes never read because the source said they read as zeros (an NBD export's block status,
+   * with zeroBlocks 'skip' or 'sparse' and no hash); absent when none.
+   */
+  zero: { bytes: number; skipped: number; discarded: number; sourceHoles?: number };
   hash?: { algorithm: string; hex: string };
   verify?: { bytesCompared: number; mismatchedBlocks: number; blockBytes: number; firstMismatchOffset?: number };
   mapfile?: {
