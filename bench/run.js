@@ -7,12 +7,13 @@
 // attaches or creates is removed on exit, failure or Ctrl-C.
 //
 //   sudo npm run bench -- [--size 2G] [--runs 3] [--pairs ram,disk] [--only compare,sweep,ablation,rss,cold,engines,pipes]
-//                         [--rss-sizes 2G,8G] [--rss-pair ram|disk] [--tag NAME] [--out DIR] [--before DIR]
-// --only engines: the io_uring and threads I/O drivers side by side (and, with --before DIR, a
+//                         [--rss-sizes 2G,8G] [--rss-pair ram|disk] [--tag NAME] [--out DIR] [--baseline DIR]
+// --only engines: the io_uring and threads I/O drivers side by side (and, with --baseline DIR, a
 // built checkout of an earlier devmove: its dist/cli/main.js); --only pipes: device | zstd and
 // zstd -d | device against each stage alone (needs zstd).
 // --tag NAME writes bench-DATE-NAME.{json,md} (and NAME-suffixed charts) instead of bench-DATE.*;
-// --only cold times devmove's start-up with caches dropped (not in the default set).
+// --only cold times devmove's start-up with caches dropped (not in the default set); --baseline DIR
+// times another built checkout's CLI in the same rounds (a before/after in one run).
 'use strict';
 
 const { execFileSync, spawnSync } = require('node:child_process');
@@ -45,7 +46,7 @@ function parseArgs(argv) {
     else if (key === '--tag') args.tag = value();
     else if (key === '--rss-sizes') args.rssSizes = value().split(',');
     else if (key === '--rss-pair') args.rssPair = value();
-    else if (key === '--before') args.before = path.resolve(value());
+    else if (key === '--baseline') args.baseline = path.resolve(value());
     else if (key === '--help' || key === '-h') {
       process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(1, 13).join('\n') + '\n');
       process.exit(0);
@@ -55,8 +56,8 @@ function parseArgs(argv) {
   if (!Number.isInteger(args.runs) || args.runs < 1) throw new Error('--runs must be a positive integer');
   for (const p of args.pairs) if (!['ram', 'disk'].includes(p)) throw new Error(`unknown pair ${p}: use ram and/or disk`);
   for (const o of args.only) if (!['compare', 'sweep', 'ablation', 'rss', 'cold', 'engines', 'pipes'].includes(o)) throw new Error(`unknown experiment ${o}`);
-  if (args.before !== undefined && !fs.existsSync(path.join(args.before, 'dist', 'cli', 'main.js'))) {
-    throw new Error(`--before ${args.before}: no dist/cli/main.js there (build that checkout first)`);
+  if (args.baseline !== undefined && !fs.existsSync(path.join(args.baseline, 'dist', 'cli', 'main.js'))) {
+    throw new Error(`--baseline ${args.baseline}: no dist/cli/main.js there (build that checkout first)`);
   }
   if (!['ram', 'disk'].includes(args.rssPair)) throw new Error(`--rss-pair takes ram or disk (got ${args.rssPair})`);
   // Default: the copy size (at most 2 GiB) and four times that, as before.
@@ -64,6 +65,9 @@ function parseArgs(argv) {
   args.rssSizeBytes = args.rssSizes ? args.rssSizes.map(parseSize) : [rssBase, 4 * rssBase];
   if (args.rssSizeBytes.length < 2) throw new Error('--rss-sizes needs at least two sizes, e.g. 2G,8G');
   if (!/^[\w.-]*$/.test(args.tag)) throw new Error('--tag takes letters, digits, ".", "_" and "-"');
+  if (args.baseline !== undefined && !fs.existsSync(path.join(args.baseline, 'dist', 'cli', 'main.js'))) {
+    throw new Error(`--baseline ${args.baseline}: no dist/cli/main.js there (a built devmove checkout, e.g. a worktree of main)`);
+  }
   return args;
 }
 
@@ -358,7 +362,7 @@ function compare(pair, runs) {
 
 /**
  * The I/O drivers side by side on one pair, order alternated: io_uring, the worker threads used
- * where io_uring is forbidden, and (--before) the same copy by an earlier build, to show the
+ * where io_uring is forbidden, and (--baseline) the same copy by an earlier build, to show the
  * engine split left the io_uring copy as it was.
  */
 function engines(pair, runs, before) {
@@ -540,6 +544,8 @@ function phases(run) {
     nodeBootstrapMs: h.bootstrapComplete - h.v8Start,
     // ours: loading dist/*.js, parsing the operands, planning, safety checks, loading the addon
     devmoveJsToEngineStartMs: h.jobCreated - h.bootstrapComplete,
+    // the CPU this process spent over that stretch (user + system; robust against neighbours)
+    devmoveJsToEngineStartCpuMs: h.jobCreatedCpuMs - h.preloadCpuMs,
     // of which: reading and compiling the modules cli/main.js requires (copy, devices, safety, …)
     ourModuleLoadMs: h.ourModuleLoadMs,
     // the checks before the first write (stat, sysfs, mountinfo)
@@ -565,7 +571,7 @@ function phases(run) {
  * with a private copy of the binary on disk (paged in from disk, as for the first Node process
  * after boot). Then the same copies under bench/cold-hook.js for a per-phase breakdown.
  */
-function coldStart(pair, runs) {
+function coldStart(pair, runs, baseline) {
   const dir = fs.mkdtempSync(path.join('/var/tmp', 'devmove-bench-node-'));
   atCleanup(() => fs.rmSync(dir, { recursive: true, force: true }));
   const privateNode = path.join(dir, 'node');
@@ -573,13 +579,13 @@ function coldStart(pair, runs) {
   fs.chmodSync(privateNode, 0o755);
   const envs = inheritedEnvIsClean() ? [['inherited env', process.env]] : [['inherited env', process.env], ['without NODE_EXTRA_CA_CERTS', cleanEnv()]];
   const binaries = [['shared node', process.execPath], ['private node', privateNode]];
-  const copyArgs = [CLI, `if=${pair.src}`, `of=${pair.dst}`, 'status=none', '--json'];
-  const whats = [
-    ['node -e 0', ['-e', '0']],
-    ['devmove --version', [CLI, '--version']],
-    ['devmove copy', copyArgs],
-    ['devmove copy (hooked)', ['-r', COLD_HOOK, ...copyArgs]],
-  ];
+  // --baseline: the same processes from another checkout, in the same rounds (before/after).
+  const clis = [['', CLI], ...(baseline ? [[', baseline', path.join(baseline, 'dist', 'cli', 'main.js')]] : [])];
+  const whats = [['node -e 0', ['-e', '0']]];
+  for (const [suffix, cli] of clis) {
+    const copyArgs = [cli, `if=${pair.src}`, `of=${pair.dst}`, 'status=none', '--json'];
+    whats.push([`devmove --version${suffix}`, [cli, '--version']], [`devmove copy${suffix}`, copyArgs], [`devmove copy (hooked${suffix})`, ['-r', COLD_HOOK, ...copyArgs]]);
+  }
   const variants = [];
   for (const [what, args] of whats) for (const [envName, env] of envs) for (const [binName, bin] of binaries) variants.push({ what, envName, binName, bin, args, env, samples: [] });
   for (let i = 0; i < runs; i++) {
@@ -600,7 +606,7 @@ function coldStart(pair, runs) {
       out.engineSeconds = median(v.samples.map((r) => r.engineSeconds));
       out.outsideEngineSeconds = median(v.samples.map((r) => r.seconds - r.engineSeconds));
     }
-    if (v.what.endsWith('(hooked)')) {
+    if (v.what.includes('(hooked')) {
       const ps = v.samples.map(phases);
       out.phasesMs = Object.fromEntries(Object.keys(ps[0]).filter((k) => k !== 'ourModules').map((k) => [k, median(ps.map((p) => p[k]))]));
       out.ourModulesMs = Object.fromEntries(Object.keys(ps[0].ourModules).map((k) => [k, median(ps.map((p) => p.ourModules[k] ?? 0))]));
@@ -690,7 +696,7 @@ function markdown(report) {
       const hooked = rows.filter((x) => x.phasesMs);
       const keys = Object.keys(hooked[0].phasesMs);
       lines.push('');
-      lines.push('| phase of a hooked copy (ms) | ' + hooked.map((r) => `${r.env}, ${r.binary}`).join(' | ') + ' |');
+      lines.push('| phase of a hooked copy (ms) | ' + hooked.map((r) => `${r.what.includes('baseline') ? 'baseline: ' : ''}${r.env}, ${r.binary}`).join(' | ') + ' |');
       lines.push('|---|' + hooked.map(() => '---|').join(''));
       for (const k of keys) lines.push(`| ${k} | ` + hooked.map((r) => fmt(r.phasesMs[k], 1)).join(' | ') + ' |');
     }
@@ -775,8 +781,8 @@ function main() {
     if (args.only.includes('compare')) (report.compare ??= {})[kind] = compare(pair, args.runs);
     if (args.only.includes('sweep')) (report.sweep ??= {})[kind] = sweep(pair, args.runs);
     if (args.only.includes('ablation')) (report.ablation ??= {})[kind] = ablation(pair, args.runs);
-    if (args.only.includes('cold')) (report.cold ??= {})[kind] = coldStart(pair, Math.max(args.runs, 5));
-    if (args.only.includes('engines')) (report.engines ??= {})[kind] = engines(pair, args.runs, args.before);
+    if (args.only.includes('cold')) (report.cold ??= {})[kind] = coldStart(pair, Math.max(args.runs, 5), args.baseline);
+    if (args.only.includes('engines')) (report.engines ??= {})[kind] = engines(pair, args.runs, args.baseline);
     if (args.only.includes('pipes')) (report.pipes ??= {})[kind] = pipes(pair, args.runs);
     cleanupAll(); // free this pair's memory/disk before the next
   }

@@ -14,9 +14,13 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <thread>
 #include <utility>
 
+#include "account_names.h"
+#include "blkid_node.h"
 #include "copy_engine.h"
 #include "io_uring_ring.h"
 #include "loop_device.h"
@@ -218,6 +222,7 @@ void OptionalFieldsFromJs(const Napi::Object& js, CopyPlan* plan) {
   if (has("checkpointIntervalMs"))
     plan->checkpoint_interval_ms = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "checkpointIntervalMs"), limits::kCheckpointIntervalMsMax));
   if (has("zeroBlocks")) plan->zero_mode = GetChoice<ZeroMode>(js, "zeroBlocks", {"write", "skip", "discard", "sparse"});
+  if (has("sparseExact")) plan->sparse_exact = GetBool(js, "sparseExact");
   if (has("onTargetError")) plan->on_target_error = GetChoice<TargetErrorPolicy>(js, "onTargetError", {"stop", "drop"});
   if (has("zeroBlockBytes")) {
     const uint64_t block = GetU64(js, "zeroBlockBytes");
@@ -257,6 +262,7 @@ Napi::Object FileReportToJs(Napi::Env env, const FileReport& f) {
   o.Set("dropped", f.dropped);
   if (f.error.failed()) o.Set("error", ErrorToJs(env, f.error));
   if (!f.zero_note.empty()) o.Set("zeroNote", f.zero_note);
+  if (f.unfinished_bytes_written > 0) o.Set("unfinishedBytes", static_cast<double>(f.unfinished_bytes_written));
   return o;
 }
 
@@ -572,6 +578,20 @@ Napi::Value ExplainSetupFailure(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), IoUringRing::ExplainSetupFailure(info[0].As<Napi::Number>().Int32Value()));
 }
 
+// accountNames(uid, gid) → { user?, group? }: names from the C library's name
+// service (the device manager's owner and group of a device node).
+Napi::Value AccountNames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsNumber())
+    throw Napi::TypeError::New(env, "accountNames(uid: number, gid: number)");
+  Napi::Object out = Napi::Object::New(env);
+  const std::optional<std::string> user = UserName(static_cast<uid_t>(info[0].As<Napi::Number>().Uint32Value()));
+  const std::optional<std::string> group = GroupName(static_cast<gid_t>(info[1].As<Napi::Number>().Uint32Value()));
+  if (user) out.Set("user", *user);
+  if (group) out.Set("group", *group);
+  return out;
+}
+
 std::string DevNo(dev_t dev) { return std::to_string(major(dev)) + ":" + std::to_string(minor(dev)); }
 
 // loopStatus(path) → { backingDevice: 'MAJ:MIN', backingInode: '123', backingRdev?: 'MAJ:MIN',
@@ -626,6 +646,10 @@ class DevmoveAddon : public Napi::Addon<DevmoveAddon> {
                              InstanceMethod<&DevmoveAddon::UdevListMethod>("udevListBlockDevices", napi_enumerable),
                              InstanceMethod<&DevmoveAddon::UdevDeviceMethod>("udevBlockDevice", napi_enumerable),
                              InstanceMethod<&DevmoveAddon::UdevStatusMethod>("udevStatus", napi_enumerable),
+                             // Content probe (libblkid, loaded on first use): blkid_node.h
+                             InstanceMethod<&DevmoveAddon::BlkidProbeMethod>("blkidProbe", napi_enumerable),
+                             InstanceMethod<&DevmoveAddon::BlkidStatusMethod>("blkidStatus", napi_enumerable),
+                             InstanceMethod<&DevmoveAddon::AccountNamesMethod>("accountNames", napi_enumerable),
                          });
   }
 
@@ -637,8 +661,12 @@ class DevmoveAddon : public Napi::Addon<DevmoveAddon> {
   Napi::Value UdevListMethod(const Napi::CallbackInfo& info) { return udev_node::ListBlockDevices(info, udev_env_); }
   Napi::Value UdevDeviceMethod(const Napi::CallbackInfo& info) { return udev_node::BlockDevice(info, udev_env_); }
   Napi::Value UdevStatusMethod(const Napi::CallbackInfo& info) { return udev_env_.Status(info.Env()); }
+  Napi::Value BlkidProbeMethod(const Napi::CallbackInfo& info) { return blkid_node::Probe(info, blkid_env_); }
+  Napi::Value BlkidStatusMethod(const Napi::CallbackInfo& info) { return blkid_env_.Status(info.Env()); }
+  Napi::Value AccountNamesMethod(const Napi::CallbackInfo& info) { return AccountNames(info); }
 
   udev_node::UdevEnv udev_env_;  // per-env libudev; UdevMonitor objects hold their own reference on it
+  blkid_node::BlkidEnv blkid_env_;  // per-env libblkid; probes hold their own reference on it
 };
 
 }  // namespace

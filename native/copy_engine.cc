@@ -228,6 +228,7 @@ void CopyEngine::StartSlot(Slot& slot) {
   for (TargetWrite& w : slot.writes) {
     w.run = w.run_done = 0;
     w.in_flight = w.done = false;
+    w.accepted = 0;
   }
   stream_reading_ = source_stream_;
   if (link_) {
@@ -438,7 +439,10 @@ void CopyEngine::OnWrite(Slot& slot, uint32_t target, int32_t result) {
     const uint32_t n = punch ? run.length - w.run_done : static_cast<uint32_t>(result);
     assert(n <= run.length - w.run_done);
     if (punch) slot.discarded = true;
-    if (!punch) bytes_written_[target] += n;
+    if (!punch) {
+      bytes_written_[target] += n;
+      w.accepted += n;
+    }
     w.run_done += n;
     if (w.run_done < run.length) {
       ++report_->short_transfers;
@@ -485,17 +489,26 @@ CopyEngine::WriteAction CopyEngine::ActionFor(const Slot& slot, const ZeroRun& r
     case ZeroMode::kWrite:
       return WriteAction::kWrite;
     case ZeroMode::kSkip:
-    case ZeroMode::kSparse:
       return WriteAction::kSkip;
-    case ZeroMode::kDiscard: {
-      const uint32_t block = targets_[target]->caps().logical_block_bytes;
+    case ZeroMode::kSparse: {
       const uint64_t at = targets_[target]->base_offset() + slot.position + run.offset;
-      const bool aligned = at % block == 0 && run.length % block == 0;
-      const bool fresh = slot.writes[target].run_done == 0;
-      return punch_ok_[target] && aligned && fresh ? WriteAction::kPunch : WriteAction::kWrite;
+      if (!plan_.sparse_exact || at >= existing_end_[target]) return WriteAction::kSkip;
+      return DiscardAction(slot, run, target);
     }
+    case ZeroMode::kDiscard:
+      return DiscardAction(slot, run, target);
   }
   return WriteAction::kWrite;
+}
+
+// A zero run made to read zeros on the target: a hole or write-zeroes where
+// the target can and the run is aligned and untouched, else written.
+CopyEngine::WriteAction CopyEngine::DiscardAction(const Slot& slot, const ZeroRun& run, uint32_t target) const {
+  const uint32_t block = targets_[target]->caps().logical_block_bytes;
+  const uint64_t at = targets_[target]->base_offset() + slot.position + run.offset;
+  const bool aligned = at % block == 0 && run.length % block == 0;
+  const bool fresh = slot.writes[target].run_done == 0;
+  return punch_ok_[target] && aligned && fresh ? WriteAction::kPunch : WriteAction::kWrite;
 }
 
 void CopyEngine::AdvanceWrite(Slot& slot, uint32_t target) {
@@ -551,6 +564,9 @@ void CopyEngine::FinishIfDone(Slot& slot) {
     // Abandoned: the job stopped with this buffer unfinished. Its bad blocks
     // were already counted; they stay out of the checkpoints.
     assert(stopping_ || halted);
+    // What its writes did put on the targets (a write cut short by EFBIG or
+    // ENOSPC is continued, then fails): dd counts it as a partial record.
+    for (uint32_t t = 0; t < targets_.size(); ++t) report_->targets[t].unfinished_bytes_written += slot.writes[t].accepted;
   }
   slot.busy = false;
   free_slots_.push_back(slot.index);
@@ -574,7 +590,7 @@ void CopyEngine::Retire(Slot& slot) {
   }
   const uint64_t zero = slot.zero_bytes();
   report_->zero_bytes += zero;
-  if (plan_.zero_mode == ZeroMode::kSkip || plan_.zero_mode == ZeroMode::kSparse) {
+  if (plan_.zero_mode == ZeroMode::kSkip || (plan_.zero_mode == ZeroMode::kSparse && !slot.discarded)) {
     report_->zero_bytes_skipped += zero;
   } else if (slot.discarded) {
     report_->zero_bytes_discarded += zero;

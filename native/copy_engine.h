@@ -112,6 +112,7 @@ class CopyEngine final : public IoCompletion {
   void Advance(Slot& slot);
   void AdvanceWrite(Slot& slot, uint32_t target);
   WriteAction ActionFor(const Slot& slot, const ZeroRun& run, uint32_t target) const;
+  WriteAction DiscardAction(const Slot& slot, const ZeroRun& run, uint32_t target) const;
   void Examine(Slot& slot);
   void FinishIfDone(Slot& slot);
   void Retire(Slot& slot);
@@ -146,6 +147,7 @@ class CopyEngine final : public IoCompletion {
   std::vector<std::unique_ptr<Endpoint>> targets_;
   std::vector<uint8_t> dropped_;         // per target
   std::vector<uint8_t> punch_ok_;        // per target: zero runs may be punched
+  std::vector<uint64_t> existing_end_;   // per target: below this it may hold old bytes (sparse_exact)
   std::vector<uint64_t> next_write_sequence_;  // per stream target: the slot whose write comes next
   std::vector<uint64_t> bytes_written_;  // per target: bytes it accepted
   std::unique_ptr<BufferPool> pool_;

@@ -74,6 +74,12 @@ struct CopyPlan {
   bool no_error = false;
   uint32_t retries = 0;          // extra reads of an unreadable logical block before it counts as bad
   ZeroMode zero_mode = ZeroMode::kWrite;
+  // kSparse when something will vouch for the target (a mapfile's finished
+  // ranges, verify): a zero block is passed over only where the target already
+  // reads zeros (past its end at the start); below that it is punched or
+  // written, so the target holds the source's zeros. Plain dd conv=sparse
+  // (false) leaves the old bytes under a zero block, as dd does.
+  bool sparse_exact = false;
   // The zero check's block (dd's obs= for conv=sparse); 0 = the block size.
   // Must divide block_bytes.
   uint32_t zero_block_bytes = 0;
@@ -107,6 +113,7 @@ struct FileReport {
   SysError error;            // why it was dropped
   std::string zero_note;     // how zero blocks were handled, when not as asked
   uint64_t bytes_written = 0;  // bytes the target accepted this run, partial writes included
+  uint64_t unfinished_bytes_written = 0;  // by buffers abandoned when the copy stopped (not in bytes_copied)
 };
 
 struct VerifyReport {

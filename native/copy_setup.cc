@@ -245,11 +245,13 @@ void CopyEngine::PlanExtents() {
 
 // A source that can tell where its data is (an NBD export's base:allocation)
 // is never read where it says the bytes are zeros — when zero blocks are not
-// to be written anyway (zeroBlocks skip, conv=sparse) and no digest needs
+// to be written anyway (zeroBlocks skip, plain conv=sparse) and no digest needs
 // every byte. The holes count as copied and as zero blocks skipped, and go to
 // the mapfile as finished. A source that fails to say is read in full.
 void CopyEngine::SkipSourceHoles() {
-  const bool not_written = plan_.zero_mode == ZeroMode::kSkip || plan_.zero_mode == ZeroMode::kSparse;
+  // conv=sparse with a mapfile or verify (sparse_exact) writes or punches zeros
+  // below a target's old end, so there every zero run still has to go through the engine.
+  const bool not_written = plan_.zero_mode == ZeroMode::kSkip || (plan_.zero_mode == ZeroMode::kSparse && !plan_.sparse_exact);
   if (!source_->caps().extents || !not_written || hasher_ || extents_.empty()) return;
   const uint64_t from = extents_.front().offset;
   const uint64_t to = extents_.back().offset + extents_.back().length;
@@ -383,12 +385,16 @@ void CopyEngine::RegisterWithDriver() {
 
 void CopyEngine::PlanZeroHandling() {
   punch_ok_.assign(targets_.size(), 0);
+  existing_end_.assign(targets_.size(), UINT64_MAX);
+  const bool exact_sparse = plan_.zero_mode == ZeroMode::kSparse && plan_.sparse_exact;
   for (size_t i = 0; i < targets_.size(); ++i) {
     const Endpoint& t = *targets_[i];
+    // After the cut: a file reads zeros past its end, a device has no such end.
+    if (t.caps().grows) existing_end_[i] = t.size_bytes();
     if (plan_.zero_mode == ZeroMode::kWrite) continue;
     if (!t.caps().seekable) {
       report_->targets[i].zero_note = t.zero_ranges_note();
-    } else if (plan_.zero_mode != ZeroMode::kDiscard) {
+    } else if (plan_.zero_mode != ZeroMode::kDiscard && !exact_sparse) {
       continue;
     } else if (!t.caps().zero_ranges) {
       report_->targets[i].zero_note = t.zero_ranges_note();

@@ -1,6 +1,7 @@
 #include "io_uring_ring.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -10,7 +11,6 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 #include <vector>
 
 // The layout we rely on is the kernel ABI; pin it so a header mismatch fails
@@ -40,11 +40,17 @@ int SysRegister(int fd, uint32_t opcode, const void* arg, uint32_t nr_args) {
 uint32_t LoadAcquire(const uint32_t* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 void StoreRelease(uint32_t* p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 
+// The first line of a /proc/sys file. Plain read(2), not <fstream>: iostreams would pull the C++
+// locale machinery (~0.9 MB) into the addon, whose C++ runtime is linked in statically.
 std::string ReadSysctl(const char* path) {
-  std::ifstream in(path);
-  std::string value;
-  if (in) std::getline(in, value);
-  return value;
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  char buffer[64];
+  const ssize_t got = read(fd, buffer, sizeof buffer);
+  close(fd);
+  if (got <= 0) return "";
+  std::string value(buffer, static_cast<size_t>(got));
+  return value.substr(0, value.find('\n'));
 }
 
 }  // namespace

@@ -126,7 +126,12 @@ SysError ThreadDriver::Poll(uint64_t timeout_ns) {
       work_ready_.notify_all();
     }
     if (done_.empty() && ready.empty() && outstanding_ > 0 && timeout_ns > 0) {
-      work_done_.wait_for(lock, std::chrono::nanoseconds(timeout_ns), [this] { return !done_.empty(); });
+      // On the system clock, deliberately: libstdc++ waits on the steady clock with
+      // pthread_cond_clockwait, which glibc has only since 2.30 (the prebuild needs
+      // nothing above 2.28; package.test.ts). A clock step only moves this wake-up
+      // (a finished op notifies at once); the engine's own timing is monotonic.
+      const auto deadline = std::chrono::system_clock::now() + std::chrono::nanoseconds(timeout_ns);
+      work_done_.wait_until(lock, deadline, [this] { return !done_.empty(); });
     }
     assert(done_.size() <= outstanding_);
     outstanding_ -= static_cast<uint32_t>(done_.size());

@@ -4,7 +4,8 @@
 // which watches a udev netlink socket on the env's libuv loop.
 //
 // Errors are thrown as JS Errors carrying `sysError: {errno (positive),
-// syscall, path?, detail?}`; src/devices.ts turns them into DevmoveErrors.
+// syscall, path?, detail?}` (sys_error_js.h); src/devices/manager.ts turns
+// them into DevmoveErrors.
 #pragma once
 
 #include <napi.h>
@@ -20,29 +21,12 @@
 #include <vector>
 
 #include "sys_error.h"
+#include "sys_error_js.h"
 #include "udev.h"
 #include "udev_library.h"
 
 namespace devmove {
 namespace udev_node {
-
-inline Napi::Object SysErrorToJs(Napi::Env env, const SysError& e) {
-  Napi::Object info = Napi::Object::New(env);
-  info.Set("errno", e.errno_value);
-  info.Set("syscall", e.syscall);
-  if (!e.path.empty()) info.Set("path", e.path);
-  if (!e.message.empty()) info.Set("detail", e.message);
-  return info;
-}
-
-inline Napi::Error ToJsError(Napi::Env env, const SysError& e) {
-  std::string message = e.syscall;
-  if (!e.path.empty()) message += " '" + e.path + "'";
-  message += ": " + (e.message.empty() ? std::string(strerror(e.errno_value)) : e.message);
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("sysError", SysErrorToJs(env, e));
-  return error;
-}
 
 // Per-env state: the library, loaded on the first device-manager call (never
 // at addon load), and retried on the next call while it is missing.
@@ -298,10 +282,23 @@ class UdevMonitorWrap : public Napi::ObjectWrap<UdevMonitorWrap> {
     // else: OnClosed is already due and removes the hook.
   }
 
-  static void OnPoll(uv_poll_t* handle, int status, int /*events*/) {
+  static void OnPoll(uv_poll_t* handle, int status, int events) {
     auto* p = static_cast<Poller*>(handle->data);
+    if (p->owner == nullptr) return;
+    try {
+      Drain(p, status, events);
+    } catch (const Napi::Error&) {
+      // Node-API refuses to run JS once the env is being torn down (an event
+      // arriving while an unreferenced watcher's process exits): nothing can
+      // take the events any more. No exception may cross into libuv's C
+      // frames (it would terminate the process); stop polling, and the env
+      // teardown hook closes the handle.
+      uv_poll_stop(handle);
+    }
+  }
+
+  static void Drain(Poller* p, int status, int /*events*/) {
     UdevMonitorWrap* self = p->owner;
-    if (self == nullptr) return;
     Napi::Env env(self->env_);
     Napi::HandleScope scope(env);
     if (status < 0) {

@@ -23,7 +23,22 @@ export { DevmoveError, CopyAbortError, CopyFailure } from './base/errors';
 export type { ErrorInfo } from './base/errors';
 export { toByteCount, parseDdNumber } from './base/size';
 export { devices, list as listDevices, lookup as lookupDevice, watch as watchDevices, resolveDevicePath, DeviceWatcher, deviceManagerStatus } from './devices/manager';
-export type { Device, DeviceMount, DeviceIdentity, DeviceEvent, DeviceAction, WatchOptions, DeviceWatcherEvents } from './devices/manager';
+export type {
+  Device,
+  DeviceMount,
+  DeviceIdentity,
+  DeviceEvent,
+  DeviceAction,
+  WatchOptions,
+  DeviceWatcherEvents,
+  DeviceManagerStatus,
+  DeviceContent,
+  DeviceContentProbe,
+  DeviceProbeError,
+  QueueFacts,
+  NodeAccess,
+  FilesystemUsage,
+} from './devices/manager';
 export { runJob } from './jobs/job';
 export type { JobEvent, JobHooks, JobResult, PairOutcome } from './jobs/job';
 export { parseJobFile, validateJob, JobFileError } from './jobs/jobfile';

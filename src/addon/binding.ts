@@ -60,6 +60,8 @@ export interface NativePlan {
   /** Extra reads of an unreadable logical block before it counts as bad. */
   retries?: number;
   zeroBlocks?: 'write' | 'skip' | 'discard' | 'sparse';
+  /** 'sparse' with a mapfile or verify: zero blocks below the target's end are punched or written, not passed over. */
+  sparseExact?: boolean;
   /** The zero check's block (dd's obs= for conv=sparse); must divide blockBytes. Omitted: blockBytes. */
   zeroBlockBytes?: number;
   onTargetError?: 'stop' | 'drop';
@@ -99,6 +101,8 @@ export interface NativeFileReport {
   error?: NativeErrorInfo;
   /** Targets: how zero blocks were handled when not as asked. */
   zeroNote?: string;
+  /** Targets: bytes written by buffers abandoned when the copy stopped (not in bytesCopied). */
+  unfinishedBytes?: number;
 }
 
 /** What the engine submitted, for diagnostics and benchmarks. */
@@ -267,16 +271,46 @@ export interface NativeUdevMonitor {
   readonly source: 'kernel' | 'udev';
 }
 
-export interface NativeUdevStatus {
-  /** The library name dlopen()ed: 'libudev.so.1', or DEVMOVE_LIBUDEV. */
-  library: string;
-  available: boolean;
-  error?: NativeErrorInfo;
-}
+export type NativeUdevStatus = NativeLibraryStatus;
 
 /** Device-manager calls throw JS Errors carrying this (positive errno). */
 export interface NativeUdevError extends Error {
   sysError?: NativeErrorInfo;
+}
+
+/** One kernel partition's entry in its disk's partition table, as libblkid formats PART_ENTRY_* (native/blkid_library.h). */
+export interface NativeBlkidPartitionEntry {
+  major: number;
+  minor: number;
+  /** The table has an entry for this partition (matched by its start and size in sysfs). */
+  found: boolean;
+  number?: number;
+  /** PART_ENTRY_SCHEME: 'gpt', 'dos', … */
+  scheme?: string;
+  /** PART_ENTRY_TYPE: a GPT type GUID, or '0x83' for MBR-style types. */
+  type?: string;
+  name?: string;
+  uuid?: string;
+  /** '0x1'; absent when zero. */
+  flags?: string;
+}
+
+/** What a read-only libblkid probe of one device node found. */
+export interface NativeBlkidProbe {
+  /** 'ambiguous': more than one signature, nothing reported (as `blkid -p`, exit 8). */
+  outcome: 'found' | 'nothing' | 'ambiguous';
+  /** TYPE, LABEL, UUID, VERSION of a superblock; PTTYPE, PTUUID of a partition table. */
+  values: Record<string, string>;
+  /** One per partition asked about, in order. */
+  entries: NativeBlkidPartitionEntry[];
+}
+
+/** Whether a runtime library (libudev, libblkid) could be loaded. */
+export interface NativeLibraryStatus {
+  /** The library name dlopen()ed: the default, or DEVMOVE_LIBUDEV / DEVMOVE_LIBBLKID. */
+  library: string;
+  available: boolean;
+  error?: NativeErrorInfo;
 }
 
 /** What a loop device is attached to (LOOP_GET_STATUS64); see native/loop_device.h. */
@@ -315,37 +349,65 @@ export interface NativeBinding {
   udevBlockDevice(query: { sysname: string } | { major: number; minor: number }): NativeUdevDevice | undefined;
   /** Whether libudev could be loaded (loads it on first call). */
   udevStatus(): NativeUdevStatus;
+  /**
+   * Content probe: libblkid on device nodes, read-only, several devices at once (on native threads;
+   * the call blocks until all are done). `partitions`: [major, minor] of kernel partitions of that
+   * whole disk whose table entries are wanted. Per request, in order: the probe, or the error that
+   * stopped it (the node could not be opened or read). Throws (sysError) ELIBACC without libblkid.
+   */
+  blkidProbe(requests: Array<{ path: string; partitions: Array<[number, number]> }>): Array<NativeBlkidProbe | { error: NativeErrorInfo }>;
+  /** Whether libblkid could be loaded (loads it on first call). */
+  blkidStatus(): NativeLibraryStatus;
+  /** User and group names of numeric ids, from the C library's name service; absent when unknown. */
+  accountNames(uid: number, gid: number): { user?: string; group?: string };
 }
 
 const EXPECTED_ABI_VERSION = 4;
 
-/** Where the addon is looked for; DEVMOVE_NATIVE_PATH selects another build (the sanitizer build). */
+/** The package's root: dist/addon/binding.js and the bundled CLI dist/cli/main.js both sit two levels below it. */
+const PACKAGE_ROOT = path.join(__dirname, '..', '..');
+
+/**
+ * Which devmove.node to load. DEVMOVE_NATIVE_PATH selects another build (the sanitizer build).
+ * Otherwise node-gyp-build chooses, as in node-usb and leveldown: a build from source in
+ * build/Release first, else the binary shipped in prebuilds/<platform>-<arch>/ whose tags fit
+ * this process (Node-API, so one binary for every Node version; glibc or musl).
+ */
 export function nativePath(): string {
   const override = process.env.DEVMOVE_NATIVE_PATH;
   if (override) return path.resolve(override);
-  return path.join(__dirname, '..', '..', 'build', 'Release', 'devmove.node');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+  return nodeGypBuild.path(PACKAGE_ROOT);
 }
 
 let cached: NativeBinding | undefined;
+
+/** One actionable error for every way loading fails: none found, wrong platform, or dlopen refused it. */
+function loadError(file: string | undefined, cause: unknown): Error {
+  const reason = cause instanceof Error ? cause.message.split('\n')[0] : String(cause);
+  const what = file === undefined ? 'its native addon' : `its native addon ${file}`;
+  const fix = process.env.DEVMOVE_NATIVE_PATH
+    ? 'DEVMOVE_NATIVE_PATH must name a devmove.node built for this system'
+    : 'devmove ships a prebuilt binary for linux-x64 with glibc >= 2.28; elsewhere build it from source with ' +
+      '`npm rebuild devmove` (needs python3, make and g++; npm >= 11 runs a dependency\'s build only once ' +
+      'allowed: `npm install-scripts approve devmove`), or set DEVMOVE_NATIVE_PATH to a built devmove.node';
+  return new Error(`devmove could not load ${what}: ${reason}. ${fix}.`, { cause });
+}
 
 export function loadNative(): NativeBinding {
   if (cached) return cached;
   if (process.platform !== 'linux') {
     throw new Error(`devmove runs on Linux only (io_uring and O_DIRECT); this is ${process.platform}`);
   }
-  const file = nativePath();
+  let file: string | undefined;
   let binding: NativeBinding;
   try {
+    file = nativePath();
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     binding = require(file) as NativeBinding;
   } catch (cause) {
-    const reason = cause instanceof Error ? cause.message.split('\n')[0] : String(cause);
-    throw new Error(
-      `devmove could not load its native addon ${file}: ${reason}. ` +
-        'Build it with `npm rebuild devmove` (needs python3, make and g++), ' +
-        'or set DEVMOVE_NATIVE_PATH to a built devmove.node.',
-      { cause },
-    );
+    throw loadError(file, cause);
   }
   if (binding.abiVersion !== EXPECTED_ABI_VERSION) {
     throw new Error(

@@ -214,6 +214,10 @@ function toPlan(o: ValidOptions): NativePlan {
     checkpointIntervalMs: o.mapfile !== undefined ? o.checkpointInterval : 0,
   };
   if (o.hash !== undefined) plan.hash = o.hash;
+  // conv=sparse passes over zero blocks and leaves what the target had there, as dd does. A mapfile's
+  // finished ranges and verify vouch that the target holds the source, so then the old bytes under a
+  // zero block (a target with data, a resume) are punched or overwritten; past its end, passed over.
+  if (o.zeroBlocks === 'sparse' && (o.mapfile !== undefined || o.verify)) plan.sparseExact = true;
   if (o.background) plan.idlePriority = true;
   if (o.ioEngine !== 'auto') plan.ioEngine = o.ioEngine;
   // A cut to 0 is done as GNU dd does it: the target opened with O_TRUNC (once every check passed).

@@ -21,7 +21,7 @@ function fileInfo(f: NativeFileReport | undefined, fallbackPath: string): FileIn
   if (f.dropped) info.dropped = true;
   if (f.error) info.error = new DevmoveError(f.error);
   if (f.zeroNote) info.zeroNote = f.zeroNote;
-  if (f.bytesWritten !== undefined && f.bytesWritten > 0) info.bytesWritten = f.bytesWritten;
+  if (f.unfinishedBytes) info.unfinishedBytes = f.unfinishedBytes;
   return info;
 }
 

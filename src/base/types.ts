@@ -204,8 +204,11 @@ export interface FileInfo {
   error?: SystemErrorLike;
   /** Targets: how zero blocks were handled when not as asked. */
   zeroNote?: string;
-  /** Targets: bytes it accepted, partial writes of an unfinished buffer included (what a failed copy left there). */
-  bytesWritten?: number;
+  /**
+   * Targets, after a failed or cancelled copy: bytes written past the finished ones (bytesCopied) by
+   * buffers that never completed, e.g. a write cut short by a full disk or a file-size limit.
+   */
+  unfinishedBytes?: number;
 }
 
 export interface CopyResult {

@@ -9,12 +9,13 @@ import { rate } from '../api/values';
 import { CopyAbortError, DevmoveError, describeErrno, isInvalidOption } from '../base/errors';
 import {
   BACKGROUND_BLOCK_SIZE, BACKGROUND_QUEUE_DEPTH, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH,
-  type CopyOptions, type CopyResult,
+  type CopyOptions, type CopyProgress, type CopyResult,
 } from '../base/types';
 import { BLOCK_SIZE_MAX, RING_BYTES_MAX } from '../base/limits';
 import { resolveDevicePath } from '../devices/manager';
 import { UsageError, type DdInvocation } from './dd-args';
-import { errorClause, EXIT_FAILURE, EXIT_OK, liveLine, records, transferLine, type CliIo } from './output';
+import { errorClause, EXIT_FAILURE, EXIT_OK, records, transferLine, type CliIo } from './output';
+import { DEFAULT_COLUMNS, figuresOf, progressLine } from './progress-view';
 import { onStatusSignal } from './signal-guard';
 
 /** The copy() options a dd invocation's long options set, under the option table's names. */
@@ -27,10 +28,7 @@ export function optionsFromInvocation(inv: DdInvocation): CopyOptions {
   if (inv.source === undefined || inv.targets.length === 0) throw new UsageError('missing operand: need if=SOURCE and of=TARGET');
   const background = inv.background === true;
   // bs= takes up to 2 GiB as in dd; one I/O stops at 1 GiB.
-  let blockSize = Math.min(Number(inv.blockSize ?? (background ? BACKGROUND_BLOCK_SIZE : DEFAULT_BLOCK_SIZE)), BLOCK_SIZE_MAX);
-  // conv=sparse judges output blocks (obs=), as dd does: the I/O size becomes a multiple of them.
-  const zeroBlockSize = inv.zeroBlocks === 'sparse' ? Math.min(inv.obs, BLOCK_SIZE_MAX) : undefined;
-  if (zeroBlockSize !== undefined) blockSize = Math.max(zeroBlockSize, blockSize - (blockSize % zeroBlockSize));
+  const blockSize = Math.min(Number(inv.blockSize ?? (background ? BACKGROUND_BLOCK_SIZE : DEFAULT_BLOCK_SIZE)), BLOCK_SIZE_MAX);
   let queueDepth = inv.queueDepth ?? (background ? BACKGROUND_QUEUE_DEPTH : DEFAULT_QUEUE_DEPTH);
   if (queueDepth * blockSize > RING_BYTES_MAX) {
     if (inv.queueDepth !== undefined) {
@@ -55,7 +53,6 @@ export function optionsFromInvocation(inv: DdInvocation): CopyOptions {
     // otherwise; reproduce both.
     truncateTarget: inv.truncate ? (Math.floor(inv.targetOffset / inv.obs) === 0 ? 0 : inv.targetOffset) : false,
     engine: { ...inv.engine },
-    ...(zeroBlockSize === undefined ? {} : { zeroBlockSize }),
   });
   return options as unknown as CopyOptions;
 }
@@ -92,6 +89,8 @@ function describeFailure(error: DevmoveError, inv: DdInvocation, argv: readonly 
   const r = error.result;
   if (r && error.offset !== undefined && ['read', 'write', 'fallocate'].includes(error.syscall ?? '')) {
     line += `; ${error.bytesCopied} bytes copied and flushed`;
+    const partial = r.target.unfinishedBytes ?? 0;
+    if (partial > 0) line += ` (and ${partial} more written by the unfinished write)`;
     if (error.syscall === 'read' && error.offset !== undefined && error.offset > r.range.offset && !r.mapfile?.resumed) {
       line += `, everything before byte ${error.offset} of the source is on the target`;
     }
@@ -100,30 +99,88 @@ function describeFailure(error: DevmoveError, inv: DdInvocation, argv: readonly 
   return line;
 }
 
-/** Lines after a successful copy for what dd does not have: bad blocks, dropped targets, zero blocks, verify. */
-function summaryLines(result: CopyResult, inv: DdInvocation, argv: readonly string[] | undefined): string[] {
-  const lines: string[] = [];
+/**
+ * How much of devmove's own report each status= level shows, following what
+ * dd does with its own messages: status=none leaves only errors (dd is silent
+ * even about unreadable blocks under conv=noerror then), status=noxfer drops
+ * the statistics but keeps what explains a failing exit status.
+ */
+type SummaryKind = 'statistic' | 'warning' | 'error';
+
+export function summaryShown(kind: SummaryKind, status: DdInvocation['status']): boolean {
+  if (kind === 'error') return true;
+  if (status === 'none') return false;
+  return status !== 'noxfer' || kind === 'warning';
+}
+
+/** Lines after a successful copy for what dd does not have: bad blocks, dropped targets, zero blocks, verify, the map. */
+export function summaryLines(
+  result: CopyResult,
+  inv: DdInvocation,
+  argv?: readonly string[],
+): Array<{ kind: SummaryKind; text: string }> {
+  const lines: Array<{ kind: SummaryKind; text: string }> = [];
   // The automatic choice fell back: say so, and why (a silent downgrade would hide a slower copy).
-  if (result.ioEngineNote) lines.push(`I/O engine: threads, because ${result.ioEngineNote}`);
+  if (result.ioEngineNote) lines.push({ kind: 'warning', text: `I/O engine: threads, because ${result.ioEngineNote}` });
   if (result.bad.bytes > 0) {
     const shown = result.bad.ranges.slice(0, 5).map(([o, l]) => `${o}+${l}`).join(', ');
     const more = result.bad.rangeCount > 5 ? `, … (${result.bad.rangeCount} ranges)` : '';
-    lines.push(`if=${result.source.path}: ${result.bad.bytes} unreadable bytes zero-filled on the target, at ${shown}${more}`);
+    lines.push({ kind: 'warning', text: `if=${result.source.path}: ${result.bad.bytes} unreadable bytes zero-filled on the target, at ${shown}${more}` });
   }
   for (const t of result.targets) {
-    if (t.dropped) lines.push(`of=${t.path}: dropped after an error: ${t.error?.message ?? 'unknown error'}`);
+    if (t.dropped) lines.push({ kind: 'error', text: `of=${t.path}: dropped after an error: ${t.error?.message ?? 'unknown error'}` });
   }
   if (inv.zeroBlocks !== 'write' && result.zero.bytes > 0) {
-    lines.push(`zero blocks: ${result.zero.bytes} bytes found, ${result.zero.skipped} skipped, ${result.zero.discarded} discarded`);
+    lines.push({ kind: 'statistic', text: `zero blocks: ${result.zero.bytes} bytes found, ${result.zero.skipped} skipped, ${result.zero.discarded} discarded` });
   }
-  if (result.verify) lines.push(`verified: ${result.verify.bytesCompared} bytes identical on source and target`);
+  if (result.verify) lines.push({ kind: 'statistic', text: `verified: ${result.verify.bytesCompared} bytes identical on source and target` });
   if (result.mapfile) {
     const m = result.mapfile;
-    lines.push(`mapfile ${m.path}: ${m.finished} bytes finished, ${m.bad} bad, ${m.nonTried} not tried${m.resumed ? ` (resumed; ${m.previouslyFinished} bytes were already done)` : ''}`);
+    const resumed = m.resumed ? ` (resumed; ${m.previouslyFinished} bytes were already done)` : '';
+    // Bad ranges in the map make the exit status 1: then the line is the reason.
+    lines.push({
+      kind: m.bad > 0 ? 'warning' : 'statistic',
+      text: `mapfile ${m.path}: ${m.finished} bytes finished, ${m.bad} bad, ${m.nonTried} not tried${resumed}`,
+    });
     // A dropped target lacks what the others got after it failed: the map stopped there.
-    if (m.nonTried > 0 && result.targets.some((t) => t.dropped)) lines.push(`to bring the dropped target up to date, run: ${againCommand(argv)}`);
+    if (m.nonTried > 0 && result.targets.some((t) => t.dropped)) {
+      lines.push({ kind: 'error', text: `to bring the dropped target up to date, run: ${againCommand(argv)}` });
+    }
   }
   return lines;
+}
+
+/**
+ * status=progress as dd prints it: nothing in the first second, then one line
+ * a second with whole seconds, each over the last ('\r', padded with spaces
+ * where it got shorter); a newline before anything else is printed.
+ */
+class DdProgressLine {
+  private width = 0;
+  private nextSecond = 1;
+  constructor(private readonly stderr: CliIo['stderr']) {}
+
+  update(bytes: number, seconds: number): void {
+    if (seconds < this.nextSecond) return;
+    this.nextSecond = Math.floor(seconds) + 1;
+    const line = transferLine(bytes, seconds, true);
+    this.stderr.write(`\r${line}${' '.repeat(Math.max(0, this.width - line.length))}`);
+    this.width = line.length;
+  }
+
+  end(): void {
+    if (this.width > 0) this.stderr.write('\n');
+    this.width = 0;
+  }
+}
+
+/**
+ * The bytes dd would count as output: the finished ones, and what a write cut
+ * short left on the (first) target, which dd shows as a partial record
+ * (coreutils tests/dd/partial-write.sh: `ulimit -f`).
+ */
+function bytesOut(bytesCopied: number, result: CopyResult | undefined): number {
+  return bytesCopied + (result?.target.unfinishedBytes ?? 0);
 }
 
 export interface RunContext {
@@ -149,6 +206,11 @@ function mapfileNote(m: NonNullable<CopyResult['mapfile']>, argv: readonly strin
   const done = m.finished + m.bad;
   if (done === 0) return `mapfile ${m.path} records nothing finished yet`;
   return `mapfile ${m.path} records ${m.finished} bytes finished${m.bad > 0 ? ` and ${m.bad} bad` : ''}; resume with: ${againCommand(argv)}`;
+}
+
+/** Where the report goes: standard output, or standard error when the data goes to standard output (of=-). */
+function reportStream(inv: DdInvocation, io: CliIo): CliIo['stdout'] {
+  return inv.targets.includes('-') ? io.stderr : io.stdout;
 }
 
 /**
@@ -178,11 +240,92 @@ function dieOfSigpipe(): number {
   return 128 + 13;
 }
 
-/** dd's "records in/out" for a failed copy: what was read, and what the target holds (partial writes included). */
-function failedCounts(error: DevmoveError): { read: number; written: number } {
-  const r = error.result;
-  const written = Math.max(error.bytesCopied, r?.target.bytesWritten ?? 0);
-  return { read: Math.max(written, r?.bytesRead ?? 0), written };
+/** What is on stderr while a copy runs: the terminal's live line, or dd's status=progress lines. */
+class ProgressView {
+  private liveShown = false;
+  private readonly ddLine: DdProgressLine | undefined;
+  private readonly live: boolean;
+
+  constructor(private readonly inv: DdInvocation, private readonly io: CliIo) {
+    this.live = inv.status === 'default' && !inv.json && io.stderr.isTTY === true;
+    this.ddLine = inv.status === 'progress' && !inv.json ? new DdProgressLine(io.stderr) : undefined;
+  }
+
+  show(p: CopyProgress): void {
+    if (this.inv.json) {
+      reportStream(this.inv, this.io).write(`${JSON.stringify({ type: 'progress', ...p })}\n`);
+    } else if (this.live) {
+      this.io.stderr.write(`\r\x1b[K${progressLine(figuresOf(p), (this.io.stderr as { columns?: number }).columns || DEFAULT_COLUMNS)}`);
+      this.liveShown = true;
+    } else {
+      this.ddLine?.update(p.bytesDone, p.elapsedSeconds);
+    }
+  }
+
+  /** Before any other line on stderr. */
+  clear(): void {
+    if (this.liveShown) this.io.stderr.write('\r\x1b[K');
+    this.liveShown = false;
+    this.ddLine?.end();
+  }
+}
+
+/** --rate-file: the cap follows the file's content. Returns the function that stops watching. */
+function watchRateFile(job: CopyJob, file: string, io: CliIo, view: ProgressView): () => void {
+  let lastText: string | undefined;
+  const apply = (): void => {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch {
+      return; // not there (yet): keep the current rate
+    }
+    if (text === lastText) return;
+    lastText = text;
+    try {
+      job.setRate(parseRateFile(text));
+    } catch (error) {
+      view.clear();
+      io.stderr.write(`devmove: --rate-file ${file}: ${error instanceof Error ? error.message : String(error)}; keeping ${job.rate || 'no'} cap\n`);
+    }
+  };
+  apply();
+  fs.watchFile(file, { interval: 250, persistent: false }, apply);
+  return () => fs.unwatchFile(file, apply);
+}
+
+/** dd's statistics: records in and out, then (unless status=noxfer) the transfer line. */
+function printStats(inv: DdInvocation, io: CliIo, view: ProgressView, bytes: number, seconds: number, read = bytes): void {
+  view.clear();
+  if (inv.status === 'none' || inv.json) return;
+  io.stderr.write(`${records(read, inv.ibs)} in\n${records(bytes, inv.obs)} out\n`);
+  if (inv.status !== 'noxfer') io.stderr.write(`${transferLine(bytes, seconds)}\n`);
+}
+
+function reportSuccess(inv: DdInvocation, io: CliIo, result: CopyResult, argv: readonly string[] | undefined): number {
+  const out = reportStream(inv, io);
+  if (inv.json) {
+    out.write(`${JSON.stringify({ type: 'result', ...result })}\n`);
+  } else {
+    if (result.hash) out.write(`${result.hash.algorithm.toUpperCase()} (${result.source.path}) = ${result.hash.hex}\n`);
+    for (const line of summaryLines(result, inv, argv)) {
+      if (summaryShown(line.kind, inv.status)) io.stderr.write(`devmove: ${line.text}\n`);
+    }
+  }
+  // Unlike dd (which exits 0 after conv=noerror skipped unreadable blocks):
+  // bad blocks or a dropped target make the exit status 1.
+  const degraded = result.bad.bytes > 0 || (result.mapfile?.bad ?? 0) > 0 || result.targets.some((t) => t.dropped);
+  return degraded ? EXIT_FAILURE : EXIT_OK;
+}
+
+function reportFailure(inv: DdInvocation, io: CliIo, error: DevmoveError, argv: readonly string[] | undefined): number {
+  const line = describeFailure(error, inv, argv);
+  if (inv.json) {
+    const { code, errno, syscall, operation, path, offset, bytesCopied } = error;
+    reportStream(inv, io).write(`${JSON.stringify({ type: 'error', code, errno, syscall, operation, path, offset, message: line, bytesCopied })}\n`);
+  }
+  io.stderr.write(`devmove: ${line}\n`);
+  return EXIT_FAILURE;
 }
 
 /** Runs one copy as the CLI does and returns the exit code. */
@@ -190,12 +333,8 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
   const { io } = ctx;
   refuseTerminals(inv);
   const options = optionsFromInvocation(inv);
-  // With the data on standard output (of=-), the report goes to standard error.
-  const out = inv.targets.includes('-') ? io.stderr : io.stdout;
-  const showLive = inv.status === 'default' && !inv.json && io.stderr.isTTY === true;
-  const ddProgress = inv.status === 'progress' && !inv.json;
-  options.progressInterval = inv.json ? 1000 : ddProgress ? 1000 : 200;
-
+  // dd's status=progress prints on whole seconds: sample often enough to hit them.
+  options.progressInterval = inv.json ? 1000 : 200;
   let job: CopyJob;
   try {
     job = copy(options);
@@ -204,54 +343,15 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
     if (isInvalidOption(error)) throw new UsageError(error.message);
     throw error;
   }
-  let liveShown = false;
-  const clearLive = (): void => {
-    if (liveShown) io.stderr.write('\r\x1b[K');
-    liveShown = false;
-  };
-  job.on('progress', (p) => {
-    if (inv.json) {
-      out.write(`${JSON.stringify({ type: 'progress', ...p })}\n`);
-    } else if (showLive) {
-      io.stderr.write(`\r\x1b[K${liveLine(p)}`);
-      liveShown = true;
-    } else if (ddProgress) {
-      io.stderr.write(`\r${transferLine(p.bytesDone, p.elapsedSeconds)}`);
-      liveShown = false;
-    }
-  });
-
-  // --rate-file: the cap follows the file's content.
-  let rateWatcher: (() => void) | undefined;
-  if (inv.rateFile !== undefined) {
-    const file = inv.rateFile;
-    let lastText: string | undefined;
-    const apply = (): void => {
-      let text: string;
-      try {
-        text = fs.readFileSync(file, 'utf8');
-      } catch {
-        return; // not there (yet): keep the current rate
-      }
-      if (text === lastText) return;
-      lastText = text;
-      try {
-        job.setRate(parseRateFile(text));
-      } catch (error) {
-        clearLive();
-        io.stderr.write(`devmove: --rate-file ${file}: ${error instanceof Error ? error.message : String(error)}; keeping ${job.rate || 'no'} cap\n`);
-      }
-    };
-    apply();
-    fs.watchFile(file, { interval: 250, persistent: false }, apply);
-    rateWatcher = () => fs.unwatchFile(file, apply);
-  }
+  const view = new ProgressView(inv, io);
+  job.on('progress', (p) => view.show(p));
+  const stopWatching = inv.rateFile === undefined ? undefined : watchRateFile(job, inv.rateFile, io, view);
 
   let interruptedBy: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (interruptedBy !== undefined) {
       // A second signal: the user does not want to wait for the drain.
-      clearLive();
+      view.clear();
       io.stderr.write(`devmove: ${signal} again: exiting without waiting for in-flight I/O\n`);
       process.exit(signal === 'SIGTERM' ? 143 : 130);
     }
@@ -260,7 +360,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
   };
   const onUsr1 = (): void => {
     const p = job.progress;
-    clearLive();
+    view.clear();
     io.stderr.write(`${records(p.bytesDone, inv.ibs)} in\n${records(p.bytesDone, inv.obs)} out\n${transferLine(p.bytesDone, p.elapsedSeconds)}\n`);
   };
   if (ctx.handleSignals) {
@@ -269,64 +369,34 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
     onStatusSignal(onUsr1);
   }
 
-  const finalStats = (bytes: number, seconds: number, read = bytes): void => {
-    if (ddProgress) io.stderr.write('\n');
-    if (inv.status === 'none' || inv.json) return;
-    io.stderr.write(`${records(read, inv.ibs)} in\n${records(bytes, inv.obs)} out\n`);
-    if (inv.status !== 'noxfer') io.stderr.write(`${transferLine(bytes, seconds)}\n`);
-  };
-
   try {
     const result: CopyResult = await job;
-    clearLive();
-    finalStats(result.bytesCopied, result.seconds);
-    if (inv.json) {
-      out.write(`${JSON.stringify({ type: 'result', ...result })}\n`);
-    } else {
-      if (result.hash) out.write(`${result.hash.algorithm.toUpperCase()} (${result.source.path}) = ${result.hash.hex}\n`);
-      if (inv.status !== 'none') for (const line of summaryLines(result, inv, ctx.argv)) io.stderr.write(`devmove: ${line}\n`);
-    }
-    // Like dd with conv=noerror: unreadable blocks or a dropped target make the exit status 1.
-    const degraded = result.bad.bytes > 0 || (result.mapfile?.bad ?? 0) > 0 || result.targets.some((t) => t.dropped);
-    return degraded ? EXIT_FAILURE : EXIT_OK;
+    // The engine's own seconds start later than the job's clock that the
+    // progress lines show: the final time is never the smaller one.
+    printStats(inv, io, view, result.bytesCopied, Math.max(result.seconds, job.progress.elapsedSeconds));
+    return reportSuccess(inv, io, result, ctx.argv);
   } catch (error) {
-    clearLive();
     const seconds = job.progress.elapsedSeconds;
     if (error instanceof CopyAbortError) {
-      finalStats(error.bytesCopied, seconds);
+      printStats(inv, io, view, bytesOut(error.bytesCopied, error.result), seconds);
       const signal = interruptedBy ?? 'SIGINT';
       const mapNote = error.result?.mapfile ? `; ${mapfileNote(error.result.mapfile, ctx.argv)}` : '';
       const line = `interrupted by ${signal} after ${error.bytesCopied} bytes; what was written has been flushed${mapNote}`;
-      if (inv.json) out.write(`${JSON.stringify({ type: 'error', code: 'ABORT_ERR', message: line, bytesCopied: error.bytesCopied })}\n`);
+      if (inv.json) reportStream(inv, io).write(`${JSON.stringify({ type: 'error', code: 'ABORT_ERR', message: line, bytesCopied: error.bytesCopied })}\n`);
       io.stderr.write(`devmove: ${line}\n`);
       return signal === 'SIGTERM' ? 143 : 130;
     }
+    view.clear();
     if (error instanceof DevmoveError) {
       if (error.code === 'EPIPE' && error.path === '-' && ctx.handleSignals) return dieOfSigpipe();
-      const counts = failedCounts(error);
-      if (counts.written > 0) finalStats(counts.written, seconds, counts.read);
-      const line = describeFailure(error, inv, ctx.argv);
-      if (inv.json) {
-        out.write(
-          `${JSON.stringify({
-            type: 'error',
-            code: error.code,
-            errno: error.errno,
-            syscall: error.syscall,
-            operation: error.operation,
-            path: error.path,
-            offset: error.offset,
-            message: line,
-            bytesCopied: error.bytesCopied,
-          })}\n`,
-        );
-      }
-      io.stderr.write(`devmove: ${line}\n`);
-      return EXIT_FAILURE;
+      const bytes = bytesOut(error.bytesCopied, error.result);
+      // Records in: what was read, which a failed write may leave ahead of what was written.
+      if (bytes > 0) printStats(inv, io, view, bytes, seconds, Math.max(bytes, error.result?.bytesRead ?? 0));
+      return reportFailure(inv, io, error, ctx.argv);
     }
     throw error;
   } finally {
-    rateWatcher?.();
+    stopWatching?.();
     if (ctx.handleSignals) {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);

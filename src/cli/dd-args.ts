@@ -31,6 +31,8 @@ type CliCopyOptions = Omit<
 >;
 
 export interface DdInvocation extends CliCopyOptions {
+  /** Warnings to print before anything runs, as dd does while parsing (e.g. count=0x1). */
+  warnings: string[];
   /** 'demo' when argv[0] === 'demo'. */
   command: 'copy' | 'help' | 'version' | 'demo';
   /** if= (required for 'copy'). */
@@ -112,17 +114,33 @@ interface BlockCount {
   operand: string;
 }
 
-function parseSize(operand: string, value: string): number {
+/** What GNU dd prints for an operand such as count=0x10 (coreutils tests/dd/misc.sh). */
+export const ZERO_MULTIPLIER_WARNING = "warning: '0x' is a zero multiplier; use '00x' if that is intended";
+
+/**
+ * An operand's number in dd's grammar. dd reads '0x1' as 0 × 1 (its 'x' is
+ * multiplication), says so in a warning and goes on: so does devmove, while
+ * its size grammar (shared with the library) refuses '0x' outright.
+ */
+function parseSize(operand: string, value: string, warnings: string[]): number {
+  const zeroTimes = value.startsWith('0x');
   try {
-    return parseDdNumber(value);
+    const size = parseDdNumber(zeroTimes ? `0${value}` : value);
+    if (zeroTimes) warnings.push(ZERO_MULTIPLIER_WARNING);
+    return size;
   } catch (err) {
     if (err instanceof SizeSyntaxError) throw new UsageError(`invalid operand ${quote(operand)}: ${err.reason}`);
     throw err;
   }
 }
 
-function parseBlockSize(operand: string, value: string, what: string): number {
-  const size = parseSize(operand, value);
+function parseBlockSize(operand: string, value: string, what: string, warnings: string[]): number {
+  const size = parseSize(operand, value, warnings);
+  if (size < 1 && value.startsWith('0x')) {
+    throw new UsageError(
+      `invalid operand ${quote(operand)}: hexadecimal is not accepted (dd reads '0x' as zero times what follows, so this is 0); ${what} must be at least 1 byte`,
+    );
+  }
   if (size < 1) throw new UsageError(`invalid operand ${quote(operand)}: ${what} must be at least 1 byte`);
   if (size > DD_BLOCK_SIZE_MAX) {
     throw new UsageError(`invalid operand ${quote(operand)}: ${what} must be at most 2 GiB (2147483648 bytes)`);
@@ -146,6 +164,7 @@ function toBytes(count: BlockCount, bytesMode: boolean, unit: number, unitName: 
 /** Everything read from the command line so far. */
 interface ParseState {
   command: DdInvocation['command'];
+  warnings: string[];
   source?: string;
   targets: string[];
   /** Values of long options (and of operands that set the same copy() option), by key. */
@@ -217,12 +236,12 @@ function parseOperand(state: ParseState, arg: string): void {
   if ((key === 'if' || key === 'of') && isNbdUri(value)) checkNbdUri(arg, value);
   if (key === 'if') state.source = value;
   else if (key === 'of') addTarget(state, value, arg);
-  else if (key === 'bs') state.bs = { value: parseBlockSize(arg, value, 'the block size'), operand: arg };
-  else if (key === 'ibs') state.ibs = parseBlockSize(arg, value, 'the input block size');
-  else if (key === 'obs') state.obs = parseBlockSize(arg, value, 'the output block size');
-  else if (key === 'skip' || key === 'iseek') state.skip = { value: parseSize(arg, value), hasB: value.includes('B'), operand: arg };
-  else if (key === 'seek' || key === 'oseek') state.seek = { value: parseSize(arg, value), hasB: value.includes('B'), operand: arg };
-  else if (key === 'count') state.count = { value: parseSize(arg, value), hasB: value.includes('B'), operand: arg };
+  else if (key === 'bs') state.bs = { value: parseBlockSize(arg, value, 'the block size', state.warnings), operand: arg };
+  else if (key === 'ibs') state.ibs = parseBlockSize(arg, value, 'the input block size', state.warnings);
+  else if (key === 'obs') state.obs = parseBlockSize(arg, value, 'the output block size', state.warnings);
+  else if (key === 'skip' || key === 'iseek') state.skip = { value: parseSize(arg, value, state.warnings), hasB: value.includes('B'), operand: arg };
+  else if (key === 'seek' || key === 'oseek') state.seek = { value: parseSize(arg, value, state.warnings), hasB: value.includes('B'), operand: arg };
+  else if (key === 'count') state.count = { value: parseSize(arg, value, state.warnings), hasB: value.includes('B'), operand: arg };
   else if (key === 'status') state.status = statusLevel(arg, value);
   else parseSymbols(state, key, value, arg);
 }
@@ -339,9 +358,15 @@ function finish(state: ParseState): DdInvocation {
   const obs = state.bs?.value ?? state.obs ?? DEFAULT_DD_BLOCK;
   const { inputFlags: iflag, outputFlags: oflag, conversions: conv } = state;
   const maxLength = state.count === undefined ? undefined : toBytes(state.count, iflag.has('count_bytes'), ibs, 'ibs');
-  const blockSize = state.bs?.value ?? (blockOption?.value as number | undefined);
+  // dd's conv=sparse looks for all-zero *output* blocks (coreutils
+  // tests/dd/sparse.sh: ibs=1M obs=2M leaves a 1 MiB run of zeros written);
+  // devmove finds zero blocks per I/O, so an explicit obs= sets the I/O size
+  // unless bs= or --block-size does.
+  const sparseBlock = state.values.get('zeroBlocks')?.value === 'sparse' ? state.obs : undefined;
+  const blockSize = state.bs?.value ?? (blockOption?.value as number | undefined) ?? sparseBlock;
   const quiet = state.values.has('quiet');
   return {
+    warnings: state.warnings,
     command: state.command,
     ...(state.source === undefined ? {} : { source: state.source }),
     ...(state.targets.length === 0 ? {} : { target: state.targets[0] }),
@@ -378,7 +403,7 @@ export function parseDdArgs(argv: readonly string[]): DdInvocation {
   const dashDash = argv.indexOf('--');
   const options = dashDash === -1 ? argv : argv.slice(0, dashDash);
   const state: ParseState = {
-    command: 'copy', targets: [], values: new Map(), status: 'default', inputFlags: new Set(), outputFlags: new Set(), conversions: new Set(),
+    command: 'copy', warnings: [], targets: [], values: new Map(), status: 'default', inputFlags: new Set(), outputFlags: new Set(), conversions: new Set(),
   };
   const json = options.includes('--json');
   if (options.includes('--help') || options.includes('-h')) return { ...finishEmpty(state, 'help'), json };
@@ -465,8 +490,10 @@ const OPERANDS_HELP = `Operands (as in GNU dd):
   count=N       copy only N ibs-sized blocks (default: up to the end of SOURCE)
                 If N contains 'B' (count=10MB, skip=4KiB, seek=100B),
                 skip=, seek= and count= count bytes instead, as in GNU dd 9.
-  status=LEVEL  none: print nothing but errors; noxfer: no final statistics;
-                progress: also print periodic transfer statistics
+  status=LEVEL  none: print nothing but errors; noxfer: no transfer line
+                and no statistics of devmove's own (zero blocks, verify,
+                mapfile); progress: also print transfer statistics once a
+                second
   conv=CONVS    comma-separated list of:
                   notrunc    do not truncate a regular-file TARGET
                   nocreat    do not create TARGET; it must already exist
@@ -475,8 +502,12 @@ const OPERANDS_HELP = `Operands (as in GNU dd):
                   fsync      flush TARGET's data and metadata before exiting
                   noerror    go on after unreadable blocks: they are located
                              to the logical block, zero-filled on TARGET and
-                             reported (sync is implied; conv=noerror,sync ok)
+                             reported, exit status 1 (sync is implied;
+                             conv=noerror,sync ok; a short last block is
+                             not padded)
                   sparse     seek over all-zero blocks instead of writing them
+                             (blocks of obs= bytes when obs= is given, else
+                             of the I/O size)
   iflag=FLAGS   comma-separated list of:
                   direct       require O_DIRECT on SOURCE (default: use it
                                whenever possible)
@@ -497,8 +528,8 @@ const OPERANDS_HELP = `Operands (as in GNU dd):
 
 N and BYTES are decimal integers with an optional suffix: c=1, w=2, b=512,
 kB=KB=1000, K=k=KiB=1024, MB=1000*1000, M=MiB=1024*1024, and so on for G, T,
-P, E, Z, Y, R, Q. NxM multiplies: 2x512=1024. Byte counts must stay below
-2^53 (8 PiB).
+P, E, Z, Y, R, Q. NxM multiplies: 2x512=1024 (and 0x10 is zero times 10, with
+dd's warning: not hexadecimal). Byte counts must stay below 2^53 (8 PiB).
 `;
 
 const UNSUPPORTED_HELP = `Not supported: cbs=; conv=ascii, ebcdic, ibm, block, unblock, lcase, ucase,

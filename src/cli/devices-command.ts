@@ -27,20 +27,27 @@ export function devicesHelpText(): string {
   or:  devmove devices watch [--json]
 List block devices, show one, or watch them come and go.
 
-  (no command)  a table like lsblk: NAME SIZE TYPE RO MODEL SERIAL MOUNTPOINTS
-                HOLDERS, partitions under their disk; empty devices (unattached
-                loop devices, unused zram) only with --all
-  info NAME     everything known about one device. NAME is a kernel name (sdb,
-                loop3, nvme0n1p2), a path or symlink to a device node (/dev/sdb,
-                /dev/disk/by-id/...), or MAJ:MIN (7:3)
+  (no command)  a table like lsblk: NAME SIZE TYPE RO FSTYPE LABEL MODEL SERIAL
+                MOUNTPOINTS HOLDERS, partitions under their disk; empty devices
+                (unattached loop devices, unused zram) only with --all
+  info NAME     everything known about one device: identity, filesystem type,
+                label and UUID, partition table and entry, I/O limits, discard,
+                scheduler, read-ahead, owner and mode, mounts and filesystem
+                usage. NAME is a kernel name (sdb, loop3, nvme0n1p2), a path or
+                symlink to a device node (/dev/sdb, /dev/disk/by-id/...), or
+                MAJ:MIN (7:3)
   watch         print add/remove/change events as they come, until Ctrl-C
-  --json        JSON: {"devices": [...]} for the table, one object for info,
-                one object per line for watch
+  --json        JSON: {"devices": [...]} for the table, one object for info
+                (every field), one object per line for watch
   --all         also list empty devices
 
 Model, vendor, serial, WWN and /dev/disk/by-* links come from the udev
-database when a udev daemon runs, else from what the kernel publishes in sysfs;
-unknown fields are left empty. Needs libudev.so.1 (Debian/Ubuntu: libudev1).
+database when a udev daemon runs, else from what the kernel publishes in sysfs.
+FSTYPE, LABEL, UUID and the partition table fields come from the udev database
+when a udev daemon has probed the device, else from reading the device with
+libblkid (read-only; root or read permission on the device is needed). Unknown
+fields are left empty. Needs libudev.so.1 (Debian/Ubuntu: libudev1); without
+libblkid.so.1 (libblkid1) everything but the content fields still works.
 
 Exit status: 0 ok, 1 failure (no such device, libudev missing), 2 usage error.
 `;
@@ -90,7 +97,12 @@ function parseArgs(args: readonly string[]): ParsedArgs {
 
 // ---- the table -------------------------------------------------------------------
 
-const COLUMNS = ['NAME', 'SIZE', 'TYPE', 'RO', 'MODEL', 'SERIAL', 'MOUNTPOINTS', 'HOLDERS'] as const;
+const COLUMNS = ['NAME', 'SIZE', 'TYPE', 'RO', 'FSTYPE', 'LABEL', 'MODEL', 'SERIAL', 'MOUNTPOINTS', 'HOLDERS'] as const;
+
+/** A value as one table cell: control characters (a label can hold any byte) as \xNN, as lsblk prints them. */
+export function cellText(value: string | undefined): string {
+  return (value ?? '').replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
 
 function lines(rows: string[][]): string {
   const widths = COLUMNS.map((_, i) => Math.max(...rows.map((r) => r[i].length)));
@@ -125,18 +137,20 @@ export function formatDeviceTable(devices: readonly Device[], options: { all?: b
   }
   const rows: string[][] = [[...COLUMNS]];
   const add = (d: Device, prefix: string, continuation: string): void => {
-    const mountPoints = d.mounts.map((m) => m.mountPoint);
+    const mountPoints = d.mounts.map((m) => cellText(m.mountPoint));
     rows.push([
       `${prefix}${d.name}`,
       formatBytesIEC(d.sizeBytes),
       d.type === 'partition' ? 'part' : d.loop !== undefined || /^loop\d+$/.test(d.name) ? 'loop' : 'disk',
       d.readOnly ? '1' : '0',
-      d.model ?? '',
-      d.serial ?? '',
+      cellText(d.fsType),
+      cellText(d.label),
+      cellText(d.model),
+      cellText(d.serial),
       mountPoints[0] ?? '',
       d.holders.join(','),
     ]);
-    for (const mountPoint of mountPoints.slice(1)) rows.push([continuation, '', '', '', '', '', mountPoint, '']);
+    for (const mountPoint of mountPoints.slice(1)) rows.push([continuation, ...COLUMNS.slice(1, -2).map(() => ''), mountPoint, '']);
   };
   for (const root of roots) {
     const kids = children.get(root.name) ?? [];
@@ -159,26 +173,61 @@ function sizeText(bytes: number): string {
   return bytes >= 1024 ? `${formatBytesIEC(bytes)} (${bytes} bytes)` : `${bytes} bytes`;
 }
 
-/** `devices info NAME` as text: one "key: value" line per known fact; unknown ones are left out. */
-export function formatDeviceInfo(d: Device): string {
-  const out: Array<[string, string]> = [
-    ['name', d.name],
-    ['path', d.path],
-    ['devno', d.devno],
-    ['type', d.type],
-    ['size', sizeText(d.sizeBytes)],
-    ['logical block size', `${d.logicalBlockBytes} bytes`],
-    ['physical block size', `${d.physicalBlockBytes} bytes`],
-    ['read-only', yesNo(d.readOnly)],
-    ['removable', yesNo(d.removable)],
-    ['rotational', yesNo(d.rotational)],
+type InfoLine = [key: string, value: string];
+
+function optional(key: string, value: string | undefined): InfoLine[] {
+  return value === undefined ? [] : [[key, value]];
+}
+
+/** How the content fields were found, or why they are unknown. */
+export function contentProbeText(d: Pick<Device, 'contentProbe' | 'sizeBytes'>): string {
+  const probe = d.contentProbe;
+  if (probe.error !== undefined) return `unknown: ${probe.error.message}`;
+  if (probe.source === 'none') return d.sizeBytes === 0 ? 'not probed (empty device)' : 'not probed';
+  if (probe.source === 'udev') return 'udev database';
+  return probe.ambiguous === true ? 'libblkid: more than one signature, none reported (see wipefs)' : 'libblkid';
+}
+
+/** FSTYPE … PARTFLAGS, and where they came from. */
+function contentLines(d: Device): InfoLine[] {
+  return [
+    ...optional('fstype', d.fsType),
+    ...optional('fs version', d.fsVersion),
+    ...optional('label', d.label),
+    ...optional('uuid', d.uuid),
+    ...optional('partition table', d.ptType === undefined ? undefined : `${d.ptType}${d.ptUuid === undefined ? '' : `, id ${d.ptUuid}`}`),
+    ...optional('partition type', d.partType),
+    ...optional('partition label', d.partLabel),
+    ...optional('partition uuid', d.partUuid),
+    ...optional('partition flags', d.partFlags),
+    ['contents from', contentProbeText(d)],
   ];
-  if (d.model !== undefined) out.push(['model', d.model]);
-  if (d.vendor !== undefined) out.push(['vendor', d.vendor]);
-  if (d.serial !== undefined) out.push(['serial', d.serial]);
-  if (d.wwn !== undefined) out.push(['wwn', d.wwn]);
-  if (d.links.length > 0) out.push(['links', d.links.join(' ')]);
-  if (d.disk !== undefined) out.push(['disk', d.disk]);
+}
+
+function bytesLine(key: string, bytes: number | undefined): InfoLine[] {
+  return bytes === undefined ? [] : [[key, sizeText(bytes)]];
+}
+
+/** Queue limits and settings (sysfs), and who may open the node. */
+function queueAndAccessLines(d: Device): InfoLine[] {
+  return [
+    ...bytesLine('alignment offset', d.alignmentOffsetBytes),
+    ...bytesLine('minimum I/O size', d.minIoBytes),
+    ...bytesLine('optimal I/O size', d.optIoBytes),
+    ...bytesLine('discard granularity', d.discardGranularityBytes),
+    ...bytesLine('discard maximum', d.discardMaxBytes),
+    ...bytesLine('discard alignment', d.discardAlignmentBytes),
+    ...optional('scheduler', d.scheduler),
+    ...bytesLine('read-ahead', d.readAheadBytes),
+    ...optional('zoned', d.zoned),
+    ...optional('owner', d.owner),
+    ...optional('group', d.group),
+    ...optional('mode', d.mode),
+  ];
+}
+
+function placementLines(d: Device): InfoLine[] {
+  const out: InfoLine[] = [...optional('links', d.links.length > 0 ? d.links.join(' ') : undefined), ...optional('disk', d.disk)];
   if (d.partition !== undefined) {
     out.push(['partition', `number ${d.partition.number}, starts at byte ${d.partition.startBytes}, ${sizeText(d.partition.sizeBytes)}`]);
   }
@@ -191,13 +240,59 @@ export function formatDeviceInfo(d: Device): string {
     out.push(['loop size limit', d.loop.sizeLimitBytes === 0 ? 'none' : `${d.loop.sizeLimitBytes} bytes`]);
   }
   for (const m of d.mounts) out.push(['mounted', `${m.mountPoint} (${m.fsType}, ${m.readOnly ? 'ro' : 'rw'})`]);
-  out.push(['sysfs', d.sysPath]);
-  out.push(['udev database', d.udev.initialized ? 'yes' : 'no (no udev daemon has processed this device)']);
+  out.push(...bytesLine('fs size', d.fsSizeBytes), ...bytesLine('fs available', d.fsAvailableBytes), ...bytesLine('fs used', d.fsUsedBytes));
+  return out;
+}
+
+/** `devices info NAME` as text: one "key: value" line per known fact; unknown ones are left out. */
+export function formatDeviceInfo(d: Device): string {
+  const out: InfoLine[] = [
+    ['name', d.name],
+    ['path', d.path],
+    ['devno', d.devno],
+    ['type', d.type],
+    ['size', sizeText(d.sizeBytes)],
+    ['logical block size', `${d.logicalBlockBytes} bytes`],
+    ['physical block size', `${d.physicalBlockBytes} bytes`],
+    ['read-only', yesNo(d.readOnly)],
+    ['removable', yesNo(d.removable)],
+    ['rotational', yesNo(d.rotational)],
+    ...optional('model', d.model),
+    ...optional('vendor', d.vendor),
+    ...optional('serial', d.serial),
+    ...optional('wwn', d.wwn),
+    ...contentLines(d),
+    ...queueAndAccessLines(d),
+    ...placementLines(d),
+    ['sysfs', d.sysPath],
+    ['udev database', d.udev.initialized ? 'yes' : 'no (no udev daemon has processed this device)'],
+  ];
   const width = Math.max(...out.map(([k]) => k.length)) + 1;
   let text = out.map(([k, v]) => `${`${k}:`.padEnd(width)} ${v}`).join('\n');
   const properties = Object.entries(d.udev.properties).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   if (properties.length > 0) text += `\nudev properties:\n${properties.map(([k, v]) => `  ${k}=${v}`).join('\n')}`;
   return `${text}\n`;
+}
+
+const NOTE_NAMES_MAX = 6;
+
+/**
+ * One stderr line per kind of content-probe failure: whose FSTYPE, LABEL and UUID are unknown, and
+ * why. Without libblkid that is one line for every device.
+ */
+export function formatProbeNotes(devices: readonly Device[]): string[] {
+  const byCode = new Map<string, Device[]>();
+  for (const d of devices) {
+    const error = d.contentProbe.error;
+    if (error !== undefined) byCode.set(error.code, [...(byCode.get(error.code) ?? []), d]);
+  }
+  return [...byCode.entries()].map(([code, failed]) => {
+    const message = failed[0].contentProbe.error?.message ?? code;
+    if (code === 'ELIBACC') return `devmove: FSTYPE, LABEL and UUID unknown: ${message}`;
+    const names = failed.slice(0, NOTE_NAMES_MAX).map((d) => d.name);
+    const more = failed.length > NOTE_NAMES_MAX ? ` and ${failed.length - NOTE_NAMES_MAX} more` : '';
+    return `devmove: FSTYPE, LABEL and UUID unknown for ${names.join(', ')}${more}: ${message}`;
+  });
 }
 
 // ---- watch -------------------------------------------------------------------------
@@ -287,6 +382,7 @@ export async function runDevicesCommand(args: readonly string[], io: DevicesIo, 
       case 'list': {
         const devices = list().filter((d) => parsed.all || d.sizeBytes > 0);
         io.stdout.write(parsed.json ? `${JSON.stringify({ devices }, null, 2)}\n` : formatDeviceTable(devices, { all: true }));
+        for (const note of formatProbeNotes(devices)) io.stderr.write(`${note}\n`);
         return 0;
       }
       case 'info': {

@@ -13,12 +13,13 @@ import { runJob, type JobEvent, type JobResult, type PairOutcome } from '../jobs
 import { JobFileError, parseJobFile, type JobSpec } from '../jobs/jobfile';
 import { formatBytesIEC, formatBytesSI } from '../base/size';
 import type { CopyProgress } from '../base/types';
+import { JobDisplay } from './job-display';
 import { errorClause } from './output';
 import { onStatusSignal } from './signal-guard';
 
 export interface RunIo {
   stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
 }
 
 export interface RunCommandOptions {
@@ -53,6 +54,10 @@ resolved against the job file's directory.
   --json   one JSON object per line: pair-start, progress, pair-done and
            pair-failed events, then {"type":"result","pairs":[...]}
   --quiet  print only failures (with --json: no progress events)
+
+On a terminal (standard error), a live line per pair (bar, percent, rate,
+ETA) and a total are redrawn in place; each pair's result line is printed as
+it finishes.
 
 Exit status: 0 every pair done, 1 a pair failed, 2 bad job file or usage,
 130 after SIGINT, 143 after SIGTERM (every pair cancelled and flushed).
@@ -167,17 +172,15 @@ export function summaryLine(result: JobResult): string {
   return `${n} ${n === 1 ? 'pair' : 'pairs'}: ${parts.join(', ')}; ${bytesText(result.bytesCopied)} in ${seconds(result.seconds)} s`;
 }
 
-/** `devmove run ARGS…`; resolves to the exit status. */
-export async function runRunCommand(args: readonly string[], io: RunIo, options: RunCommandOptions = {}): Promise<number> {
-  let parsed: ParsedArgs;
-  let spec: JobSpec;
+/** The job file a command line names, or the exit status of a usage error (or --help). */
+function readCommand(args: readonly string[], io: RunIo): { parsed: ParsedArgs; spec: JobSpec } | number {
   try {
-    parsed = parseArgs(args);
+    const parsed = parseArgs(args);
     if (parsed.help) {
       io.stdout.write(runHelpText());
       return 0;
     }
-    spec = readJob(parsed.file as string);
+    return { parsed, spec: readJob(parsed.file as string) };
   } catch (error) {
     if (error instanceof RunUsageError || error instanceof JobFileError) {
       io.stderr.write(`devmove: ${error.message}\n`);
@@ -185,84 +188,107 @@ export async function runRunCommand(args: readonly string[], io: RunIo, options:
     }
     throw error;
   }
-  const { json, quiet } = parsed;
-  const write = (object: Record<string, unknown>): void => {
-    io.stdout.write(`${JSON.stringify(object)}\n`);
-  };
+}
 
-  // SIGUSR1: where every pair is, as dd prints its statistics.
-  const latest = new Map<string, CopyProgress>();
-  const onStatus = (): void => {
-    for (const pair of spec.pairs) {
-      const p = latest.get(pair.name);
-      io.stderr.write(`devmove: ${pair.name}: ${p === undefined ? 'waiting' : `${bytesText(p.bytesDone)}${p.bytesTotal === undefined ? '' : ` of ${bytesText(p.bytesTotal)}`}, ${formatBytesSI(p.bytesPerSecond)}/s`}\n`);
-    }
-  };
-  const controller = new AbortController();
-  let interruptedBy: NodeJS.Signals | undefined;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    interruptedBy ??= signal;
-    controller.abort(new Error(`interrupted by ${signal}`));
-  };
-  const onAbort = (): void => controller.abort(options.signal?.reason);
-  const handleSignals = options.handleSignals ?? true;
-  if (handleSignals) {
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    onStatusSignal(onStatus);
+/** What the command prints while the job runs: JSON lines, a line per finished pair, a live display, SIGUSR1 statistics. */
+class JobReporter {
+  private readonly latest = new Map<string, CopyProgress>();
+  private readonly live: JobDisplay | undefined;
+
+  constructor(
+    private readonly io: RunIo,
+    private readonly spec: JobSpec,
+    private readonly parsed: ParsedArgs,
+  ) {
+    // On a terminal: a live line per pair and a total (plain lines otherwise, and with --json/--quiet).
+    this.live = !parsed.json && !parsed.quiet && io.stderr.isTTY === true ? new JobDisplay(io.stderr, spec.pairs.map((p) => p.name)) : undefined;
   }
-  if (options.signal?.aborted) onAbort();
-  else options.signal?.addEventListener('abort', onAbort, { once: true });
 
-  // One line per pair as it finishes; --quiet keeps only the failures, on stderr.
-  const printOutcome = (line: PairLine): void => {
-    if (!quiet) io.stdout.write(`${pairLine(line)}\n`);
-    else if (line.status === 'failed') io.stderr.write(`devmove: ${pairLine(line)}\n`);
-  };
-  const onEvent = (event: JobEvent): void => {
-    if (event.type === 'progress') latest.set(event.pair, event);
-    if (json) {
-      if (!(quiet && event.type === 'progress')) write(eventJson(event));
+  write(object: Record<string, unknown>): void {
+    this.io.stdout.write(`${JSON.stringify(object)}\n`);
+  }
+
+  /** SIGUSR1: where every pair is, as dd prints its statistics. */
+  status(): void {
+    for (const pair of this.spec.pairs) {
+      const p = this.latest.get(pair.name);
+      this.io.stderr.write(`devmove: ${pair.name}: ${p === undefined ? 'waiting' : `${bytesText(p.bytesDone)}${p.bytesTotal === undefined ? '' : ` of ${bytesText(p.bytesTotal)}`}, ${formatBytesSI(p.bytesPerSecond)}/s`}\n`);
+    }
+  }
+
+  event(event: JobEvent): void {
+    if (event.type === 'progress') this.latest.set(event.pair, event);
+    this.live?.update(event);
+    if (this.parsed.json) {
+      if (!(this.parsed.quiet && event.type === 'progress')) this.write(eventJson(event));
     } else if (event.type === 'pair-done') {
       const { result } = event;
-      printOutcome({ name: event.pair, status: 'done', bytesCopied: result.bytesCopied, seconds: result.seconds, bytesPerSecond: result.bytesPerSecond });
+      this.outcome({ name: event.pair, status: 'done', bytesCopied: result.bytesCopied, seconds: result.seconds, bytesPerSecond: result.bytesPerSecond });
     } else if (event.type === 'pair-failed') {
       const bytes = (event.error as { bytesCopied?: unknown }).bytesCopied;
-      printOutcome({
-        name: event.pair,
-        status: event.error instanceof CopyAbortError ? 'cancelled' : 'failed',
-        bytesCopied: typeof bytes === 'number' ? bytes : 0,
-        error: event.error,
-      });
+      const status = event.error instanceof CopyAbortError ? 'cancelled' : 'failed';
+      this.outcome({ name: event.pair, status, bytesCopied: typeof bytes === 'number' ? bytes : 0, error: event.error });
     }
-  };
-
-  let result: JobResult;
-  try {
-    result = await runJob(spec, { signal: controller.signal, onEvent, ...(json ? { progressInterval: 1000 } : {}) });
-  } catch (error) {
-    if (error instanceof JobFileError) {
-      io.stderr.write(`devmove: ${error.message}\n`);
-      return 2;
-    }
-    io.stderr.write(`devmove: ${describeError(error)}\n`);
-    return 1;
-  } finally {
-    if (handleSignals) {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      onStatusSignal(undefined);
-    }
-    options.signal?.removeEventListener('abort', onAbort);
+    if (event.type === 'pair-done' || event.type === 'pair-failed') this.live?.draw();
   }
 
-  if (json) {
-    write({ type: 'result', ok: result.ok, cancelled: result.cancelled, seconds: result.seconds, bytesCopied: result.bytesCopied, pairs: result.pairs.map(outcomeJson) });
-  } else if (!quiet) {
+  /** One line per pair as it finishes; --quiet keeps only the failures, on stderr. */
+  private outcome(line: PairLine): void {
+    this.live?.clear();
+    if (!this.parsed.quiet) this.io.stdout.write(`${pairLine(line)}\n`);
+    else if (line.status === 'failed') this.io.stderr.write(`devmove: ${pairLine(line)}\n`);
+  }
+
+  clear(): void {
+    this.live?.clear();
+  }
+}
+
+/** SIGINT/SIGTERM cancel the job, SIGUSR1 reports; undone by `release()`. */
+class SignalScope {
+  readonly controller = new AbortController();
+  interruptedBy: NodeJS.Signals | undefined;
+  private readonly onSignal = (signal: NodeJS.Signals): void => {
+    this.interruptedBy ??= signal;
+    this.controller.abort(new Error(`interrupted by ${signal}`));
+  };
+  private readonly onAbort = (): void => this.controller.abort(this.options.signal?.reason);
+
+  constructor(
+    private readonly options: RunCommandOptions,
+    reporter: JobReporter,
+  ) {
+    if (this.handles) {
+      process.on('SIGINT', this.onSignal);
+      process.on('SIGTERM', this.onSignal);
+      onStatusSignal(() => reporter.status());
+    }
+    if (options.signal?.aborted) this.onAbort();
+    else options.signal?.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  private get handles(): boolean {
+    return this.options.handleSignals ?? true;
+  }
+
+  release(): void {
+    if (this.handles) {
+      process.off('SIGINT', this.onSignal);
+      process.off('SIGTERM', this.onSignal);
+      onStatusSignal(undefined);
+    }
+    this.options.signal?.removeEventListener('abort', this.onAbort);
+  }
+}
+
+/** The summary and the exit status of a job that ran. */
+function finishReport(result: JobResult, reporter: JobReporter, parsed: ParsedArgs, io: RunIo, signal: NodeJS.Signals | undefined): number {
+  if (parsed.json) {
+    reporter.write({ type: 'result', ok: result.ok, cancelled: result.cancelled, seconds: result.seconds, bytesCopied: result.bytesCopied, pairs: result.pairs.map(outcomeJson) });
+  } else if (!parsed.quiet) {
     io.stdout.write(`${summaryLine(result)}\n`);
   }
   if (result.cancelled) {
-    const signal = interruptedBy;
     const cancelled = result.pairs.filter((p) => p.status === 'cancelled').length;
     io.stderr.write(
       `devmove: ${signal !== undefined ? `interrupted by ${signal}` : 'cancelled'}; ${cancelled} of ${result.pairs.length} pairs cancelled, what was written has been flushed\n`,
@@ -271,8 +297,28 @@ export async function runRunCommand(args: readonly string[], io: RunIo, options:
   }
   if (!result.ok) {
     const failed = result.pairs.filter((p) => p.status !== 'done');
-    if (!quiet || json) io.stderr.write(`devmove: ${failed.length} of ${result.pairs.length} pairs failed: ${failed.map((p) => p.name).join(', ')}\n`);
+    if (!parsed.quiet || parsed.json) io.stderr.write(`devmove: ${failed.length} of ${result.pairs.length} pairs failed: ${failed.map((p) => p.name).join(', ')}\n`);
     return 1;
   }
   return 0;
+}
+
+/** `devmove run ARGS…`; resolves to the exit status. */
+export async function runRunCommand(args: readonly string[], io: RunIo, options: RunCommandOptions = {}): Promise<number> {
+  const command = readCommand(args, io);
+  if (typeof command === 'number') return command;
+  const { parsed, spec } = command;
+  const reporter = new JobReporter(io, spec, parsed);
+  const signals = new SignalScope(options, reporter);
+  let result: JobResult;
+  try {
+    result = await runJob(spec, { signal: signals.controller.signal, onEvent: (e) => reporter.event(e), ...(parsed.json ? { progressInterval: 1000 } : {}) });
+  } catch (error) {
+    io.stderr.write(`devmove: ${error instanceof JobFileError ? error.message : describeError(error)}\n`);
+    return error instanceof JobFileError ? 2 : 1;
+  } finally {
+    reporter.clear();
+    signals.release();
+  }
+  return finishReport(result, reporter, parsed, io, signals.interruptedBy);
 }

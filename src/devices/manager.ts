@@ -1,6 +1,8 @@
 // The device manager: block devices keyed by kernel name, from libudev
 // (enumeration, properties, hot-plug events) merged with sysfs facts
-// (sysfs.ts) and mounts (mountinfo.ts).
+// (sysfs.ts), mounts (mountinfo.ts), what is on each device (content.ts:
+// the udev database or a read-only libblkid probe) and its node's owner and
+// mode and mounted filesystem's usage (facts.ts).
 //
 //   devices.list()          every block device
 //   devices.lookup(name)    one device by kernel name, path, symlink or MAJ:MIN
@@ -10,7 +12,10 @@
 // these calls fail with ELIBACC (copies never need it). Without a udev daemon
 // (no /run/udev: containers, minimal VMs) the udev database is absent: model,
 // vendor, serial and WWN then come from the kernel's sysfs attributes when it
-// has them, /dev/disk/by-* links are empty, and nothing is invented.
+// has them, /dev/disk/by-* links are empty, filesystem types and labels come
+// from libblkid, and nothing is invented. libblkid is loaded on the first
+// content probe; without it the content fields are unknown (each device says
+// why, ELIBACC) and everything else works.
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -18,6 +23,8 @@ import path from 'node:path';
 
 import { DevmoveError } from '../base/errors';
 import { mountsOf, readMountInfo, type MountEntry } from '../storage/mountinfo';
+import { ContentProber, decodeUdevEnc, type DeviceContent, type DeviceContentProbe } from './content';
+import { filesystemUsage, nodeAccess, type FilesystemUsage, type NodeAccess } from './facts';
 import {
   loadNative,
   type NativeBinding,
@@ -26,7 +33,11 @@ import {
   type NativeUdevMessage,
   type NativeUdevMonitor,
 } from '../addon/binding';
-import { blockInfoByDevno, blockInfoByName, splitRdev, type BlockInfo } from '../storage/sysfs';
+import { blockInfoByDevno, blockInfoByName, readQueueFacts, splitRdev, type BlockInfo, type QueueFacts } from '../storage/sysfs';
+
+export type { DeviceContent, DeviceContentProbe, DeviceProbeError } from './content';
+export type { FilesystemUsage, NodeAccess } from './facts';
+export type { QueueFacts } from '../storage/sysfs';
 
 export interface DeviceMount {
   mountPoint: string;
@@ -34,7 +45,14 @@ export interface DeviceMount {
   readOnly: boolean;
 }
 
-export interface Device {
+/**
+ * One block device. Beyond the fields below it carries lsblk's columns, under lsblk's meanings:
+ * DeviceContent (fsType, fsVersion, label, uuid, ptType, ptUuid, partType, partLabel, partUuid,
+ * partFlags: from the udev database or libblkid; see contentProbe), QueueFacts (alignment, I/O
+ * sizes, discard limits, scheduler, read-ahead, zoned: sysfs), NodeAccess (owner, group, mode of
+ * the node) and FilesystemUsage (fsSizeBytes, fsAvailableBytes, fsUsedBytes while mounted).
+ */
+export interface Device extends DeviceContent, QueueFacts, NodeAccess, FilesystemUsage {
   /** Kernel name: 'sdb', 'loop3', 'nvme0n1p2', 'dm-0'. */
   name: string;
   /** Device node: '/dev/sdb'. */
@@ -58,6 +76,8 @@ export interface Device {
   serial?: string;
   /** udev's ID_WWN(_WITH_EXTENSION) ('0x5000c500…'), else the kernel's wwid ('naa.…', 'eui.…'). */
   wwn?: string;
+  /** Where fsType, label, uuid and the partition fields came from, or why they are unknown. */
+  contentProbe: DeviceContentProbe;
   /** Symlinks to the node from the udev database (/dev/disk/by-id/…, by-path, by-uuid…); empty without a udev daemon. */
   links: string[];
   /** Partitions: the whole disk's kernel name. */
@@ -143,8 +163,8 @@ function callNative<T>(fn: () => T): T {
 /** The addon, with libudev loaded: ELIBACC when libudev is missing. */
 function udevNative(): NativeBinding {
   const native = loadNative();
-  if (typeof native.udevStatus !== 'function') {
-    throw new Error('devmove\'s native addon predates the device manager: rebuild it with `npm rebuild devmove`');
+  if (typeof native.udevStatus !== 'function' || typeof native.blkidProbe !== 'function') {
+    throw new Error('devmove\'s native addon predates this device manager: rebuild it with `npm rebuild devmove`');
   }
   const status = native.udevStatus();
   if (!status.available) {
@@ -155,15 +175,31 @@ function udevNative(): NativeBinding {
   return native;
 }
 
-/** Whether the device manager can run here: libudev loadable, and whether a udev daemon runs. */
-export function deviceManagerStatus(): { libudev: boolean; library: string; error?: DevmoveError; udevDaemon: boolean } {
-  const status = loadNative().udevStatus();
-  const out: { libudev: boolean; library: string; error?: DevmoveError; udevDaemon: boolean } = {
+export interface DeviceManagerStatus {
+  /** libudev loadable: list, lookup and watch work. */
+  libudev: boolean;
+  /** The libudev name dlopen()ed ('libudev.so.1', or DEVMOVE_LIBUDEV). */
+  library: string;
+  error?: DevmoveError;
+  /** A udev daemon runs: its database supplies links, model, serial and (when it probed) the content fields. */
+  udevDaemon: boolean;
+  /** libblkid loadable: devices no udev daemon probed get fsType, label, uuid and the partition fields. */
+  libblkid: { available: boolean; library: string; error?: DevmoveError };
+}
+
+/** Whether the device manager can run here: libudev and libblkid loadable, and whether a udev daemon runs. */
+export function deviceManagerStatus(): DeviceManagerStatus {
+  const native = loadNative();
+  const status = native.udevStatus();
+  const blkid = native.blkidStatus();
+  const out: DeviceManagerStatus = {
     libudev: status.available,
     library: status.library,
     udevDaemon: udevDaemonRunning(),
+    libblkid: { available: blkid.available, library: blkid.library },
   };
   if (status.error) out.error = new DevmoveError(status.error);
+  if (blkid.error) out.libblkid.error = new DevmoveError(blkid.error);
   return out;
 }
 
@@ -172,14 +208,6 @@ function udevDaemonRunning(): boolean {
 }
 
 // ---- merging udev, sysfs and mountinfo -------------------------------------------
-
-/** udev's *_ENC values escape unsafe bytes as \xNN. */
-function decodeUdevEnc(value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  if (/[^\x00-\x7f]/.test(value)) return value;
-  const latin1 = value.replace(/\\x([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
-  return Buffer.from(latin1, 'latin1').toString('utf8');
-}
 
 function clean(value: string | undefined): string | undefined {
   const trimmed = value?.trim();
@@ -214,37 +242,74 @@ function identityOf(record: NativeUdevDevice | undefined): Identity {
   return out;
 }
 
-function mountsFor(info: BlockInfo, entries: readonly MountEntry[]): DeviceMount[] {
-  return mountsOf(info.major, info.minor, entries).map((e) => ({ mountPoint: e.mountPoint, fsType: e.fsType, readOnly: e.readOnly }));
-}
+/**
+ * What one list(), lookup() or event reads once and shares between its devices: the mount table,
+ * the content probes (each disk probed once), and user and group names.
+ */
+class DeviceReader {
+  readonly mounts: readonly MountEntry[] = readMountInfo();
+  readonly #native: NativeBinding;
+  readonly #prober: ContentProber;
+  readonly #names = new Map<string, { user?: string; group?: string }>();
 
-function buildDevice(info: BlockInfo, record: NativeUdevDevice | undefined, mounts: readonly MountEntry[]): Device {
-  const device: Device = {
-    name: info.name,
-    path: record?.devnode ?? info.devnode,
-    major: info.major,
-    minor: info.minor,
-    devno: info.devno,
-    type: info.type,
-    sizeBytes: info.sizeBytes,
-    logicalBlockBytes: info.logicalBlockBytes,
-    physicalBlockBytes: info.physicalBlockBytes,
-    readOnly: info.readOnly,
-    removable: info.removable,
-    rotational: info.rotational,
-    ...identityOf(record),
-    links: [...(record?.devlinks ?? [])].sort(),
-    partitions: [...info.partitions].sort(compareNames),
-    holders: info.holders,
-    slaves: info.slaves,
-    mounts: mountsFor(info, mounts),
-    sysPath: info.sysPath,
-    udev: { initialized: record?.initialized ?? false, properties: { ...(record?.properties ?? {}) } },
-  };
-  if (info.disk !== undefined) device.disk = info.disk;
-  if (info.partition !== undefined) device.partition = { ...info.partition };
-  if (info.loop !== undefined) device.loop = { ...info.loop };
-  return device;
+  /**
+   * `infos`: the sysfs facts already read, by kernel name (others are read when needed). `read:
+   * false`: the content fields only from the udev database, no device opened (watch events).
+   */
+  constructor(native: NativeBinding, infos: ReadonlyMap<string, BlockInfo> = new Map(), options: { read?: boolean } = {}) {
+    this.#native = native;
+    this.#prober = new ContentProber(native, (name) => infos.get(name) ?? blockInfoByName(name), options);
+  }
+
+  /** Probes the content of all these devices at once (in parallel) before they are built. */
+  probeAll(devices: ReadonlyArray<readonly [BlockInfo, NativeUdevDevice | undefined]>): void {
+    this.#prober.probeAll(devices);
+  }
+
+  build(info: BlockInfo, record: NativeUdevDevice | undefined): Device {
+    const mounts = mountsOf(info.major, info.minor, this.mounts);
+    const path = record?.devnode ?? info.devnode;
+    const device: Device = {
+      name: info.name,
+      path,
+      major: info.major,
+      minor: info.minor,
+      devno: info.devno,
+      type: info.type,
+      sizeBytes: info.sizeBytes,
+      logicalBlockBytes: info.logicalBlockBytes,
+      physicalBlockBytes: info.physicalBlockBytes,
+      readOnly: info.readOnly,
+      removable: info.removable,
+      rotational: info.rotational,
+      ...identityOf(record),
+      ...this.#prober.content(info, record),
+      ...filesystemUsage(mounts, this.mounts),
+      ...readQueueFacts(info),
+      ...nodeAccess(path, (uid, gid) => this.#namesOf(uid, gid)),
+      links: [...(record?.devlinks ?? [])].sort(),
+      partitions: [...info.partitions].sort(compareNames),
+      holders: info.holders,
+      slaves: info.slaves,
+      mounts: mounts.map((e) => ({ mountPoint: e.mountPoint, fsType: e.fsType, readOnly: e.readOnly })),
+      sysPath: info.sysPath,
+      udev: { initialized: record?.initialized ?? false, properties: { ...(record?.properties ?? {}) } },
+    };
+    if (info.disk !== undefined) device.disk = info.disk;
+    if (info.partition !== undefined) device.partition = { ...info.partition };
+    if (info.loop !== undefined) device.loop = { ...info.loop };
+    return device;
+  }
+
+  #namesOf(uid: number, gid: number): { user?: string; group?: string } {
+    const key = `${uid}:${gid}`;
+    let names = this.#names.get(key);
+    if (names === undefined) {
+      names = this.#native.accountNames(uid, gid);
+      this.#names.set(key, names);
+    }
+    return names;
+  }
 }
 
 /** Natural order of kernel names: loop2 < loop10, sda < sda1 < sda2 < sdb. */
@@ -273,12 +338,14 @@ export function compareNames(a: string, b: string): number {
 export function list(): Device[] {
   const native = udevNative();
   const records = callNative(() => native.udevListBlockDevices());
-  const mounts = readMountInfo();
-  const devices: Device[] = [];
+  const found: Array<[BlockInfo, NativeUdevDevice]> = [];
   for (const record of records) {
     const info = blockInfoByName(record.sysname);
-    if (info !== undefined) devices.push(buildDevice(info, record, mounts)); // else: gone since the scan
+    if (info !== undefined) found.push([info, record]); // else: gone since the scan
   }
+  const reader = new DeviceReader(native, new Map(found.map(([info]) => [info.name, info])));
+  reader.probeAll(found);
+  const devices = found.map(([info, record]) => reader.build(info, record));
   return devices.sort((a, b) => compareNames(a.name, b.name));
 }
 
@@ -332,7 +399,7 @@ export function lookup(name: string): Device {
   const info = findBlockInfo(name);
   if (info === undefined) throw notFound(name);
   const record = callNative(() => native.udevBlockDevice({ sysname: info.name }));
-  return buildDevice(info, record, readMountInfo());
+  return new DeviceReader(native).build(info, record);
 }
 
 /**
@@ -404,7 +471,9 @@ function eventFromRecord(message: NativeUdevDevice & { action: string; source: '
   if (message.action !== 'remove') {
     const info = blockInfoByName(message.sysname);
     if (info !== undefined && (message.major === undefined || (info.major === message.major && info.minor === message.minor))) {
-      return { ...base, present: true, device: buildDevice(info, message, readMountInfo()) };
+      // No content probe here: probing every changed device would hold the event loop on each
+      // event of every device (a slow or failing one for seconds) and delay the events behind it.
+      return { ...base, present: true, device: new DeviceReader(loadNative(), new Map(), { read: false }).build(info, message) };
     }
   }
   return { ...base, present: false, device: identityFromEvent(message) };
@@ -538,82 +607,102 @@ export class DeviceWatcher extends EventEmitter<DeviceWatcherEvents> implements 
   }
 
   [Symbol.asyncIterator](): AsyncIterableIterator<DeviceEvent> {
-    const queue: DeviceEvent[] = [];
-    const waiters: Array<{ resolve: (r: IteratorResult<DeviceEvent>) => void; reject: (e: unknown) => void }> = [];
-    let failure: unknown;
-    let ended = false;
-    const settleAll = (): void => {
-      while (waiters.length > 0) {
-        const w = waiters.shift();
-        if (w === undefined) break;
-        this.#waiting--;
-        if (failure !== undefined) {
-          w.reject(failure);
-          failure = undefined;
-        } else {
-          w.resolve({ value: undefined, done: true });
-        }
-      }
+    return new WatchIterator(this, (delta) => {
+      this.#waiting += delta;
       this.#updateRef();
-    };
-    const onEvent = (event: DeviceEvent): void => {
-      const w = waiters.shift();
-      if (w !== undefined) {
-        this.#waiting--;
-        this.#updateRef();
-        w.resolve({ value: event, done: false });
+    }, () => this.#closed);
+  }
+}
+
+/**
+ * A watcher's events as an async iterator: events queue until next() asks for them; while
+ * next() waits, the watcher keeps the process alive (`waiting` counts the waits). An 'error'
+ * rejects the next wait; 'close' ends the iteration; return()/throw() close the watcher.
+ */
+class WatchIterator implements AsyncIterableIterator<DeviceEvent> {
+  private readonly queue: DeviceEvent[] = [];
+  private readonly waiters: Array<{ resolve: (r: IteratorResult<DeviceEvent>) => void; reject: (e: unknown) => void }> = [];
+  private failure: unknown;
+  private ended = false;
+  private readonly onEvent = (event: DeviceEvent): void => {
+    const w = this.waiters.shift();
+    if (w === undefined) {
+      this.queue.push(event);
+      return;
+    }
+    this.waiting(-1);
+    w.resolve({ value: event, done: false });
+  };
+  private readonly onError = (error: Error): void => {
+    this.failure = error;
+  };
+  private readonly onClose = (): void => {
+    this.detach();
+    this.settleAll();
+  };
+
+  constructor(
+    private readonly watcher: DeviceWatcher,
+    private readonly waiting: (delta: number) => void,
+    closed: () => boolean,
+  ) {
+    watcher.on('event', this.onEvent);
+    watcher.on('error', this.onError);
+    watcher.on('close', this.onClose);
+    if (closed()) this.onClose();
+  }
+
+  next(): Promise<IteratorResult<DeviceEvent>> {
+    const event = this.queue.shift();
+    if (event !== undefined) return Promise.resolve({ value: event, done: false });
+    if (this.failure !== undefined) {
+      const error = this.failure;
+      this.failure = undefined;
+      return Promise.reject(error);
+    }
+    if (this.ended) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      this.waiting(1);
+    });
+  }
+
+  return(): Promise<IteratorResult<DeviceEvent>> {
+    this.detach();
+    this.queue.length = 0;
+    this.watcher.close();
+    this.settleAll();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  throw(): Promise<IteratorResult<DeviceEvent>> {
+    return this.return();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<DeviceEvent> {
+    return this;
+  }
+
+  private detach(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.watcher.off('event', this.onEvent);
+    this.watcher.off('error', this.onError);
+    this.watcher.off('close', this.onClose);
+  }
+
+  private settleAll(): void {
+    let settled = 0;
+    for (let w = this.waiters.shift(); w !== undefined; w = this.waiters.shift()) {
+      settled++;
+      if (this.failure !== undefined) {
+        w.reject(this.failure);
+        this.failure = undefined;
       } else {
-        queue.push(event);
+        w.resolve({ value: undefined, done: true });
       }
-    };
-    const onError = (error: Error): void => {
-      failure = error;
-    };
-    const detach = (): void => {
-      if (ended) return;
-      ended = true;
-      this.off('event', onEvent);
-      this.off('error', onError);
-      this.off('close', onClose);
-    };
-    const onClose = (): void => {
-      detach();
-      settleAll();
-    };
-    this.on('event', onEvent);
-    this.on('error', onError);
-    this.on('close', onClose);
-    if (this.#closed) onClose();
-    const finish = (): Promise<IteratorResult<DeviceEvent>> => {
-      detach();
-      queue.length = 0;
-      this.close();
-      settleAll();
-      return Promise.resolve({ value: undefined, done: true });
-    };
-    const iterator: AsyncIterableIterator<DeviceEvent> = {
-      next: () => {
-        const event = queue.shift();
-        if (event !== undefined) return Promise.resolve({ value: event, done: false });
-        if (failure !== undefined) {
-          const error = failure;
-          failure = undefined;
-          return Promise.reject(error);
-        }
-        if (ended) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve, reject) => {
-          waiters.push({ resolve, reject });
-          this.#waiting++;
-          this.#updateRef();
-        });
-      },
-      return: finish,
-      throw: finish,
-      [Symbol.asyncIterator]() {
-        return iterator;
-      },
-    };
-    return iterator;
+    }
+    this.waiting(-settled);
   }
 }
 

@@ -29,9 +29,12 @@ function pairUses(pair: JobPair): StorageUse[] {
   let length = o.length ?? (known ? Math.max(0, source.sizeBytes - sourceOffset) : Infinity);
   if (o.maxLength !== undefined) length = Math.min(length, o.maxLength);
   const uses: StorageUse[] = [{ role: 'source', side: source, shown: o.source, offset: sourceOffset, length, pair: pair.name, field: fieldPath(base, 'source') }];
-  const targetLength = o.truncateTarget !== undefined && o.truncateTarget !== false ? Infinity : length;
+  // dd's truncation touches every byte of a file target from the cut on.
+  const cut = o.truncateTarget === true ? (o.targetOffset ?? 0) : typeof o.truncateTarget === 'number' ? o.truncateTarget : undefined;
   const addTarget = (t: string, field: string): void => {
-    uses.push({ role: 'target', side: sideOf(t), shown: t, offset: o.targetOffset ?? 0, length: targetLength, pair: pair.name, field });
+    const side = sideOf(t);
+    const span = cut !== undefined && side.kind !== 'block' ? { offset: Math.min(cut, o.targetOffset ?? 0), length: Infinity } : { offset: o.targetOffset ?? 0, length };
+    uses.push({ role: 'target', side, shown: t, ...span, pair: pair.name, field });
   };
   if (o.target !== undefined) addTarget(o.target, fieldPath(base, 'target'));
   o.targets?.forEach((t, i) => addTarget(t, fieldPath(fieldPath(base, 'targets'), i)));

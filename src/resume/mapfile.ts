@@ -57,11 +57,26 @@ function hex(n: number): string {
   return `0x${n.toString(16).toUpperCase().padStart(8, '0')}`;
 }
 
+/**
+ * A number as ddrescue reads it (C's %lli, then >= 0): decimal, 0x/0X
+ * hexadecimal or 0-prefixed octal.
+ */
 function parseNumber(text: string, where: string): number {
-  if (!/^(0x[0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.test(text)) throw new MapfileError(`${where}: '${text}' is not a number`);
-  const n = text.startsWith('0x') || text.startsWith('0X') ? parseInt(text.slice(2), 16) : text.length > 1 && text.startsWith('0') ? parseInt(text, 8) : parseInt(text, 10);
+  const hex = /^0[xX]([0-9a-fA-F]+)$/.exec(text);
+  if (!hex && !/^(0[0-7]*|[1-9][0-9]*)$/.test(text)) throw new MapfileError(`${where}: '${text}' is not a number`);
+  const n = hex ? parseInt(hex[1], 16) : text.length > 1 && text.startsWith('0') ? parseInt(text, 8) : parseInt(text, 10);
   if (!Number.isSafeInteger(n)) throw new MapfileError(`${where}: ${text} is too large`);
   return n;
+}
+
+/**
+ * A line without its comment, as ddrescue reads it: '#' starts a comment at
+ * the start of a line or after whitespace (`ddrescuelog -A` appends
+ * '\t#  1048 kB' to each line), not inside a word.
+ */
+function withoutComment(line: string): string {
+  const at = line.search(/(^|\s)#/);
+  return (at === -1 ? line : line.slice(0, at)).trim();
 }
 
 export class RescueMap {
@@ -78,22 +93,14 @@ export class RescueMap {
     let sawCurrent = false;
     const lines = text.split('\n');
     for (let i = 0; i < lines.length; i++) {
-      const line = lines[i].trim();
       const where = `${name}:${i + 1}`;
+      const identity = /^\s*# devmove: (.*?)\s*$/.exec(lines[i]);
+      if (identity) map.identity = parseIdentity(identity[1], where);
+      const line = withoutComment(lines[i]);
       if (line === '') continue;
-      if (line.startsWith('#')) {
-        const m = /^# devmove: (.*)$/.exec(line);
-        if (m) map.identity = parseIdentity(m[1], where);
-        continue;
-      }
       const fields = line.split(/\s+/);
       if (!sawCurrent) {
-        if (fields.length < 2 || fields.length > 3 || !CURRENT_STATUSES.has(fields[1])) {
-          throw new MapfileError(`${where}: expected 'current_pos current_status [current_pass]', got '${line}'`);
-        }
-        map.currentPos = parseNumber(fields[0], where);
-        map.currentStatus = fields[1];
-        if (fields[2] !== undefined) map.currentPass = parseNumber(fields[2], where);
+        map.parseCurrent(fields, line, where);
         sawCurrent = true;
         continue;
       }
@@ -102,6 +109,8 @@ export class RescueMap {
       }
       const pos = parseNumber(fields[0], where);
       const size = parseNumber(fields[1], where);
+      // ddrescue writes one empty block for an empty domain.
+      if (size === 0 && pos === 0) continue;
       if (size <= 0) throw new MapfileError(`${where}: block size must be positive`);
       const last = map.blocks.at(-1);
       if (last && last.pos + last.size !== pos) {
@@ -111,6 +120,17 @@ export class RescueMap {
     }
     if (!sawCurrent) throw new MapfileError(`${name}: not a ddrescue mapfile (no 'current_pos current_status' line)`);
     return map;
+  }
+
+  /** The status line: current_pos current_status [current_pass], the pass 1 when absent, as ddrescue reads it. */
+  private parseCurrent(fields: string[], line: string, where: string): void {
+    if (fields.length < 2 || fields.length > 3 || !CURRENT_STATUSES.has(fields[1])) {
+      throw new MapfileError(`${where}: expected 'current_pos current_status [current_pass]', got '${line}'`);
+    }
+    this.currentPos = parseNumber(fields[0], where);
+    this.currentStatus = fields[1];
+    if (fields[2] !== undefined) this.currentPass = parseNumber(fields[2], where);
+    if (this.currentPass < 1) throw new MapfileError(`${where}: current_pass must be at least 1`);
   }
 
   /** Reads `file`; undefined when it does not exist or is empty (a new copy). */

@@ -40,12 +40,16 @@ export class MapfileSession {
   private readonly started = new Date();
   private readonly commandLine = process.argv.slice(1).join(' ');
   private domain: { offset: number; length: number } | undefined;
+  /** The last range a checkpoint reported finished, and the I/O size that read it. */
+  private lastFinished: Range | undefined;
+  private readonly blockBytes: number;
 
   constructor(
     readonly given: string,
     private readonly plan: NativePlan,
     retryBad: boolean,
   ) {
+    this.blockBytes = plan.blockBytes;
     this.path = resolveKernelPath(given);
     const loaded = RescueMap.load(this.path);
     this.map = loaded ?? new RescueMap();
@@ -161,6 +165,7 @@ export class MapfileSession {
     for (const [o, l] of bad) this.map.set(o, l, '-');
     const last = finished.at(-1);
     if (last) this.map.currentPos = last[0] + last[1];
+    if (last) this.lastFinished = last;
     this.write(false);
   }
 
@@ -170,6 +175,12 @@ export class MapfileSession {
     const d = this.domain;
     const complete = d !== undefined && this.map.gaps(['+', '-'], d.offset, d.offset + d.length).length === 0;
     this.map.currentStatus = complete ? '+' : '?';
+    // ddrescue leaves current_pos where its last read began, inside the
+    // domain (a 16 MiB copy ends with 0x00FF0000 +): so does devmove.
+    if (complete && this.lastFinished) {
+      const [offset, length] = this.lastFinished;
+      this.map.currentPos = offset + length - Math.min(length, length % this.blockBytes || this.blockBytes);
+    }
     this.write(complete);
   }
 

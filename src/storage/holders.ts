@@ -9,7 +9,7 @@ const PROCESSES_MAX = 65536;
 
 export interface DeviceUser {
   pid: number;
-  /** The process's name (/proc/PID/comm). */
+  /** The process's name: its argv[0] without the directory, else /proc/PID/comm. */
   command: string;
 }
 
@@ -23,6 +23,21 @@ function rdevOf(file: string): bigint | undefined {
 }
 
 /** The processes (this one included) with a descriptor open on the block device at `devicePath`. */
+/**
+ * What the process is called: the last part of its argv[0], as ps shows it. Not /proc/PID/comm
+ * alone: that is the main thread's name, which a runtime may change (Node 24 calls its main
+ * thread "MainThread"), and it is cut at 15 characters.
+ */
+function processName(pid: string): string {
+  try {
+    const argv0 = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0];
+    if (argv0) return argv0.slice(argv0.lastIndexOf('/') + 1);
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim(); // kernel threads have no cmdline
+  } catch {
+    return '?'; // exited meanwhile
+  }
+}
+
 export function processesUsing(devicePath: string): DeviceUser[] {
   const rdev = rdevOf(devicePath);
   if (rdev === undefined) return [];
@@ -41,13 +56,7 @@ export function processesUsing(devicePath: string): DeviceUser[] {
       continue; // gone, or not ours to see
     }
     if (fds.some((fd) => rdevOf(`/proc/${pid}/fd/${fd}`) === rdev)) {
-      let command = '?';
-      try {
-        command = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-      } catch {
-        // exited meanwhile
-      }
-      users.push({ pid: Number(pid), command });
+      users.push({ pid: Number(pid), command: processName(pid) });
     }
   }
   return users;

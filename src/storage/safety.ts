@@ -7,6 +7,8 @@
 // gatherSide() reads the kernel's facts (stat, sysfs, mountinfo); assessCopy()
 // is a pure function of those facts, so unit tests can drive cases a kernel
 // cannot be made to show on demand (holders need dm/md).
+import fs from 'node:fs';
+
 import { DevmoveError } from '../base/errors';
 import { readMountInfo, type MountEntry } from './mountinfo';
 import type { NativePlan } from '../addon/binding';
@@ -32,6 +34,39 @@ function extent(side: SideFacts, offset: number): { identity: string; start: num
   return where && { identity: where.id, start: where.base + offset, what: where.what };
 }
 
+/**
+ * Same object or overlapping bytes: never overridable. A regular-file target cut at `cutAt` (dd's
+ * truncation) also touches every byte from the cut on.
+ */
+function overlapRefusal(source: SideFacts, sourceOffset: number, target: SideFacts, targetOffset: number, length: number, cutAt: number | undefined): string | undefined {
+  if (source.block && target.block && source.block.devno === target.block.devno) {
+    return `target is the same device as the source (${source.path}, ${source.block.devno})`;
+  }
+  const s = extent(source, sourceOffset);
+  const cut = cutAt !== undefined && target.kind === 'file' ? cutAt : undefined;
+  const t = extent(target, cut === undefined ? targetOffset : Math.min(targetOffset, cut));
+  const tEnd = t === undefined ? 0 : cut === undefined ? t.start + length : Infinity;
+  if (!(s && t && s.identity === t.identity && length > 0 && s.start < tEnd && t.start < s.start + length)) return undefined;
+  let how: string;
+  if (source.block && target.block && source.disk && target.disk && source.disk.devno === target.disk.devno) {
+    if (target.block.type === 'partition' && source.block.type === 'disk') how = `target is a partition of the source disk ${source.path}`;
+    else if (source.block.type === 'partition' && target.block.type === 'disk') how = `target is the whole disk holding the source partition ${source.path}`;
+    else how = `target and source ${source.path} are partitions of one disk`;
+  } else if (source.kind === 'file' && target.kind === 'file') {
+    how = `target is the same file as the source ${source.path}`;
+  } else if (s.what.includes('loop device') || t.what.includes('loop device')) {
+    how = `target and source ${source.path} are the same ${s.identity.startsWith('file:') ? 'image file' : 'device'}`;
+  } else {
+    how = `target and source ${source.path} are the same storage`;
+  }
+  const written = { start: t.start + (cut === undefined ? 0 : targetOffset - Math.min(targetOffset, cut)) };
+  const rangesOverlap = s.start < written.start + length && written.start < s.start + length;
+  if (cut !== undefined && !rangesOverlap) {
+    return `${how}: truncating it at byte ${cut} would destroy source data (source bytes ${s.start}–${s.start + length} of the same storage; use conv=notrunc)`;
+  }
+  return `${how}, and the byte ranges overlap (source bytes ${s.start}–${s.start + length}, target bytes ${written.start}–${written.start + length} of the same storage)`;
+}
+
 function describeMount(m: MountEntry): string {
   return `${m.mountPoint} (${m.fsType}, ${m.readOnly ? 'read-only' : 'read-write'})`;
 }
@@ -48,33 +83,11 @@ export function assessCopy(
   length: number,
   mounts: readonly MountEntry[],
   force: boolean,
+  cutAt?: number,
 ): Refusal | undefined {
   const refuse = (errno: number, detail: string): Refusal => ({ errno, path: target.path, detail });
-
-  // Same object or overlapping bytes: never overridable.
-  if (source.block && target.block && source.block.devno === target.block.devno) {
-    return refuse(EINVAL, `target is the same device as the source (${source.path}, ${source.block.devno})`);
-  }
-  const s = extent(source, sourceOffset);
-  const t = extent(target, targetOffset);
-  if (s && t && s.identity === t.identity && length > 0 && s.start < t.start + length && t.start < s.start + length) {
-    let how: string;
-    if (source.block && target.block && source.disk && target.disk && source.disk.devno === target.disk.devno) {
-      if (target.block.type === 'partition' && source.block.type === 'disk') how = `target is a partition of the source disk ${source.path}`;
-      else if (source.block.type === 'partition' && target.block.type === 'disk') how = `target is the whole disk holding the source partition ${source.path}`;
-      else how = `target and source ${source.path} are partitions of one disk`;
-    } else if (source.kind === 'file' && target.kind === 'file') {
-      how = `target is the same file as the source ${source.path}`;
-    } else if (s.what.startsWith('loop') || t.what.startsWith('loop')) {
-      how = `target and source ${source.path} are the same image file`;
-    } else {
-      how = `target and source ${source.path} are the same storage`;
-    }
-    return refuse(
-      EINVAL,
-      `${how}, and the byte ranges overlap (source bytes ${s.start}–${s.start + length}, target bytes ${t.start}–${t.start + length} of the same storage)`,
-    );
-  }
+  const overlapping = overlapRefusal(source, sourceOffset, target, targetOffset, length, cutAt);
+  if (overlapping !== undefined) return refuse(EINVAL, overlapping);
 
   if (target.kind !== 'block' || !target.block) return undefined;
   const block = target.block;
@@ -112,6 +125,27 @@ function sideOf(path: string): SideFacts {
   return path === STANDARD_STREAM ? { path, kind: 'other', sizeBytes: 0 } : gatherSide(path);
 }
 
+/**
+ * Standard input or output redirected from or to storage (`< disk.img`, `> /dev/loop3`): the file or
+ * device behind the descriptor, as /proc/self/fd names it, so that `devmove of=disk.img < disk.img`
+ * is refused like `if=disk.img of=disk.img`. The descriptor's position is not known here, so the use
+ * is the whole file. A pipe, terminal or socket is no storage: undefined.
+ */
+function standardStreamUse(role: 'source' | 'target'): StorageUse | undefined {
+  const fd = role === 'source' ? 0 : 1;
+  let st: fs.Stats;
+  try {
+    st = fs.fstatSync(fd);
+  } catch {
+    return undefined;
+  }
+  if (!st.isFile() && !st.isBlockDevice()) return undefined;
+  const side = gatherSide(`/proc/self/fd/${fd}`);
+  if (side.kind !== 'file' && side.kind !== 'block') return undefined;
+  const shown = role === 'source' ? `standard input (${side.path})` : `standard output (${side.path})`;
+  return { role, side, shown, offset: 0, length: Infinity };
+}
+
 /** The bytes of a target a plan may change: its range, and with truncation everything from the cut on. */
 function targetSpan(t: NativePlan['targets'][number], length: number): { offset: number; length: number } {
   if (t.truncateTo === undefined) return { offset: t.offset, length };
@@ -136,18 +170,20 @@ export function checkCopySafety(plan: NativePlan, mapfile?: string): void {
     const mounts = readMountInfo();
     plan.targets.forEach((t, i) => {
       // A target opened without the O_EXCL claim is a forced one.
-      const refusal = assessCopy(source, plan.source.offset, targets[i], t.offset, length, mounts, !t.exclusive);
+      const refusal = assessCopy(source, plan.source.offset, targets[i], t.offset, length, mounts, !t.exclusive, t.truncateTo);
       if (refusal) throw new DevmoveError({ errno: refusal.errno, operation: 'copy', path: refusal.path, detail: refusal.detail });
     });
   }
   const uses: StorageUse[] = [{ role: 'source', side: source, shown: plan.source.path, offset: plan.source.offset, length }];
   plan.targets.forEach((t, i) => uses.push({ role: 'target', side: targets[i], shown: t.path, ...targetSpan(t, length) }));
-  // Standard input and output are descriptors, not storage a path names.
-  const named = uses.filter((u) => u.shown !== STANDARD_STREAM);
-  uses.splice(0, uses.length, ...named);
+  // Standard input and output are descriptors, not paths: the storage behind them, if any, takes part.
+  const streams = uses.filter((u) => u.shown === STANDARD_STREAM).map((u) => standardStreamUse(u.role === 'source' ? 'source' : 'target'));
+  uses.splice(0, uses.length, ...uses.filter((u) => u.shown !== STANDARD_STREAM));
+  for (const u of streams) if (u !== undefined) uses.push(u);
   if (mapfile !== undefined) uses.push({ role: 'mapfile', side: gatherSide(mapfile), shown: mapfile, offset: 0, length: Infinity });
-  // Source against target was assessed above with its own messages.
-  const conflict = findConflict(uses, (a, b) => (a.role === 'source') !== (b.role === 'source') && a.role !== 'mapfile' && b.role !== 'mapfile');
+  // Source against target was assessed above with its own messages (not for standard input/output).
+  const viaStream = (u: StorageUse): boolean => u.shown.startsWith('standard ');
+  const conflict = findConflict(uses, (a, b) => (a.role === 'source') !== (b.role === 'source') && a.role !== 'mapfile' && b.role !== 'mapfile' && !viaStream(a) && !viaStream(b));
   if (conflict === undefined) return;
   const { writer, other } = conflict;
   const how = conflict.samePath

@@ -122,7 +122,9 @@ export function blockInfoByName(name: string): BlockInfo | undefined {
       sizeBytes: info.sizeBytes,
     };
   } else {
-    info.partitions = listDir(dir).filter((entry) => fs.existsSync(path.join(dir, entry, 'partition')));
+    // The kernel names a partition after its disk (sda1, loop0p1, nvme0n1p2): test only those
+    // entries, not each of a disk's ~20 attribute files (one access() each, at every copy's start).
+    info.partitions = listDir(dir).filter((entry) => entry.startsWith(name) && fs.existsSync(path.join(dir, entry, 'partition')));
   }
   const backingFile = readText(path.join(dir, 'loop', 'backing_file'));
   if (backingFile !== undefined) {
@@ -164,4 +166,58 @@ export function blockInfoForPath(file: string): BlockInfo | undefined {
   if (!st.isBlockDevice()) return undefined;
   const { major, minor } = splitRdev(st.rdev);
   return blockInfoByDevno(major, minor);
+}
+
+/**
+ * Queue limits and I/O settings of a block device, as lsblk's topology (-t), discard (-D) and zone
+ * (-z) columns read them: a partition's queue is its disk's; alignment offsets are the device's own.
+ * A field sysfs does not publish is left undefined.
+ */
+export interface QueueFacts {
+  /** alignment_offset: bytes from the device's start to the first naturally aligned block (lsblk ALIGNMENT). */
+  alignmentOffsetBytes?: number;
+  /** queue/minimum_io_size (lsblk MIN-IO). */
+  minIoBytes?: number;
+  /** queue/optimal_io_size, 0 when the device states none (lsblk OPT-IO). */
+  optIoBytes?: number;
+  /** discard_alignment, 0 for a device that cannot discard (lsblk DISC-ALN). */
+  discardAlignmentBytes?: number;
+  /** queue/discard_granularity, 0 when the device cannot discard (lsblk DISC-GRAN). */
+  discardGranularityBytes?: number;
+  /** queue/discard_max_bytes (lsblk DISC-MAX). */
+  discardMaxBytes?: number;
+  /** The selected I/O scheduler ('mq-deadline', 'none'); absent for devices without one (bio-based: zram, dm) (lsblk SCHED). */
+  scheduler?: string;
+  /** queue/read_ahead_kb × 1024 (lsblk RA, which it prints in KiB). */
+  readAheadBytes?: number;
+  /** queue/zoned: 'none', 'host-aware' or 'host-managed' (lsblk ZONED). */
+  zoned?: string;
+}
+
+/** The selected entry of queue/scheduler ('[none] mq-deadline' → 'none'); undefined without brackets, as lsblk. */
+export function parseScheduler(text: string | undefined): string | undefined {
+  const selected = /\[([^\]]+)\]/.exec(text ?? '');
+  return selected ? selected[1] : undefined;
+}
+
+export function readQueueFacts(info: BlockInfo): QueueFacts {
+  const own = path.join(SYS_CLASS_BLOCK, info.name);
+  const queue = info.type === 'partition' ? path.join(path.dirname(info.sysPath), 'queue') : path.join(own, 'queue');
+  const facts: QueueFacts = {};
+  const set = <K extends keyof QueueFacts>(key: K, value: QueueFacts[K] | undefined): void => {
+    if (value !== undefined) facts[key] = value;
+  };
+  set('alignmentOffsetBytes', readNumber(path.join(own, 'alignment_offset')));
+  set('minIoBytes', readNumber(path.join(queue, 'minimum_io_size')));
+  set('optIoBytes', readNumber(path.join(queue, 'optimal_io_size')));
+  const granularity = readNumber(path.join(queue, 'discard_granularity'));
+  set('discardGranularityBytes', granularity);
+  set('discardMaxBytes', readNumber(path.join(queue, 'discard_max_bytes')));
+  // The kernel's discard_alignment means nothing for a device that cannot discard: lsblk shows 0.
+  set('discardAlignmentBytes', granularity === undefined ? undefined : granularity > 0 ? (readNumber(path.join(own, 'discard_alignment')) ?? 0) : 0);
+  set('scheduler', parseScheduler(readText(path.join(queue, 'scheduler'))));
+  const readAheadKiB = readNumber(path.join(queue, 'read_ahead_kb'));
+  set('readAheadBytes', readAheadKiB === undefined ? undefined : readAheadKiB * 1024);
+  set('zoned', readText(path.join(queue, 'zoned')) || undefined);
+  return facts;
 }

@@ -60,7 +60,8 @@ describe.skipIf(skipWithoutLoop)('cancellation', () => {
     expect(sha256Range(target, 0, abort.bytesCopied)).toBe(sha256Range(source, 0, abort.bytesCopied));
 
     const after = openFds();
-    expect(after.ioUring).toBe(0);
+    // Node >= 22's libuv keeps io_uring instances of its own: compare with before, not with 0.
+    expect(after.ioUring).toBe(before.ioUring);
     expect(after.count).toBe(before.count);
     // No reference keeps the devices: they detach at once.
     detachLoop(source);
@@ -72,6 +73,7 @@ describe.skipIf(skipWithoutLoop)('cancellation', () => {
   it('an AbortSignal cancels a running copy; an aborted one never starts', async () => {
     const source = attachLoop(sourceImage);
     const target = attachLoop(targetImage);
+    const ringsBefore = openFds().ioUring; // libuv's own, on Node >= 22
     const controller = new AbortController();
     const job = copy({ source, target, ...slow, signal: controller.signal });
     await firstProgress(job);
@@ -82,7 +84,7 @@ describe.skipIf(skipWithoutLoop)('cancellation', () => {
 
     const already = copy({ source, target, signal: AbortSignal.abort() });
     await expect(already).rejects.toMatchObject({ name: 'AbortError', bytesCopied: 0 });
-    expect(openFds().ioUring).toBe(0);
+    expect(openFds().ioUring).toBe(ringsBefore);
   });
 
   it('emits progress with total, percent, rate and ETA', async () => {

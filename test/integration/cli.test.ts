@@ -135,7 +135,7 @@ describe.skipIf(skipWithoutLoop)('CLI on loop devices', () => {
   });
 
   // util-linux `script` gives the CLI a real pseudo-terminal as stderr.
-  it.skipIf(spawnSync('script', ['--version']).status !== 0)('on a terminal: one live line with bytes, percent, rate and ETA, cleared before the final lines', () => {
+  it.skipIf(spawnSync('script', ['--version']).status !== 0)('on a terminal: one live line with bytes, bar, percent, rate and ETA, cleared before the final lines', () => {
     const command = [process.execPath, CLI, `if=${source}`, `of=${target}`, 'bs=4K', '--queue-depth=1', 'count=16M', 'iflag=count_bytes']
       .map((a) => `'${a}'`)
       .join(' ');
@@ -143,7 +143,7 @@ describe.skipIf(skipWithoutLoop)('CLI on loop devices', () => {
     expect(run.status).toBe(0);
     const live = run.stdout.split('\r\x1b[K').filter((l) => l.includes('ETA'));
     expect(live.length).toBeGreaterThan(0);
-    expect(live[0]).toMatch(/^\d+(\.\d)? [KMG]?i?B \/ 16 MiB \(\d+\.\d%\)  [\d.]+ [kMG]?B\/s  ETA (\d+:\d\d|--:--)$/);
+    expect(live[0]).toMatch(/^ *\d+(\.\d)? [KMG]?i?B \/ 16 MiB +\[[=> ]{10,}\] +\d+\.\d%  [\d.]+ [kMG]?B\/s  ETA (\d+:\d\d|--:--)$/);
     expect(run.stdout).toMatch(/\r\x1b\[K4096\+0 records in\r?\n4096\+0 records out\r?\n16777216 bytes \(17 MB, 16 MiB\) copied/);
   });
 

@@ -473,6 +473,31 @@ describe.skipIf(skipWithoutLoop)('watchers and process lifetime', () => {
     expect(run).toMatchObject({ status: 0, signal: null, stdout: 'open false false\n', stderr: '' });
   });
 
+  it('events arriving while such a process exits never abort it', async () => {
+    // Node-API refuses to run JS during env teardown; an exception from the poll callback then
+    // used to escape into libuv and abort ("terminate called after throwing 'Napi::Error'"):
+    // 51 of 60 exits while a loop device was attached and detached in a loop, before the fix.
+    const image = makeImage(tempDir(), 'events.img', 4 * 1024 * 1024, 'zero');
+    // Events: this image attached and detached again and again (only ever the device it got).
+    const generator = spawn('bash', ['-c', `while :; do d=$(losetup --find --show ${image}) || exit 1; losetup --detach "$d"; done`], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      for (let i = 0; i < 20; i++) {
+        const run = nodeScript(watcherScript(`w.unref(); console.log('open', w.closed, w.hasRef());`), { timeoutMs: 10_000 });
+        expect(run, `exit ${i}`).toMatchObject({ status: 0, signal: null, stdout: 'open false false\n', stderr: '' });
+      }
+    } finally {
+      const stopped = new Promise((r) => generator.once('exit', r));
+      generator.kill('SIGKILL');
+      await stopped;
+      // The generator may have died between attach and detach: detach what holds this image.
+      for (const line of execFileSync('losetup', ['-j', image], { encoding: 'utf8' }).split('\n')) {
+        const device = line.split(':')[0];
+        if (device.startsWith('/dev/loop')) detachLoop(device);
+      }
+    }
+  });
+
   it('persistent:false lets the process exit by itself', () => {
     const run = nodeScript(`require(process.env.DEVMOVE_DIST).devices.watch({ persistent: false }); console.log('ok');`, { timeoutMs: 10_000 });
     expect(run).toMatchObject({ status: 0, signal: null, stdout: 'ok\n' });
@@ -545,9 +570,14 @@ describe.skipIf(skipWithoutLoop)('devmove devices', () => {
   it('prints a table with the loop device', async () => {
     const r = await run([]);
     expect(r.status).toBe(0);
-    expect(r.stderr).toBe('');
+    // Only notes about devices this test did not make and cannot read (this CI's own disk is
+    // closed to its containers: EPERM) may appear.
+    for (const note of r.stderr.split('\n').filter(Boolean)) {
+      expect(note).toMatch(/^devmove: FSTYPE, LABEL and UUID unknown for /);
+      expect(note).not.toMatch(new RegExp(`\\b${kernelName(loop)}\\b`));
+    }
     const [header, ...rows] = r.stdout.trimEnd().split('\n');
-    expect(header).toMatch(/^NAME +SIZE +TYPE +RO +MODEL +SERIAL +MOUNTPOINTS +HOLDERS$/);
+    expect(header).toMatch(/^NAME +SIZE +TYPE +RO +FSTYPE +LABEL +MODEL +SERIAL +MOUNTPOINTS +HOLDERS$/);
     expect(rows).toContainEqual(expect.stringMatching(new RegExp(`^${kernelName(loop)} +16 MiB +loop +1$`)));
     // Empty loop devices only with --all.
     const all = await run(['--all']);

@@ -25,6 +25,8 @@ import { attachLoop, detachAll, deviceSize, makeImage, sha256Range, skipWithoutL
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
+/** The module with the CLI's main() (main.js, the bin, only runs it with process.argv). */
+const CLI_MODULE = path.join(__dirname, '..', '..', 'dist', 'cli', 'cli.js');
 /** The second line every usage error (exit 2) ends with, as GNU dd's "Try 'dd --help'". */
 const USAGE_HINT = "Try 'devmove --help' for more information.";
 /** dd operands whose value is a path the invocation must not change (beyond what it is refused to do). */
@@ -403,7 +405,7 @@ function devmove(row: Row, args: string[], cwd: string): Run {
         process.execPath,
         [
           '-e',
-          `require(${JSON.stringify(CLI)}).main(JSON.parse(process.argv[1])).then(
+          `require(${JSON.stringify(CLI_MODULE)}).main(JSON.parse(process.argv[1])).then(
              (code) => { process.exitCode = code; },
              (e) => { process.stderr.write('devmove: internal error: ' + (e && e.stack || e) + '\\n'); process.exitCode = 1; });`,
           JSON.stringify(args),

@@ -219,6 +219,28 @@ describe.skipIf(skipWithoutLoop)('aliases the kernel sees and text does not', ()
     }
   });
 
+  it("dd's truncation touches every byte from the cut on: a source that is a loop device over the target file is refused (found by the model test)", () => {
+    const dir = tempDir();
+    const image = makeImage(dir, 't.img', 8 * MiB);
+    const loop = attachLoop(image, { directIo: false });
+    const before = sha256File(image);
+    // Copy the image's second half (through the loop device) to its first 1 MiB: the ranges are
+    // disjoint, but dd's truncation at seek= 0 would cut the source away.
+    const run = cli([`if=${loop}`, `of=${image}`, 'bs=1M', 'skip=4', 'count=1']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/truncating it at byte 0 would destroy source data/);
+    expect(sha256File(image)).toBe(before);
+    const notrunc = cli([`if=${loop}`, `of=${image}`, 'bs=1M', 'skip=4', 'count=1', 'conv=notrunc']);
+    expect(notrunc.code, notrunc.stderr).toBe(0);
+    // …and a job pair that cuts a file another pair reads.
+    const job = path.join(dir, 'job.json');
+    const other = makeImage(dir, 'o.img', 1 * MiB);
+    fs.writeFileSync(job, JSON.stringify({ version: 1, pairs: [{ name: 'reader', source: loop, sourceOffset: '6M', target: path.join(dir, 'copy.img') }, { name: 'cutter', source: other, target: image, truncateTarget: true }] }));
+    const cutter = spawnSync(process.execPath, [CLI, 'run', job], { encoding: 'utf8' });
+    expect(cutter.status).toBe(2);
+    expect(cutter.stderr).toMatch(/of pair 'cutter' is the same storage as .* the source of pair 'reader'/);
+  });
+
   it("two job pairs writing one file through a dangling symlink, and '..' after a symlinked directory, are resolved as the kernel does", () => {
     const dir = tempDir('/var/tmp');
     const a = makeImage(dir, 'a.img', 1 * MiB);
@@ -427,3 +449,46 @@ describe.skipIf(skipWithoutLoop)('smaller things', () => {
     expect(fs.readFileSync(path.join(dir, 'a.img')).equals(fs.readFileSync(src))).toBe(true);
   });
 });
+
+describe.skipIf(skipWithoutLoop)('conv=sparse never lets a map or verify vouch for old bytes (found by the model test)', () => {
+  afterAll(() => detachAll());
+
+  /** Data, a zero MiB, data: the zero MiB is what conv=sparse passes over. */
+  function zeroInTheMiddle(dir: string): string {
+    const file = path.join(dir, 'src.img');
+    fs.writeFileSync(file, Buffer.concat([fs.readFileSync(makeImage(dir, 'a.img', MiB)), Buffer.alloc(MiB), fs.readFileSync(makeImage(dir, 'b.img', MiB))]));
+    return file;
+  }
+
+  it('a file target with data: with --mapfile or --verify the zero block reads zeros (a hole), plain dd conv=sparse keeps the old bytes', () => {
+    const dir = tempDir();
+    const src = zeroInTheMiddle(dir);
+    const old = makeImage(dir, 'old.img', 3 * MiB);
+    for (const extra of [[`--mapfile=${path.join(dir, 'm.map')}`], ['--verify']]) {
+      const target = path.join(dir, `t${extra[0].slice(2, 5)}.img`);
+      fs.copyFileSync(old, target);
+      const run = cli([`if=${src}`, `of=${target}`, 'conv=sparse,notrunc', 'status=none', ...extra]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(sha256File(target)).toBe(sha256File(src));
+      // Still sparse: the zero MiB became a hole, not written zeros.
+      expect(fs.statSync(target).blocks * 512).toBeLessThanOrEqual(2 * MiB + 64 * KiB);
+    }
+    expect(RescueMap.load(path.join(dir, 'm.map'))?.bytes('+')).toBe(3 * MiB);
+    const plain = path.join(dir, 'plain.img');
+    fs.copyFileSync(old, plain);
+    expect(cli([`if=${src}`, `of=${plain}`, 'conv=sparse,notrunc', 'status=none']).code).toBe(0);
+    expect(readRange(plain, MiB, MiB).equals(readRange(old, MiB, MiB))).toBe(true);
+  });
+
+  it('a block device with data, resumed with --mapfile: every range the map calls finished is the source', () => {
+    const dir = tempDir();
+    const src = zeroInTheMiddle(dir);
+    const dev = attachLoop(makeImage(dir, 'dev.img', 3 * MiB));
+    const map = path.join(dir, 'dev.map');
+    const run = cli([`if=${src}`, `of=${dev}`, 'conv=sparse', 'status=none', `--mapfile=${map}`]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(RescueMap.load(map)?.bytes('+')).toBe(3 * MiB);
+    expect(readRange(dev, 0, 3 * MiB).equals(fs.readFileSync(src))).toBe(true);
+  });
+});
+

@@ -188,8 +188,8 @@ describe.skipIf(skipWithoutLoop)('resource leaks over many copies', () => {
     expect(outcomes.cancelled).toBeGreaterThanOrEqual(COPIES / 50);
     expect(outcomes.ok).toBeGreaterThan(COPIES * 0.8);
 
-    expect(after.ioUring).toBe(0);
-    expect(peakIoUring).toBe(0);
+    // Between copies only the process's own rings are open (none on Node 20; Node >= 22's libuv keeps some).
+    expect(peakIoUring).toBe(before.ioUring);
     expect(after.fds, 'open descriptors').toBe(before.fds);
     expect(after.ioUring, 'io_uring instances').toBe(before.ioUring);
     expect(after.threads, 'threads').toBe(before.threads);

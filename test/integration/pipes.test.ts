@@ -110,6 +110,23 @@ describe.each(DRIVERS)('pipes like GNU dd (%s driver)', (engine) => {
     expect(sha256File(out)).toBe(sha256Range(source, MiB, 4 * MiB + 1234));
   });
 
+
+  it('standard input or output redirected from or to the other side itself is refused: nothing written', () => {
+    const image = path.join(dir, 'self.img');
+    fs.copyFileSync(source, image);
+    const before = sha256File(image);
+    // dd would read what it has just written (seek= ahead of the reader) or append the file to itself.
+    const fromItself = sh(`${DEVMOVE} of='${image}' bs=4096 seek=1 conv=notrunc < '${image}'`, engine);
+    expect(fromItself.status).toBe(1);
+    expect(fromItself.stderr).toMatch(/the target is also the source standard input \(.*self\.img\).*nothing was written/);
+    const toItself = sh(`${DEVMOVE} if='${image}' >> '${image}'`, engine);
+    expect(toItself.status).toBe(1);
+    expect(toItself.stderr).toMatch(/standard output \(.*self\.img\): the target is also the source/);
+    expect(sha256File(image)).toBe(before);
+    // A pipe in between is no storage: the same bytes through cat are a copy like any other.
+    expect(sh(`cat '${image}' | ${DEVMOVE} of='${image}.copy' status=none`, engine).status).toBe(0);
+    expect(sha256File(`${image}.copy`)).toBe(before);
+  });
   it('the reader goes away (EPIPE): killed by SIGPIPE, silently, as dd is', () => {
     const big = makeImage(dir, 'big.img', 8 * MiB);
     const dd = spawnSync('bash', ['-c', `set -o pipefail; dd if='${big}' bs=64K 2>/dev/null | head -c 1000 > /dev/null; echo $?`], { encoding: 'utf8' });

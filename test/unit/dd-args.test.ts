@@ -7,6 +7,7 @@ const GiB = 1024 ** 3;
 const IO = ['if=/dev/sdb', 'of=/dev/sdc'];
 
 const DEFAULTS: DdInvocation = {
+  warnings: [],
   command: 'copy',
   source: '/dev/sdb',
   target: '/dev/sdc',
@@ -39,6 +40,29 @@ const DEFAULTS: DdInvocation = {
 describe('parseDdArgs: valid invocations', () => {
   it('fills in dd defaults and leaves optional fields out', () => {
     expect(parseDdArgs(IO)).toStrictEqual(DEFAULTS);
+  });
+
+  it("reads '0x…' as dd does, zero times what follows, with dd's warning once per operand (coreutils tests/dd/misc.sh)", () => {
+    const warning = "warning: '0x' is a zero multiplier; use '00x' if that is intended";
+    expect(parseDdArgs([...IO, 'count=0x1', 'seek=0x1', 'skip=0x1'])).toMatchObject({
+      warnings: [warning, warning, warning],
+      maxLength: 0,
+      sourceOffset: 0,
+      targetOffset: 0,
+    });
+    // '00x' is the spelling dd asks for: the same value, no warning.
+    expect(parseDdArgs([...IO, 'count=00x1', 'skip=10x0'])).toMatchObject({ warnings: [], maxLength: 0, sourceOffset: 0 });
+    expect(parseDdArgs([...IO, 'count=00x9999999999999999999999999999999999'])).toMatchObject({ warnings: [], maxLength: 0 });
+  });
+
+  it("conv=sparse finds zero blocks of obs= when obs= is given, as dd's does (coreutils tests/dd/sparse.sh)", () => {
+    expect(parseDdArgs([...IO, 'ibs=1M', 'obs=2M', 'conv=sparse'])).toMatchObject({ blockSize: 2 * MiB, ibs: MiB, obs: 2 * MiB });
+    expect(parseDdArgs([...IO, 'ibs=2M', 'obs=1M', '--zero-blocks=sparse'])).toMatchObject({ blockSize: MiB });
+    // bs= and --block-size say the I/O size outright; without obs= the engine's default stays.
+    expect(parseDdArgs([...IO, 'bs=64K', 'obs=2M', 'conv=sparse'])).toMatchObject({ blockSize: 64 * KiB });
+    expect(parseDdArgs([...IO, '--block-size=256K', 'obs=2M', 'conv=sparse'])).toMatchObject({ blockSize: 256 * KiB });
+    expect(parseDdArgs([...IO, 'ibs=1M', 'conv=sparse']).blockSize).toBeUndefined();
+    expect(parseDdArgs([...IO, 'obs=2M']).blockSize).toBeUndefined();
   });
 
   it.each<[string, string[], Partial<DdInvocation>]>([
@@ -205,7 +229,10 @@ describe('parseDdArgs: invalid invocations', () => {
     [[...IO, 'obs=2049M'], /^invalid operand 'obs=2049M': the output block size must be at most 2 GiB/],
     [[...IO, 'bs=-1'], /^invalid operand 'bs=-1': .*sign/],
     [[...IO, 'count=1.5M'], /^invalid operand 'count=1\.5M': fractions are not allowed/],
-    [[...IO, 'skip=0x10'], /^invalid operand 'skip=0x10': hexadecimal/],
+    // dd reads '0x' as 'zero times' (see below); anything after it must still be a number.
+    [[...IO, 'skip=0xff'], /^invalid operand 'skip=0xff': expected a decimal number, got 'ff'/],
+    [[...IO, 'skip=0X10'], /^invalid operand 'skip=0X10': hexadecimal is not accepted/],
+    [[...IO, 'count=0x'], /^invalid operand 'count=0x': missing number/],
     [[...IO, 'seek=ten'], /^invalid operand 'seek=ten': expected a decimal number/],
     [[...IO, 'count=8P'], /^invalid operand 'count=8P': value is too large/],
     [[...IO, 'bs=1M', 'skip=1P'], /^invalid operand 'skip=1P': 1125899906842624 blocks of 1048576 bytes \(ibs\) is .* beyond the maximum/],

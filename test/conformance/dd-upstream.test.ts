@@ -1,0 +1,721 @@
+// GNU coreutils' own dd tests as devmove's specification. Each describe is one
+// script of coreutils' tests/dd/ (read at coreutils commit aa0c0de, 2026-08;
+// the scripts are not copied: each case restates the fact it checks), each
+// case runs devmove and, where the local GNU dd (Debian 12: 9.1) already
+// behaves as upstream expects, dd on the same input. Where devmove differs on
+// purpose, the case asserts devmove's documented behaviour (README, "Where
+// devmove differs from dd, on purpose"). Cases that need standard input or
+// output, pipes or FIFOs wait for the endpoint work and are listed as todo;
+// character devices and conversions are outside devmove's scope.
+import { spawn, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { formatRate, transferLine } from '../../src/cli/output';
+import { CLI, devmove, gnuDd, installed, LAUNCHER, shell, tool, type Run } from '../helpers/cli';
+import { attachLoop, detachAll, makeImage, sha256File, skipWithoutLoop, tempDir } from '../helpers/devices';
+import { FaultyDevice, skipWithoutFuse } from '../helpers/faulty';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const hasStrace = installed('strace');
+const underAsan = process.env.LD_PRELOAD?.includes('asan') === true;
+
+/** dd's stderr as devmove prints it: the same text under devmove's name. */
+function asDevmove(stderr: string): string {
+  return stderr.replace(/^dd: /gm, 'devmove: ');
+}
+
+function write(dir: string, name: string, content: string | Buffer): string {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, content);
+  return file;
+}
+
+function read(file: string): Buffer {
+  return fs.readFileSync(file);
+}
+
+/** KiB allocated to a file (du -k). */
+function allocatedKiB(file: string): number {
+  return Math.ceil((fs.statSync(file).blocks * 512) / KiB);
+}
+
+/** Runs dd and devmove with `operands` onto two copies of `initial` (absent: no target file yet). */
+function both(dir: string, operands: string[], source: string, initial?: Buffer): { dd: Run; ours: Run; ddOut: string; ourOut: string } {
+  const ddOut = path.join(dir, 'dd.out');
+  const ourOut = path.join(dir, 'devmove.out');
+  for (const f of [ddOut, ourOut]) {
+    fs.rmSync(f, { force: true });
+    if (initial) fs.writeFileSync(f, initial);
+  }
+  const dd = gnuDd([`if=${source}`, `of=${ddOut}`, ...operands]);
+  const ours = devmove([`if=${source}`, `of=${ourOut}`, ...operands]);
+  return { dd, ours, ddOut, ourOut };
+}
+
+let dir: string;
+beforeAll(() => {
+  // ext4 on this machine: O_DIRECT and sparse files, as the upstream scripts want.
+  dir = tempDir('/var/tmp');
+});
+afterAll(() => {
+  FaultyDevice.destroyAll();
+  detachAll();
+});
+
+describe('bytes.sh', () => {
+  const input = '0123456789abcdefghijklm\n';
+
+  it('count=14B and count=14 iflag=count_bytes copy 14 bytes', () => {
+    // Upstream adds conv=swab (a conversion devmove does not have) to the same counts.
+    const source = write(dir, 'bytes.in', input);
+    for (const operands of [['count=14B'], ['count=14', 'iflag=count_bytes']]) {
+      const { dd, ours, ourOut } = both(dir, [...operands, 'status=none'], source);
+      expect([dd.status, ours.status]).toEqual([0, 0]);
+      expect(read(ourOut).toString()).toBe('0123456789abcd');
+    }
+  });
+
+  it('iseek=10B and skip=10 iflag=skip_bytes skip 10 bytes', () => {
+    const source = write(dir, 'bytes.in', input);
+    for (const operands of [['iseek=10B'], ['skip=10', 'iflag=skip_bytes']]) {
+      const { ours, ourOut, ddOut } = both(dir, [...operands, 'status=none'], source);
+      expect(ours.status).toBe(0);
+      expect(read(ourOut).toString()).toBe('abcdefghijklm\n');
+      expect(read(ourOut).equals(read(ddOut))).toBe(true);
+    }
+  });
+
+  it('oseek=8B and seek=8 oflag=seek_bytes (bs=5) write after 8 NUL bytes; with count=0 only the size changes', () => {
+    // Upstream reads the data from a pipe; the result on the target is the same.
+    const source = write(dir, 'seek.in', 'abcdefghijklm\n');
+    for (const operands of [['oseek=8B'], ['seek=8', 'oflag=seek_bytes']]) {
+      const { ours, ourOut } = both(dir, [...operands, 'bs=5', 'status=none'], source);
+      expect(ours.status).toBe(0);
+      expect(read(ourOut)).toEqual(Buffer.concat([Buffer.alloc(8), Buffer.from('abcdefghijklm\n')]));
+      const sized = both(dir, [...operands, 'bs=5', 'count=0', 'status=none'], source);
+      expect(sized.ours.status).toBe(0);
+      expect(read(sized.ourOut)).toEqual(Buffer.alloc(8));
+      expect(read(sized.ddOut)).toEqual(Buffer.alloc(8));
+    }
+  });
+
+  it.each(['1x2x4 oflag=seek_bytes', '1Bx2x4', '1Bx8', '2Bx4B', '2x4B'])('oseek=%s is 8 bytes', (operand) => {
+    const source = write(dir, 'seek.in', 'abcdefghijklm\n');
+    const [value, ...rest] = operand.split(' ');
+    const ours = devmove([`if=${source}`, `of=${path.join(dir, 'mult.out')}`, `oseek=${value}`, ...rest, 'bs=5', 'status=none']);
+    expect(ours).toMatchObject({ status: 0, stderr: '' });
+    expect(read(path.join(dir, 'mult.out'))).toEqual(Buffer.concat([Buffer.alloc(8), Buffer.from('abcdefghijklm\n')]));
+    fs.rmSync(path.join(dir, 'mult.out'));
+  });
+
+  it('a multiplier chain of 10,000 factors works under a 256 KiB stack', () => {
+    // dd 9.1 still refuses such a chain; upstream expects it to work.
+    const source = write(dir, 'chain.in', 'data\n');
+    const chain = `${'1x'.repeat(10_000)}1`;
+    const r = shell('ulimit -S -s 256 && DEVMOVE if="$IN" of="$OUT" count="$CHAIN" status=none', {
+      IN: source,
+      OUT: path.join(dir, 'chain.out'),
+      CHAIN: chain,
+    });
+    expect(r).toMatchObject({ status: 0, stderr: '' });
+    expect(read(path.join(dir, 'chain.out')).toString()).toBe('data\n');
+  });
+
+  it.each(['B', 'B1', 'Bx1', 'KBB', 'BB', 'KBb', 'KBx', 'x1', '1x', '1xx1'])('count=%s is not a number', (count) => {
+    const source = write(dir, 'bytes.in', input);
+    // dd exits 1 for a bad operand, devmove 2 (usage errors are told apart from failed copies, on purpose).
+    expect(gnuDd([`if=${source}`, 'of=/dev/null', `count=${count}`]).status).toBe(1);
+    const ours = devmove([`if=${source}`, `of=${path.join(dir, 'never.out')}`, `count=${count}`]);
+    expect(ours.status).toBe(2);
+    expect(ours.stderr).toMatch(new RegExp(`^devmove: invalid operand 'count=${count.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}'`));
+    expect(fs.existsSync(path.join(dir, 'never.out'))).toBe(false);
+  });
+
+  it.todo('pipes: iseek=10B / skip=10 iflag=skip_bytes with bs=2 on a pipe (waits for the endpoints issue)');
+  it.todo('conv=swab with count=14B (conversions are not devmove\'s)');
+});
+
+describe('direct.sh', () => {
+  const probe = (): boolean => gnuDd([`if=${write(dir, 'direct.probe', Buffer.alloc(8192))}`, 'oflag=direct', `of=${path.join(dir, 'direct.probe.out')}`]).status === 0;
+
+  it('iflag=direct oflag=direct copies files of 511, 8191 and 8193 bytes (the tail without O_DIRECT)', (ctx) => {
+    if (!probe()) ctx.skip(); // upstream skips where the file system has no 512-byte O_DIRECT
+    for (const size of [511, 8191, 8193]) {
+      const source = makeImage(dir, `direct-${size}.in`, size);
+      const { dd, ours, ourOut } = both(dir, ['iflag=direct', 'oflag=direct', 'status=none'], source);
+      expect([dd.status, ours.status, ours.stderr]).toEqual([0, 0, '']);
+      expect(read(ourOut).equals(read(source))).toBe(true);
+    }
+  });
+});
+
+describe('misc.sh', () => {
+  it('status=none prints nothing', () => {
+    const source = write(dir, 'misc.in', 'data\n');
+    const { dd, ours, ourOut } = both(dir, ['status=none'], source);
+    expect(dd).toMatchObject({ status: 0, stderr: '' });
+    expect(ours).toMatchObject({ status: 0, stderr: '', stdout: '' });
+    expect(read(ourOut).toString()).toBe('data\n');
+  });
+
+  it('status=none with skip= past the end: dd copies nothing in silence; devmove refuses (exit 1), on purpose', () => {
+    const source = write(dir, 'misc.in', 'data\n');
+    const { dd, ours, ourOut } = both(dir, ['status=none', 'skip=2'], source, Buffer.from('keep'));
+    expect(dd).toMatchObject({ status: 0, stderr: '' });
+    expect(ours.status).toBe(1);
+    expect(ours.stderr).toBe(`devmove: if=${source}: source offset 1024 bytes is past the end of the source (5 bytes) (EINVAL from read)\n`);
+    expect(read(ourOut).toString()).toBe('keep');
+  });
+
+  it('the last status= wins: noxfer then none prints nothing, none then noxfer the records', () => {
+    const source = write(dir, 'misc.in', 'data\n');
+    for (const operands of [['status=noxfer', 'status=none'], ['status=none', 'status=noxfer']]) {
+      const { dd, ours } = both(dir, operands, source);
+      expect(ours.status).toBe(0);
+      expect(ours.stderr).toBe(asDevmove(dd.stderr));
+    }
+    expect(devmove([`if=${source}`, `of=${path.join(dir, 'x.out')}`, 'status=none', 'status=noxfer']).stderr).toBe('0+1 records in\n0+1 records out\n');
+  });
+
+  it('if= of= copies, also after `--`', () => {
+    const source = write(dir, 'misc.in', 'data\n');
+    const out = path.join(dir, 'dashdash.out');
+    expect(devmove([`if=${source}`, `of=${out}`, 'status=none']).status).toBe(0);
+    expect(read(out).toString()).toBe('data\n');
+    fs.rmSync(out);
+    expect(devmove(['--', `if=${source}`, `of=${out}`, 'status=none']).status).toBe(0);
+    expect(read(out).toString()).toBe('data\n');
+  });
+
+  it('oflag=append, iflag=nofollow, iflag=directory, oflag=nolinks: refused in one line (upstream checks them only where they work)', () => {
+    const source = write(dir, 'misc.in', 'data\n');
+    for (const flag of ['oflag=append', 'iflag=nofollow', 'iflag=directory', 'oflag=nolinks']) {
+      const ours = devmove([`if=${source}`, `of=${path.join(dir, 'flag.out')}`, flag]);
+      expect(ours.status).toBe(2);
+      expect(ours.stderr).toBe(`devmove: ${flag} is not supported by devmove yet\nTry 'devmove --help' for more information.\n`);
+    }
+  });
+
+  it('iflag=noatime leaves the source\'s access time alone (and a copy without it does not)', () => {
+    const source = write(dir, 'atime.in', 'data\n');
+    const old = new Date(Date.now() - 3 * 86_400_000); // relatime updates an atime older than a day
+    const atime = (): number => fs.statSync(source).atimeMs;
+    fs.utimesSync(source, old, fs.statSync(source).mtime);
+    const before = atime();
+    expect(devmove([`if=${source}`, `of=${path.join(dir, 'atime.out')}`, 'iflag=noatime', 'status=none']).status).toBe(0);
+    expect(atime()).toBe(before);
+    expect(devmove([`if=${source}`, `of=${path.join(dir, 'atime.out')}`, 'status=none']).status).toBe(0);
+    expect(atime()).toBeGreaterThan(before);
+  });
+
+  it("count=0x1 seek=0x1 skip=0x1: dd's warning three times, then zero of everything", () => {
+    const source = write(dir, 'misc.in', 'data\n');
+    const { dd, ours, ourOut, ddOut } = both(dir, ['count=0x1', 'seek=0x1', 'skip=0x1', 'status=none'], source, Buffer.from('old'));
+    const warning = "warning: '0x' is a zero multiplier; use '00x' if that is intended\n";
+    expect(dd.stderr).toBe(`dd: ${warning}`.repeat(3));
+    expect(ours).toMatchObject({ status: 0, stderr: asDevmove(dd.stderr) });
+    expect(read(ourOut).equals(read(ddOut))).toBe(true);
+    expect(read(ourOut).length).toBe(0);
+  });
+
+  it('count=00x(61 nines) status=noxfer: no warning, no overflow, 0+0 records, an empty target', () => {
+    const source = write(dir, 'misc.in', 'data\n');
+    const { dd, ours, ourOut } = both(dir, [`count=00x${'9'.repeat(61)}`, 'status=noxfer'], source);
+    expect(dd).toMatchObject({ status: 0, stderr: '0+0 records in\n0+0 records out\n' });
+    expect(ours).toMatchObject({ status: 0, stderr: '0+0 records in\n0+0 records out\n' });
+    expect(read(ourOut).length).toBe(0);
+  });
+
+  it.skipIf(!hasStrace)('the target is cut with O_TRUNC on an open, so a failing ftruncate (strace fault injection) does not matter', () => {
+    for (const content of ['data\n', '']) {
+      const source = write(dir, 'otrunc.in', content);
+      const out = write(dir, 'otrunc.out', 'a much longer old content\n');
+      const r = tool('strace', ['-f', '--quiet=all', '-o', '/dev/null', '-e', 'inject=truncate,ftruncate:error=EIO', '-P', out, process.execPath, CLI, `if=${source}`, `of=${out}`, 'status=none']);
+      expect(r).toMatchObject({ status: 0, stdout: '', stderr: '' });
+      expect(read(out).toString()).toBe(content);
+    }
+  });
+
+  it.todo('if=/dev/stdin, iflag=fullblock on a pipe, conv=sync padding a short read from a pipe (waits for the endpoints issue)');
+  it.todo('of=/dev/tty (character devices are not devmove\'s)');
+});
+
+describe('no-allocate.sh', () => {
+  /** Does devmove finish (exit 0) under `ulimit -v kib`? */
+  const underLimit = (kib: number, args: string[]): Run => shell(`ulimit -v ${kib} && DEVMOVE ${args.map((a) => `'${a}'`).join(' ')}`);
+
+  it.skipIf(underAsan)('bs=1G with count=0 allocates no buffer: it runs within the memory of a 2-byte copy', () => {
+    const source = write(dir, 'alloc.in', '.\n');
+    const out = path.join(dir, 'alloc.out');
+    // The smallest virtual-memory limit a 2-byte copy needs here (upstream: get_min_ulimit_v_).
+    let low = 100_000;
+    let high = 8_000_000;
+    expect(underLimit(high, [`if=${source}`, `of=${out}`, 'status=none']).status).toBe(0);
+    while (high - low > 8_000) {
+      const mid = Math.floor((low + high) / 2);
+      if (underLimit(mid, [`if=${source}`, `of=${out}`, 'status=none']).status === 0) high = mid;
+      else low = mid;
+    }
+    const limit = high + 64 * 1024; // 64 MiB above it: run-to-run noise, far below 1 GiB
+    for (const operand of ['bs=1G', 'ibs=1G', 'obs=1G']) {
+      expect(underLimit(limit, [`if=${source}`, `of=${out}`, operand, 'count=0', 'status=none'])).toMatchObject({ status: 0, stderr: '' });
+    }
+    // The limit binds: a copy that does need a 1 GiB buffer fails under it.
+    const big = path.join(dir, 'alloc-1g.in');
+    fs.rmSync(big, { force: true });
+    fs.writeFileSync(big, '');
+    fs.truncateSync(big, 1024 * MiB);
+    expect(underLimit(limit, [`if=${big}`, `of=${out}`, 'bs=1G', 'status=none']).status).not.toBe(0);
+    fs.rmSync(big);
+  });
+
+  it('a block size beyond the maximum is a usage error (dd: exit 1 when it cannot allocate; devmove refuses before)', () => {
+    const source = write(dir, 'alloc.in', '.\n');
+    for (const operand of ['bs=9223372036854775806', 'bs=0']) {
+      const ours = devmove([`if=${source}`, `of=${path.join(dir, 'alloc.out')}`, operand]);
+      expect(ours.status).toBe(2);
+      expect(ours.stderr).toMatch(/^devmove: invalid operand 'bs=/);
+    }
+  });
+
+  it.todo('a FIFO "tape" where seek= and skip= must read (waits for the endpoints issue)');
+});
+
+describe('partial-write.sh', () => {
+  it('a write cut short by `ulimit -f` is counted as a partial record, and the byte count is what the file holds', () => {
+    const source = makeImage(dir, 'zero-2m.in', 2 * MiB, 'zero');
+    const out = path.join(dir, 'partial.out');
+    fs.rmSync(out, { force: true });
+    const r = shell('ulimit -S -f 1024 && DEVMOVE if="$IN" of="$OUT" bs=768K count=2', { IN: source, OUT: out });
+    expect(r.status, r.stderr).toBe(1);
+    expect(fs.existsSync(out), r.stderr).toBe(true);
+    const size = fs.statSync(out).size;
+    expect(size).toBe(MiB); // 1024 blocks of 1 KiB, all the limit lets through
+    expect(r.stderr).toMatch(/^1\+1 records out$/m);
+    expect(r.stderr).toMatch(new RegExp(`^${size} bytes \\(1\\.0 MB, 1\\.0 MiB\\) copied, `, 'm'));
+    expect(r.stderr).toMatch(/^devmove: of=.*: file too large \(EFBIG from write at byte 1048576\); 786432 bytes copied and flushed \(and 262144 more written by the unfinished write\)$/m);
+  });
+});
+
+describe('reblock.sh', () => {
+  it('bs= wins over ibs= and obs= wherever they appear; ibs=3 obs=3 counts like dd', () => {
+    // Upstream feeds short reads through a FIFO; on a file dd reads full blocks.
+    const source = write(dir, 'reblock.in', 'abcd');
+    for (const operands of [['bs=3', 'ibs=1', 'obs=1'], ['ibs=3', 'obs=3']]) {
+      const { dd, ours, ourOut } = both(dir, [...operands, 'status=noxfer'], source);
+      expect(ours).toMatchObject({ status: 0, stderr: dd.stderr });
+      expect(ours.stderr).toBe('1+1 records in\n1+1 records out\n');
+      expect(read(ourOut).toString()).toBe('abcd');
+    }
+  });
+
+  it.todo('two short reads from a FIFO: reblocked with ibs=/obs=, not with bs= (waits for the endpoints issue)');
+});
+
+describe('skip-seek.pl', () => {
+  // Upstream reads standard input (`<`); here the same bytes come from if=.
+  const cases: Array<[name: string, operands: string[], expected: string, stderr: string]> = [
+    ['sk-seek1', ['bs=1', 'skip=1', 'seek=2', 'conv=notrunc', 'count=3'], 'zy123utsrqponmlkji', '3+0 records in\n3+0 records out\n'],
+    ['sk-seek2', ['bs=5', 'skip=1', 'seek=1', 'conv=notrunc', 'count=1'], 'zyxwv56789ponmlkji', '1+0 records in\n1+0 records out\n'],
+    ['sk-seek3', ['bs=5', 'skip=1', 'seek=1', 'count=1'], 'zyxwv56789', '1+0 records in\n1+0 records out\n'],
+    ['sk-seek5', ['bs=1', 'iseek=1', 'oseek=2', 'conv=notrunc', 'count=3'], 'zy123utsrqponmlkji', '3+0 records in\n3+0 records out\n'],
+  ];
+  it.each(cases)('%s', (_name, operands, expected, stderr) => {
+    const source = write(dir, 'sk.in', '0123456789abcdef');
+    const { dd, ours, ourOut } = both(dir, [...operands, 'status=noxfer'], source, Buffer.from('zyxwvutsrqponmlkji'));
+    expect(dd.stderr).toBe(stderr);
+    expect(ours).toMatchObject({ status: 0, stderr });
+    expect(read(ourOut).toString()).toBe(expected);
+  });
+
+  it.todo('sk-seek4: bs=1 skip=1 from a pipe (waits for the endpoints issue)');
+  it.todo('block-sync-1: conv=block,sync cbs=10 (conversions are not devmove\'s)');
+});
+
+describe('skip-seek-past-file.sh', () => {
+  it('skip= past the end: dd warns "cannot skip to specified offset" and exits 0; devmove refuses (exit 1) and leaves the target alone', () => {
+    const source = write(dir, 'past.in', '1234');
+    for (const operands of [['bs=1', 'skip=5'], ['bs=3', 'skip=2']]) {
+      const { dd, ours, ourOut } = both(dir, [...operands, 'count=0', 'status=noxfer'], source, Buffer.from('keep'));
+      expect(dd).toMatchObject({ status: 0, stderr: `dd: ${source}: cannot skip to specified offset\n0+0 records in\n0+0 records out\n` });
+      expect(ours.status).toBe(1);
+      expect(ours.stderr).toMatch(/^devmove: if=.*: source offset \d+ bytes is past the end of the source \(4 bytes\) \(EINVAL from read\)\n$/);
+      expect(read(ourOut).toString()).toBe('keep');
+    }
+  });
+
+  it('seek= past the end of the target is fine: 0+0 records, the target extended to it', () => {
+    const source = write(dir, 'past.in', '1234');
+    const { dd, ours, ourOut, ddOut } = both(dir, ['bs=1', 'seek=5', 'count=0', 'status=noxfer'], source, Buffer.from('12'));
+    expect(dd).toMatchObject({ status: 0, stderr: '0+0 records in\n0+0 records out\n' });
+    expect(ours).toMatchObject({ status: 0, stderr: '0+0 records in\n0+0 records out\n' });
+    expect(read(ourOut).equals(read(ddOut))).toBe(true);
+    expect(read(ourOut)).toEqual(Buffer.from('12\0\0\0'));
+  });
+
+  it('skip= beyond the largest file offset is not a number: dd exits 1, devmove 2 (a usage error)', () => {
+    const source = write(dir, 'past.in', '1234');
+    for (const skip of ['9223372036854775808', '9223372036854775808x9223372036854775808']) {
+      expect(gnuDd([`if=${source}`, 'of=/dev/null', 'bs=1', `skip=${skip}`, 'count=0']).stderr).toMatch(/invalid number/);
+      const ours = devmove([`if=${source}`, `of=${path.join(dir, 'past.out')}`, 'bs=1', `skip=${skip}`, 'count=0']);
+      expect(ours.status).toBe(2);
+      expect(ours.stderr).toMatch(/^devmove: invalid operand 'skip=.*value is too large/);
+    }
+  });
+
+  it('skip= at the largest offset a file can have: both exit 1', () => {
+    const source = write(dir, 'past.in', '1234');
+    const skip = String(Number.MAX_SAFE_INTEGER); // devmove's largest offset; dd's is 2^63-1
+    expect(gnuDd([`if=${source}`, 'of=/dev/null', 'bs=1', 'skip=9223372036854775807', 'count=0', 'status=none']).status).toBe(1);
+    const ours = devmove([`if=${source}`, `of=${path.join(dir, 'past.out')}`, 'bs=1', `skip=${skip}`, 'count=0', 'status=none']);
+    expect(ours.status).toBe(1);
+    expect(ours.stderr).toMatch(/past the end of the source/);
+  });
+
+  it.todo('the same from a pipe, and from standard input already read into (waits for the endpoints issue)');
+});
+
+describe.skipIf(skipWithoutLoop)('skip-seek-past-dev.sh', () => {
+  it('skip= and seek= one byte past the end of a block device: exit 1, the device untouched', () => {
+    const device = attachLoop(makeImage(tempDir(), 'past-dev.img', MiB));
+    const before = sha256File(device);
+    const past = String(MiB + 1);
+    const ddSkip = gnuDd([`if=${device}`, 'of=/dev/null', 'bs=1', `skip=${past}`, 'count=0', 'status=noxfer']);
+    expect(ddSkip.status).toBe(1);
+    const oursSkip = devmove([`if=${device}`, `of=${path.join(dir, 'past-dev.out')}`, 'bs=1', `skip=${past}`, 'count=0', 'status=noxfer']);
+    expect(oursSkip.status).toBe(1);
+    expect(oursSkip.stderr).toBe(`devmove: if=${device}: source offset ${MiB + 1} bytes is past the end of the source (${MiB} bytes) (EINVAL from read)\n`);
+
+    const source = write(dir, 'past.in', '1234');
+    const ddSeek = gnuDd([`if=${source}`, `of=${device}`, 'bs=1', `seek=${past}`, 'count=0', 'status=noxfer']);
+    expect(ddSeek.status).toBe(1);
+    expect(ddSeek.stderr).toMatch(/cannot seek: Invalid argument/);
+    const oursSeek = devmove([`if=${source}`, `of=${device}`, 'bs=1', `seek=${past}`, 'count=0', 'status=noxfer']);
+    expect(oursSeek.status).toBe(1);
+    expect(oursSeek.stderr).toMatch(new RegExp(`^devmove: of=${device}: target too small: .* \\(ENOSPC from write\\)\\n$`));
+    expect(sha256File(device)).toBe(before);
+  });
+});
+
+describe('sparse.sh', () => {
+  it('bs=32K conv=sparse on a 1 MiB hole: the same size, nothing allocated', () => {
+    const source = path.join(dir, 'hole.in');
+    fs.writeFileSync(source, '');
+    fs.truncateSync(source, MiB);
+    const { ours, ourOut, ddOut } = both(dir, ['bs=32K', 'conv=sparse', 'status=none'], source);
+    expect(ours.status).toBe(0);
+    expect(fs.statSync(ourOut).size).toBe(fs.statSync(ddOut).size);
+    expect(allocatedKiB(ourOut)).toBe(0);
+  });
+
+  it('conv=sparse,notrunc bs=1: NUL bytes leave the target\'s bytes where they are', () => {
+    const source = write(dir, 'anb.in', 'a\0\0b');
+    const { ours, ourOut, ddOut } = both(dir, ['bs=1', 'conv=sparse,notrunc', 'status=none'], source, Buffer.from('____'));
+    expect(ours.status).toBe(0);
+    expect(read(ourOut).toString()).toBe('a__b');
+    expect(read(ddOut).toString()).toBe('a__b');
+  });
+
+  describe('zero blocks are output blocks (obs=)', () => {
+    let source: string;
+    beforeAll(() => {
+      // 3 MiB: random, with the middle MiB zero.
+      source = makeImage(dir, 'mid-zero.in', 3 * MiB, 'random', 'sparse.sh');
+      const fd = fs.openSync(source, 'r+');
+      fs.writeSync(fd, Buffer.alloc(MiB), 0, MiB, MiB);
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+    });
+
+    it('ibs=1M obs=2M conv=sparse: the zero MiB shares a 2 MiB output block with data, so it is written', () => {
+      const { dd, ours, ourOut, ddOut } = both(dir, ['ibs=1M', 'obs=2M', 'conv=sparse', 'status=none'], source);
+      expect([dd.status, ours.status]).toEqual([0, 0]);
+      expect(allocatedKiB(ddOut)).toBeGreaterThan(2500);
+      expect(allocatedKiB(ourOut)).toBeGreaterThan(2500);
+      expect(read(ourOut).equals(read(source))).toBe(true);
+    });
+
+    it('ibs=2M obs=1M conv=sparse,notrunc: the zero MiB is a whole output block, so it becomes a hole', () => {
+      const run = (): { ours: Run; ourOut: string } => {
+        const out = path.join(dir, 'holes.out');
+        fs.rmSync(out, { force: true });
+        fs.writeFileSync(out, '');
+        fs.truncateSync(out, 3 * MiB);
+        return { ours: devmove([`if=${source}`, `of=${out}`, 'ibs=2M', 'obs=1M', 'conv=sparse,notrunc', 'status=none']), ourOut: out };
+      };
+      const { ours, ourOut } = run();
+      expect(ours.status).toBe(0);
+      expect(allocatedKiB(ourOut)).toBeLessThan(2500);
+      expect(read(ourOut).equals(read(source))).toBe(true);
+    });
+
+    it('status=noxfer prints the records lines and nothing else, as dd', () => {
+      const { dd, ours } = both(dir, ['ibs=2M', 'obs=1M', 'conv=sparse', 'status=noxfer'], source);
+      expect(dd.stderr).toBe('1+1 records in\n3+0 records out\n');
+      expect(ours).toMatchObject({ status: 0, stderr: dd.stderr });
+    });
+  });
+
+  it.todo('conv=sparse with oflag=append, and writing instead of seeking on a pipe (waits for the endpoints issue)');
+});
+
+describe('stats.sh', () => {
+  it('the transfer line is dd\'s, checked against lines GNU dd printed', () => {
+    for (const size of [0, 1, 999, 1000, 1023, 1024, 1500, 10_000, MiB, 3_000_000]) {
+      const source = makeImage(dir, 'stats.in', size);
+      const { dd, ours } = both(dir, [], source);
+      const ddLine = dd.stderr.trimEnd().split('\n').at(-1) ?? '';
+      const m = /^(\d+) bytes? .*copied, (\S+) s, /.exec(ddLine);
+      expect(m, ddLine).not.toBeNull();
+      // Formatted from dd's own byte count and (printed) seconds, devmove's formatter gives dd's line.
+      expect(transferLine(Number(m?.[1]), Number(m?.[2]))).toBe(ddLine);
+      const ourLine = ours.stderr.trimEnd().split('\n').at(-1) ?? '';
+      expect(ourLine.split(' copied, ')[0]).toBe(ddLine.split(' copied, ')[0]);
+      expect(ours.stderr.split('\n').slice(0, 2)).toEqual(dd.stderr.split('\n').slice(0, 2));
+    }
+  });
+
+  it('status=progress: from the first second, whole seconds, one line over the last; rates under 1 kB/s as dd prints them; the final time not smaller', () => {
+    const source = makeImage(dir, 'slow.in', 2000);
+    const r = devmove([`if=${source}`, `of=${path.join(dir, 'slow.out')}`, 'bs=100', '--rate=600', 'status=progress']);
+    expect(r.status).toBe(0);
+    const [progress, ...rest] = r.stderr.split('\n');
+    const lines = progress.split('\r');
+    expect(lines.shift()).toBe(''); // each line starts with a carriage return
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    let lastSeconds = 0;
+    for (const line of lines) {
+      const m = /^(\d+) bytes? (?:\([^)]*\) )?copied, (\d+) s, (\d+\.\d) kB\/s *$/.exec(line);
+      expect(m, line).not.toBeNull();
+      const seconds = Number(m?.[2]);
+      expect(seconds).toBeGreaterThan(lastSeconds); // never in the first second, at most one a second
+      lastSeconds = seconds;
+      expect(Number(m?.[3])).toBeLessThan(1); // 600 B/s: '0.6 kB/s', not '600 B/s'
+    }
+    expect(rest.slice(0, 2)).toEqual(['20+0 records in', '20+0 records out']);
+    const final = /^2000 bytes \(2\.0 kB, 2\.0 KiB\) copied, (\S+) s, (.*)$/.exec(rest[2]);
+    expect(final, rest[2]).not.toBeNull();
+    // The progress line rounds to whole seconds (%.0f, as dd): the final time is at least that less a half.
+    expect(Number(final?.[1])).toBeGreaterThanOrEqual(lastSeconds - 0.5);
+    expect(final?.[2]).toBe(formatRate(2000, Number(final?.[1])));
+  });
+
+  it('"1 byte copied", singular, as dd', () => {
+    const source = write(dir, 'one.in', 'x');
+    const { dd, ours } = both(dir, [], source);
+    expect(dd.stderr).toMatch(/\n1 byte copied, /);
+    expect(ours.stderr).toMatch(/^0\+1 records in\n0\+1 records out\n1 byte copied, \S+ s, \d+(\.\d)? [kMG]B\/s\n$/);
+  });
+
+  it('a storm of SIGUSR1: statistics each time, the copy goes on, and the final line counts all 250,000,000 bytes', async () => {
+    // Upstream starts signalling at once; what devmove does with a SIGUSR1
+    // during Node's start-up is README's Security notes (and their test): here
+    // the storm starts with the first progress line and lasts until the exit.
+    const shm = tempDir();
+    const source = path.join(shm, 'zero-250m.in');
+    fs.writeFileSync(source, '');
+    fs.truncateSync(source, 250_000_000);
+    const child = spawn(process.execPath, [CLI, `if=${source}`, `of=${path.join(shm, 'zero.out')}`, '--rate=100M', 'status=progress'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    let storm: NodeJS.Timeout | undefined;
+    let signals = 0;
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      storm ??= setInterval(() => {
+        if (child.exitCode === null && child.signalCode === null && child.kill('SIGUSR1')) signals++;
+      }, 10);
+    });
+    const exit = await new Promise<{ status: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.on('close', (status, signal) => resolve({ status, signal })),
+    );
+    clearInterval(storm);
+    fs.rmSync(shm, { recursive: true, force: true });
+    // Signalled up to its very end (upstream: until `kill` fails), it still exits 0.
+    expect(exit).toEqual({ status: 0, signal: null });
+    expect(signals).toBeGreaterThan(10);
+    expect(stderr.trimEnd().split('\n').at(-1)).toMatch(/^250000000 bytes \(250 MB, 238 MiB\) copied, /);
+    // Every statistics block is whole: records in, records out, a transfer line.
+    const blocks = stderr.match(/\d+\+\d records in\n\d+\+\d records out\n\d+ bytes[^\n]* copied, [^\n]*\n/g) ?? [];
+    expect(blocks.length).toBeGreaterThan(1);
+  });
+
+  it.todo('dd writing to a FIFO while signalled (waits for the endpoints issue)');
+});
+
+describe('stderr.sh', () => {
+  it('--help with standard error closed: exit 0 (nothing goes to it)', () => {
+    expect(shell('DEVMOVE --help >/dev/null 2>&-')).toMatchObject({ status: 0 });
+    expect(shell('dd --help >/dev/null 2>&-').status).toBe(0);
+  });
+
+  it('a copy with standard error closed: exit 1, as dd (the statistics are lost); status=none: exit 0', () => {
+    const source = write(dir, 'stderr.in', 'data\n');
+    const vars = { IN: source, OUT: path.join(dir, 'stderr.out'), DDOUT: path.join(dir, 'stderr.dd') };
+    expect(shell('dd if="$IN" of="$DDOUT" 2>&-', vars).status).toBe(1);
+    expect(shell('DEVMOVE if="$IN" of="$OUT" 2>&-', vars).status).toBe(1);
+    expect(read(vars.OUT).toString()).toBe('data\n');
+    expect(shell('dd if="$IN" of="$DDOUT" status=none 2>&-', vars).status).toBe(0);
+    expect(shell('DEVMOVE if="$IN" of="$OUT" status=none 2>&-', vars).status).toBe(0);
+  });
+
+  it("standard output and error on a parent's read-write /dev/null (Python's DEVNULL, Node's stdio 'ignore') are not closed: exit 0", () => {
+    const source = write(dir, 'stderr.in', 'data\n');
+    const out = path.join(dir, 'stderr.out');
+    const r = shell('DEVMOVE if="$IN" of="$OUT" 1<>/dev/null 2<>/dev/null', { IN: source, OUT: out });
+    expect(r.status).toBe(0);
+    const child = spawnSync(LAUNCHER, [`if=${source}`, `of=${out}`], { stdio: 'ignore', env: { ...process.env, DEVMOVE_NODE: process.execPath } });
+    expect(child.status).toBe(0);
+  });
+
+  it('standard error on /dev/full: exit 1, as dd', () => {
+    const source = write(dir, 'stderr.in', 'data\n');
+    const vars = { IN: source, OUT: path.join(dir, 'stderr.out'), DDOUT: path.join(dir, 'stderr.dd') };
+    expect(shell('dd if="$IN" of="$DDOUT" 2>/dev/full', vars).status).toBe(1);
+    // The only visible trace is the exit status: no crash on the way (a crash also exits 1, so --json shows it).
+    const r = shell('DEVMOVE if="$IN" of="$OUT" --hash=sha256 2>/dev/full', vars);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/^SHA256 \(.*\) = [0-9a-f]{64}\n$/);
+  });
+
+  it('--help and --version on /dev/full: exit 1 and one line on standard error, no stack trace', () => {
+    for (const option of ['--help', '--version']) {
+      expect(shell(`dd ${option} >/dev/full`).status).toBe(1);
+      const r = shell(`DEVMOVE ${option} >/dev/full`);
+      expect(r).toMatchObject({ status: 1, stderr: 'devmove: write error on standard output: no space left on device (ENOSPC)\n' });
+    }
+  });
+});
+
+describe.skipIf(!hasStrace)('fail-ftruncate-fstat.sh', () => {
+  it('ftruncate and fstat failing on the target (strace fault injection): exit 1, the target unchanged', () => {
+    // dd 9.1 to 9.9 went on copying here; upstream now expects exit 1 and the file as it was.
+    const old = 'y'.repeat(2048);
+    const out = write(dir, 'ftruncate.out', old);
+    const source = makeImage(dir, 'ftruncate.in', 512, 'zero');
+    const r = tool('strace', ['-f', '--quiet=all', '-o', '/dev/null', '-e', 'inject=ftruncate:error=EPERM', '-e', 'inject=fstat:error=EPERM', '-P', out, process.execPath, CLI, `if=${source}`, `of=${out}`, 'count=1', 'seek=1', 'status=none']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`^devmove: of=${out}: operation not permitted \\(EPERM from (fstat|ftruncate)\\)\\n$`));
+    expect(read(out).toString()).toBe(old);
+  });
+});
+
+describe('nocache.sh', () => {
+  it('iflag=nocache oflag=nocache: accepted, the copy made (devmove bypasses the cache anyway); count=0 does nothing', () => {
+    const source = makeImage(dir, 'nocache.in', 100 * 512);
+    const { ours, ourOut } = both(dir, ['iflag=nocache', 'oflag=nocache', 'status=none'], source);
+    expect(ours).toMatchObject({ status: 0, stderr: '' });
+    expect(read(ourOut).equals(read(source))).toBe(true);
+    expect(devmove([`if=${source}`, `of=${ourOut}`, 'iflag=nocache', 'count=0', 'conv=notrunc', 'status=none'])).toMatchObject({ status: 0, stderr: '' });
+    expect(read(ourOut).equals(read(source))).toBe(true);
+  });
+
+  it('iflag=nocache,direct: refused (dd: exit 1, devmove: 2, a usage error)', () => {
+    const source = makeImage(dir, 'nocache.in', 512);
+    expect(gnuDd([`if=${source}`, 'iflag=nocache,direct', 'of=/dev/null']).status).toBe(1);
+    const ours = devmove([`if=${source}`, `of=${path.join(dir, 'nocache.out')}`, 'iflag=nocache,direct']);
+    expect(ours.status).toBe(2);
+    expect(ours.stderr).toMatch(/^devmove: iflag=direct and iflag=nocache cannot be combined/);
+  });
+
+  it.todo('nocache.sh on pipes (waits for the endpoints issue); nocache_eof.sh and nocache_fail.sh check posix_fadvise calls, which devmove never makes (O_DIRECT)');
+});
+
+describe('ascii.sh, conv-case.sh, unblock-sync.sh, unblock.pl (conversions)', () => {
+  it.each([['conv=ascii', 'cbs=4'], ['conv=lcase'], ['conv=ucase'], ['conv=unblock,sync', 'cbs=4']])('%s is refused in one line', (...operands) => {
+    const source = write(dir, 'conv.in', 'abc\n');
+    const ours = devmove([`if=${source}`, `of=${path.join(dir, 'conv.out')}`, ...operands]);
+    expect(ours.status).toBe(2);
+    expect(ours.stderr).toMatch(/^devmove: (conv=\w+ is not supported by devmove yet|cbs= is not supported by devmove)/);
+    expect(ours.stderr.split('\n')).toHaveLength(3);
+  });
+});
+
+describe.todo('not-rewound.sh, skip-seek2.sh: two dd processes sharing one standard input (waits for the endpoints issue)');
+
+describe('conv=noerror (src/dd.c; no upstream script)', () => {
+  it('healthy 10,000-byte file with conv=noerror,sync: dd pads the short block to 10,240; devmove copies 10,000 (on purpose)', () => {
+    const source = makeImage(dir, 'healthy.in', 10_000);
+    const { dd, ours, ddOut, ourOut } = both(dir, ['conv=noerror,sync', 'status=noxfer'], source);
+    expect(dd.stderr).toBe('19+1 records in\n20+0 records out\n');
+    expect(fs.statSync(ddOut).size).toBe(10_240);
+    expect(ours).toMatchObject({ status: 0, stderr: '19+1 records in\n19+1 records out\n' });
+    expect(read(ourOut).equals(read(source))).toBe(true);
+  });
+
+  it.skipIf(skipWithoutFuse || skipWithoutLoop)('unreadable blocks: dd exits 0, devmove 1 (on purpose); the same bytes on both targets', async () => {
+    const bad: Array<[number, number]> = [[MiB + 3 * 512, 1024], [3 * MiB, 4096]];
+    const dev = await FaultyDevice.create({ sizeBytes: 4 * MiB, readErrors: bad, seed: 'dd-noerror' });
+    const { dd, ours, ddOut, ourOut } = both(dir, ['bs=512', 'conv=noerror,sync', 'iflag=direct', 'status=none'], dev.device);
+    expect(dd.status).toBe(0);
+    expect(dd.stderr).toBe('');
+    expect(ours).toMatchObject({ status: 1, stderr: '' });
+    expect(sha256File(ourOut)).toBe(sha256File(ddOut));
+    const expected = read(dev.imagePath);
+    for (const [offset, length] of bad) expected.fill(0, offset, offset + length);
+    expect(crypto.createHash('sha256').update(read(ourOut)).digest('hex')).toBe(crypto.createHash('sha256').update(expected).digest('hex'));
+    const loud = devmove([`if=${dev.device}`, `of=${ourOut}`, 'conv=noerror', 'status=noxfer']);
+    expect(loud.status).toBe(1);
+    expect(loud.stderr).toMatch(/\ndevmove: if=.*: 5120 unreadable bytes zero-filled on the target, at 1050112\+1024, 3145728\+4096\n$/);
+    await dev.destroy();
+  });
+});
+
+describe('operand matrix (seeded; devmove and GNU dd on the same operands)', () => {
+  const seed = Number(process.env.DEVMOVE_MATRIX_SEED ?? Date.now() % 1_000_000);
+  // A small LCG: the same seed gives the same cases on any machine.
+  let state = seed;
+  const next = (n: number): number => {
+    state = (state * 1103515245 + 12345) % 2 ** 31;
+    return state % n;
+  };
+  const pick = <T>(list: readonly T[]): T => list[next(list.length)];
+
+  const cases: Array<[label: string, operands: string[]]> = [];
+  for (let i = 0; i < 40; i++) {
+    const operands: string[] = [];
+    const bs = pick([undefined, '1', '7', '512', '4096', '64K', '1M', '3x1000']);
+    if (bs !== undefined) operands.push(`bs=${bs}`);
+    else {
+      if (next(2)) operands.push(`ibs=${pick(['1', '100', '4096', '1M'])}`);
+      if (next(2)) operands.push(`obs=${pick(['3', '512', '8192', '1M'])}`);
+    }
+    if (next(2)) operands.push(`skip=${pick(['0', '1', '3', '17'])}`);
+    if (next(2)) operands.push(`seek=${pick(['0', '1', '2', '9'])}`);
+    if (next(2)) operands.push(`count=${pick(['0', '1', '5', '40', '100B'])}`);
+    if (next(3) === 0) operands.push(`iflag=${pick(['skip_bytes', 'count_bytes', 'skip_bytes,count_bytes'])}`);
+    if (next(3) === 0) operands.push('oflag=seek_bytes');
+    const conv = [next(3) === 0 ? 'notrunc' : '', next(4) === 0 ? 'sparse' : ''].filter(Boolean);
+    if (conv.length) operands.push(`conv=${conv.join(',')}`);
+    // dd's conv=sparse looks at obs= blocks (512 bytes by default), devmove's at
+    // its I/O size when neither bs= nor obs= is given (README): say obs=.
+    if (conv.includes('sparse') && !operands.some((o) => /^(bs|obs)=/.test(o))) operands.push('obs=4096');
+    cases.push([operands.join(' ') || '(no operands)', operands]);
+  }
+
+  let source: string;
+  beforeAll(() => {
+    console.log(`dd operand matrix seed: ${seed} (DEVMOVE_MATRIX_SEED=${seed} repeats it)`);
+    // 200 KiB + 77: random, with runs of zeros for conv=sparse.
+    source = makeImage(dir, 'matrix.in', 200 * KiB + 77, 'random', `matrix-${seed}`);
+    const fd = fs.openSync(source, 'r+');
+    for (const [offset, length] of [[4096, 8192], [65_536, 70_000], [150_000, 100]]) fs.writeSync(fd, Buffer.alloc(length), 0, length, offset);
+    fs.closeSync(fd);
+  });
+
+  it.each(cases)('%s', (_label, operands) => {
+    const { dd, ours, ddOut, ourOut } = both(dir, [...operands, 'status=noxfer'], source, Buffer.alloc(100 * KiB + 3, 0xa5));
+    const past = /cannot skip to specified offset/.test(dd.stderr);
+    if (past) {
+      // skip= past the end: devmove refuses on purpose (see misc.sh).
+      expect(ours.status).toBe(1);
+      return;
+    }
+    expect({ status: ours.status, stderr: ours.stderr }).toEqual({ status: dd.status, stderr: asDevmove(dd.stderr) });
+    expect(read(ourOut).equals(read(ddOut))).toBe(true);
+  });
+});
