@@ -253,7 +253,6 @@ Napi::Object FileReportToJs(Napi::Env env, const FileReport& f) {
   o.Set("sizeBytes", static_cast<double>(f.size_bytes));
   o.Set("sizeKnown", f.size_known);
   o.Set("sequential", f.sequential);
-  o.Set("bytesWritten", static_cast<double>(f.bytes_written));
   o.Set("logicalBlockBytes", f.logical_block_bytes);
   o.Set("physicalBlockBytes", f.physical_block_bytes);
   o.Set("direct", f.direct);

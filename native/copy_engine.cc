@@ -60,6 +60,7 @@ SysError CopyEngine::Run(const ProgressFn& progress, CopyReport* report, const C
   if (!error.failed() && plan_.verify) error = Verify(progress);
   if (error.errno_value == ECANCELED && error.syscall == "copy") report->cancelled = true;
   FillReport(error);
+  LeaveSharedOffsets(error);
   report->seconds = NowSeconds() - start;
   // Release everything now, not when the JS object is collected: the driver
   // first (nothing is in flight any more), then buffers, then descriptors.
@@ -95,14 +96,21 @@ void CopyEngine::FillReport(const SysError& error) {
   if (checkpointer_) report->checkpoints = checkpointer_->checkpoints();
   if (driver_) report->submit_calls = driver_->submit_calls();
   uint64_t accepted = 0;
-  for (size_t i = 0; i < report->targets.size() && i < bytes_written_.size(); ++i) {
-    report->targets[i].bytes_written = bytes_written_[i];
-    accepted += bytes_written_[i];
-  }
+  for (uint64_t bytes : bytes_written_) accepted += bytes;
   if (error.failed() && accepted == 0) {
     // Nothing reached any target: leave no new empty file behind.
     for (auto& t : targets_) t->UnlinkIfCreated();
     for (FileReport& t : report->targets) t.created = false;
+  }
+}
+
+void CopyEngine::LeaveSharedOffsets(const SysError& error) {
+  // Only a copy that got as far as its first I/O moved anything: a refused
+  // one leaves standard input and output where they were.
+  if (!driver_) return;
+  if (source_) source_->LeaveSharedOffsetAt(bytes_completed_);
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    targets_[i]->LeaveSharedOffsetAt(error.failed() ? bytes_written_[i] : bytes_completed_);
   }
 }
 

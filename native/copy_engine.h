@@ -134,6 +134,10 @@ class CopyEngine final : public IoCompletion {
   void EmitProgress(const ProgressFn& progress, bool paused, bool verifying = false, uint64_t verify_done = 0,
                     uint64_t verify_total = 0) const;
   void FillReport(const SysError& error);
+  // Standard input/output given as a regular file or device: their shell descriptors end where dd's would.
+  void LeaveSharedOffsets(const SysError& error);
+  // seek= on a named FIFO target: refused before its open waits for a reader.
+  SysError RefuseSeekOnFifo(const std::string& path, uint64_t offset_bytes) const;
   uint64_t Absolute(uint64_t position) const { return plan_.source_offset_bytes + position; }
 
   CopyPlan plan_;

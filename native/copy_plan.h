@@ -112,7 +112,6 @@ struct FileReport {
   bool dropped = false;      // failed and dropped (TargetErrorPolicy::kDrop)
   SysError error;            // why it was dropped
   std::string zero_note;     // how zero blocks were handled, when not as asked
-  uint64_t bytes_written = 0;  // bytes the target accepted this run, partial writes included
   uint64_t unfinished_bytes_written = 0;  // by buffers abandoned when the copy stopped (not in bytes_copied)
 };
 

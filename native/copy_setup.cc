@@ -3,6 +3,7 @@
 // refusal happens here, before anything is written; targets are cut (dd's
 // truncation) only once every check has passed.
 #include <errno.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cassert>
@@ -131,7 +132,8 @@ SysError CopyEngine::OpenTargets() {
   for (size_t i = 0; i < plan_.targets.size(); ++i) {
     OpenRequest open = plan_.targets[i].open;
     open.read_back = open.read_back || plan_.verify;
-    SysError error;
+    SysError error = RefuseSeekOnFifo(open.path, plan_.targets[i].offset_bytes);
+    if (error.failed()) return error;
     std::unique_ptr<Endpoint> opened = OpenEndpoint(open, cancel_requested_, &error);
     if (!opened) return error;
     // Owned by targets_ from here on: a refusal below removes a file it created (Run()).
@@ -144,6 +146,15 @@ SysError CopyEngine::OpenTargets() {
   next_write_sequence_.assign(targets_.size(), 0);
   for (const auto& t : targets_) report_->targets.push_back(Describe(*t));
   return {};
+}
+
+SysError CopyEngine::RefuseSeekOnFifo(const std::string& path, uint64_t offset_bytes) const {
+  // seek= on a stream fails (CheckTarget), but a FIFO's open waits for a
+  // reader first, which may never come (dd opens it read-write and reads
+  // seek= blocks out of it instead): fail before the wait.
+  struct stat st {};
+  if (offset_bytes == 0 || stat(path.c_str(), &st) != 0 || !S_ISFIFO(st.st_mode)) return {};
+  return SysError::Make(ESPIPE, "lseek", path, -1, "cannot seek on a pipe (seek= needs a seekable target)");
 }
 
 SysError CopyEngine::CheckTarget(size_t i) {

@@ -55,6 +55,7 @@ std::unique_ptr<Endpoint> OpenStandardStream(const OpenRequest& r, const CancelF
     local->RenameForReports(r.path);
     const off_t at = lseek(r.fd, 0, SEEK_CUR);
     local->set_base_offset(at > 0 ? static_cast<uint64_t>(at) : 0);
+    local->ShareOffsetWith(r.fd);
     return local;
   }
   (void)cancel;
@@ -92,6 +93,12 @@ SysError Endpoint::Advance(uint64_t bytes, const CancelFlag& cancel) {
   assert(caps_.seekable);
   (void)bytes;
   return {};
+}
+
+void Endpoint::LeaveSharedOffsetAt(uint64_t position) const {
+  // Best effort: an lseek on a regular file or block device does not fail
+  // for an offset that was just read or written.
+  if (shared_fd_ >= 0) (void)lseek(shared_fd_, static_cast<off_t>(base_offset_ + position), SEEK_SET);
 }
 
 SysError Endpoint::Truncate(uint64_t size_bytes, bool by_open) {

@@ -117,6 +117,13 @@ class Endpoint : public IoCompletion {
   // Where position 0 of the copy is on this endpoint (dd's skip= / seek=).
   uint64_t base_offset() const { return base_offset_; }
   void set_base_offset(uint64_t offset) { base_offset_ = offset; }
+  // Standard input/output opened again through /proc has a description of
+  // its own; `fd` is the shell's, whose offset LeaveSharedOffsetAt() moves.
+  void ShareOffsetWith(int fd) { shared_fd_ = fd; }
+  // Leaves the shell's descriptor at `position` (bytes from base_offset()),
+  // where dd's own reads or writes would have left it, so that
+  // `(dd skip=1 count=1; dd) < file` goes on where the first one stopped.
+  void LeaveSharedOffsetAt(uint64_t position) const;
 
   // Maps op.position to a descriptor and an offset (and for reads may round
   // op.length up to the O_DIRECT alignment within op.capacity), then hands
@@ -180,6 +187,7 @@ class Endpoint : public IoCompletion {
   bool created_ = false;
   StorageIdentity identity_;
   uint64_t base_offset_ = 0;
+  int shared_fd_ = -1;
 };
 
 // Opens what the request names: standard input/output (request.fd), a block

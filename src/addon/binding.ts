@@ -89,8 +89,6 @@ export interface NativeFileReport {
   sizeKnown: boolean;
   /** A stream, read or written strictly in order. */
   sequential: boolean;
-  /** Targets: bytes the target accepted, partial writes of an unfinished buffer included. */
-  bytesWritten: number;
   logicalBlockBytes: number;
   physicalBlockBytes: number;
   direct: boolean;

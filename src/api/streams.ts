@@ -6,9 +6,8 @@ import fs from 'node:fs';
 
 import type { NativePlan } from '../addon/binding';
 import { invalidOption } from '../base/errors';
+import { STANDARD_STREAM } from '../base/types';
 
-/** '-' is standard input as a source and standard output as a target, as in dd. */
-export const STANDARD_STREAM = '-';
 
 /** Whether a path names a stream: '-', or an existing FIFO or socket. */
 export function isStream(path: string): boolean {

@@ -33,6 +33,9 @@ export interface SystemErrorLike extends Error {
 /** A byte range: [offset, length]. */
 export type Range = [offset: number, length: number];
 
+/** '-': standard input as a source, standard output as a target, as in dd. */
+export const STANDARD_STREAM = '-';
+
 export const DEFAULT_BLOCK_SIZE = 512 * 1024;
 /** Chosen by measurement on a loop-device pair over tmpfs (see bench/): 4–8 buffers saturate it. */
 export const DEFAULT_QUEUE_DEPTH = 8;

@@ -76,14 +76,18 @@ function resolvedOrSame(nameOrPath: string | undefined): string | undefined {
   }
 }
 
-function operandFor(path: string, inv: DdInvocation): string {
+/** System calls that fail only on a target: '-' is then standard output, not standard input. */
+const TARGET_SYSCALLS = new Set(['write', 'lseek', 'ftruncate', 'fdatasync', 'fsync', 'fallocate']);
+
+function operandFor(path: string, inv: DdInvocation, syscall: string | undefined): string {
+  if (path === '-' && inv.targets.includes('-') && TARGET_SYSCALLS.has(syscall ?? '')) return 'of=-';
   if (path === inv.source || path === resolvedOrSame(inv.source)) return `if=${path}`;
   if (inv.targets.some((t) => path === t || path === resolvedOrSame(t))) return `of=${path}`;
   return path;
 }
 
 function describeFailure(error: DevmoveError, inv: DdInvocation, argv: readonly string[] | undefined): string {
-  const who = error.path !== undefined ? `${operandFor(error.path, inv)}: ` : '';
+  const who = error.path !== undefined ? `${operandFor(error.path, inv, error.syscall)}: ` : '';
   const what = error.detail ?? describeErrno(error.errno)[1];
   let line = `${who}${what} ${errorClause(error)}`;
   const r = error.result;

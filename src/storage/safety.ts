@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 
 import { DevmoveError } from '../base/errors';
+import { STANDARD_STREAM } from '../base/types';
 import { readMountInfo, type MountEntry } from './mountinfo';
 import type { NativePlan } from '../addon/binding';
 import { conflictReason, findConflict, type StorageUse } from './conflicts';
@@ -117,9 +118,6 @@ function deviceOf(m: MountEntry, related: readonly BlockInfo[]): string {
   return b ? b.devnode : `device ${m.major}:${m.minor}`;
 }
 
-/** '-': standard input (a source) or output (a target), as in dd. */
-const STANDARD_STREAM = '-';
-
 /** A side's facts; standard input/output has none a path could give ('./-' is never looked at). */
 function sideOf(path: string): SideFacts {
   return path === STANDARD_STREAM ? { path, kind: 'other', sizeBytes: 0 } : gatherSide(path);
@@ -177,13 +175,16 @@ export function checkCopySafety(plan: NativePlan, mapfile?: string): void {
   const uses: StorageUse[] = [{ role: 'source', side: source, shown: plan.source.path, offset: plan.source.offset, length }];
   plan.targets.forEach((t, i) => uses.push({ role: 'target', side: targets[i], shown: t.path, ...targetSpan(t, length) }));
   // Standard input and output are descriptors, not paths: the storage behind them, if any, takes part.
-  const streams = uses.filter((u) => u.shown === STANDARD_STREAM).map((u) => standardStreamUse(u.role === 'source' ? 'source' : 'target'));
-  uses.splice(0, uses.length, ...uses.filter((u) => u.shown !== STANDARD_STREAM));
-  for (const u of streams) if (u !== undefined) uses.push(u);
+  const streams = new Set<StorageUse>();
+  for (const u of uses.filter((use) => use.shown === STANDARD_STREAM)) {
+    const behind = standardStreamUse(u.role === 'source' ? 'source' : 'target');
+    if (behind !== undefined) streams.add(behind);
+  }
+  uses.splice(0, uses.length, ...uses.filter((u) => u.shown !== STANDARD_STREAM), ...streams);
   if (mapfile !== undefined) uses.push({ role: 'mapfile', side: gatherSide(mapfile), shown: mapfile, offset: 0, length: Infinity });
   // Source against target was assessed above with its own messages (not for standard input/output).
-  const viaStream = (u: StorageUse): boolean => u.shown.startsWith('standard ');
-  const conflict = findConflict(uses, (a, b) => (a.role === 'source') !== (b.role === 'source') && a.role !== 'mapfile' && b.role !== 'mapfile' && !viaStream(a) && !viaStream(b));
+  const assessed = (u: StorageUse): boolean => u.role !== 'mapfile' && !streams.has(u);
+  const conflict = findConflict(uses, (a, b) => (a.role === 'source') !== (b.role === 'source') && assessed(a) && assessed(b));
   if (conflict === undefined) return;
   const { writer, other } = conflict;
   const how = conflict.samePath

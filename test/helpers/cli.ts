@@ -1,6 +1,6 @@
 // Running devmove's CLI and the tools it is compared with (GNU dd, ddrescue,
 // strace) as separate processes, the way a user's shell would.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 
 export const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
@@ -62,4 +62,43 @@ export function shell(script: string, vars: Record<string, string> = {}, timeout
 export function installed(command: string): boolean {
   const r = spawnSync(command, ['--version'], { stdio: 'ignore', env: toolEnv() });
   return !r.error && r.status === 0;
+}
+
+/** shell(), without waiting: for a command that meets another process at a FIFO. */
+export function shellAsync(script: string, vars: Record<string, string> = {}, timeoutMs = 60_000): Promise<Run> {
+  const env = toolEnv({ ...vars, DEVMOVE_NODE: process.execPath, LAUNCHER });
+  const child = spawn('bash', ['-c', `DEVMOVE() { "$LAUNCHER" "$@"; }\n${script}`], { env, timeout: timeoutMs });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (status, signal) => resolve({ status, signal, stdout, stderr }));
+  });
+}
+
+// Writes each piece, then waits until the reader has taken all of it (FIONREAD
+// on the pipe is 0) before the next: every piece is one short read for the
+// reader, whatever the timing. Python, for the ioctl Node does not have.
+const FEEDER = `
+import fcntl, os, struct, sys, termios, time
+fd = os.open(sys.argv[1], os.O_WRONLY)
+pieces = sys.argv[2:]
+for i, piece in enumerate(pieces):
+    os.write(fd, piece.encode())
+    while i + 1 < len(pieces) and struct.unpack('i', fcntl.ioctl(fd, termios.FIONREAD, bytes(4)))[0] > 0:
+        time.sleep(0.002)
+os.close(fd)
+`;
+
+/** Feeds `pieces` into the FIFO `fifo` as separate short reads (opens it for writing, so waits for a reader). */
+export function feedFifo(fifo: string, pieces: readonly string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('python3', ['-c', FEEDER, fifo, ...pieces], { env: toolEnv(), timeout: 60_000 });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (status, signal) => resolve({ status, signal, stdout: '', stderr }));
+  });
 }
