@@ -43,6 +43,11 @@ function overlapRefusal(source: SideFacts, sourceOffset: number, target: SideFac
   if (source.block && target.block && source.block.devno === target.block.devno) {
     return `target is the same device as the source (${source.path}, ${source.block.devno})`;
   }
+  // As one block device node: the export's size and layout are the server's, so no range of it is
+  // known to be apart from another (README: Between hosts).
+  if (source.kind === 'nbd' && target.kind === 'nbd' && source.location?.id === target.location?.id) {
+    return `target is the source's own export (${source.location?.what ?? source.path})`;
+  }
   const s = extent(source, sourceOffset);
   const cut = cutAt !== undefined && target.kind === 'file' ? cutAt : undefined;
   const t = extent(target, cut === undefined ? targetOffset : Math.min(targetOffset, cut));

@@ -216,7 +216,14 @@ describe.skipIf(skip)('NBD exports as source and target', () => {
     const other = `nbd://localhost:${server.port}/`;
     const error = await rejection(copy({ source: server.uri, target: other }));
     expect(error).toMatchObject({ code: 'EINVAL', path: other });
-    expect(error.detail).toMatch(/same storage/);
+    expect(error.detail).toMatch(/own export/);
+    // Disjoint ranges too (README: whatever the ranges), and nothing written (found by the model test).
+    fillExport(server, source);
+    const before = fs.readFileSync(readExport(server, dir, 'own-before.img'));
+    const disjoint = await rejection(copy({ source: server.uri, target: other, length: MiB, targetOffset: 2 * MiB }));
+    expect(disjoint).toMatchObject({ code: 'EINVAL', path: other });
+    expect(disjoint.detail).toMatch(/own export/);
+    expect(fs.readFileSync(readExport(server, dir, 'own-after.img')).equals(before)).toBe(true);
   });
 
   it('server errors (error filter) are DevmoveErrors naming the URI, the NBD command and the offset', async () => {
