@@ -41,9 +41,12 @@ export const DEFAULT_BLOCK_SIZE = 512 * 1024;
 export const DEFAULT_QUEUE_DEPTH = 8;
 
 export interface CopyOptions {
-  /** Block device or image file to read: a path, or a node name such as 'sdb', 'loop3' or '7:3'. */
+  /**
+   * Block device or image file to read: a path, or a node name such as 'sdb', 'loop3' or '7:3'; or an
+   * NBD export's URI (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH).
+   */
   source: string;
-  /** Block device or image file to write (path or node name); a missing regular file is created (see createTarget). */
+  /** Block device, image file (path or node name; a missing regular file is created, see createTarget) or NBD export URI to write. */
   target?: string;
   /**
    * Several targets (fan-out): each block is read once and written to every target from the same
