@@ -332,47 +332,77 @@ function reportFailure(inv: DdInvocation, io: CliIo, error: DevmoveError, argv: 
   return EXIT_FAILURE;
 }
 
+/** Starts the copy job; only the option checks' own errors become usage errors (exit 2). */
+function startCopy(inv: DdInvocation): CopyJob {
+  const options = optionsFromInvocation(inv);
+  // dd's status=progress prints on whole seconds: sample often enough to hit them.
+  options.progressInterval = inv.json ? 1000 : 200;
+  try {
+    return copy(options);
+  } catch (error) {
+    // A TypeError from a bug is not a usage error.
+    if (isInvalidOption(error)) throw new UsageError(error.message);
+    throw error;
+  }
+}
+
+/**
+ * SIGINT/SIGTERM cancel the job (a second one exits without waiting for the drain); SIGUSR1 prints
+ * dd's statistics so far. Installed only when the CLI owns the process (ctx.handleSignals).
+ */
+class CopySignals {
+  interruptedBy: NodeJS.Signals | undefined;
+  private readonly onSignal = (signal: NodeJS.Signals): void => {
+    if (this.interruptedBy !== undefined) {
+      this.view.clear();
+      this.io.stderr.write(`devmove: ${signal} again: exiting without waiting for in-flight I/O\n`);
+      process.exit(signal === 'SIGTERM' ? 143 : 130);
+    }
+    this.interruptedBy = signal;
+    this.job.cancel();
+  };
+  private readonly onUsr1 = (): void => {
+    const p = this.job.progress;
+    this.view.clear();
+    this.io.stderr.write(`${records(p.bytesDone, this.inv.ibs)} in\n${records(p.bytesDone, this.inv.obs)} out\n${transferLine(p.bytesDone, p.elapsedSeconds)}\n`);
+  };
+
+  constructor(private readonly job: CopyJob, private readonly inv: DdInvocation, private readonly io: CliIo,
+    private readonly view: ProgressView, private readonly installed: boolean) {
+    if (!installed) return;
+    process.on('SIGINT', this.onSignal);
+    process.on('SIGTERM', this.onSignal);
+    onStatusSignal(this.onUsr1);
+  }
+
+  remove(): void {
+    if (!this.installed) return;
+    process.off('SIGINT', this.onSignal);
+    process.off('SIGTERM', this.onSignal);
+    onStatusSignal(undefined);
+  }
+}
+
+/** A cancelled copy: dd's statistics, what was flushed, and the signal's exit code (130 or 143). */
+function reportAbort(inv: DdInvocation, ctx: RunContext, view: ProgressView, error: CopyAbortError, seconds: number, signal: NodeJS.Signals): number {
+  const { io } = ctx;
+  printStats(inv, io, view, bytesOut(error.bytesCopied, error.result), seconds);
+  const mapNote = error.result?.mapfile ? `; ${mapfileNote(error.result.mapfile, ctx.argv)}` : '';
+  const line = `interrupted by ${signal} after ${error.bytesCopied} bytes; what was written has been flushed${mapNote}`;
+  if (inv.json) reportStream(inv, io).write(`${JSON.stringify({ type: 'error', code: 'ABORT_ERR', message: line, bytesCopied: error.bytesCopied })}\n`);
+  io.stderr.write(`devmove: ${line}\n`);
+  return signal === 'SIGTERM' ? 143 : 130;
+}
+
 /** Runs one copy as the CLI does and returns the exit code. */
 export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<number> {
   const { io } = ctx;
   refuseTerminals(inv);
-  const options = optionsFromInvocation(inv);
-  // dd's status=progress prints on whole seconds: sample often enough to hit them.
-  options.progressInterval = inv.json ? 1000 : 200;
-  let job: CopyJob;
-  try {
-    job = copy(options);
-  } catch (error) {
-    // Only the option checks' own errors are usage errors; a TypeError from a bug is not.
-    if (isInvalidOption(error)) throw new UsageError(error.message);
-    throw error;
-  }
+  const job = startCopy(inv);
   const view = new ProgressView(inv, io);
   job.on('progress', (p) => view.show(p));
   const stopWatching = inv.rateFile === undefined ? undefined : watchRateFile(job, inv.rateFile, io, view);
-
-  let interruptedBy: NodeJS.Signals | undefined;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (interruptedBy !== undefined) {
-      // A second signal: the user does not want to wait for the drain.
-      view.clear();
-      io.stderr.write(`devmove: ${signal} again: exiting without waiting for in-flight I/O\n`);
-      process.exit(signal === 'SIGTERM' ? 143 : 130);
-    }
-    interruptedBy = signal;
-    job.cancel();
-  };
-  const onUsr1 = (): void => {
-    const p = job.progress;
-    view.clear();
-    io.stderr.write(`${records(p.bytesDone, inv.ibs)} in\n${records(p.bytesDone, inv.obs)} out\n${transferLine(p.bytesDone, p.elapsedSeconds)}\n`);
-  };
-  if (ctx.handleSignals) {
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    onStatusSignal(onUsr1);
-  }
-
+  const signals = new CopySignals(job, inv, io, view, ctx.handleSignals);
   try {
     const result: CopyResult = await job;
     // The engine's own seconds start later than the job's clock that the
@@ -381,30 +411,16 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
     return reportSuccess(inv, io, result, ctx.argv);
   } catch (error) {
     const seconds = job.progress.elapsedSeconds;
-    if (error instanceof CopyAbortError) {
-      printStats(inv, io, view, bytesOut(error.bytesCopied, error.result), seconds);
-      const signal = interruptedBy ?? 'SIGINT';
-      const mapNote = error.result?.mapfile ? `; ${mapfileNote(error.result.mapfile, ctx.argv)}` : '';
-      const line = `interrupted by ${signal} after ${error.bytesCopied} bytes; what was written has been flushed${mapNote}`;
-      if (inv.json) reportStream(inv, io).write(`${JSON.stringify({ type: 'error', code: 'ABORT_ERR', message: line, bytesCopied: error.bytesCopied })}\n`);
-      io.stderr.write(`devmove: ${line}\n`);
-      return signal === 'SIGTERM' ? 143 : 130;
-    }
+    if (error instanceof CopyAbortError) return reportAbort(inv, ctx, view, error, seconds, signals.interruptedBy ?? 'SIGINT');
     view.clear();
-    if (error instanceof DevmoveError) {
-      if (error.code === 'EPIPE' && error.path === '-' && ctx.handleSignals) return dieOfSigpipe();
-      const bytes = bytesOut(error.bytesCopied, error.result);
-      // Records in: what was read, which a failed write may leave ahead of what was written.
-      if (bytes > 0) printStats(inv, io, view, bytes, seconds, Math.max(bytes, error.result?.bytesRead ?? 0));
-      return reportFailure(inv, io, error, ctx.argv);
-    }
-    throw error;
+    if (!(error instanceof DevmoveError)) throw error;
+    if (error.code === 'EPIPE' && error.path === '-' && ctx.handleSignals) return dieOfSigpipe();
+    const bytes = bytesOut(error.bytesCopied, error.result);
+    // Records in: what was read, which a failed write may leave ahead of what was written.
+    if (bytes > 0) printStats(inv, io, view, bytes, seconds, Math.max(bytes, error.result?.bytesRead ?? 0));
+    return reportFailure(inv, io, error, ctx.argv);
   } finally {
     stopWatching?.();
-    if (ctx.handleSignals) {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      onStatusSignal(undefined);
-    }
+    signals.remove();
   }
 }

@@ -50,8 +50,11 @@ function allocatedKiB(file: string): number {
   return Math.ceil((fs.statSync(file).blocks * 512) / KiB);
 }
 
-/** Runs dd and devmove with `operands` onto two copies of `initial` (absent: no target file yet). */
-function both(dir: string, operands: string[], source: string, initial?: Buffer): { dd: Run; ours: Run; ddOut: string; ourOut: string } {
+/**
+ * Runs dd and devmove with `operands` onto two copies of `initial` (absent: no target file yet);
+ * devmove on `engine`'s I/O driver (absent: the process's default).
+ */
+function both(dir: string, operands: string[], source: string, initial?: Buffer, engine?: string): { dd: Run; ours: Run; ddOut: string; ourOut: string } {
   const ddOut = path.join(dir, 'dd.out');
   const ourOut = path.join(dir, 'devmove.out');
   for (const f of [ddOut, ourOut]) {
@@ -59,7 +62,7 @@ function both(dir: string, operands: string[], source: string, initial?: Buffer)
     if (initial) fs.writeFileSync(f, initial);
   }
   const dd = gnuDd([`if=${source}`, `of=${ddOut}`, ...operands]);
-  const ours = devmove([`if=${source}`, `of=${ourOut}`, ...operands]);
+  const ours = devmove([`if=${source}`, `of=${ourOut}`, ...operands], undefined, engine === undefined ? {} : { DEVMOVE_IO_ENGINE: engine });
   return { dd, ours, ddOut, ourOut };
 }
 
@@ -437,19 +440,27 @@ describe('no-allocate.sh', () => {
   });
 });
 
-describe('partial-write.sh', () => {
+// A cut-short write is the engine's business (the write completion's byte count), so once per I/O driver.
+describe.each(DRIVERS)('partial-write.sh (%s driver)', (engine) => {
   it('a write cut short by `ulimit -f` is counted as a partial record, and the byte count is what the file holds', () => {
     const source = makeImage(dir, 'zero-2m.in', 2 * MiB, 'zero');
     const out = path.join(dir, 'partial.out');
-    fs.rmSync(out, { force: true });
-    const r = shell('ulimit -S -f 1024 && DEVMOVE if="$IN" of="$OUT" bs=768K count=2', { IN: source, OUT: out });
+    const ddOut = path.join(dir, 'partial.dd');
+    for (const f of [out, ddOut]) fs.rmSync(f, { force: true });
+    // dd is killed by SIGXFSZ unless it is ignored; devmove ignores it itself.
+    const dd = shell(`ulimit -S -f 1024 && trap '' XFSZ && dd if="$IN" of="$OUT" bs=768K count=2`, { IN: source, OUT: ddOut });
+    const r = shell('ulimit -S -f 1024 && DEVMOVE if="$IN" of="$OUT" bs=768K count=2', { IN: source, OUT: out, DEVMOVE_IO_ENGINE: engine });
+    expect(dd.status, dd.stderr).toBe(1);
     expect(r.status, r.stderr).toBe(1);
     expect(fs.existsSync(out), r.stderr).toBe(true);
     const size = fs.statSync(out).size;
     expect(size).toBe(MiB); // 1024 blocks of 1 KiB, all the limit lets through
+    // Upstream (2026) expects '+1 records out'; Debian 12's dd 9.1 still prints '1+0' here (the bug
+    // that test was written for), so the records are checked against upstream and the data against dd.
     expect(r.stderr).toMatch(/^1\+1 records out$/m);
     expect(r.stderr).toMatch(new RegExp(`^${size} bytes \\(1\\.0 MB, 1\\.0 MiB\\) copied, `, 'm'));
     expect(r.stderr).toMatch(/^devmove: of=.*: file too large \(EFBIG from write at byte 1048576\); 786432 bytes copied and flushed \(and 262144 more written by the unfinished write\)$/m);
+    expect(read(out).equals(read(ddOut))).toBe(true);
   });
 });
 
@@ -631,7 +642,8 @@ describe('sparse.sh', () => {
     expect(read(ddOut).toString()).toBe('a__b');
   });
 
-  describe('zero blocks are output blocks (obs=)', () => {
+  // Which output blocks are zero is the engine's zero check (a pipeline stage): once per I/O driver.
+  describe.each(DRIVERS)('zero blocks are output blocks (obs=, %s driver)', (engine) => {
     let source: string;
     beforeAll(() => {
       // 3 MiB: random, with the middle MiB zero.
@@ -643,29 +655,35 @@ describe('sparse.sh', () => {
     });
 
     it('ibs=1M obs=2M conv=sparse: the zero MiB shares a 2 MiB output block with data, so it is written', () => {
-      const { dd, ours, ourOut, ddOut } = both(dir, ['ibs=1M', 'obs=2M', 'conv=sparse', 'status=none'], source);
+      const { dd, ours, ourOut, ddOut } = both(dir, ['ibs=1M', 'obs=2M', 'conv=sparse', 'status=none'], source, undefined, engine);
       expect([dd.status, ours.status]).toEqual([0, 0]);
+      tool('sync', [ddOut, ourOut]); // allocation settled before it is compared
       expect(allocatedKiB(ddOut)).toBeGreaterThan(2500);
-      expect(allocatedKiB(ourOut)).toBeGreaterThan(2500);
+      expect(allocatedKiB(ourOut)).toBe(allocatedKiB(ddOut));
       expect(read(ourOut).equals(read(source))).toBe(true);
     });
 
     it('ibs=2M obs=1M conv=sparse,notrunc: the zero MiB is a whole output block, so it becomes a hole', () => {
-      const run = (): { ours: Run; ourOut: string } => {
-        const out = path.join(dir, 'holes.out');
-        fs.rmSync(out, { force: true });
+      const preallocated = (out: string): void => {
         fs.writeFileSync(out, '');
         fs.truncateSync(out, 3 * MiB);
-        return { ours: devmove([`if=${source}`, `of=${out}`, 'ibs=2M', 'obs=1M', 'conv=sparse,notrunc', 'status=none']), ourOut: out };
       };
-      const { ours, ourOut } = run();
-      expect(ours.status).toBe(0);
-      expect(allocatedKiB(ourOut)).toBeLessThan(2500);
+      const ddOut = path.join(dir, 'holes.dd');
+      const ourOut = path.join(dir, 'holes.out');
+      preallocated(ddOut);
+      preallocated(ourOut);
+      const operands = ['ibs=2M', 'obs=1M', 'conv=sparse,notrunc', 'status=none'];
+      expect(gnuDd([`if=${source}`, `of=${ddOut}`, ...operands]).status).toBe(0);
+      const ours = devmove([`if=${source}`, `of=${ourOut}`, ...operands], undefined, { DEVMOVE_IO_ENGINE: engine });
+      expect(ours.status, ours.stderr).toBe(0);
+      tool('sync', [ddOut, ourOut]);
+      expect(allocatedKiB(ddOut)).toBeLessThan(2500);
+      expect(allocatedKiB(ourOut)).toBe(allocatedKiB(ddOut));
       expect(read(ourOut).equals(read(source))).toBe(true);
     });
 
     it('status=noxfer prints the records lines and nothing else, as dd', () => {
-      const { dd, ours } = both(dir, ['ibs=2M', 'obs=1M', 'conv=sparse', 'status=noxfer'], source);
+      const { dd, ours } = both(dir, ['ibs=2M', 'obs=1M', 'conv=sparse', 'status=noxfer'], source, undefined, engine);
       expect(dd.stderr).toBe('1+1 records in\n3+0 records out\n');
       expect(ours).toMatchObject({ status: 0, stderr: dd.stderr });
     });

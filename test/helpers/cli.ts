@@ -33,8 +33,8 @@ function run(command: string, args: readonly string[], env: NodeJS.ProcessEnv, t
 }
 
 /** devmove with these arguments (the built CLI, dist/cli/main.js). */
-export function devmove(args: readonly string[], timeoutMs?: number): Run {
-  return run(process.execPath, [CLI, ...args], { ...process.env, LC_ALL: 'C' }, timeoutMs);
+export function devmove(args: readonly string[], timeoutMs?: number, env: Record<string, string> = {}): Run {
+  return run(process.execPath, [CLI, ...args], { ...process.env, LC_ALL: 'C', ...env }, timeoutMs);
 }
 
 /** GNU dd with these operands, in the C locale. */

@@ -137,3 +137,18 @@ describe('planCopy: the I/O engine', () => {
     expect(() => planCopy({ ...base, ioEngine: 1 as unknown as 'auto' })).toThrow(TypeError);
   });
 });
+
+describe('planCopy: dd truncation and the zero check', () => {
+  it('a cut to 0 is an open with O_TRUNC; a cut elsewhere is ftruncate', () => {
+    const zero = planCopy({ source: 'a', target: 'b', truncateTarget: true });
+    expect(zero.targets[0]).toMatchObject({ truncateTo: 0, truncateAtOpen: true });
+    const at = planCopy({ source: 'a', target: 'b', targetOffset: 4096, truncateTarget: true });
+    expect(at.targets[0].truncateTo).toBe(4096);
+    expect(at.targets[0].truncateAtOpen).toBeUndefined();
+  });
+
+  it('zeroBlockSize must divide the block size', () => {
+    expect(planCopy({ source: 'a', target: 'b', blockSize: '1M', zeroBlockSize: '256K' }).zeroBlockBytes).toBe(256 * 1024);
+    expect(() => planCopy({ source: 'a', target: 'b', blockSize: '1M', zeroBlockSize: '3K' })).toThrow(/options\.zeroBlockSize must divide options\.blockSize/);
+  });
+});
