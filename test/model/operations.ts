@@ -450,6 +450,7 @@ export class Generator {
     const truncate = spec.truncAt !== undefined;
     const ops = operands(rng, { skip: spec.skip, seek: spec.seek, ...(spec.length ? { count: spec.length.bytes } : {}), truncate, create: spec.create, excl: spec.excl, sparse: spec.sparse });
     if (partialPages(ops.io, spec.targets.map((t) => t.name))) families.add('dio-buffered-collision');
+    if (spec.source.nbd && spec.sparse && ops.obs < 100) families.add('nbd-sparse-small-block');
     // GNU dd cuts with O_TRUNC when seek= is less than one output block, else at the seek offset.
     if (truncate) spec.truncAt = spec.seek < ops.obs ? 0 : spec.seek;
     const input = spec.pipeIn ? (spec.pipeIn.operand ? [spec.pipeIn.operand] : []) : [`if=${spec.source.spelling}`];
