@@ -85,6 +85,7 @@ class CopyEngine final : public IoCompletion {
   SysError RefuseWhatStreamsCannotDo() const;
   SysError CutTargets();
   void PlanExtents();
+  void SkipSourceHoles();
   SysError SetupStages();
   SysError SetupDriver();
   SysError CreateDriver(uint32_t in_flight_max);
@@ -125,6 +126,7 @@ class CopyEngine final : public IoCompletion {
   void Halt(SysError error, uint64_t position, uint32_t length);
   bool Halted(const Slot& slot) const { return stopping_ || slot.position >= halt_position_; }
   void StopStreams();
+  void AbortSilentPeers(double now);
   uint32_t LiveTargets() const;
   std::vector<Endpoint*> LiveTargetList() const;
   void WriteFailed(uint32_t target, SysError error);
@@ -183,6 +185,8 @@ class CopyEngine final : public IoCompletion {
   uint64_t bad_bytes_ = 0;
   std::vector<ByteRange> bad_all_;      // relative, this run
   bool stopping_ = false;
+  double stop_started_ = -1;    // when stopping_ was first seen by the loop
+  bool peers_aborted_ = false;  // AbortSilentPeers gave up on them
   uint64_t halt_position_ = UINT64_MAX;
   uint32_t halt_length_ = 0;
   SysError first_error_;

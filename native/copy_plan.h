@@ -165,6 +165,7 @@ struct CopyReport {
   uint64_t zero_bytes = 0;         // all-zero source bytes found
   uint64_t zero_bytes_skipped = 0;
   uint64_t zero_bytes_discarded = 0;
+  uint64_t source_hole_bytes = 0;  // of zero_bytes_skipped: never read, the source said they are zeros (NBD block status)
   uint64_t discards = 0;           // fallocate commands
   // Checkpoints (mapfile)
   uint64_t checkpoints = 0;

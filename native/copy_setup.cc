@@ -74,6 +74,7 @@ SysError CopyEngine::Prepare(const CheckpointFn& checkpoint) {
   checkpointer_ = std::make_unique<Checkpointer>(
       plan_.source_offset_bytes, plan_.checkpoint_interval_ms, plan_.targets.front().open.durability, checkpoint,
       [this](uint32_t target, const SysError& e) { FlushFailed(target, e); });
+  SkipSourceHoles();
   report_->block_bytes = plan_.block_bytes;
   report_->queue_depth = plan_.queue_depth;
   return SetupDriver();
@@ -254,6 +255,36 @@ void CopyEngine::PlanExtents() {
   report_->bytes_total = length_known_ ? planned_bytes_ : 0;
 }
 
+// A source that can tell where its data is (an NBD export's base:allocation)
+// is never read where it says the bytes are zeros — when zero blocks are not
+// to be written anyway (zeroBlocks skip, plain conv=sparse) and no digest needs
+// every byte. The holes count as copied and as zero blocks skipped, and go to
+// the mapfile as finished. A source that fails to say is read in full.
+void CopyEngine::SkipSourceHoles() {
+  // conv=sparse with a mapfile or verify (sparse_exact) writes or punches zeros
+  // below a target's old end, so there every zero run still has to go through the engine.
+  const bool not_written = plan_.zero_mode == ZeroMode::kSkip || (plan_.zero_mode == ZeroMode::kSparse && !plan_.sparse_exact);
+  if (!source_->caps().extents || !not_written || hasher_ || extents_.empty()) return;
+  const uint64_t from = extents_.front().offset;
+  const uint64_t to = extents_.back().offset + extents_.back().length;
+  std::vector<EndpointExtent> map;
+  if (source_->Extents(from, to - from, &map, cancel_requested_).failed()) return;
+  std::vector<ByteRange> holes;
+  for (const EndpointExtent& x : map) {
+    if (x.zero) holes.push_back({x.position, x.length});
+  }
+  const std::vector<ByteRange> data = Subtract(extents_, holes);
+  const std::vector<ByteRange> skipped = Subtract(extents_, data);
+  const uint64_t skipped_bytes = TotalLength(skipped);
+  extents_ = data;
+  bytes_completed_ += skipped_bytes;
+  bytes_done_public_.store(bytes_completed_, std::memory_order_relaxed);
+  report_->zero_bytes += skipped_bytes;
+  report_->zero_bytes_skipped += skipped_bytes;
+  report_->source_hole_bytes = skipped_bytes;
+  for (const ByteRange& r : skipped) checkpointer_->AddFinished(r);
+}
+
 SysError CopyEngine::SetupStages() {
   if (plan_.zero_mode != ZeroMode::kWrite) {
     const uint32_t block = plan_.zero_block_bytes ? plan_.zero_block_bytes : plan_.block_bytes;
@@ -294,11 +325,14 @@ SysError CopyEngine::SetupDriver() {
 
   const uint32_t targets = static_cast<uint32_t>(targets_.size());
   link_ = plan_.link_read_write && targets == 1 && plan_.zero_mode == ZeroMode::kWrite && !source_stream_ &&
-          targets_[0]->caps().seekable;
+          targets_[0]->caps().seekable && source_->caps().linkable && targets_[0]->caps().linkable;
   // Each slot has at most one read or one write per target in flight (a
   // read and its linked write with links), plus one flush per target for a
   // checkpoint.
-  const uint32_t in_flight_max = depth * (link_ ? 2 : std::max<uint32_t>(1, targets)) + targets;
+  // An NBD endpoint keeps a send and a recv per connection in the driver too.
+  uint32_t endpoint_ops = source_->driver_ops_max();
+  for (const auto& t : targets_) endpoint_ops += t->driver_ops_max();
+  const uint32_t in_flight_max = depth * (link_ ? 2 : std::max<uint32_t>(1, targets)) + targets + endpoint_ops;
   error = CreateDriver(in_flight_max);
   if (error.failed()) return error;
   if (plan_.checkpoint_interval_ms > 0 && !driver_->Supports(IoKind::kFdatasync)) {
@@ -361,7 +395,9 @@ void CopyEngine::RegisterWithDriver() {
       const std::vector<int> more = e->descriptors();
       fds.insert(fds.end(), more.begin(), more.end());
     }
-    report_->fixed_files_note = fds.empty() ? "streams are not registered" : driver_->RegisterFiles(fds);
+    // Streams are not registered (above), and NBD endpoints have no descriptors the engine's ops use
+    // (their sockets are the connections').
+    report_->fixed_files_note = fds.empty() ? "no descriptors to register (streams, NBD endpoints)" : driver_->RegisterFiles(fds);
     report_->fixed_files = report_->fixed_files_note.empty();
   }
   report_->linked = link_;

@@ -38,7 +38,10 @@ export function toResult(report: NativeReport, plan: NativePlan, mapfile: Mapfil
     targets,
     range: { offset: report.domainOffset ?? plan.source.offset, length: report.domainLength ?? 0 },
     bad: { bytes: report.bad?.bytes ?? 0, rangeCount: report.bad?.rangeCount ?? 0, ranges: report.bad?.ranges ?? [] },
-    zero: { bytes: report.zero?.bytes ?? 0, skipped: report.zero?.skipped ?? 0, discarded: report.zero?.discarded ?? 0 },
+    zero: {
+      bytes: report.zero?.bytes ?? 0, skipped: report.zero?.skipped ?? 0, discarded: report.zero?.discarded ?? 0,
+      ...(report.zero?.sourceHoles ? { sourceHoles: report.zero.sourceHoles } : {}),
+    },
     rate: report.rate ?? 0,
     blockSize: report.blockBytes || plan.blockBytes,
     queueDepth: report.queueDepth || plan.queueDepth,
