@@ -24,6 +24,7 @@
 #include "copy_engine.h"
 #include "io_uring_ring.h"
 #include "loop_device.h"
+#include "nbd_endpoint.h"
 #include "udev_node.h"
 
 namespace devmove {
@@ -106,6 +107,27 @@ Napi::Array RangesToJs(Napi::Env env, const std::vector<ByteRange>& ranges) {
   return a;
 }
 
+// An NBD export (plan side 'nbd', from the parsed URI): where its server is.
+void NbdFromJs(const Napi::Object& side, OpenRequest* open) {
+  const Napi::Value value = side.Get("nbd");
+  if (value.IsUndefined()) return;
+  if (!value.IsObject()) throw Napi::TypeError::New(side.Env(), "native plan 'nbd' must be an object");
+  const Napi::Object nbd = value.As<Napi::Object>();
+  open->nbd.enabled = true;
+  if (!nbd.Get("socket").IsUndefined()) open->nbd.socket_path = GetString(nbd, "socket");
+  if (!nbd.Get("host").IsUndefined()) open->nbd.host = GetString(nbd, "host");
+  if (!nbd.Get("port").IsUndefined()) open->nbd.port = std::to_string(GetU64(nbd, "port"));
+  if (open->nbd.socket_path.empty() == open->nbd.host.empty())
+    throw Napi::TypeError::New(side.Env(), "native plan 'nbd' needs a socket or a host");
+  open->nbd.export_name = GetString(nbd, "exportName");
+  open->nbd.identity = GetString(nbd, "identity");
+  if (!nbd.Get("connections").IsUndefined()) {
+    const uint64_t n = GetU64(nbd, "connections");
+    if (n < 1 || n > NbdEndpoint::kConnectionsMax) throw Napi::RangeError::New(side.Env(), "native plan nbd.connections must be 1..16");
+    open->nbd.connections = static_cast<uint32_t>(n);
+  }
+}
+
 void SourceFromJs(const Napi::Object& js, CopyPlan* plan) {
   const Napi::Object source = Require(js, "source").As<Napi::Object>();
   plan->source.path = GetString(source, "path");
@@ -115,6 +137,7 @@ void SourceFromJs(const Napi::Object& js, CopyPlan* plan) {
   plan->source.direct = GetDirect(source, "direct");
   plan->source.noatime = GetBool(source, "noatime");
   plan->source_offset_bytes = GetU64(source, "offset");
+  NbdFromJs(source, &plan->source);
 }
 
 void TargetsFromJs(const Napi::Object& js, CopyPlan* plan) {
@@ -139,6 +162,7 @@ void TargetsFromJs(const Napi::Object& js, CopyPlan* plan) {
     const Napi::Value truncate_to = t.Get("truncateTo");
     target.truncate_to = truncate_to.IsUndefined() ? -1 : static_cast<int64_t>(GetU64(t, "truncateTo"));
     if (!t.Get("truncateAtOpen").IsUndefined()) target.truncate_at_open = GetBool(t, "truncateAtOpen");
+    NbdFromJs(t, &target.open);
     plan->targets.push_back(std::move(target));
   }
 }

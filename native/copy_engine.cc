@@ -29,6 +29,8 @@ constexpr uint64_t kHoleSlotBytesMax = 1ull << 30;
 // How long a wait for I/O may last while the digest's workers hold buffers
 // (they finish one in ~0.1-0.5 ms): the buffer goes back to work soon after.
 constexpr uint64_t kStageWaitNs = 2ull * 1000 * 1000;
+// How long a stopping copy waits for a network peer's replies before giving up on it.
+constexpr double kPeerGraceSeconds = 5.0;
 constexpr size_t kBadRangesReported = 1000;
 
 double NowSeconds() {
@@ -153,6 +155,7 @@ SysError CopyEngine::Loop(const ProgressFn& progress) {
       stopping_ = true;
       StopStreams();
     }
+    AbortSilentPeers(now);
     const bool paused = paused_.load(std::memory_order_relaxed);
     const uint64_t rate = rate_.load(std::memory_order_relaxed);
     pacer_.Observe(now, rate, paused, bytes_started_);
@@ -515,7 +518,7 @@ void CopyEngine::OnRead(Slot& slot, int32_t result) {
 void CopyEngine::ReadFailed(Slot& slot, int error, uint64_t offset) {
   ++report_->read_errors;
   if (!IsMediaError(error) || source_stream_) {
-    Fail(SysError::Make(error, "read", source_->path(), static_cast<int64_t>(offset)));
+    Fail(source_->Describe(slot.read_op, SysError::Make(error, "read", source_->path(), static_cast<int64_t>(offset))));
     return;
   }
   // Find exactly which blocks are unreadable: the rest of the buffer in
@@ -543,7 +546,7 @@ void CopyEngine::OnPieceRead(Slot& slot, int32_t result) {
     ++report_->read_errors;
     if (!IsMediaError(-result)) {
       slot.locator.Stop();
-      Fail(SysError::Make(-result, "read", source_->path(), static_cast<int64_t>(offset)));
+      Fail(source_->Describe(slot.read_op, SysError::Make(-result, "read", source_->path(), static_cast<int64_t>(offset))));
       return;
     }
     OnLocatorStep(slot, slot.locator.OnMediaError(offset % scrape_block_ == 0), -result);
@@ -563,7 +566,8 @@ void CopyEngine::OnLocatorStep(Slot& slot, BadBlockLocator::Step step, int error
     if (!plan_.no_error) {
       // Stop here: the buffer keeps only what precedes the bad block, and is
       // written; later buffers are abandoned.
-      Halt(SysError::Make(error, "read", source_->path(), static_cast<int64_t>(offset)), slot.position + p.offset,
+      Halt(source_->Describe(slot.read_op, SysError::Make(error, "read", source_->path(), static_cast<int64_t>(offset))),
+           slot.position + p.offset,
            p.length);
       slot.locator.Stop();
       slot.length = p.offset;
@@ -597,7 +601,8 @@ void CopyEngine::OnWrite(Slot& slot, uint32_t target, int32_t result) {
     report_->targets[target].zero_note = std::string("fallocate(PUNCH_HOLE) failed: ") + std::strerror(-result) +
                                          "; zero blocks are written";
   } else if (result < 0) {
-    WriteFailed(target, SysError::Make(-result, IoKindSyscall(w.op.kind), targets_[target]->path(), offset));
+    WriteFailed(target, targets_[target]->Describe(
+                            w.op, SysError::Make(-result, IoKindSyscall(w.op.kind), targets_[target]->path(), offset)));
   } else if (!punch && result == 0) {
     WriteFailed(target, SysError::Make(EIO, "write", targets_[target]->path(), offset, "the target accepted no bytes"));
   } else {
@@ -817,6 +822,21 @@ void CopyEngine::Halt(SysError error, uint64_t position, uint32_t length) {
   }
 }
 
+// A stopping copy waits for what is in flight; a network peer that stopped
+// answering (an NBD server stopped, a tunnel gone quiet) gets kPeerGraceSeconds,
+// then the endpoints give up on it, so a cancel or a failure never hangs.
+void CopyEngine::AbortSilentPeers(double now) {
+  if (!stopping_ || peers_aborted_) return;
+  if (stop_started_ < 0) {
+    stop_started_ = now;
+    return;
+  }
+  if (now - stop_started_ < kPeerGraceSeconds) return;
+  peers_aborted_ = true;
+  source_->Abort();
+  for (const auto& t : targets_) t->Abort();
+}
+
 void CopyEngine::StopStreams() {
   // A read or write on a pipe can wait for the other end forever: end it.
   for (Slot& slot : slots_) {
@@ -910,17 +930,20 @@ SysError CopyEngine::MakeDurable() {
   const Durability mode = plan_.targets.front().open.durability;
   bool storage = false;
   for (const auto& t : targets_) storage = storage || t->caps().durable_flush;
+  bool nbd = false;
+  for (const auto& t : targets_) nbd = nbd || t->kind() == EndpointKind::kNbd;
   if (!storage) {
-    // Only streams: the bytes were handed to a reader, nothing is stored here to flush.
-    report_->durability = "none (the target is a stream)";
+    // Only streams (the bytes were handed to a reader), or NBD servers that offer no flush.
+    report_->durability = nbd ? "none (the NBD server offers no flush)" : "none (the target is a stream)";
     return {};
   }
+  // Over NBD the same words mean the server's: a flush answered on every connection, or FUA writes.
   switch (mode) {
     case Durability::kNone: report_->durability = "none"; return {};
-    case Durability::kDsync: report_->durability = "O_DSYNC writes"; return {};
-    case Durability::kSync: report_->durability = "O_SYNC writes"; return {};
-    case Durability::kFdatasync: report_->durability = "fdatasync"; break;
-    case Durability::kFsync: report_->durability = "fsync"; break;
+    case Durability::kDsync: report_->durability = nbd ? "O_DSYNC writes (NBD: FUA writes)" : "O_DSYNC writes"; return {};
+    case Durability::kSync: report_->durability = nbd ? "O_SYNC writes (NBD: FUA writes)" : "O_SYNC writes"; return {};
+    case Durability::kFdatasync: report_->durability = nbd ? "fdatasync (NBD: NBD_CMD_FLUSH on every connection)" : "fdatasync"; break;
+    case Durability::kFsync: report_->durability = nbd ? "fsync (NBD: NBD_CMD_FLUSH on every connection)" : "fsync"; break;
   }
   SysError first;
   for (size_t i = 0; i < targets_.size(); ++i) {

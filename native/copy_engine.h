@@ -143,6 +143,7 @@ class CopyEngine final : public IoCompletion {
   bool StagesBusy(uint64_t before) const;  // holding a slot that starts before `before`
   void WaitForStages(uint64_t wait_ns);
   void CollectStages();
+  void AbortSilentPeers(double now);
   uint32_t LiveTargets() const;
   std::vector<Endpoint*> LiveTargetList() const;
   void WriteFailed(uint32_t target, SysError error);
@@ -206,6 +207,8 @@ class CopyEngine final : public IoCompletion {
   uint64_t bad_bytes_ = 0;
   std::vector<ByteRange> bad_all_;      // relative, this run
   bool stopping_ = false;
+  double stop_started_ = -1;    // when stopping_ was first seen by the loop
+  bool peers_aborted_ = false;  // AbortSilentPeers gave up on them
   uint64_t halt_position_ = UINT64_MAX;
   uint32_t halt_length_ = 0;
   SysError first_error_;

@@ -297,6 +297,7 @@ SysError CopyEngine::PlanHoles() {
   // A limit on everything: a file fragmented beyond this many pieces has the
   // rest of it read whole (16 bytes a piece: 16 MiB at most).
   size_t budget = kDataExtentPiecesMax;
+  const bool nbd = source_->kind() == EndpointKind::kNbd;
   std::vector<ByteRange> pieces;
   std::vector<uint8_t> hole;
   for (const ByteRange& extent : extents_) {
@@ -304,13 +305,14 @@ SysError CopyEngine::PlanHoles() {
     const SysError error = SplitAtHoles(extent, &budget, &pieces, &hole, &supported);
     if (error.failed()) return error;
     if (!supported) {
-      report_->holes_note = "the filesystem cannot say where the data is (lseek SEEK_DATA): the source is read whole";
+      report_->holes_note = nbd ? "the server could not say where the data is (NBD_CMD_BLOCK_STATUS): the source is read whole"
+                                : "the filesystem cannot say where the data is (lseek SEEK_DATA): the source is read whole";
       return {};
     }
   }
   extents_ = std::move(pieces);
   extent_hole_ = std::move(hole);
-  report_->holes_note = "SEEK_DATA/SEEK_HOLE";
+  report_->holes_note = nbd ? "NBD_CMD_BLOCK_STATUS" : "SEEK_DATA/SEEK_HOLE";
   return {};
 }
 
@@ -413,13 +415,17 @@ SysError CopyEngine::SetupDriver() {
   }
   // With only_changed a write waits for the comparison, never linked to the read.
   link_ = plan_.link_read_write && targets == 1 && plan_.zero_mode == ZeroMode::kWrite && !source_stream_ &&
-          targets_[0]->caps().seekable && !plan_.only_changed;
+          targets_[0]->caps().seekable && source_->caps().linkable && targets_[0]->caps().linkable &&
+          !plan_.only_changed;
   // Each slot has at most one read or one write per target in flight (a
   // read and its linked write with links; with only_changed the source's read
   // and one read-back or write per target), plus one flush per target for a
   // checkpoint.
   const uint32_t per_slot = plan_.only_changed ? 1 + targets : link_ ? 2 : std::max<uint32_t>(1, targets);
-  const uint32_t in_flight_max = depth * per_slot + targets;
+  // An NBD endpoint keeps a send and a recv per connection in the driver too.
+  uint32_t endpoint_ops = source_->driver_ops_max();
+  for (const auto& t : targets_) endpoint_ops += t->driver_ops_max();
+  const uint32_t in_flight_max = depth * per_slot + targets + endpoint_ops;
   error = CreateDriver(in_flight_max);
   if (error.failed()) return error;
   if (plan_.checkpoint_interval_ms > 0 && !driver_->Supports(IoKind::kFdatasync)) {
@@ -483,7 +489,9 @@ void CopyEngine::RegisterWithDriver() {
       const std::vector<int> more = e->descriptors();
       fds.insert(fds.end(), more.begin(), more.end());
     }
-    report_->fixed_files_note = fds.empty() ? "streams are not registered" : driver_->RegisterFiles(fds);
+    // Streams are not registered (above), and NBD endpoints have no descriptors the engine's ops use
+    // (their sockets are the connections').
+    report_->fixed_files_note = fds.empty() ? "no descriptors to register (streams, NBD endpoints)" : driver_->RegisterFiles(fds);
     report_->fixed_files = report_->fixed_files_note.empty();
   }
   report_->linked = link_;

@@ -10,6 +10,7 @@
 #include <cassert>
 
 #include "local_endpoint.h"
+#include "nbd_endpoint.h"
 #include "stream_endpoint.h"
 
 namespace devmove {
@@ -66,6 +67,7 @@ std::unique_ptr<Endpoint> OpenStandardStream(const OpenRequest& r, const CancelF
 bool StorageIdentity::Same(const StorageIdentity& other) const {
   if (kind != other.kind) return false;
   if (kind == EndpointKind::kBlockDevice) return rdev == other.rdev;
+  if (kind == EndpointKind::kNbd) return name == other.name;
   return dev == other.dev && ino == other.ino;
 }
 
@@ -76,6 +78,7 @@ const char* Endpoint::kind_name() const {
     case EndpointKind::kPipe: return "pipe";
     case EndpointKind::kSocket: return "socket";
     case EndpointKind::kCharacterDevice: return "character";
+    case EndpointKind::kNbd: return "nbd";
   }
   return "file";
 }
@@ -125,6 +128,7 @@ std::string ParentDirectory(const std::string& path) {
 }
 
 std::unique_ptr<Endpoint> OpenEndpoint(const OpenRequest& r, const CancelFlag& cancel, SysError* error) {
+  if (r.nbd.enabled) return NbdEndpoint::Open(r, cancel, error);
   if (r.fd != OpenRequest::kNoDescriptor) return OpenStandardStream(r, cancel, error);
   struct stat before {};
   const bool exists = stat(r.path.c_str(), &before) == 0;

@@ -6,12 +6,13 @@
 // base offset (dd's skip=/seek=), so source and target positions are
 // separate.
 //
-// Kinds today: a block device and a regular file (random access, known size,
-// O_DIRECT where aligned: local_endpoint.h), and a stream — a pipe, FIFO,
+// Kinds: a block device and a regular file (random access, known size,
+// O_DIRECT where aligned: local_endpoint.h), a stream — a pipe, FIFO,
 // socket or character device, standard input or output — read and written
-// strictly in order with no known size (stream_endpoint.h). A network
-// endpoint (NBD) fits the same interface: Submit() may send a request on one
-// of several connections and complete the op when its reply arrives.
+// strictly in order with no known size (stream_endpoint.h), and an NBD export
+// (nbd_endpoint.h): Submit() sends requests on one of several connections and
+// completes the op when the replies are in; the op itself never reaches the
+// driver (caps().linkable is false).
 #pragma once
 
 #include <sys/types.h>
@@ -43,13 +44,23 @@ struct OpenRequest {
   bool exclusive_create = false;   // target only: fail if it exists (dd conv=excl)
   bool exclusive = true;           // target block devices: O_EXCL claim (off only when forced)
   Durability durability = Durability::kFdatasync;  // target only: dsync/sync open flags
+  // An NBD export (path is then its URI, for reports): where the server is.
+  struct Nbd {
+    bool enabled = false;
+    std::string socket_path;   // nbd+unix
+    std::string host;          // nbd (TCP)
+    std::string port;
+    std::string export_name;
+    std::string identity;      // the export's storage id ('nbd:unix:...' / 'nbd:tcp:...')
+    uint32_t connections = 4;  // at most; one when the server does not allow multi-conn
+  } nbd;
 };
 
 // The copy's cancellation request, seen by waits that happen while opening
 // (a FIFO waiting for its other end).
 using CancelFlag = std::atomic<bool>;
 
-enum class EndpointKind { kBlockDevice, kRegularFile, kPipe, kSocket, kCharacterDevice };
+enum class EndpointKind { kBlockDevice, kRegularFile, kPipe, kSocket, kCharacterDevice, kNbd };
 
 struct EndpointCaps {
   bool seekable = true;             // any position, any order, several I/Os in flight
@@ -61,7 +72,8 @@ struct EndpointCaps {
   bool durable_flush = false;       // fsync/fdatasync put what was written on stable storage
   bool rereadable = false;          // can be read again to verify
   bool grows = false;               // writing past the end extends it (regular files)
-  bool data_extents = false;        // DataExtents() can say where the data is (a file's SEEK_DATA/SEEK_HOLE)
+  bool data_extents = false;        // DataExtents() can say where the data is (a file's SEEK_DATA/SEEK_HOLE, NBD block status)
+  bool linkable = true;             // its ops go to the driver as they are (IOSQE_IO_LINK chains may include them)
 };
 
 // What a source or target is, to tell when two of them are one object.
@@ -70,6 +82,7 @@ struct StorageIdentity {
   dev_t dev = 0;
   ino_t ino = 0;
   dev_t rdev = 0;
+  std::string name;  // NBD: the export's storage id
   bool Same(const StorageIdentity& other) const;
 };
 
@@ -143,10 +156,27 @@ class Endpoint : public IoCompletion {
   // [from, answer->answered_to) reads as zeros and need not be read. At most
   // max_extents ranges per call. *supported false: this endpoint cannot say
   // (no caps().data_extents, or the filesystem refused) — all of it is data.
-  // A regular file answers with SEEK_DATA/SEEK_HOLE; an NBD export can answer
-  // with block status through the same call.
+  // A regular file answers with SEEK_DATA/SEEK_HOLE, an NBD export with
+  // NBD_CMD_BLOCK_STATUS (base:allocation).
   virtual SysError DataExtents(uint64_t from, uint64_t to, size_t max_extents, DataExtentsAnswer* answer,
                                bool* supported);
+  // Operations this endpoint keeps in the driver of its own (an NBD
+  // connection's send and receive), on top of the engine's: for sizing it.
+  virtual uint32_t driver_ops_max() const { return 0; }
+  // The error an op that failed stands for, as the engine made it from the
+  // op's result; an endpoint that knows more (the NBD command, the server's
+  // message) says so.
+  virtual SysError Describe(const IoOp& op, SysError error) const {
+    (void)op;
+    return error;
+  }
+  // Ends what the endpoint holds open beyond its descriptors (NBD: a clean
+  // disconnect); nothing may be in flight. Idempotent.
+  virtual void Close() {}
+  // A stopping copy gives up on a peer that does not answer: what the
+  // endpoint has in flight fails now (NBD: every connection is dropped).
+  // Ops in the driver itself are the engine's to cancel.
+  virtual void Abort() {}
 
  protected:
   Endpoint() = default;

@@ -9,6 +9,9 @@ const char* IoKindSyscall(IoKind kind) {
     case IoKind::kFsync: return "fsync";
     case IoKind::kFdatasync: return "fdatasync";
     case IoKind::kPunchHole: return "fallocate";
+    case IoKind::kSendMsg: return "sendmsg";
+    case IoKind::kRecv: return "recv";
+    case IoKind::kNop: return "nop";
   }
   return "io";
 }

@@ -11,6 +11,8 @@
 // and hands it over at the next Poll(): Submit() never blocks and never spins.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -27,6 +29,9 @@ enum class IoKind : uint8_t {
   kFsync,      // everything written so far, with metadata, to stable storage
   kFdatasync,  // everything written so far to stable storage
   kPunchHole,  // fallocate(PUNCH_HOLE | KEEP_SIZE) over [offset, offset + length): reads back zeros
+  kSendMsg,    // sendmsg(fd, msg, msg_flags) on a socket: returns the bytes sent
+  kRecv,       // recv(fd, data, length, msg_flags) on a socket: the bytes received, 0 at the peer's end
+  kNop,        // nothing: completes with 0 at the next Poll (an endpoint finishing an op it never sent)
 };
 
 // The system call an IoKind stands for, as errors name it.
@@ -62,6 +67,8 @@ struct IoOp {
   bool positioned = true;      // false: a stream, at its current position (pipes, sockets)
   bool direct = false;         // fd is an O_DIRECT descriptor
   bool may_block = false;      // may wait for a peer indefinitely: Cancel() ends it
+  msghdr* msg = nullptr;       // kSendMsg: what to send (it and its iovecs live until the completion)
+  uint32_t msg_flags = 0;      // kSendMsg, kRecv: MSG_* flags (MSG_WAITALL: all of it, or an error)
   IoCompletion* finisher = nullptr;  // sees the result before the owner does (the endpoint)
 
   // ---- Result: set by the driver ----

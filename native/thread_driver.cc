@@ -196,8 +196,64 @@ int32_t ThreadDriver::Execute(Worker& worker, IoOp& op) {
       return Result(fdatasync(op.fd));
     case IoKind::kPunchHole:
       return Result(fallocate(op.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, op.length));
+    case IoKind::kSendMsg:
+    case IoKind::kRecv:
+      return ExecuteSocket(worker, op);
+    case IoKind::kNop:
+      return 0;
   }
   return -EINVAL;
+}
+
+// A socket send or receive, never blocking in the call: MSG_DONTWAIT, then
+// poll() in slices, so a cancel ends a wait for the peer. With MSG_WAITALL it
+// returns only when everything moved (or the peer ended, or it failed).
+int32_t ThreadDriver::ExecuteSocket(Worker& worker, IoOp& op) {
+  const bool send = op.kind == IoKind::kSendMsg;
+  const bool all = (op.msg_flags & MSG_WAITALL) != 0;
+  const int flags = static_cast<int>(op.msg_flags & ~MSG_WAITALL) | MSG_DONTWAIT;
+  // The caller's iovecs stay as they are: a partial send advances a copy.
+  std::vector<iovec> iov;
+  size_t total = op.length;
+  if (send) {
+    iov.assign(op.msg->msg_iov, op.msg->msg_iov + op.msg->msg_iovlen);
+    total = 0;
+    for (const iovec& v : iov) total += v.iov_len;
+  }
+  size_t done = 0, at = 0;
+  while (done < total) {
+    ssize_t n;
+    if (send) {
+      msghdr m{};
+      m.msg_iov = iov.data() + at;
+      m.msg_iovlen = iov.size() - at;
+      n = sendmsg(op.fd, &m, flags);
+    } else {
+      n = recv(op.fd, op.data + done, total - done, flags);
+    }
+    if (n == 0 && !send) break;  // the peer's end
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+      for (size_t left = static_cast<size_t>(n); send && left > 0 && at < iov.size();) {
+        const size_t take = std::min(left, iov[at].iov_len);
+        iov[at].iov_base = static_cast<uint8_t*>(iov[at].iov_base) + take;
+        iov[at].iov_len -= take;
+        left -= take;
+        if (iov[at].iov_len == 0) ++at;
+      }
+      if (!all) break;
+      continue;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EINTR) return done > 0 ? static_cast<int32_t>(done) : -errno;
+    for (;;) {
+      if (worker.cancel.load()) return done > 0 ? static_cast<int32_t>(done) : -ECANCELED;
+      pollfd p{op.fd, static_cast<short>(send ? POLLOUT : POLLIN), 0};
+      const int ready = poll(&p, 1, kStreamWaitSliceMs);
+      if (ready > 0) break;
+      if (ready < 0 && errno != EINTR) return -errno;
+    }
+  }
+  return static_cast<int32_t>(done);
 }
 
 int32_t ThreadDriver::ExecuteStream(Worker& worker, IoOp& op) {

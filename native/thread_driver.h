@@ -63,6 +63,7 @@ class ThreadDriver final : public IoDriver {
   // The one execute switch: an IoOp as a system call. Returns bytes or -errno.
   int32_t Execute(Worker& worker, IoOp& op);
   int32_t ExecuteStream(Worker& worker, IoOp& op);
+  int32_t ExecuteSocket(Worker& worker, IoOp& op);
   void HandOver();
 
   DriverOptions options_;

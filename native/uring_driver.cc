@@ -52,6 +52,12 @@ bool UringDriver::Supports(IoKind kind) const {
       return ring_->OpSupported(IORING_OP_FSYNC);
     case IoKind::kPunchHole:
       return ring_->OpSupported(IORING_OP_FALLOCATE);
+    case IoKind::kSendMsg:
+      return ring_->OpSupported(IORING_OP_SENDMSG);
+    case IoKind::kRecv:
+      return ring_->OpSupported(IORING_OP_RECV);
+    case IoKind::kNop:
+      return true;
   }
   return false;
 }
@@ -88,7 +94,7 @@ int UringDriver::FixedIndex(int fd) const {
 
 void UringDriver::Submit(IoOp* op) {
   assert(op != nullptr && !op->queued && op->owner != nullptr);
-  assert(op->fd >= 0);
+  assert(op->fd >= 0 || op->kind == IoKind::kNop);
   op->queued = true;
   op->next = nullptr;
   if (fifo_tail_ != nullptr) {
@@ -174,6 +180,24 @@ void UringDriver::Prep(IoOp& op, io_uring_sqe* sqe) const {
       sqe->off = op.offset;
       sqe->addr = op.length;
       sqe->len = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+      break;
+    case IoKind::kSendMsg:
+      // MSG_WAITALL on a stream socket: the kernel retries a partial send
+      // itself (5.19+); an older one returns it short, and the owner sends the rest.
+      sqe->opcode = IORING_OP_SENDMSG;
+      sqe->addr = reinterpret_cast<uint64_t>(op.msg);
+      sqe->msg_flags = op.msg_flags;
+      break;
+    case IoKind::kRecv:
+      sqe->opcode = IORING_OP_RECV;
+      sqe->addr = reinterpret_cast<uint64_t>(op.data);
+      sqe->len = op.length;
+      sqe->msg_flags = op.msg_flags;
+      break;
+    case IoKind::kNop:
+      sqe->opcode = IORING_OP_NOP;
+      sqe->fd = -1;
+      sqe->flags &= ~IOSQE_FIXED_FILE;
       break;
   }
   if (op.link_next) sqe->flags |= IOSQE_IO_LINK;

@@ -119,7 +119,7 @@ void Verifier::Complete(IoOp& op) {
   if (op.result == -EAGAIN || op.result == -EINTR) {
     if (!failure_.failed()) Submit(pair, side);
   } else if (op.result < 0) {
-    Fail(SysError::Make(-op.result, "read", endpoint->path(), offset, "while verifying"));
+    Fail(endpoint->Describe(op, SysError::Make(-op.result, "read", endpoint->path(), offset, "while verifying")));
   } else if (op.result == 0) {
     Fail(SysError::Make(ENODATA, "read", endpoint->path(), offset, "ended early while verifying"));
   } else {

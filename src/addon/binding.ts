@@ -7,11 +7,26 @@ export type NativeDirectMode = 'auto' | 'always' | 'never';
 export type NativeIoEngine = 'auto' | 'io_uring' | 'threads';
 export type NativeDurability = 'fdatasync' | 'fsync' | 'dsync' | 'sync' | 'none';
 
+/** An NBD export as a side of the copy (the path is then its URI): where its server is. */
+export interface NativeNbd {
+  /** nbd+unix: the socket's absolute path. */
+  socket?: string;
+  /** nbd: the host and TCP port. */
+  host?: string;
+  port?: number;
+  exportName: string;
+  /** The export's storage id (nbd-uri.ts nbdStorageId). */
+  identity: string;
+  /** Connections at most (multi-conn); one when the server does not allow several. Default 4. */
+  connections?: number;
+}
+
 /** The plan handed to the engine: clean primitives only, validated in copy.ts. */
 export interface NativePlan {
-  source: { path: string; offset: number; direct: NativeDirectMode; noatime: boolean };
+  source: { path: string; offset: number; direct: NativeDirectMode; noatime: boolean; nbd?: NativeNbd };
   targets: Array<{
     path: string;
+    nbd?: NativeNbd;
     offset: number;
     direct: NativeDirectMode;
     create: boolean;

@@ -8,6 +8,7 @@ import {
   IO_ENGINES, type CopyOptions, type DirectMode, type Durability, type HashAlgorithm, type IoEngine, type TargetErrorPolicy,
   type Holes, type ZeroBlocks,
 } from '../base/types';
+import { isNbdUri, nbdPlanSide, NbdUriError } from '../storage/nbd-uri';
 import { COPY_OPTION_KEYS, ENGINE_SWITCH_KEYS, optionRow, type OptionKey } from './options';
 import { choice, describeValue, explain, path, type Checked } from './values';
 
@@ -238,7 +239,30 @@ function toPlan(o: ValidOptions): NativePlan {
   return plan;
 }
 
+/** An NBD URI as a side: the server's address, or a usage error naming the option and the reason. */
+function nbdSide(uri: string, name: string): NativePlan['source']['nbd'] {
+  if (!isNbdUri(uri)) return undefined;
+  try {
+    return nbdPlanSide(uri);
+  } catch (error) {
+    if (error instanceof NbdUriError) throw invalidOption(`options.${name} '${uri}' is not a usable NBD URI: ${error.message}`, false);
+    throw error;
+  }
+}
+
+/** Sides given as NBD URIs (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH) carry the server's address. */
+function addNbd(plan: NativePlan, sourceName: string, targetsName: string): void {
+  const source = nbdSide(plan.source.path, sourceName);
+  if (source) plan.source.nbd = source;
+  plan.targets.forEach((t, i) => {
+    const nbd = nbdSide(t.path, plan.targets.length > 1 ? `${targetsName}[${i}]` : 'target');
+    if (nbd) t.nbd = nbd;
+  });
+}
+
 /** Validates options and turns them into the engine's plan. Exported for tests. */
 export function planCopy(options: CopyOptions): NativePlan {
-  return toPlan(readAll(options));
+  const plan = toPlan(readAll(options));
+  addNbd(plan, 'source', options.targets !== undefined ? 'targets' : 'target');
+  return plan;
 }

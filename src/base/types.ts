@@ -49,9 +49,12 @@ export const DEFAULT_BLOCK_SIZE = 512 * 1024;
 export const DEFAULT_QUEUE_DEPTH = 8;
 
 export interface CopyOptions {
-  /** Block device or image file to read: a path, or a node name such as 'sdb', 'loop3' or '7:3'. */
+  /**
+   * Block device or image file to read: a path, or a node name such as 'sdb', 'loop3' or '7:3'; or an
+   * NBD export's URI (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH).
+   */
   source: string;
-  /** Block device or image file to write (path or node name); a missing regular file is created (see createTarget). */
+  /** Block device, image file (path or node name; a missing regular file is created, see createTarget) or NBD export URI to write. */
   target?: string;
   /**
    * Several targets (fan-out): each block is read once and written to every target from the same
@@ -215,8 +218,8 @@ export interface CopyProgress {
 
 export interface FileInfo {
   path: string;
-  /** 'pipe', 'socket' or 'character' for a stream (standard input/output, a FIFO): read and written in order. */
-  kind: 'block' | 'file' | 'pipe' | 'socket' | 'character';
+  /** 'pipe', 'socket' or 'character' for a stream (standard input/output, a FIFO): read and written in order; 'nbd' for an NBD export (path is its URI). */
+  kind: 'block' | 'file' | 'pipe' | 'socket' | 'character' | 'nbd';
   /** For a stream: 0, its size is not known. */
   sizeBytes: number;
   logicalBlockBytes: number;
@@ -250,7 +253,7 @@ export interface CopyResult {
   bytesRead: number;
   seconds: number;
   bytesPerSecond: number;
-  /** What made the target durable: 'fdatasync', 'fsync', 'O_DSYNC writes', 'O_SYNC writes', 'none', or 'none (the target is a stream)' when every target is a pipe. */
+  /** What made the target durable: 'fdatasync', 'fsync', 'O_DSYNC writes', 'O_SYNC writes', 'none', or 'none (the target is a stream)' when every target is a pipe; with an NBD target the server's meaning follows ('fdatasync (NBD: NBD_CMD_FLUSH on every connection)', '... (NBD: FUA writes)'). */
   durability: string;
   source: FileInfo;
   /** The first target (the only one without fan-out). */

@@ -20,11 +20,14 @@ SOURCE and TARGET are block devices (/dev/sdb, /dev/loop3, or node names such
 as sdb, loop3, 7:3), regular files, or pipes: without if= (or if=-) devmove
 reads standard input, without of= (or of=-) it writes standard output, as dd;
 a pipe is read in full blocks (dd's iflag=fullblock) and never resumed or
-verified. Where io_uring is forbidden (seccomp, kernel.io_uring_disabled) the
-copy runs on worker threads and says so. Before the first write devmove
-refuses a target that is mounted, held by LVM/md/dm, read-only, too small, or
-the source itself or overlapping it (--force overrides only a read-only mount
-or holders).
+verified. SOURCE and TARGET may also be NBD exports served by qemu-nbd or
+nbdkit, on this host or another: nbd://HOST[:PORT]/EXPORT or
+nbd+unix:///EXPORT?socket=PATH (no TLS: use an ssh tunnel); durable there
+means NBD_CMD_FLUSH answered on every connection. Where io_uring is forbidden
+(seccomp, kernel.io_uring_disabled) the copy runs on worker threads and says
+so. Before the first write devmove refuses a target that is mounted, held by
+LVM/md/dm, read-only (a read-only NBD export too), too small, or the source
+itself or overlapping it (--force overrides only a read-only mount or holders).
 devmove devices lists block devices; devmove devices watch follows hot-plug.
 devmove map draws a ddrescue mapfile (--mapfile) as a block grid, or as SVG.
 

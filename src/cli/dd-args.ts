@@ -10,6 +10,7 @@
 import type { OptionKey } from '../api/options';
 import { parseDdNumber, SizeSyntaxError } from '../base/size';
 import type { CopyOptions, Durability, EngineOptions } from '../base/types';
+import { isNbdUri, NbdUriError, parseNbdUri } from '../storage/nbd-uri';
 import { longOption, longOptionsHelp, readLongValue, type LongOption } from './long-options';
 
 /** A command line devmove cannot run. The message is one line naming the offending argument. */
@@ -232,6 +233,7 @@ function parseOperand(state: ParseState, arg: string): void {
   if ((key === 'if' || key === 'of') && value.includes('\0')) {
     throw new UsageError(`invalid operand ${quote(arg)}: a path cannot contain a NUL byte`);
   }
+  if ((key === 'if' || key === 'of') && isNbdUri(value)) checkNbdUri(arg, value);
   if (key === 'if') state.source = value;
   else if (key === 'of') addTarget(state, value, arg);
   else if (key === 'bs') state.bs = { value: parseBlockSize(arg, value, 'the block size', state.warnings), operand: arg };
@@ -242,6 +244,16 @@ function parseOperand(state: ParseState, arg: string): void {
   else if (key === 'count') state.count = { value: parseSize(arg, value, state.warnings), hasB: value.includes('B'), operand: arg };
   else if (key === 'status') state.status = statusLevel(arg, value);
   else parseSymbols(state, key, value, arg);
+}
+
+/** An NBD URI operand that cannot be used: a usage error naming the operand and the reason. */
+function checkNbdUri(arg: string, value: string): void {
+  try {
+    parseNbdUri(value);
+  } catch (error) {
+    if (error instanceof NbdUriError) throw new UsageError(`invalid operand ${quote(arg)}: ${error.message}`);
+    throw error;
+  }
 }
 
 function addTarget(state: ParseState, value: string, arg: string): void {
@@ -462,11 +474,13 @@ function conversionError(conv: string, operand: string): UsageError {
 
 /** The operands part of `devmove --help` (plain text, lines of at most 80 columns). */
 const OPERANDS_HELP = `Operands (as in GNU dd):
-  if=SOURCE     read from SOURCE, a block device, file or pipe (FIFO); without
-                if=, or with if=-, read standard input
-  of=TARGET     write to TARGET, a block device, file or pipe (FIFO); without
-                of=, or with of=-, write standard output; give of= several
-                times to write each block read to every TARGET (fan-out)
+  if=SOURCE     read from SOURCE, a block device, file, pipe (FIFO) or NBD
+                export (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=
+                PATH); without if=, or with if=-, read standard input
+  of=TARGET     write to TARGET, a block device, file, pipe (FIFO) or NBD
+                export; without of=, or with of=-, write standard output; give
+                of= several times to write each block read to every TARGET
+                (fan-out)
   bs=BYTES      read and write BYTES at a time; also sets ibs= and obs=
                 (default: devmove picks an efficient I/O size)
   ibs=BYTES     input block size, the unit of skip= and count= (default: 512)

@@ -29,6 +29,7 @@ import { closest, describeValue, explain, integer, listChoices, size, type Value
 import { QUEUE_DEPTH_MAX, RING_BYTES_MAX } from '../base/limits';
 import { formatBytesIEC } from '../base/size';
 import { resolveKernelPath } from '../storage/identity';
+import { isNbdUri, NbdUriError, parseNbdUri } from '../storage/nbd-uri';
 import { blockInfoByName } from '../storage/sysfs';
 import { checkPairConflicts } from './conflicts';
 import { JsonDuplicateKeyError, JsonSyntaxError, parseStrictJson } from './json';
@@ -125,6 +126,7 @@ class JobValidator {
    */
   devicePath(value: unknown, field: string): string {
     const text = this.check.pathString(value, field, "a device or file path such as '/dev/sdb', 'sdb' or 'disk.img'");
+    if (isNbdUri(text)) return this.nbdUri(text, field);
     const bare = !text.includes('/');
     const isDeviceName = bare && (/^\d+:\d+$/.test(text) || blockInfoByName(text) !== undefined);
     const { baseDir } = this.options;
@@ -135,6 +137,18 @@ class JobValidator {
       return text;
     }
     return this.resolve(text);
+  }
+
+  /** An NBD URI, checked; a relative socket path is made absolute against the job file's directory. */
+  private nbdUri(text: string, field: string): string {
+    try {
+      const u = parseNbdUri(text, this.options.baseDir);
+      if (u.transport !== 'unix') return text;
+      return text.replace(/([?&]socket=)[^&#]*/, (_m, key: string) => key + encodeURIComponent(u.socket!));
+    } catch (error) {
+      if (error instanceof NbdUriError) this.check.fail(field, `'${text}' is not a usable NBD URI: ${error.message}`);
+      throw error;
+    }
   }
 
   filePath(value: unknown, field: string): string {

@@ -19,6 +19,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { loadNative } from '../addon/binding';
+import { isNbdUri, nbdStorageId, parseNbdUri } from './nbd-uri';
 import { blockInfoByDevno, blockInfoByName, blockInfoForPath, type BlockInfo } from './sysfs';
 
 /** Where a side's byte 0 is: one storage object and a byte offset on it. */
@@ -41,7 +42,8 @@ export interface SideFacts {
   /** The path the kernel opens: symlinks and '..' resolved, a dangling link followed. */
   path: string;
   /** 'missing' for a path that does not exist yet (a new file). */
-  kind: 'block' | 'file' | 'missing' | 'other';
+  /** 'nbd': an NBD export named by its URI (nothing local to look at; its size is the server's). */
+  kind: 'block' | 'file' | 'missing' | 'other' | 'nbd';
   block?: BlockInfo;
   /** For a partition: its whole disk. For a disk: itself. */
   disk?: BlockInfo;
@@ -162,8 +164,20 @@ export function blockLocation(info: BlockInfo, depth = 0): StorageLocation {
   return diskLocation(info, depth);
 }
 
+/** An NBD export: its storage is the server's export (nbd-uri.ts), whatever URI names it. */
+function nbdSide(uri: string): SideFacts {
+  let id: string;
+  try {
+    id = nbdStorageId(parseNbdUri(uri));
+  } catch {
+    id = `nbd:${uri}`;  // not usable: copy() refuses it with the reason
+  }
+  return { path: uri, kind: 'nbd', sizeBytes: 0, location: { id, stamp: id, base: 0, what: `NBD export ${id}` } };
+}
+
 /** What the kernel says about `file` (already a path: node names are resolved before). */
 export function gatherSide(file: string): SideFacts {
+  if (isNbdUri(file)) return nbdSide(file);
   const resolved = resolveKernelPath(file);
   let st: fs.BigIntStats;
   try {

@@ -43,6 +43,11 @@ function overlapRefusal(source: SideFacts, sourceOffset: number, target: SideFac
   if (source.block && target.block && source.block.devno === target.block.devno) {
     return `target is the same device as the source (${source.path}, ${source.block.devno})`;
   }
+  // As one block device node: the export's size and layout are the server's, so no range of it is
+  // known to be apart from another (README: Between hosts).
+  if (source.kind === 'nbd' && target.kind === 'nbd' && source.location?.id === target.location?.id) {
+    return `target is the source's own export (${source.location?.what ?? source.path})`;
+  }
   const s = extent(source, sourceOffset);
   const cut = cutAt !== undefined && target.kind === 'file' ? cutAt : undefined;
   const t = extent(target, cut === undefined ? targetOffset : Math.min(targetOffset, cut));
@@ -159,7 +164,8 @@ function targetSpan(t: NativePlan['targets'][number], length: number): { offset:
  */
 export function checkCopySafety(plan: NativePlan, mapfile?: string): void {
   const source = sideOf(plan.source.path);
-  const available = Math.max(0, source.sizeBytes - plan.source.offset);
+  // An NBD export's size is known only once connected: all of it from the offset on, for the checks.
+  const available = source.kind === 'nbd' ? Infinity : Math.max(0, source.sizeBytes - plan.source.offset);
   const length = plan.length === undefined ? available : Math.min(plan.length, plan.lengthIsMax ? available : plan.length);
   const targets = plan.targets.map((t) => sideOf(t.path));
   // A pipe as the source still gets every target checked (mounted, held, read-only).

@@ -249,6 +249,10 @@ export function planPair(spec: CopySpec, state: ModelState): PairPlan {
       outcome: 'unknown',
     });
   }
+  // An NBD source's size is the server's, learnt only once connected: the overlap check takes all of it
+  // from the offset on (README: Between hosts), so two targets on one storage object may be refused whatever the ranges.
+  const targetStorages = spec.targets.map((t) => t.name.storage);
+  if (spec.source.nbd && targetStorages.some((st, i) => targetStorages.indexOf(st) !== i)) pair.may.push('two targets on one storage object with an NBD source (its length is unknown to the overlap check)');
   checkOverlaps(pair);
   // A mapfile that is a side is refused whatever the ranges (a copy of nothing included): the map would replace it.
   const mapSide = spec.map?.aliasOf;

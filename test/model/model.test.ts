@@ -10,6 +10,7 @@
 //   MODEL_SHRINK=1 …                 shrink a failure to the steps that matter (the soak always does)
 //   MODEL_SKIP=3,5-9 …               draw these steps but do not run them (a shrunk replay)
 //   MODEL_DEVMOVE_REPO=/path …       run another checkout's build (its bin/devmove) under this tester
+//   MODEL_NBD=1 (or 0) …             force the world's NBD export (nbdkit file) in or out
 import crypto from 'node:crypto';
 
 import { describe, expect, it } from 'vitest';
@@ -18,16 +19,18 @@ import { canUseLoop } from '../helpers/devices';
 import { skipWithoutFuse } from '../helpers/faulty';
 import { Counters } from './invariants';
 import { KnownOpen } from './known-open';
+import { nbdAvailable } from './world';
 import { formatSteps, parseSteps, runSeed, shrink, type RunOptions, type RunOutcome } from './runner';
 
-/** Fixed seeds: a world with the faulty device, and worlds the seed decides. */
-const FIXED: ReadonlyArray<{ seed: number; faulty?: boolean }> = [{ seed: 1, faulty: true }, { seed: 2 }, { seed: 3 }];
+/** Fixed seeds: a world with the faulty device, one with an NBD export, and worlds the seed decides. */
+const FIXED: ReadonlyArray<{ seed: number; faulty?: boolean; nbd?: boolean }> = [{ seed: 1, faulty: true }, { seed: 2 }, { seed: 3, nbd: true }];
+const forcedNbd = process.env.MODEL_NBD === undefined ? undefined : process.env.MODEL_NBD === '1';
 const STEPS = Number(process.env.MODEL_STEPS ?? 30);
 const verbose = process.env.MODEL_VERBOSE === '1';
 
 function summary(o: RunOutcome): string {
   const rate = o.stepsRun / Math.max(o.seconds, 0.001);
-  const world = [o.features.faulty && 'faulty device', o.features.tmpfs && 'full tmpfs'].filter(Boolean).join(', ') || 'files and loop devices';
+  const world = [o.features.faulty && 'faulty device', o.features.tmpfs && 'full tmpfs', o.features.nbd && 'NBD export'].filter(Boolean).join(', ') || 'files and loop devices';
   return (
     `model seed ${o.seed} (${world}): ${o.stepsRun} steps in ${o.seconds.toFixed(1)} s (${rate.toFixed(2)} steps/s), ` +
     `invariants checked: ${o.counters.total()} [${o.counters.describe()}], inspector polls ${o.counters.inspectorPolls}\n` +
@@ -45,8 +48,8 @@ async function explain(outcome: RunOutcome, options: RunOptions, doShrink: boole
   return `${report}\n\nSHRUNK (${shrunk.tries} tries): the same invariant fails with ${kept} of the steps; rerun: ${how} npx vitest run test/model\n${shrunk.outcome.failure?.report ?? ''}`;
 }
 
-async function check(seed: number, steps: number, faulty?: boolean): Promise<RunOutcome> {
-  const options: RunOptions = { steps, verbose, knownOpen: new KnownOpen(), skip: parseSteps(process.env.MODEL_SKIP), ...(faulty !== undefined ? { faulty } : {}) };
+async function check(seed: number, steps: number, faulty?: boolean, nbd = forcedNbd): Promise<RunOutcome> {
+  const options: RunOptions = { steps, verbose, knownOpen: new KnownOpen(), skip: parseSteps(process.env.MODEL_SKIP), ...(faulty !== undefined ? { faulty } : {}), ...(nbd !== undefined ? { nbd } : {}) };
   const outcome = await runSeed(seed, options);
   console.log(summary(outcome));
   const report = await explain(outcome, options, process.env.MODEL_SHRINK === '1');
@@ -88,9 +91,9 @@ describe.skipIf(!canUseLoop)('model test (root, loop devices)', () => {
       console.log(`model soak: ${seeds.length} seeds (${seeds.join(', ')}), ${steps} steps, invariants checked: ${total.total()} [${total.describe()}]\n  exercised: ${total.coverageText()}`);
     }, (soakSeconds + 600) * 1000);
   } else {
-    for (const { seed, faulty } of FIXED) {
-      it.skipIf(faulty === true && skipWithoutFuse)(`fixed seed ${seed}${faulty ? ' (with the faulty FUSE device)' : ''}`, async () => {
-        await check(seed, STEPS, faulty);
+    for (const { seed, faulty, nbd } of FIXED) {
+      it.skipIf((faulty === true && skipWithoutFuse) || (nbd === true && !nbdAvailable))(`fixed seed ${seed}${faulty ? ' (with the faulty FUSE device)' : ''}${nbd ? ' (with an NBD export)' : ''}`, async () => {
+        await check(seed, STEPS, faulty, nbd ?? forcedNbd);
       }, 60_000 + STEPS * 20_000);
     }
     const fresh = crypto.randomInt(1, 2 ** 31);

@@ -371,6 +371,9 @@ export class Generator {
 
   private pickTarget(exclude: readonly Name[], plainOnly = false): Name {
     const rng = this.rng;
+    // A world with an NBD export names it about as often as a local storage object (it has 2 of ~30 names).
+    const nbd = this.names.filter((n) => n.nbd && !exclude.includes(n) && !plainOnly);
+    if (nbd.length > 0 && rng.chance(0.15)) return rng.pick(nbd);
     const candidates = this.names.filter((n) => !exclude.includes(n) && (!plainOnly || (!n.block && !n.flags.has('dangling'))));
     // Prefer names of distinct storage objects, sometimes deliberately the same.
     const fresh = candidates.filter((n) => !exclude.some((e) => e.storage === n.storage));
@@ -378,6 +381,8 @@ export class Generator {
   }
 
   private pickSource(): Name {
+    const nbd = this.names.filter((n) => n.nbd);
+    if (nbd.length > 0 && this.rng.chance(0.15)) return this.rng.pick(nbd);
     const existing = this.names.filter((n) => n.block || this.world.initialSize.has(n.storage));
     return this.rng.pick(existing);
   }
@@ -452,6 +457,7 @@ export class Generator {
     const truncate = spec.truncAt !== undefined;
     const ops = operands(rng, { skip: spec.skip, seek: spec.seek, ...(spec.length ? { count: spec.length.bytes } : {}), truncate, create: spec.create, excl: spec.excl, sparse: spec.sparse });
     if (partialPages(ops.io, spec.targets.map((t) => t.name))) families.add('dio-buffered-collision');
+    if (spec.source.nbd && spec.sparse && ops.obs < 100) families.add('nbd-sparse-small-block');
     // GNU dd cuts with O_TRUNC when seek= is less than one output block, else at the seek offset.
     if (truncate) spec.truncAt = spec.seek < ops.obs ? 0 : spec.seek;
     const input = spec.pipeIn ? (spec.pipeIn.operand ? [spec.pipeIn.operand] : []) : [`if=${spec.source.spelling}`];
@@ -500,7 +506,8 @@ export class Generator {
    */
   private pipeCopy(index: number): Step | undefined {
     const rng = this.rng;
-    const sources = this.names.filter((n) => (n.block || this.world.initialSize.has(n.storage)) && n.storage !== this.world.faultyStorage);
+    // `cat` reads local names only (an NBD export is no file).
+    const sources = this.names.filter((n) => (n.block || this.world.initialSize.has(n.storage)) && n.storage !== this.world.faultyStorage && !n.nbd);
     const source = rng.pick(sources);
     const targets = [rng.pick(this.elsewhere([source]))];
     if (rng.chance(0.2)) {
@@ -532,7 +539,8 @@ export class Generator {
     const mode = rng.weighted<'>' | '>>' | '1<>'>([['>', 45], ['1<>', 35], ['>>', 20]]);
     const source = this.pickSource();
     const fileOk = (n: Name): boolean => !n.block && !n.storage.pinned;
-    const candidates = mode === '1<>' ? this.names.filter((n) => n !== source) : this.elsewhere([source], fileOk);
+    // The shell opens what it redirects to: local names only.
+    const candidates = mode === '1<>' ? this.names.filter((n) => n !== source && !n.nbd) : this.elsewhere([source], fileOk);
     if (candidates.length === 0) return undefined;
     const out = rng.pick(candidates);
     const targets = [out];
@@ -659,6 +667,8 @@ export class Generator {
     const cmd = this.copyCommand({});
     const sides = [cmd.spec.source, ...cmd.spec.targets.map((t) => t.name)];
     const side = rng.pick(sides);
+    // A mapfile is a local file: an NBD URI cannot name one.
+    if (side.nbd) return undefined;
     // The map named as that side, or as any other name of the same storage.
     // Block device names too, now and then: a map written over a device node would replace the node
     // (structureProblems() puts it back and reports it).
@@ -786,7 +796,9 @@ export class Generator {
 
   /** A name as a job file in `dir` spells it: absolute as is, relative against the job file's directory. */
   private jobPath(n: Name, dir: string): string {
-    if (n.spelling.startsWith('/')) return n.spelling;
+    // A relative socket in a job file is relative to the job file's directory.
+    if (n.nbd && !n.nbd.socket.startsWith('/')) return `nbd+unix:///?socket=${path.relative(dir, path.join(this.world.W, n.nbd.socket))}`;
+    if (n.spelling.startsWith('/') || n.nbd) return n.spelling;
     const rel = path.relative(dir, this.world.W);
     return rel === '' ? n.spelling : `${rel}/${n.spelling}`;
   }

@@ -20,6 +20,8 @@ export interface BuildFeatures {
   threads: boolean;
   /** Pipes as dd has them: no if= (or if=-) reads standard input, no of= writes standard output, FIFOs. */
   pipes: boolean;
+  /** NBD URIs as sources and targets (nbd://, nbd+unix://). */
+  nbd: boolean;
 }
 
 let features: BuildFeatures | undefined;
@@ -29,7 +31,7 @@ export function buildFeatures(): BuildFeatures {
   if (features) return features;
   const how = devmoveCommand();
   const help = spawnSync(how.file, [...how.args, '--help'], { encoding: 'utf8', env: { ...process.env, DEVMOVE_NODE: process.execPath } }).stdout ?? '';
-  features = { threads: help.includes('--io-engine'), pipes: /if=-/.test(help) && /standard input/.test(help) };
+  features = { threads: help.includes('--io-engine'), pipes: /if=-/.test(help) && /standard input/.test(help), nbd: help.includes('nbd+unix://') };
   return features;
 }
 

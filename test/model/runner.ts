@@ -12,13 +12,15 @@ import { Generator, type Command, type Control, type CopySpec, type Step, type W
 import { invoke, jsonLine, type Run, type RunControl, type Stdio } from './process';
 import { Rng } from './rng';
 import { sh } from './script';
-import { content, HugeFile, SECTOR, World, type MapSlot, type Storage, type WorldFeatures } from './world';
+import { content, HugeFile, nbdAvailable, SECTOR, World, type MapSlot, type Storage, type WorldFeatures } from './world';
 import { fuseAvailable } from '../helpers/faulty';
 
 export interface RunOptions {
   steps: number;
   /** Force the faulty device in (true) or out (false); by default the seed decides. */
   faulty?: boolean;
+  /** Force the NBD export in (true) or out (false); by default the seed decides. */
+  nbd?: boolean;
   /** Print one line per step. */
   verbose?: boolean;
   knownOpen?: KnownOpen;
@@ -42,6 +44,7 @@ export interface RunOutcome {
 /** Reads every storage object (after flushing the block devices' caches). */
 function snapshot(world: World): Map<Storage, StorageState> {
   world.flushDevices();
+  world.quiesceNbd();
   const out = new Map<Storage, StorageState>();
   for (const s of world.storages) out.set(s, { bytes: world.read(s), ino: world.inode(s.path) });
   return out;
@@ -317,6 +320,8 @@ function noteCoverage(step: Step, plan: Plan, runs: Run[], counters: Counters): 
   if (plan.pairs.some((p) => p.writes.some((w) => w.trunc !== 'no' && w.file))) counters.note('cuts a file');
   if (cmd.kind === 'copy' && cmd.spec.pipeIn) counters.note(`source: ${cmd.spec.pipeIn.how === 'stdin' ? 'cat NAME | devmove' : 'a named FIFO'}`);
   if (cmd.kind === 'copy' && cmd.spec.stdout) counters.note(`target: standard output ${cmd.spec.stdout.mode} NAME`);
+  if (plan.pairs.some((p) => p.spec.source.nbd)) counters.note('source: an NBD export');
+  if (plan.pairs.some((p) => p.spec.targets.some((t) => t.name.nbd))) counters.note('target: an NBD export');
   if (cmd.families.has('threads-engine')) {
     const result = jsonLine(runs[runs.length - 1].stdout, 'result');
     const engines = [result?.ioEngine, ...((result?.pairs as Array<{ result?: { ioEngine?: string } }> | undefined) ?? []).map((p) => p.result?.ioEngine)].filter(Boolean);
@@ -401,17 +406,21 @@ function report(seed: number, stepIndex: number, step: Step, res: StepResult, wo
   return [head, ...world.script.render(), ...world.teardownScript()].join('\n');
 }
 
-export function features(seed: number, faulty?: boolean): WorldFeatures {
+export function features(seed: number, faulty?: boolean, nbd?: boolean): WorldFeatures {
   const rng = new Rng(seed ^ 0x5eed);
-  return { faulty: faulty ?? (fuseAvailable() && rng.chance(0.4)), tmpfs: rng.chance(0.5) };
+  const base = { faulty: faulty ?? (fuseAvailable() && rng.chance(0.4)), tmpfs: rng.chance(0.5) };
+  // Drawn last, so a seed's faulty/tmpfs choice is what it was before worlds had NBD exports.
+  return { ...base, nbd: nbd ?? (nbdAvailable && rng.chance(0.3)) };
 }
 
 export async function runSeed(seed: number, options: RunOptions): Promise<RunOutcome> {
   const started = performance.now();
   const open = options.knownOpen ?? new KnownOpen();
-  const feats = features(seed, options.faulty);
+  const feats = features(seed, options.faulty, options.nbd);
   const rng = new Rng(seed);
   const world = await World.build(rng, feats);
+  // Only if this nbdkit and this build can have one.
+  feats.nbd = world.nbdServer !== undefined;
   const state = new ModelState();
   const counters = new Counters();
   const generator = new Generator(rng, world, open);

@@ -2,7 +2,8 @@
 // image files in /dev/shm and /var/tmp, loop devices over them (some with an
 // offset and a size limit), loop devices over loop devices, symlinks (to files,
 // to devices, dangling, through a symlinked directory with `..`), hard links, a
-// tiny tmpfs that fills up, and the faulty FUSE device — and the ground truth of
+// tiny tmpfs that fills up, the faulty FUSE device and an NBD export (nbdkit's
+// file plugin over an image no local name reaches) — and the ground truth of
 // every name: which storage object (a backing file) its bytes live in, from
 // which byte offset, how large the view is.
 //
@@ -15,6 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { FAULTYFS, FaultyDevice, fuseAvailable, type FaultSet } from '../helpers/faulty';
+import { haveNbdkit, startNbdkit, type NbdServer } from '../helpers/nbd';
 import type { Rng } from './rng';
 import { buildFeatures, type BuildFeatures } from './process';
 import { REPO, Script, sh } from './script';
@@ -37,7 +39,7 @@ export interface Storage {
 
 export type NameFlag =
   | 'symlink' | 'hardlink' | 'dotdot' | 'dangling' | 'loop' | 'loop-offset' | 'loop-over-loop' | 'faulty' | 'tmpfs'
-  | 'dev-symlink' | 'absolute' | 'var';
+  | 'dev-symlink' | 'absolute' | 'var' | 'nbd';
 
 /** One way to name (a part of) a storage object. */
 export interface Name {
@@ -46,8 +48,10 @@ export interface Name {
   storage: Storage;
   /** Where the name's byte 0 lies in the storage. */
   offset: number;
-  /** Set for block devices: the device and its fixed size. */
+  /** Set for block devices and NBD exports: the device (or the export's id) and its fixed size. */
   block?: { device: string; size: number; logical: number };
+  /** An NBD export's URI: the unix socket as spelled (relative to the world directory, or absolute). */
+  nbd?: { socket: string };
   flags: ReadonlySet<NameFlag>;
   /** What the name is, for messages: 'loop device (-o 1048576 --sizelimit 2097152) over a.img'. */
   what: string;
@@ -81,7 +85,12 @@ export interface MapSlot {
 export interface WorldFeatures {
   faulty: boolean;
   tmpfs: boolean;
+  /** An nbdkit file export (when nbdkit is installed and the build takes NBD URIs). */
+  nbd: boolean;
 }
+
+/** nbdkit is installed: worlds may have an NBD export. */
+export const nbdAvailable = haveNbdkit;
 
 /** File content for a key: AES-128-CTR over zeros, which `openssl enc` reproduces in the replay script. */
 export function content(key: Buffer, size: number): Buffer {
@@ -128,6 +137,9 @@ export class World {
   readonly initialSize = new Map<Storage, number>();
   faulty: FaultyDevice | undefined;
   faultyStorage: Storage | undefined;
+  /** nbdkit serving nbdStorage's file, with the log filter (connections opened and closed). */
+  nbdServer: NbdServer | undefined;
+  nbdStorage: Storage | undefined;
   tmpfs: { mount: string; sizeBytes: number } | undefined;
   readonly script = new Script();
   /** What the devmove under test can do (pipes, the threads driver): operations it lacks are not drawn. */
@@ -155,6 +167,7 @@ export class World {
       world.buildLoops(rng);
       if (features.tmpfs) world.buildTmpfs(rng);
       if (features.faulty) await world.buildFaulty(rng);
+      if (features.nbd && world.build.nbd) await world.buildNbd(rng);
       world.buildMapSlots();
       world.verifyTruth();
     } catch (error) {
@@ -414,6 +427,52 @@ export class World {
     this.name('faulty-link', s, `faulty-link (a symlink to the faulty device ${dev.device})`, ['faulty', 'loop', 'dev-symlink'], 0, block);
   }
 
+  // ---- the NBD export ------------------------------------------------------------------------
+
+  /**
+   * `nbdkit file` over an image of its own, reached only through NBD URIs: devmove
+   * knows an export by its server and name, so a local name of the same file would
+   * be an alias no tool can see (not what this world tests). Two spellings of one
+   * socket: absolute, and relative to the world directory (the CLI's cwd).
+   */
+  private async buildNbd(rng: Rng): Promise<void> {
+    const s = this.image(rng, 'n.img', path.join(this.W, 'n.img'), 'shm');
+    s.pinned = true;
+    this.nbdStorage = s;
+    const log = path.join(this.W, 'nbd.log');
+    this.ownFiles.add(log);
+    const server = await startNbdkit({ plugin: 'file', filters: ['log'], params: [s.path, `logfile=${log}`] });
+    this.nbdServer = server;
+    const socket = server.socket as string;
+    this.script.variable(server.dir, 'S');
+    this.script.line('S=$(realpath "$(mktemp -d /dev/shm/devmove-test-XXXXXX)")');
+    this.script.line(`nbdkit --unix "$S/nbd.sock" --pidfile "$S/nbdkit.pid" --filter=log file ${sh(s.path)} logfile=${sh(log)}`);
+    const block = { device: `nbd:unix:${socket}/`, size: fs.statSync(s.path).size, logical: 512 };
+    for (const spelled of [socket, path.relative(this.W, socket)]) {
+      const n = this.name(`nbd+unix:///?socket=${spelled}`, s, `NBD export of nbdkit file over n.img (socket ${spelled})`, ['nbd'], 0, block);
+      n.nbd = { socket: spelled };
+    }
+  }
+
+  /**
+   * Waits until nbdkit has closed every connection (its log filter writes
+   * Disconnect once a connection's requests are done): a killed devmove leaves
+   * requests the server may still carry out, and the step's check must see them.
+   */
+  quiesceNbd(): void {
+    if (!this.nbdServer) return;
+    const log = path.join(this.W, 'nbd.log');
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const text = fs.readFileSync(log, 'utf8');
+      const opened = (text.match(/ Connect /g) ?? []).length;
+      const closed = (text.match(/ Disconnect /g) ?? []).length;
+      if (opened === closed) return;
+      if (Date.now() > deadline) throw new Error(`world: nbdkit still has ${opened - closed} connection(s) open 30 s after the step`);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
+  }
+
   /** Replaces the faulty device's fault set (the empty set heals it). */
   async setFaults(faults: FaultSet): Promise<void> {
     if (!this.faulty) return;
@@ -438,6 +497,7 @@ export class World {
     for (const n of this.names) {
       // Not path.resolve(): that normalises '..' as text, which is what the
       // kernel does not do (and what the world is built to catch).
+      if (n.nbd) continue;
       const abs = n.spelling.startsWith('/') ? n.spelling : `${this.W}/${n.spelling}`;
       if (n.block) {
         const real = fs.realpathSync.native(abs);
@@ -587,6 +647,7 @@ export class World {
     const lines = ['# clean up'];
     for (const l of [...this.loops].reverse()) lines.push(`losetup -d \${${l.variable}}`);
     if (this.faulty) lines.push('losetup -d "$LF"; umount "$F/mnt"; rm -rf "$F"');
+    if (this.nbdServer) lines.push('kill "$(cat "$S/nbdkit.pid")"; rm -rf "$S"');
     if (this.tmpfs) lines.push('umount "$W/full"');
     lines.push('cd /; rm -rf "$W" "$V"');
     return lines;
@@ -613,6 +674,8 @@ export class World {
         // keep going
       }
     }
+    // SIGTERM now; the helper reaps it and removes its directory (leftovers() waits for the exit).
+    if (this.nbdServer) void this.nbdServer.stop();
     if (this.tmpfs) spawnSync('umount', [this.tmpfs.mount], { stdio: 'ignore' });
     if (!this.tmpfs || spawnSync('mountpoint', ['-q', this.tmpfs.mount]).status !== 0) fs.rmSync(this.W, { recursive: true, force: true });
     fs.rmSync(this.V, { recursive: true, force: true });
@@ -634,6 +697,12 @@ export class World {
     const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '');
     for (const m of mounts) {
       if (m.startsWith(this.W) || (this.faulty && m.startsWith(this.faulty.dir))) out.push(`mount ${m}`);
+    }
+    const nbdkit = this.nbdServer;
+    if (nbdkit) {
+      // Stopped by teardown(): gone once it has handled SIGTERM.
+      for (let i = 0; i < 100 && nbdkit.alive(); i++) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+      if (nbdkit.alive()) out.push(`nbdkit ${nbdkit.pid}`);
     }
     if (this.faulty && this.faulty.pid > 0 && fs.existsSync(`/proc/${this.faulty.pid}`)) {
       const stat = fs.readFileSync(`/proc/${this.faulty.pid}/stat`, 'utf8');
