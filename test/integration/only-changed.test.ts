@@ -16,6 +16,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { copy } from '../../src/index';
 import { attachLoop, detachAll, makeImage, sha256File, skipWithoutLoop, tempDir } from '../helpers/devices';
+import { skipWithoutNbd, startNbdkit, stopAllNbd } from '../helpers/nbd';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -96,7 +97,10 @@ function holeySource(dir: string, name: string, size: number, seed: number): str
 }
 
 describe('--only-changed writes only the blocks that differ', () => {
-  afterAll(detachAll);
+  afterAll(async () => {
+    await stopAllNbd();
+    detachAll();
+  });
 
   it.skipIf(skipWithoutLoop)('second pass onto a loop device after changing 1 % of the blocks: the device gets exactly those blocks', async () => {
     const dir = tempDir();
@@ -224,6 +228,19 @@ describe('--only-changed writes only the blocks that differ', () => {
     expect(redirected.status, redirected.stderr).toBe(0);
     expect(redirected.stderr).toContain(`only changed: ${4 * MiB} bytes compared, ${changed.size * BLOCK} differed and were written`);
     expect(sha256File(dst)).toBe(sha256File(src));
+  });
+
+  it.skipIf(skipWithoutNbd)('an NBD export as the target: read back through its connections, only the changed blocks written', async () => {
+    const dir = tempDir();
+    const size = 8 * MiB;
+    const src = makeImage(dir, 'src.img', size, 'random', `nbd-${SEED}`);
+    const exported = makeImage(dir, 'export.img', size, 'zero');
+    const server = await startNbdkit({ plugin: 'file', params: [exported] });
+    await copy({ source: src, target: server.uri });
+    const changed = changeBlocks(src, 0.01, SEED + 7);
+    const result = await copy({ source: src, target: server.uri, onlyChanged: true });
+    expect(result.changed).toEqual({ bytesCompared: size, bytesWritten: changed.size * BLOCK });
+    expect(sha256File(exported)).toBe(sha256File(src));
   });
 
   it('a pipe as the source: compared and written in order as it arrives', () => {
