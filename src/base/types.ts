@@ -13,7 +13,8 @@ export type Durability = 'fdatasync' | 'fsync' | 'dsync' | 'sync' | 'none';
  */
 export type ZeroBlocks = 'write' | 'skip' | 'discard' | 'sparse';
 /**
- * Holes of a sparse source file (where SEEK_DATA/SEEK_HOLE says there is no data) are never read.
+ * Holes of a sparse source file (where SEEK_DATA/SEEK_HOLE says there is no data) or of an NBD export
+ * (NBD_STATE_ZERO in its block status) are never read.
  * 'auto' (default): on a file target this copy creates or truncates they stay holes (as qemu-img
  * keeps them); on any other target they go through zeroBlocks. 'policy': through zeroBlocks on every
  * target ('write': zeros written, the fully allocated target dd makes, still without reading them).
