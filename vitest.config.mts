@@ -9,5 +9,7 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 60_000,
     reporters: ['default', './test/summary-reporter.ts'],
+    // Removes each file's loop devices, mounts and temp dirs when it ends (test/helpers/cleanup.ts).
+    setupFiles: ['test/helpers/cleanup.ts'],
   },
 });
