@@ -16,6 +16,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { copy } from '../../src/index';
 import { attachLoop, detachAll, makeImage, skipWithoutLoop, tempDir } from '../helpers/devices';
+import { random } from '../helpers/random';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -23,17 +24,6 @@ const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 
 const haveB3sum = spawnSync('b3sum', ['--version']).status === 0;
 
-/** mulberry32: a small seeded generator, so a failure can be replayed from its seed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const SEED = Number(process.env.DEVMOVE_TEST_SEED ?? Date.now() % 1_000_000);
 
 /** A file of `length` pseudo-random bytes fixed by `seed` (AES-128-CTR over zeros: fast for tens of MiB). */

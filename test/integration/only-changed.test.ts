@@ -17,6 +17,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { copy } from '../../src/index';
 import { attachLoop, detachAll, makeImage, sha256File, skipWithoutLoop, tempDir } from '../helpers/devices';
 import { skipWithoutNbd, startNbdkit, stopAllNbd } from '../helpers/nbd';
+import { random } from '../helpers/random';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -25,18 +26,6 @@ const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 
 const SEED = Number(process.env.DEVMOVE_TEST_SEED ?? Date.now() % 1_000_000);
 console.log(`only-changed.test seed ${SEED} (DEVMOVE_TEST_SEED replays it)`);
-
-/** mulberry32: a small seeded generator, so a failure can be replayed from its seed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Sectors written to a block device so far (/sys/block/NAME/stat, field 7). */
 function sectorsWritten(device: string): number {

@@ -5,18 +5,8 @@ import { describe, expect, it } from 'vitest';
 
 import { bytesWithin, complementRanges, intersectRanges } from '../../src/resume/domain';
 import type { Range } from '../../src/base/types';
+import { random } from '../helpers/random';
 
-/** mulberry32: a small seeded generator, so a failure can be replayed from its seed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const SEED = Number(process.env.DEVMOVE_TEST_SEED ?? Date.now() % 1_000_000);
 const SPACE = 400;
 

@@ -8,18 +8,7 @@ import { describe, expect, it } from 'vitest';
 
 import { JSON_DEPTH_MAX, JsonDuplicateKeyError, JsonSyntaxError, parseStrictJson } from '../../src/jobs/json';
 import { JobFileError, parseJobFile } from '../../src/jobs/jobfile';
-
-/** mulberry32: a small seeded generator, so a failure can be replayed from its seed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { random } from '../helpers/random';
 
 // isDeepStrictEqual, not toStrictEqual: vitest compares `.constructor`, which a key named
 // "constructor" (generated on purpose) makes a value of the document.

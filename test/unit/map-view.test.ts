@@ -5,20 +5,10 @@ import { describe, expect, it } from 'vitest';
 
 import { gridLines, layOut, legendLines, mapSvg, mapText, STATUS_ORDER } from '../../src/cli/map-view';
 import { RescueMap, type BlockStatus, type MapBlock } from '../../src/resume/mapfile';
+import { random } from '../helpers/random';
 
 const SEED = Number(process.env.DEVMOVE_TEST_SEED ?? Date.now() % 2 ** 31);
 console.log(`map-view.test.ts seed ${SEED} (DEVMOVE_TEST_SEED=${SEED} replays it)`);
-
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomBlocks(rnd: () => number): MapBlock[] {
   const blocks: MapBlock[] = [];

@@ -5,20 +5,10 @@ import { describe, expect, it } from 'vitest';
 import type { CopyProgress } from '../../src/base/types';
 import { JobDisplay } from '../../src/cli/job-display';
 import { bar, figuresOf, formatEta, jobLines, progressLine, redrawSequence, type BarFigures, type PairView } from '../../src/cli/progress-view';
+import { random } from '../helpers/random';
 
 const SEED = Number(process.env.DEVMOVE_TEST_SEED ?? Date.now() % 2 ** 31);
 console.log(`progress-view.test.ts seed ${SEED} (DEVMOVE_TEST_SEED=${SEED} replays it)`);
-
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function progress(done: number, total: number, over: Partial<CopyProgress> = {}): CopyProgress {
   return {
