@@ -183,6 +183,12 @@ void ShapeFromJs(const Napi::Object& js, CopyPlan* plan) {
     throw Napi::RangeError::New(js.Env(), "native plan queueDepth must be in 1..1024");
   plan->block_bytes = static_cast<uint32_t>(block);
   plan->queue_depth = static_cast<uint32_t>(depth);
+  if (!js.Get("queueDepthMax").IsUndefined()) {
+    const uint64_t most = GetU64(js, "queueDepthMax");
+    if (most < depth || most > CopyPlan::kQueueDepthMax)
+      throw Napi::RangeError::New(js.Env(), "native plan queueDepthMax must be in queueDepth..1024");
+    plan->queue_depth_max = static_cast<uint32_t>(most);
+  }
   plan->fixed_buffers = GetBool(js, "fixedBuffers");
   plan->fixed_files = GetBool(js, "fixedFiles");
   plan->sqpoll = GetBool(js, "sqpoll");
@@ -404,7 +410,8 @@ class CopyJob : public Napi::ObjectWrap<CopyJob> {
                        {InstanceMethod<&CopyJob::Start>("start"), InstanceMethod<&CopyJob::Cancel>("cancel"),
                         InstanceMethod<&CopyJob::BytesDone>("bytesDone"),
                         InstanceMethod<&CopyJob::Pause>("pause"), InstanceMethod<&CopyJob::Resume>("resume"),
-                        InstanceMethod<&CopyJob::SetRate>("setRate")});
+                        InstanceMethod<&CopyJob::SetRate>("setRate"),
+                        InstanceMethod<&CopyJob::SetQueueDepth>("setQueueDepth")});
   }
 
   // new CopyJob(plan, onEvent)
@@ -468,6 +475,15 @@ class CopyJob : public Napi::ObjectWrap<CopyJob> {
     const double d = info[0].As<Napi::Number>().DoubleValue();
     if (!(d >= 0) || d > 9007199254740991.0) throw Napi::RangeError::New(info.Env(), "setRate() needs a non-negative number");
     engine_->SetRate(static_cast<uint64_t>(d));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetQueueDepth(const Napi::CallbackInfo& info) {
+    if (info.Length() != 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "setQueueDepth(depth: number)");
+    const double d = info[0].As<Napi::Number>().DoubleValue();
+    if (!(d >= 1) || d > CopyPlan::kQueueDepthMax || d != static_cast<uint32_t>(d))
+      throw Napi::RangeError::New(info.Env(), "setQueueDepth() needs an integer in 1..1024");
+    engine_->SetQueueDepth(static_cast<uint32_t>(d));
     return info.Env().Undefined();
   }
 
@@ -547,6 +563,7 @@ void DeliverEvent(Napi::Env env, Napi::Function on_event, CopyJob* job, Event* r
     js.Set("verifying", p.verifying);
     js.Set("verifyDone", static_cast<double>(p.verify_done));
     js.Set("verifyTotal", static_cast<double>(p.verify_total));
+    js.Set("queueDepth", p.queue_depth);
   } else if (e->kind == Event::Kind::kCheckpoint) {
     js.Set("type", "checkpoint");
     js.Set("finished", RangesToJs(env, e->finished));

@@ -160,6 +160,7 @@ SysError CopyEngine::Loop(const ProgressFn& progress) {
     const uint64_t rate = rate_.load(std::memory_order_relaxed);
     pacer_.Observe(now, rate, paused, bytes_started_);
     uint64_t wait_ns = kWaitTimeoutNs;
+    GrowSlots();
     if (!paused) StartSlots(now, rate, &wait_ns);
     if (checkpointer_->enabled()) {
       checkpointer_->Tick(now, *driver_, LiveTargetList());
@@ -230,12 +231,22 @@ void CopyEngine::EmitProgress(const ProgressFn& progress, bool paused, bool veri
   info.bytes_total = length_known_ ? planned_bytes_ : 0;
   info.size_known = length_known_;
   info.bad_bytes = bad_bytes_;
+  info.queue_depth = pool_ ? pool_->count() : plan_.queue_depth;
   info.zero_bytes = report_->zero_bytes;
   info.paused = paused;
   info.verifying = verifying;
   info.verify_done = verify_done;
   info.verify_total = verify_total;
   progress(info);
+}
+
+void CopyEngine::GrowSlots() {
+  const uint32_t wanted = std::min<uint32_t>(depth_wanted_.load(std::memory_order_relaxed), pool_->capacity());
+  const uint32_t have = pool_->count();
+  if (wanted <= have || stopping_) return;
+  pool_->Grow(wanted);
+  for (uint32_t i = have; i < wanted; ++i) free_slots_.push_back(i);
+  report_->queue_depth = std::max(report_->queue_depth, wanted);
 }
 
 void CopyEngine::StartSlots(double now, uint64_t rate, uint64_t* wait_ns) {

@@ -66,6 +66,9 @@ class CopyEngine final : public IoCompletion {
   void Resume() { paused_.store(false, std::memory_order_relaxed); }
   // Safe from any thread: bytes per second, 0 = unlimited.
   void SetRate(uint64_t bytes_per_second) { rate_.store(bytes_per_second, std::memory_order_relaxed); }
+  // Safe from any thread: let the ring grow to `depth` buffers (never past the
+  // plan's queue_depth_max, nor past what the copy can use; it never shrinks).
+  void SetQueueDepth(uint32_t depth) { depth_wanted_.store(depth, std::memory_order_relaxed); }
 
   // Safe from any thread: bytes written to every target so far.
   uint64_t bytes_done() const { return bytes_done_public_.load(std::memory_order_relaxed); }
@@ -96,12 +99,17 @@ class CopyEngine final : public IoCompletion {
   SysError CreateDriver(uint32_t in_flight_max);
   void RegisterWithDriver();
   void PlanZeroHandling();
-  void SetupSlots(uint32_t depth);
+  void SetupSlots(uint32_t depth, uint32_t depth_max);
+  // The buffers the ring may grow to: queue_depth_max within what the copy can use, except
+  // where another part was sized for queue_depth (the digest's pool, --only-changed's read-backs).
+  uint32_t DepthMax(uint32_t depth, uint64_t useful) const;
 
   // ---- copy_engine.cc: the copy ----
   SysError Loop(const ProgressFn& progress);
   SysError Conclude(const ProgressFn& progress);
   void StartSlots(double now, uint64_t rate, uint64_t* wait_ns);
+  // Takes the buffers SetQueueDepth allowed into the ring.
+  void GrowSlots();
   void StartSlot(Slot& slot);
   // The next range to start is a hole that needs no buffer of zeros (no I/O, no pacing).
   bool NextIsFreeHole() const { return extent_hole_[extent_index_] && !hole_needs_bytes_; }
@@ -164,6 +172,7 @@ class CopyEngine final : public IoCompletion {
   std::atomic<bool> cancel_requested_{false};
   std::atomic<bool> paused_{false};
   std::atomic<uint64_t> rate_{0};
+  std::atomic<uint32_t> depth_wanted_{0};
   std::atomic<uint64_t> bytes_done_public_{0};
   CopyReport* report_ = nullptr;
 

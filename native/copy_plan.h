@@ -59,6 +59,10 @@ struct CopyPlan {
   bool length_is_max = false;    // true: stop early at the source's end (dd count=)
   uint32_t block_bytes = kDefaultBlockBytes;
   uint32_t queue_depth = 8;      // buffers in the ring = I/Os in flight at most
+  // The ring may grow to this many buffers while the copy runs (SetQueueDepth:
+  // a job hands a finished pair's budget to the pairs still running); 0 = it
+  // stays at queue_depth. Address space is reserved for it, memory only as it grows.
+  uint32_t queue_depth_max = 0;
   IoEngineChoice io_engine = IoEngineChoice::kAuto;
   bool fixed_buffers = true;     // IORING_REGISTER_BUFFERS + READ/WRITE_FIXED
   bool fixed_files = true;       // IORING_REGISTER_FILES + IOSQE_FIXED_FILE
@@ -216,6 +220,7 @@ struct ProgressInfo {
   bool verifying = false;
   uint64_t verify_done = 0;     // bytes compared so far
   uint64_t verify_total = 0;
+  uint32_t queue_depth = 0;     // buffers in the ring now (grows with SetQueueDepth)
 };
 
 }  // namespace devmove

@@ -399,7 +399,8 @@ SysError CopyEngine::SetupDriver() {
   const uint32_t buffer_bytes = static_cast<uint32_t>(std::min<uint64_t>(plan_.block_bytes, needed));
   assert(buffer_bytes >= 1 && buffer_bytes <= plan_.block_bytes);
   SysError error;
-  pool_ = BufferPool::Create(depth, buffer_bytes, &error);
+  const uint32_t depth_max = DepthMax(depth, useful);
+  pool_ = BufferPool::Create(depth, depth_max, buffer_bytes, &error);
   if (!pool_) return error;
 
   const uint32_t targets = static_cast<uint32_t>(targets_.size());
@@ -425,7 +426,7 @@ SysError CopyEngine::SetupDriver() {
   // An NBD endpoint keeps a send and a recv per connection in the driver too.
   uint32_t endpoint_ops = source_->driver_ops_max();
   for (const auto& t : targets_) endpoint_ops += t->driver_ops_max();
-  const uint32_t in_flight_max = depth * per_slot + targets + endpoint_ops;
+  const uint32_t in_flight_max = depth_max * per_slot + targets + endpoint_ops;
   error = CreateDriver(in_flight_max);
   if (error.failed()) return error;
   if (plan_.checkpoint_interval_ms > 0 && !driver_->Supports(IoKind::kFdatasync)) {
@@ -434,8 +435,15 @@ SysError CopyEngine::SetupDriver() {
   RegisterWithDriver();
   PlanZeroHandling();
   PlanHoleHandling();
-  SetupSlots(depth);
+  SetupSlots(depth, depth_max);
   return {};
+}
+
+uint32_t CopyEngine::DepthMax(uint32_t depth, uint64_t useful) const {
+  if (plan_.only_changed || digest_stage_ != nullptr) return depth;
+  const uint64_t wanted = std::max(plan_.queue_depth_max, plan_.queue_depth);
+  const uint64_t fits = BufferPool::kTotalBytesMax / plan_.block_bytes;
+  return static_cast<uint32_t>(std::max<uint64_t>(depth, std::min({wanted, useful, fits})));
 }
 
 SysError CopyEngine::CreateDriver(uint32_t in_flight_max) {
@@ -545,12 +553,14 @@ void CopyEngine::PlanHoleHandling() {
   }
 }
 
-void CopyEngine::SetupSlots(uint32_t depth) {
-  slots_ = std::vector<Slot>(depth);
+void CopyEngine::SetupSlots(uint32_t depth, uint32_t depth_max) {
+  // Every slot the ring may grow to exists from the start (Slot records are
+  // small); only the first `depth` have a usable buffer and are free.
+  slots_ = std::vector<Slot>(depth_max);
   free_slots_.clear();
-  for (uint32_t i = 0; i < depth; ++i) {
+  for (uint32_t i = 0; i < depth_max; ++i) {
     slots_[i].index = i;
-    slots_[i].buffer = pool_->buffer(i);
+    slots_[i].buffer = static_cast<uint8_t*>(pool_->iovecs()[i].iov_base);
     slots_[i].capacity = pool_->buffer_bytes();
     slots_[i].writes = std::vector<TargetWrite>(targets_.size());
     if (compare_pool_) {

@@ -70,7 +70,8 @@ std::string UringDriver::RegisterBuffers(const BufferPool& pool) {
     return std::string("IORING_REGISTER_BUFFERS failed: ") + std::strerror(-r) +
            (r == -ENOMEM ? " (RLIMIT_MEMLOCK too low for the buffer ring)" : "");
   }
-  buffers_registered_ = true;
+  // Buffers the pool grows later are not registered: their I/O is plain READ/WRITE.
+  buffers_registered_ = pool.count();
   return {};
 }
 
@@ -153,7 +154,7 @@ void UringDriver::Prep(IoOp& op, io_uring_sqe* sqe) const {
   switch (op.kind) {
     case IoKind::kRead:
     case IoKind::kWrite: {
-      const bool fixed_buffer = buffers_registered_ && op.buffer_index >= 0;
+      const bool fixed_buffer = op.buffer_index >= 0 && static_cast<uint32_t>(op.buffer_index) < buffers_registered_;
       if (op.kind == IoKind::kRead) {
         sqe->opcode = fixed_buffer ? IORING_OP_READ_FIXED : IORING_OP_READ;
       } else {

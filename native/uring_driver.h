@@ -64,7 +64,7 @@ class UringDriver final : public IoDriver {
   std::vector<IoOp*> running_;        // whose handlers RunReady() is running
   std::vector<IoOp*> cancels_;        // IORING_OP_ASYNC_CANCEL to send for these
   std::vector<int> fixed_index_by_fd_;
-  bool buffers_registered_ = false;
+  uint32_t buffers_registered_ = 0;  // buffers [0, n) of the pool are fixed buffers
   uint64_t submit_calls_ = 0;
 };
 

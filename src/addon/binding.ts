@@ -45,6 +45,8 @@ export interface NativePlan {
   durability: NativeDurability;
   blockBytes: number;
   queueDepth: number;
+  /** The ring may grow to this many buffers while the copy runs (setQueueDepth); omitted = queueDepth. */
+  queueDepthMax?: number;
   fixedBuffers: boolean;
   fixedFiles: boolean;
   sqpoll: boolean;
@@ -212,6 +214,8 @@ export type NativeEvent =
       verifying: boolean;
       verifyDone: number;
       verifyTotal: number;
+      /** Buffers in the ring now. */
+      queueDepth: number;
     }
   | { type: 'checkpoint'; finished: Array<[number, number]>; bad: Array<[number, number]> }
   | { type: 'done'; report: NativeReport; error?: NativeErrorInfo };
@@ -226,6 +230,8 @@ export interface NativeCopyJob {
   resume(): void;
   /** Bytes per second, 0 = unlimited; takes effect at once. */
   setRate(bytesPerSecond: number): void;
+  /** Let the ring grow to this many buffers (up to the plan's queueDepthMax); it never shrinks. */
+  setQueueDepth(depth: number): void;
 }
 
 export interface NativeProbe {

@@ -3,7 +3,7 @@
 // and can be cancelled. No byte of the data ever passes through JavaScript.
 import { EventEmitter } from 'node:events';
 
-import { loadNative, type NativeErrorInfo, type NativeEvent, type NativePlan } from '../addon/binding';
+import { loadNative, type NativeCopyJob, type NativeErrorInfo, type NativeEvent, type NativePlan } from '../addon/binding';
 import { CopyAbortError, CopyFailure, DevmoveError } from '../base/errors';
 import { toByteCount } from '../base/size';
 import type { CopyJobEvents, CopyOptions, CopyProgress, CopyResult, Size } from '../base/types';
@@ -100,18 +100,20 @@ class RateMeter {
 export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<CopyResult> {
   /** Settles when the copy is done and durable (or failed, or was cancelled). */
   readonly promise: Promise<CopyResult>;
-  private native: { cancel(): void; bytesDone(): number; pause(): void; resume(): void; setRate(n: number): void } | undefined;
+  private native: NativeCopyJob | undefined;
   private readonly started = process.hrtime.bigint();
   private readonly rateMeter = new RateMeter();
   private last: CopyProgress;
   private settled = false;
   private pausedNow = false;
   private rateNow: number;
+  private queueDepthNow: number;
 
   /** @internal use copy() */
   constructor(plan: NativePlan, setup: JobSetup) {
     super();
     this.rateNow = plan.rate ?? 0;
+    this.queueDepthNow = plan.queueDepth;
     this.last = {
       bytesDone: 0, bytesTotal: plan.length ?? 0, percent: 0, bytesPerSecond: 0, etaSeconds: undefined, elapsedSeconds: 0,
       badBytes: 0, zeroBytes: 0, paused: false, phase: 'copy', verifyDone: 0, verifyTotal: 0,
@@ -146,6 +148,7 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
     signal?.addEventListener('abort', onAbort, { once: true });
     const job = new (loadNative().CopyJob)(plan, (event) => {
       if (event.type === 'progress') {
+        this.queueDepthNow = event.queueDepth;
         map.keep((m) => m.begin(event.domainOffset, event.domainLength));
         this.updateProgress(event.bytesDone, event.sizeKnown ? event.bytesTotal : undefined, true, event);
       } else if (event.type === 'checkpoint') {
@@ -223,6 +226,19 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
     return this.rateNow;
   }
 
+  /** Buffers in the ring (I/Os in flight at most), as the engine last reported. */
+  get queueDepth(): number {
+    return this.queueDepthNow;
+  }
+
+  /**
+   * @internal A job's budget: let the ring grow to `depth` buffers, within the queueDepthMax the
+   * copy was started with (runJob hands a finished pair's share to the pairs still running).
+   */
+  growQueueDepth(depth: number): void {
+    if (!this.settled) this.native?.setQueueDepth(depth);
+  }
+
   then<T1 = CopyResult, T2 = never>(
     onFulfilled?: ((value: CopyResult) => T1 | PromiseLike<T1>) | null,
     onRejected?: ((reason: unknown) => T2 | PromiseLike<T2>) | null,
@@ -266,14 +282,21 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
   }
 }
 
+/** @internal What runJob adds to a pair's copy(). */
+export interface CopyInternals {
+  /** The ring may grow to this many buffers (growQueueDepth); default: it stays at queueDepth. */
+  queueDepthMax?: number;
+}
+
 /**
  * Copy a byte range from a block device or image file to another, through
  * io_uring and O_DIRECT. Throws TypeError/RangeError at once for bad options;
  * the returned job rejects with a DevmoveError (code, errno, syscall, path,
  * offset) for I/O failures and with an AbortError when cancelled.
  */
-export function copy(options: CopyOptions): CopyJob {
+export function copy(options: CopyOptions, internal: CopyInternals = {}): CopyJob {
   const plan = planCopy(options);
+  if (internal.queueDepthMax !== undefined && internal.queueDepthMax > plan.queueDepth) plan.queueDepthMax = internal.queueDepthMax;
   refuseWhatStreamsCannotDo(plan, options.mapfile);
   return new CopyJob(plan, {
     signal: options.signal,

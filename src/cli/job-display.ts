@@ -33,8 +33,10 @@ export class JobDisplay {
     } else if (event.type === 'pair-done') {
       pair.status = 'done';
       if (pair.progress) pair.progress = { ...pair.progress, bytesDone: event.result.bytesCopied, bytesTotal: Math.max(pair.progress.bytesTotal ?? 0, event.result.bytesCopied) };
-    } else {
+    } else if (event.type === 'pair-failed') {
       pair.status = (event.error as { code?: unknown }).code === 'ABORT_ERR' ? 'cancelled' : 'failed';
+    } else {
+      return; // pair-budget: the pair's ring grew; nothing on the line changes
     }
     this.draw();
   }

@@ -1,7 +1,7 @@
 // `devmove run JOBFILE [--json] [--quiet]`: runs the pairs of a job file at once (job.ts).
 //
 // Human output: one line per pair as it finishes, then a summary. --json: one JSON object
-// per line on stdout (pair-start, progress, pair-done, pair-failed events, then
+// per line on stdout (pair-start, progress, pair-budget, pair-done, pair-failed events, then
 // {"type":"result", ...}). Exit status: 0 every pair done, 1 some pair failed, 2 the job
 // file is unreadable or invalid (one line naming the field), 130/143 after SIGINT/SIGTERM
 // (every pair cancelled; what was written has been flushed).
@@ -51,8 +51,9 @@ truncateTarget, force, rate, background, noError, retries, mapfile, retryBad,
 verify, onlyChanged, hash, zeroBlocks, onTargetError (as in copy()). Relative
 paths are resolved against the job file's directory.
 
-  --json   one JSON object per line: pair-start, progress, pair-done and
-           pair-failed events, then {"type":"result","pairs":[...]}
+  --json   one JSON object per line: pair-start, progress, pair-budget (a
+           finished pair's share of the budget went to this one), pair-done
+           and pair-failed events, then {"type":"result","pairs":[...]}
   --quiet  print only failures (with --json: no progress events)
 
 On a terminal (standard error), a live line per pair (bar, percent, rate,
@@ -136,6 +137,7 @@ function outcomeJson(p: PairOutcome): Record<string, unknown> {
     source: p.source,
     targets: p.targets,
     queueDepth: p.queueDepth,
+    queueDepthGranted: p.queueDepthGranted,
     blockSize: p.blockSize,
     bytesCopied: p.bytesCopied,
     seconds: p.seconds,

@@ -1,12 +1,14 @@
 // Many pairs in one job: every (source, target) pair of a JobSpec runs as its own copy(),
 // all at once, within the job's shared budget of I/Os in flight and buffer memory
-// (allocateBudget in jobfile.ts). Each pair has its own progress and its own result or
+// (allocateBudget in jobfile.ts; when a pair settles, JobBudget in budget.ts moves its share
+// to the pairs still running). Each pair has its own progress and its own result or
 // error; one pair failing does not stop the others; aborting the signal cancels all.
 import { setMaxListeners } from 'node:events';
 
 import { copy, type CopyJob } from '../api/copy';
 import type { CopyOptions, CopyProgress, CopyResult } from '../base/types';
 import { CopyAbortError } from '../base/errors';
+import { JobBudget, type BudgetMember } from './budget';
 import { checkPairConflicts } from './conflicts';
 import { allocateBudget, type PairAllocation } from './jobfile';
 import type { JobPair, JobSpec } from './spec';
@@ -21,7 +23,10 @@ export type JobEvent =
       queueDepth: number;
       blockSize: number;
     }
-  | ({ type: 'progress'; pair: string } & CopyProgress)
+  /** `queueDepth`: buffers in the pair's ring now (it grows when the job gives it more). */
+  | ({ type: 'progress'; pair: string; queueDepth: number } & CopyProgress)
+  /** Another pair settled and its share went to this one: the I/Os it may now have in flight, its buffer bytes. */
+  | { type: 'pair-budget'; pair: string; queueDepth: number; bufferBytes: number }
   | { type: 'pair-done'; pair: string; result: CopyResult }
   /** The pair failed, or was cancelled (then `error` is the AbortError, code 'ABORT_ERR'). */
   | { type: 'pair-failed'; pair: string; error: Error };
@@ -40,7 +45,10 @@ export interface PairOutcome {
   status: 'done' | 'failed' | 'cancelled';
   source: string;
   targets: string[];
+  /** What the pair started with (pair-start). */
   queueDepth: number;
+  /** The most the job gave it: queueDepth, or more once other pairs had settled (pair-budget events). */
+  queueDepthGranted: number;
   blockSize: number;
   /** Written (and flushed) to the target(s), also when the pair failed or was cancelled. */
   bytesCopied: number;
@@ -67,6 +75,11 @@ function targetsOf(pair: JobPair): string[] {
   return pair.options.targets ?? (pair.options.target !== undefined ? [pair.options.target] : []);
 }
 
+/** A running pair in the job's budget, with its copy to grow. */
+interface Member extends BudgetMember {
+  job?: CopyJob;
+}
+
 /** copy()'s options for one pair with its share of the budget. */
 function copyOptionsFor(pair: JobPair, allocation: PairAllocation, signal: AbortSignal, progressInterval: number | undefined): CopyOptions {
   const { queueDepth: _wanted, blockSize: _block, ...rest } = pair.options;
@@ -85,16 +98,28 @@ interface PairContext {
   emit(event: JobEvent): void;
   signal: AbortSignal;
   progressInterval: number | undefined;
+  budget: JobBudget<Member>;
+}
+
+/** A settled pair's share goes to the pairs still running: their rings grow, each says so. */
+function release(member: Member, { budget, emit }: PairContext): void {
+  for (const m of budget.leave(member)) {
+    m.job?.growQueueDepth(m.queueDepth);
+    emit({ type: 'pair-budget', pair: m.name, queueDepth: m.queueDepth, bufferBytes: m.queueDepth * m.blockSize });
+  }
 }
 
 /** One pair's copy, start to end, as events and an outcome; never throws. */
-async function runPair(pair: JobPair, allocation: PairAllocation, { emit, signal, progressInterval }: PairContext): Promise<PairOutcome> {
+async function runPair(pair: JobPair, allocation: PairAllocation, context: PairContext): Promise<PairOutcome> {
+  const { emit, signal, progressInterval } = context;
+  const member: Member = { name: pair.name, blockSize: allocation.blockSize, queueDepth: allocation.queueDepth, queueDepthMax: allocation.queueDepthMax };
   const outcome: PairOutcome = {
     name: pair.name,
     status: 'failed',
     source: pair.options.source,
     targets: targetsOf(pair),
     queueDepth: allocation.queueDepth,
+    queueDepthGranted: allocation.queueDepth,
     blockSize: allocation.blockSize,
     bytesCopied: 0,
     seconds: 0,
@@ -103,12 +128,15 @@ async function runPair(pair: JobPair, allocation: PairAllocation, { emit, signal
   emit({ type: 'pair-start', pair: pair.name, source: outcome.source, targets: outcome.targets, queueDepth: allocation.queueDepth, blockSize: allocation.blockSize });
   const pairStarted = process.hrtime.bigint();
   let job: CopyJob | undefined;
+  context.budget.join(member);
+  const progressOf = (j: CopyJob): JobEvent => ({ type: 'progress', pair: pair.name, ...j.progress, queueDepth: j.queueDepth });
   try {
-    job = copy(copyOptionsFor(pair, allocation, signal, progressInterval));
-    job.on('progress', (p) => emit({ type: 'progress', pair: pair.name, ...p }));
+    job = member.job = copy(copyOptionsFor(pair, allocation, signal, progressInterval), { queueDepthMax: allocation.queueDepthMax });
+    const running = job;
+    running.on('progress', (p) => emit({ type: 'progress', pair: pair.name, ...p, queueDepth: running.queueDepth }));
     const result = await job;
     // Every pair's last progress event says where it ended, however short the copy was.
-    emit({ type: 'progress', pair: pair.name, ...job.progress });
+    emit(progressOf(job));
     Object.assign(outcome, { status: 'done', result, bytesCopied: result.bytesCopied, seconds: result.seconds, bytesPerSecond: result.bytesPerSecond });
     emit({ type: 'pair-done', pair: pair.name, result });
   } catch (caught) {
@@ -119,8 +147,11 @@ async function runPair(pair: JobPair, allocation: PairAllocation, { emit, signal
     outcome.bytesCopied = typeof bytes === 'number' ? bytes : 0;
     outcome.seconds = elapsed(pairStarted);
     outcome.bytesPerSecond = outcome.seconds > 0 ? outcome.bytesCopied / outcome.seconds : 0;
-    if (job !== undefined) emit({ type: 'progress', pair: pair.name, ...job.progress });
+    if (job !== undefined) emit(progressOf(job));
     emit({ type: 'pair-failed', pair: pair.name, error });
+  } finally {
+    outcome.queueDepthGranted = member.queueDepth;
+    release(member, context);
   }
   return outcome;
 }
@@ -156,7 +187,8 @@ export async function runJob(spec: JobSpec, hooks: JobHooks = {}): Promise<JobRe
   };
 
   const started = process.hrtime.bigint();
-  const context: PairContext = { emit, signal: controller.signal, progressInterval: hooks.progressInterval };
+  const budget = new JobBudget<Member>(spec, allocations);
+  const context: PairContext = { emit, signal: controller.signal, progressInterval: hooks.progressInterval, budget };
 
   try {
     const pairs = await Promise.all(spec.pairs.map((pair, i) => runPair(pair, allocations[i], context)));

@@ -333,11 +333,17 @@ export interface PairAllocation {
   blockSize: number;
   /** queueDepth × blockSize */
   bufferBytes: number;
+  /**
+   * How far the pair may grow when other pairs have finished (JobBudget): its own queueDepth when
+   * given (or a background pair, which stays out of the way), else the whole job's budget.
+   */
+  queueDepthMax: number;
 }
 
 /**
  * Splits the job's totals evenly: each pair gets at most floor(maxQueueDepth / pairs) I/Os and
  * floor(maxBufferMemory / pairs) bytes of buffers, within which it keeps its own queueDepth.
+ * That is where pairs start; JobBudget moves a finished pair's share to the pairs still running.
  * Throws a JobFileError when a pair cannot get one I/O or one buffer.
  */
 export function allocateBudget(spec: JobSpec): PairAllocation[] {
@@ -362,8 +368,12 @@ export function allocateBudget(spec: JobSpec): PairAllocation[] {
       );
     }
     const wanted = pair.options.queueDepth ?? DEFAULT_QUEUE_DEPTH;
-    const queueDepth = Math.max(1, Math.min(wanted, depthShare, buffers, Math.floor(RING_BYTES_MAX / blockSize)));
-    return { queueDepth, blockSize, bufferBytes: queueDepth * blockSize };
+    const ringMost = Math.floor(RING_BYTES_MAX / blockSize);
+    const queueDepth = Math.max(1, Math.min(wanted, depthShare, buffers, ringMost));
+    const fixed = pair.options.queueDepth !== undefined || pair.options.background === true;
+    const ceiling = fixed ? wanted : spec.maxQueueDepth;
+    const queueDepthMax = Math.max(queueDepth, Math.min(ceiling, Math.floor(spec.maxBufferMemory / blockSize), ringMost));
+    return { queueDepth, blockSize, bufferBytes: queueDepth * blockSize, queueDepthMax };
   });
 }
 

@@ -64,7 +64,10 @@ describe.skipIf(skipWithoutLoop)('runJob: many pairs in one job', () => {
       ['alpha', 'done', 8 * MiB, 8, 512 * 1024],
       ['beta', 'done', 4 * MiB, 4, 64 * 1024],
     ]);
-    expect(result.pairs[0].result).toMatchObject({ bytesCopied: 8 * MiB, queueDepth: 8, source: { path: srcA }, target: { path: dstA } });
+    expect(result.pairs[0].result).toMatchObject({ bytesCopied: 8 * MiB, source: { path: srcA }, target: { path: dstA } });
+    // alpha may have grown when beta finished first (JobBudget), never past what it was granted.
+    expect(result.pairs[0].result?.queueDepth).toBeGreaterThanOrEqual(8);
+    expect(result.pairs[0].result?.queueDepth).toBeLessThanOrEqual(result.pairs[0].queueDepthGranted);
     expect(result.pairs[1].result).toMatchObject({ bytesCopied: 4 * MiB, queueDepth: 4, blockSize: 64 * 1024, target: { path: dstB } });
 
     expect(sha256File(dstA)).toBe(sha256File(srcA));
@@ -98,9 +101,47 @@ describe.skipIf(skipWithoutLoop)('runJob: many pairs in one job', () => {
     const result = await runJob(spec);
     expect(result.ok).toBe(true);
     for (const [i, p] of result.pairs.entries()) {
-      expect(p.result).toMatchObject({ queueDepth: 2, blockSize: 256 * 1024, bytesCopied: 2 * MiB });
+      expect(p.queueDepth).toBe(2);
+      expect(p.result).toMatchObject({ blockSize: 256 * 1024, bytesCopied: 2 * MiB });
+      // A pair that outlived another may have grown, within what the job granted it.
+      expect(p.result?.queueDepth).toBeGreaterThanOrEqual(2);
+      expect(p.result?.queueDepth).toBeLessThanOrEqual(p.queueDepthGranted);
       expect(sha256File(pairs[i].target)).toBe(sha256File(pairs[i].source));
     }
+  });
+
+  it('a pair that finishes hands its buffers to the pair still running: its ring grows', async () => {
+    // Pair 'late' reads a FIFO this test feeds only once 'early' has settled, so it is still
+    // running then however loaded the machine is.
+    const srcEarly = attachLoop(makeImage(dir, 'grow-early-src.img', MiB));
+    const dstEarly = attachLoop(makeImage(dir, 'grow-early-dst.img', MiB, 'zero'));
+    const fifo = path.join(dir, 'grow-late.fifo');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const data = makeImage(dir, 'grow-late-data.img', 8 * MiB);
+    const dstLate = attachLoop(makeImage(dir, 'grow-late-dst.img', 8 * MiB, 'zero'));
+    const spec = validateJob({ version: 1, pairs: [{ name: 'early', source: srcEarly, target: dstEarly }, { name: 'late', source: fifo, target: dstLate }] });
+    const events: JobEvent[] = [];
+    let feeder: Promise<unknown> | undefined;
+    const onEvent = (e: JobEvent): void => {
+      events.push(e);
+      if (e.pair === 'early' && (e.type === 'pair-done' || e.type === 'pair-failed')) feeder = collect(spawn('dd', [`if=${data}`, `of=${fifo}`, 'bs=1M', 'status=none']));
+    };
+    const result = await runJob(spec, { onEvent, progressInterval: 100 });
+    await feeder;
+
+    expect(result.pairs.map((p) => [p.name, p.status, p.bytesCopied])).toStrictEqual([['early', 'done', MiB], ['late', 'done', 8 * MiB]]);
+    expect(sha256Range(dstLate, 0, 8 * MiB)).toBe(sha256File(data));
+    // Default budget: 16 I/Os and 8 MiB of 512 KiB buffers for two pairs, 8 each; early's 8 go to late.
+    const [early, late] = result.pairs;
+    expect([early.queueDepth, early.queueDepthGranted, late.queueDepth, late.queueDepthGranted]).toStrictEqual([8, 8, 8, 16]);
+    const budgetEvents = events.filter((e) => e.type === 'pair-budget');
+    expect(budgetEvents).toStrictEqual([{ type: 'pair-budget', pair: 'late', queueDepth: 16, bufferBytes: 16 * 512 * 1024 }]);
+    expect(events.indexOf(budgetEvents[0])).toBeGreaterThan(events.findIndex((e) => e.type === 'pair-done' && e.pair === 'early'));
+    // The engine took them: its ring has 16 buffers at the end, in the result and the last progress event.
+    expect(late.result?.queueDepth).toBe(16);
+    const lateProgress = events.filter((e): e is ProgressEvent => e.type === 'progress' && e.pair === 'late');
+    expect(lateProgress[0].queueDepth).toBe(8);
+    expect(lateProgress.at(-1)?.queueDepth).toBe(16);
   });
 
   it('one pair failing (target too small) does not stop the other', async () => {
@@ -240,7 +281,9 @@ describe.skipIf(skipWithoutLoop)('devmove run JOBFILE', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const events = jsonLines(r.stdout);
-    expect(events.every((e) => ['pair-start', 'progress', 'pair-done', 'result'].includes(e.type as string))).toBe(true);
+    expect(events.every((e) => ['pair-start', 'progress', 'pair-budget', 'pair-done', 'result'].includes(e.type as string))).toBe(true);
+    // Whichever pair finished first, the other may have been given its share, and said so.
+    for (const e of events.filter((x) => x.type === 'pair-budget')) expect(e).toMatchObject({ pair: expect.stringMatching(/^(disk|file)$/), queueDepth: expect.any(Number), bufferBytes: expect.any(Number) });
     expect(events.filter((e) => e.type === 'pair-start')).toStrictEqual([
       { type: 'pair-start', pair: 'disk', source: srcLoop, targets: [dstLoop], queueDepth: 4, blockSize: 512 * 1024 },
       { type: 'pair-start', pair: 'file', source: path.join(dir, 'file-src.img'), targets: [path.join(dir, 'file-copy.img')], queueDepth: 4, blockSize: 128 * 1024 },
@@ -252,7 +295,7 @@ describe.skipIf(skipWithoutLoop)('devmove run JOBFILE', () => {
     const last = events.at(-1) as { type: string; ok: boolean; pairs: Array<Record<string, unknown>> };
     expect(last).toMatchObject({ type: 'result', ok: true, cancelled: false, bytesCopied: 7 * MiB + 4321 });
     expect(last.pairs).toMatchObject([
-      { name: 'disk', status: 'done', bytesCopied: 4 * MiB, queueDepth: 4 },
+      { name: 'disk', status: 'done', bytesCopied: 4 * MiB, queueDepth: 4, queueDepthGranted: expect.any(Number) },
       { name: 'file', status: 'done', bytesCopied: 3 * MiB + 4321, result: { target: { created: true } } },
     ]);
     expect(sha256File(dstLoop)).toBe(sha256File(srcLoop));

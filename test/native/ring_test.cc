@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1038,6 +1039,62 @@ void TestCopyCancelBeforeRun() {
   CHECK_EQ(r.report.reads, 0u);
 }
 
+// Pages of [p, p + bytes) resident in memory (mincore).
+size_t ResidentPages(const uint8_t* p, size_t bytes) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> v((bytes + page - 1) / page);
+  const bool ok = mincore(const_cast<uint8_t*>(p), bytes, v.data()) == 0;
+  CHECK(ok);
+  if (!ok) return SIZE_MAX;
+  return static_cast<size_t>(std::count_if(v.begin(), v.end(), [](unsigned char c) { return (c & 1) != 0; }));
+}
+
+void TestBufferPoolGrow() {
+  // Address space for 8 buffers, memory for the 2 usable ones; Grow(5) faults in 3 more, no others.
+  const uint32_t bytes = 64 * 1024;
+  SysError error;
+  std::unique_ptr<BufferPool> pool = BufferPool::Create(2, 8, bytes, &error);
+  REQUIRE(pool != nullptr);
+  CHECK_EQ(pool->count(), 2u);
+  CHECK_EQ(pool->capacity(), 8u);
+  CHECK_EQ(pool->iovecs().size(), 8u);
+  const size_t per = bytes / static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  auto resident = [&](uint32_t i) { return ResidentPages(static_cast<const uint8_t*>(pool->iovecs()[i].iov_base), bytes); };
+  for (uint32_t i = 0; i < 8; ++i) CHECK_EQ(resident(i), i < 2 ? per : 0u);
+  pool->Grow(5);
+  CHECK_EQ(pool->count(), 5u);
+  for (uint32_t i = 0; i < 8; ++i) CHECK_EQ(resident(i), i < 5 ? per : 0u);
+  for (uint32_t i = 0; i < 5; ++i) CHECK_EQ(reinterpret_cast<uintptr_t>(pool->buffer(i)) % BufferPool::kAlignment, 0u);
+  pool->Grow(3);  // never shrinks
+  CHECK_EQ(pool->count(), 5u);
+  // The reservation counts against the 1 GiB limit like buffers in use.
+  CHECK(BufferPool::Create(1, 1024, 2u * 1024 * 1024, &error) == nullptr);
+  CHECK_EQ(error.errno_value, EINVAL);
+}
+
+void TestCopyQueueDepthGrows() {
+  // queue_depth 2 that may grow to 8: SetQueueDepth(6) before the copy, and the engine's ring has 6.
+  const std::string source = TempPath("grow.src");
+  const std::vector<uint8_t> data = RandomBytes(4 * 1024 * 1024, 9);
+  REQUIRE(WriteFile(source, data));
+  for (const uint32_t asked : {0u, 6u, 100u}) {
+    CopyPlan plan = BasicPlan(source, TempPath("grow.dst"));
+    plan.block_bytes = 256 * 1024;
+    plan.queue_depth = 2;
+    plan.queue_depth_max = 8;
+    CopyEngine engine(std::move(plan));
+    if (asked > 0) engine.SetQueueDepth(asked);
+    CopyReport report;
+    const SysError e = engine.Run({}, &report);
+    REQUIRE(!e.failed());
+    CHECK_EQ(report.queue_depth, asked == 0 ? 2u : std::min(asked, 8u));
+    CHECK_EQ(report.bytes_copied, data.size());
+    std::vector<uint8_t> back;
+    CHECK(ReadFile(TempPath("grow.dst"), &back));
+    CHECK(back == data);
+  }
+}
+
 void TestCopyTargetIsDirectory() {
   const std::string source = TempPath("dir.src");
   REQUIRE(WriteFile(source, RandomBytes(4096, 6)));
@@ -1191,6 +1248,8 @@ int main() {
   Run("SubmitAndWait timeout contract", TestSubmitAndWaitTimeout);
   Run("ExplainSetupFailure", TestExplainSetupFailure);
   Run("BufferPool alignment", TestBufferPool);
+  Run("BufferPool grows into its reservation", TestBufferPoolGrow);
+  Run("CopyEngine SetQueueDepth grows the ring to queue_depth_max", TestCopyQueueDepthGrows);
   Run("UringDriver: FIFO beyond the ring, chains never split, cancel of a waiting pipe read", TestUringDriver);
   Run("ThreadDriver: the same, and a short read cancels its linked write", TestThreadDriver);
   Run("CopyEngine lengths 0, 1, 4095, 512 KiB+1, 3 MiB", TestCopyLengths);

@@ -293,7 +293,13 @@ describe('the shared budget', () => {
     parseJobFile(job(pairs.map((p, i) => ({ source: `/dev/src${i}`, target: `/dev/dst${i}`, ...p })), extra), FILE);
 
   it('by default every pair gets its 8 I/Os of 512 KiB', () => {
-    expect(allocateBudget(spec([{}, {}, {}]))).toStrictEqual(Array(3).fill({ queueDepth: 8, blockSize: 512 * 1024, bufferBytes: 4 * MiB }));
+    // And may grow to the whole job's 24 once the others have finished.
+    expect(allocateBudget(spec([{}, {}, {}]))).toStrictEqual(Array(3).fill({ queueDepth: 8, blockSize: 512 * 1024, bufferBytes: 4 * MiB, queueDepthMax: 24 }));
+  });
+
+  it('a pair grows only to its own queueDepth when it gives one, and a background pair not at all', () => {
+    const a = allocateBudget(spec([{}, { queueDepth: 12 }, { background: true }], { maxQueueDepth: 12 }));
+    expect(a.map((x) => [x.queueDepth, x.queueDepthMax])).toStrictEqual([[4, 12], [4, 12], [4, 8]]);
   });
 
   it('splits maxQueueDepth evenly, keeping a smaller queueDepth of a pair', () => {
@@ -303,8 +309,8 @@ describe('the shared budget', () => {
   it('limits queueDepth × blockSize by each pair\'s share of maxBufferMemory', () => {
     const a = allocateBudget(spec([{ blockSize: '1M', queueDepth: 100 }, { blockSize: '64K', queueDepth: 100 }], { maxQueueDepth: 256, maxBufferMemory: '8M' }));
     expect(a).toStrictEqual([
-      { queueDepth: 4, blockSize: MiB, bufferBytes: 4 * MiB },
-      { queueDepth: 64, blockSize: 64 * 1024, bufferBytes: 4 * MiB },
+      { queueDepth: 4, blockSize: MiB, bufferBytes: 4 * MiB, queueDepthMax: 8 },
+      { queueDepth: 64, blockSize: 64 * 1024, bufferBytes: 4 * MiB, queueDepthMax: 100 },
     ]);
     // Never more than 1 GiB of buffers for one pair (copy()'s own limit).
     expect(allocateBudget(spec([{ blockSize: '512M', queueDepth: 8 }], { maxBufferMemory: '4G' }))[0].queueDepth).toBe(2);
