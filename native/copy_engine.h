@@ -96,7 +96,7 @@ class CopyEngine final : public IoCompletion {
   void PlanHoleHandling();
   SysError SetupStages();
   SysError SetupDriver();
-  SysError CreateDriver(uint32_t in_flight_max);
+  SysError CreateDriver(uint32_t in_flight_max, uint32_t in_flight_start);
   void RegisterWithDriver();
   void PlanZeroHandling();
   void SetupSlots(uint32_t depth, uint32_t depth_max);

@@ -427,7 +427,7 @@ SysError CopyEngine::SetupDriver() {
   uint32_t endpoint_ops = source_->driver_ops_max();
   for (const auto& t : targets_) endpoint_ops += t->driver_ops_max();
   const uint32_t in_flight_max = depth_max * per_slot + targets + endpoint_ops;
-  error = CreateDriver(in_flight_max);
+  error = CreateDriver(in_flight_max, depth * per_slot + targets + endpoint_ops);
   if (error.failed()) return error;
   if (plan_.checkpoint_interval_ms > 0 && !driver_->Supports(IoKind::kFdatasync)) {
     return SysError::Make(ENOSYS, "io_uring_setup", {}, -1, "this kernel's io_uring lacks IORING_OP_FSYNC");
@@ -446,9 +446,10 @@ uint32_t CopyEngine::DepthMax(uint32_t depth, uint64_t useful) const {
   return static_cast<uint32_t>(std::max<uint64_t>(depth, std::min({wanted, useful, fits})));
 }
 
-SysError CopyEngine::CreateDriver(uint32_t in_flight_max) {
+SysError CopyEngine::CreateDriver(uint32_t in_flight_max, uint32_t in_flight_start) {
   DriverOptions options;
   options.in_flight_max = in_flight_max;
+  options.in_flight_start = in_flight_start;
   options.sqpoll = plan_.sqpoll;
   options.batch_submissions = plan_.batch_submissions;
   options.idle_priority = plan_.idle_priority;

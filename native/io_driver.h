@@ -93,6 +93,10 @@ inline void DeliverCompletion(IoOp& op) {
 struct DriverOptions {
   static constexpr uint32_t kInFlightMax = 1u << 17;
   uint32_t in_flight_max = 64;    // operations submitted at once at most (sizes the ring / the workers)
+  // Operations expected at once when the copy starts; 0 = in_flight_max. The threads driver starts
+  // this many workers: a ring that may grow later (queue_depth_max) queues the extra ops on them
+  // rather than start a pair's worth of threads that most copies never use.
+  uint32_t in_flight_start = 0;
   bool sqpoll = false;            // io_uring: a kernel thread polls the submission queue
   bool batch_submissions = true;  // io_uring: one io_uring_enter per Poll() (false: one per op or chain)
   bool idle_priority = false;     // every read and write in the idle I/O priority class

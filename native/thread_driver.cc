@@ -30,7 +30,8 @@ bool MovedEverything(const IoOp& op) {
 std::unique_ptr<ThreadDriver> ThreadDriver::Create(const DriverOptions& options, SysError* error) {
   assert(options.in_flight_max >= 1 && options.in_flight_max <= DriverOptions::kInFlightMax);
   std::unique_ptr<ThreadDriver> driver(new ThreadDriver(options));
-  const uint32_t count = std::min(kWorkersMax, options.in_flight_max);
+  const uint32_t expected = options.in_flight_start > 0 ? options.in_flight_start : options.in_flight_max;
+  const uint32_t count = std::min({kWorkersMax, expected, options.in_flight_max});
   // Workers never take the process's signals (SIGINT, SIGTERM are Node's):
   // they start with every signal blocked.
   sigset_t all, previous;
