@@ -300,6 +300,8 @@ describe('the shared budget', () => {
   it('a pair grows only to its own queueDepth when it gives one, and a background pair not at all', () => {
     const a = allocateBudget(spec([{}, { queueDepth: 12 }, { background: true }], { maxQueueDepth: 12 }));
     expect(a.map((x) => [x.queueDepth, x.queueDepthMax])).toStrictEqual([[4, 12], [4, 12], [4, 8]]);
+    // Without a queueDepth of its own, never deeper than 32, however large the job's budget.
+    expect(allocateBudget(spec([{}, {}], { maxQueueDepth: 200 })).map((x) => x.queueDepthMax)).toStrictEqual([32, 32]);
   });
 
   it('splits maxQueueDepth evenly, keeping a smaller queueDepth of a pair', () => {
