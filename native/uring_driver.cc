@@ -51,6 +51,7 @@ bool UringDriver::Supports(IoKind kind) const {
     case IoKind::kFdatasync:
       return ring_->OpSupported(IORING_OP_FSYNC);
     case IoKind::kPunchHole:
+    case IoKind::kZeroRange:
       return ring_->OpSupported(IORING_OP_FALLOCATE);
     case IoKind::kSendMsg:
       return ring_->OpSupported(IORING_OP_SENDMSG);
@@ -180,6 +181,14 @@ void UringDriver::Prep(IoOp& op, io_uring_sqe* sqe) const {
       sqe->off = op.offset;
       sqe->addr = op.length;
       sqe->len = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+      break;
+    case IoKind::kZeroRange:
+      // On a block device: REQ_OP_WRITE_ZEROES without unmap (BLKZEROOUT's);
+      // where the device cannot, the kernel writes zero pages itself.
+      sqe->opcode = IORING_OP_FALLOCATE;
+      sqe->off = op.offset;
+      sqe->addr = op.length;
+      sqe->len = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
       break;
     case IoKind::kSendMsg:
       // MSG_WAITALL on a stream socket: the kernel retries a partial send
