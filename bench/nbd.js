@@ -12,7 +12,7 @@
 //   sparse   an `nbdkit sparse-random` source → the local device: devmove against nbdcopy
 //
 //   sudo node bench/nbd.js [--size 2G] [--runs 5] [--only client,sweep] [--transports unix,tcp] [--tag T]
-//                          [--sparse-target shm|disk]
+//                          [--sparse-target shm|disk] [--baseline-cli OTHER_TREE/dist/cli/main.js]
 'use strict';
 
 const { execFileSync, spawnSync } = require('node:child_process');
@@ -41,6 +41,7 @@ function parseArgs(argv) {
     else if (key === '--out') args.out = value();
     else if (key === '--tag') args.tag = value();
     else if (key === '--sparse-target') args.sparseTarget = value();
+    else if (key === '--baseline-cli') args.baselineCli = path.resolve(value());
     else throw new Error(`unknown argument ${argv[i]}`);
   }
   args.sizeBytes = L.parseSize(args.size);
@@ -91,10 +92,10 @@ const qemuImgTool = {
 };
 
 /** The devmove CLI as built (dist/), with its defaults: the process's CPU includes Node's start. */
-function devmoveWith(label, extra) {
+function devmoveWith(label, extra, cli = CLI) {
   return {
     name: label,
-    argv: (dir, local, server) => [process.execPath, [CLI, ...(dir === 'write' ? [`if=${local}`, `of=${server.uri}`] : [`if=${server.uri}`, `of=${local}`]), 'status=none', ...extra]],
+    argv: (dir, local, server) => [process.execPath, [cli, ...(dir === 'write' ? [`if=${local}`, `of=${server.uri}`] : [`if=${server.uri}`, `of=${local}`]), 'status=none', ...extra]],
   };
 }
 const devmoveTool = devmoveWith('devmove', []);
@@ -213,6 +214,11 @@ async function sparseExperiment(args, devs, scratch, results, md) {
   const server = await startNbdkit(scratch.dir, 'unix', ['sparse-random', String(args.sizeBytes), 'seed=1']);
   const tools = [devmoveTool, nbdcopyTool('nbdcopy --allocated', ['--allocated']),
     devmoveWith('devmove --zero-blocks=discard', ['--zero-blocks=discard']), nbdcopyTool('nbdcopy', [])];
+  // Before and after in the same run: another tree's build (e.g. main's dist/cli/main.js).
+  if (args.baselineCli) {
+    tools.push(devmoveWith('baseline devmove', [], args.baselineCli),
+      devmoveWith('baseline devmove --zero-blocks=discard', ['--zero-blocks=discard'], args.baselineCli));
+  }
   const base = args.sparseTarget === 'disk' ? L.scratchDir('/var/tmp').dir : scratch.dir;
   const image = path.join(base, 'sparse-dst.img');
   L.writeImage(image, args.sizeBytes, 0);
