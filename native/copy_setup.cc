@@ -509,9 +509,11 @@ void CopyEngine::PlanZeroHandling() {
     // After the cut: a file reads zeros past its end, a device has no such end.
     if (t.caps().grows) existing_end_[i] = t.size_bytes();
     // The write policy keeps a target allocated: a source's hole is zeroed in
-    // place (write-zeroes without unmap), not written from memory.
-    zero_range_ok_[i] = plan_.zero_mode == ZeroMode::kWrite && t.caps().seekable && t.caps().zero_ranges &&
-                        driver_->Supports(IoKind::kZeroRange);
+    // place (write-zeroes without unmap), not written from memory. Not with
+    // only_changed: it compares holes in buffers anyway, and its bytesWritten
+    // counts what was written where the target differed.
+    zero_range_ok_[i] = plan_.zero_mode == ZeroMode::kWrite && !plan_.only_changed && t.caps().seekable &&
+                        t.caps().zero_ranges && driver_->Supports(IoKind::kZeroRange);
     if (plan_.zero_mode == ZeroMode::kWrite) continue;
     if (!t.caps().seekable) {
       report_->targets[i].zero_note = t.zero_ranges_note();
