@@ -11,6 +11,7 @@
 #include <cassert>
 #include <cstring>
 
+#include "block_digest_stage.h"
 #include "digest_stage.h"
 #include "hasher.h"
 #include "verifier.h"
@@ -78,6 +79,7 @@ SysError CopyEngine::Run(const ProgressFn& progress, CopyReport* report, const C
   // workers may still read buffers of a stopped copy), then buffers, then
   // descriptors.
   digest_stage_ = nullptr;
+  block_digests_ = nullptr;
   stages_.clear();
   slots_.clear();
   driver_.reset();
@@ -657,7 +659,11 @@ void CopyEngine::Examine(Slot& slot) {
   if (!zero_stage_ && !slot.hole) slot.runs.assign(slot.length > 0 ? 1 : 0, {0, slot.length, false});
   std::vector<Slot*> released;
   for (const auto& stage : stages_) {
-    if (!slot.hole || stage->NeedsHoleBytes()) stage->OnRead(slot, &released);
+    if (!slot.hole || stage->NeedsHoleBytes()) {
+      stage->OnRead(slot, &released);
+    } else {
+      stage->OnHole(slot);
+    }
   }
   for (Slot* other : released) {
     if (other != &slot) FinishIfDone(*other);
@@ -981,6 +987,8 @@ SysError CopyEngine::Verify(const ProgressFn& progress) {
   in.ranges = Subtract(whole, skip);
   in.cancel = &cancel_requested_;
   in.progress_interval_seconds = plan_.progress_interval_ms / 1000.0;
+  in.digests = block_digests_;
+  in.length_bytes = length_bytes_;
   Verifier verifier(std::move(in));
   VerifyReport& v = report_->verify;
   const SysError error = verifier.Run(
