@@ -389,13 +389,15 @@ SysError CopyEngine::SetupStages() {
 
 // Verify with one read: a digest per block of what the copy reads. The
 // block is the largest power of two that divides the buffer size, at most
-// 256 KiB (16 bytes of digest per 256 KiB: 64 MiB for a 1 TiB copy, kept in
-// memory up to the plan's limit and spilled beyond it), so the verify pass's
-// buffers hold whole digest blocks. Below 4 KiB (an odd bs=) the table would
+// 64 KiB, so the verify pass's buffers hold whole digest blocks, and a block
+// split between two of the copy's buffers (a range that starts off the grid:
+// a domain, a mapfile's gaps) costs the verify pass at most 64 KiB of source
+// per buffer. 16 bytes per 64 KiB is 256 MiB for a 1 TiB copy: kept in memory
+// up to the plan's limit (64 MiB), spilled to a file beyond it. Below 4 KiB (an odd bs=) the table would
 // be too large for what it saves: the verify pass is strict then, and the
 // report says so (verify.mode).
 SysError CopyEngine::SetupBlockDigests() {
-  constexpr uint32_t kDigestBlockMax = 256 * 1024;
+  constexpr uint32_t kDigestBlockMax = 64 * 1024;
   constexpr uint32_t kDigestBlockMin = 4096;
   const uint32_t block = std::min<uint32_t>(kDigestBlockMax, plan_.block_bytes & (~plan_.block_bytes + 1));
   if (block < kDigestBlockMin || length_bytes_ == 0 || !length_known_) return {};

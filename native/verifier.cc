@@ -86,7 +86,8 @@ void Verifier::StartPairs() {
     const ByteRange& r = in_.ranges[range_index_];
     pair.busy = true;
     pair.position = r.offset + range_done_;
-    pair.length = static_cast<uint32_t>(std::min<uint64_t>(block, r.length - range_done_));
+    bool covered = false;
+    pair.length = NextChunk(pair.position, std::min<uint64_t>(block, r.length - range_done_), &covered);
     pair.done[kSource] = pair.done[kTarget] = 0;
     range_done_ += pair.length;
     if (range_done_ == r.length) {
@@ -94,7 +95,7 @@ void Verifier::StartPairs() {
       range_done_ = 0;
     }
     pair.digest_mismatch_at = -1;
-    pair.wants_source = !DigestsCover(pair);
+    pair.wants_source = !covered;
     if (pair.wants_source) ReadSource(pair);
     Submit(pair, kTarget);
   }
@@ -111,17 +112,30 @@ void Verifier::ReadSource(Pair& pair) {
   Submit(pair, kSource);
 }
 
-// Whether every block of the pair has a digest of what the copy read: the
-// pair starts on a digest block and ends on one (or at the copy's end).
-bool Verifier::DigestsCover(const Pair& pair) const {
-  if (in_.digests == nullptr) return false;
+// The next buffer at `position`, at most `most` bytes: a run of whole digest
+// blocks that all have a digest of what the copy read (covered), or a run of
+// bytes that lack one (a range's partial edge blocks, blocks split between
+// two of the copy's buffers, ranges an earlier run copied) — so the source is
+// read only where no digest answers.
+uint32_t Verifier::NextChunk(uint64_t position, uint64_t most, bool* covered) const {
+  *covered = false;
+  if (in_.digests == nullptr) return static_cast<uint32_t>(most);
   const uint64_t block = in_.digests->block_bytes();
-  const uint64_t end = pair.position + pair.length;
-  if (pair.position % block != 0 || (end % block != 0 && end != in_.length_bytes)) return false;
-  for (uint64_t b = pair.position / block; b * block < end; ++b) {
-    if (!in_.digests->table().Has(b)) return false;
+  const uint64_t end = position + most;
+  uint64_t at = position;
+  while (at < end) {
+    const uint64_t piece_end = std::min(end, (at / block + 1) * block);
+    const bool whole = at % block == 0 && (piece_end % block == 0 || piece_end == in_.length_bytes);
+    const bool has = whole && in_.digests->table().Has(at / block);
+    if (at == position) {
+      *covered = has;
+    } else if (has != *covered) {
+      break;
+    }
+    at = piece_end;
   }
-  return true;
+  assert(at > position && at - position <= most);
+  return static_cast<uint32_t>(at - position);
 }
 
 bool Verifier::DigestsMatch(Pair& pair) {

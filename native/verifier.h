@@ -6,11 +6,12 @@
 //
 // With the copy's per-block digests (verify with one read,
 // block_digest_stage.h), a buffer whose blocks all have a digest is checked
-// against them and the source is not read; the source is read only for a
-// buffer without digests (the partial blocks at a range's edges, ranges an
-// earlier run copied) and for one whose digest differs, so that a mismatch
-// names its first differing byte exactly as the strict pass does. Without
-// digests (strict mode) every buffer reads both sides.
+// against them and the source is not read. Buffers are cut on the digest
+// blocks' grid, so the source is read only for blocks without a digest (a
+// range's partial edge blocks, a block split between two of the copy's
+// buffers, ranges an earlier run copied) and for a buffer whose digest
+// differs, so that a mismatch names its first differing byte exactly as the
+// strict pass does. Without digests (strict mode) every buffer reads both sides.
 #pragma once
 
 #include <cstdint>
@@ -68,7 +69,7 @@ class Verifier final : public IoCompletion {
   void Submit(Pair& pair, Side side);
   void Compared(Pair& pair);
   void ReadSource(Pair& pair);
-  bool DigestsCover(const Pair& pair) const;
+  uint32_t NextChunk(uint64_t position, uint64_t most, bool* covered) const;
   bool DigestsMatch(Pair& pair);
   bool Compare(Pair& pair);
   void CountMismatch(int64_t offset);
