@@ -12,10 +12,11 @@ import path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { copy, DevmoveError, type CopyResult } from '../../src/index';
+import { copy, type CopyResult } from '../../src/index';
 import { RescueMap } from '../../src/resume/mapfile';
 import { attachLoop, detachAll, makeImage, readRange, skipWithoutLoop, tempDir } from '../helpers/devices';
 import { FaultyDevice, skipWithoutFuse } from '../helpers/faulty';
+import { rejection } from '../helpers/outcome';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -23,16 +24,6 @@ const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 
 function zeros(buf: Buffer): boolean {
   return buf.every((b) => b === 0);
-}
-
-async function rejection(p: PromiseLike<unknown>): Promise<DevmoveError> {
-  try {
-    await p;
-  } catch (error) {
-    if (error instanceof DevmoveError) return error;
-    throw error;
-  }
-  throw new Error('the copy succeeded');
 }
 
 describe.skipIf(skipWithoutFuse || skipWithoutLoop)('unreadable source blocks', () => {

@@ -11,27 +11,13 @@ import path from 'node:path';
 
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
-import { copy, DevmoveError, type CopyJob, type CopyResult } from '../../src/index';
+import { copy, type CopyJob, type CopyResult } from '../../src/index';
 import { attachLoop, detachAll, makeImage, readRange, skipWithoutLoop, tempDir } from '../helpers/devices';
 import { FaultyDevice, skipWithoutFuse } from '../helpers/faulty';
+import { rejection, sectorsRead } from '../helpers/outcome';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-
-async function rejection(p: PromiseLike<unknown>): Promise<DevmoveError> {
-  try {
-    await p;
-  } catch (error) {
-    if (error instanceof DevmoveError) return error;
-    throw error;
-  }
-  throw new Error('the copy did not fail');
-}
-
-function sectorsRead(device: string): number {
-  const fields = fs.readFileSync(`/sys/block/${path.basename(device)}/stat`, 'utf8').trim().split(/\s+/);
-  return Number(fields[2]);
-}
 
 /** Flips one byte of a file in place. */
 function flipByte(file: string, offset: number): void {
