@@ -55,13 +55,14 @@ function preflight(args) {
   if (L.freeBytes('/dev/shm') < need || os.freemem() < need) throw new Error(`/dev/shm and free memory need ${fmt(need / GiB, 1)} GiB`);
 }
 
-/** Builds the phase-1 prototypes (bench/nbd-client/*.cc over native/io_uring_ring.cc) into dir. */
+/** Builds the phase-1 prototypes (bench/nbd-client/*.cc over native/io_uring_ring.cc and nbd_protocol.cc) into dir. */
 function buildPrototypes(dir) {
   const bins = {};
   for (const name of PROTO_SOURCES) {
     const out = path.join(dir, name);
     execFileSync('g++', ['-O2', '-std=c++17', '-w', `-I${path.join(ROOT, 'native')}`, '-o', out,
-      path.join(__dirname, 'nbd-client', `${name}.cc`), path.join(ROOT, 'native', 'io_uring_ring.cc'), '-ldl']);
+      path.join(__dirname, 'nbd-client', `${name}.cc`), path.join(ROOT, 'native', 'io_uring_ring.cc'),
+      path.join(ROOT, 'native', 'nbd_protocol.cc'), '-ldl']);
     bins[name] = out;
   }
   return bins;

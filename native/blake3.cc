@@ -19,19 +19,15 @@ inline void Store32(uint8_t* p, uint32_t w) {
   p[3] = static_cast<uint8_t>(w >> 24);
 }
 
-inline uint32_t Rotr(uint32_t x, unsigned n) { return (x >> n) | (x << (32 - n)); }
-
-// The quarter-round G of the specification (section 2.2).
-inline void G(uint32_t* v, unsigned a, unsigned b, unsigned c, unsigned d, uint32_t x, uint32_t y) {
-  v[a] = v[a] + v[b] + x;
-  v[d] = Rotr(v[d] ^ v[a], 16);
-  v[c] = v[c] + v[d];
-  v[b] = Rotr(v[b] ^ v[c], 12);
-  v[a] = v[a] + v[b] + y;
-  v[d] = Rotr(v[d] ^ v[a], 8);
-  v[c] = v[c] + v[d];
-  v[b] = Rotr(v[b] ^ v[c], 7);
-}
+// The portable kernel's words: the shared rounds on uint32_t.
+using V = uint32_t;
+inline V Add(V a, V b) { return a + b; }
+inline V Xor(V a, V b) { return a ^ b; }
+inline V Rotr16(V x) { return (x >> 16) | (x << 16); }
+inline V Rotr12(V x) { return (x >> 12) | (x << 20); }
+inline V Rotr8(V x) { return (x >> 8) | (x << 24); }
+inline V Rotr7(V x) { return (x >> 7) | (x << 25); }
+#include "blake3_rounds.inc"
 
 void StoreCv(const Cv& cv, uint8_t* out) {
   for (unsigned i = 0; i < 8; ++i) Store32(out + 4 * i, cv[i]);
@@ -138,20 +134,7 @@ void Compress(const Cv& cv, const uint8_t block[kBlockBytes], uint32_t block_len
   uint32_t v[16] = {cv[0],  cv[1],  cv[2],  cv[3],  cv[4],  cv[5],  cv[6],  cv[7],
                     kIv[0], kIv[1], kIv[2], kIv[3], static_cast<uint32_t>(counter), static_cast<uint32_t>(counter >> 32),
                     block_len, flags};
-  // Unrolled, the schedule is constant: message words stay in registers.
-  #pragma GCC unroll 7
-  for (unsigned r = 0; r < kRounds; ++r) {
-    const uint8_t* s = kSchedule.word[r];
-    // Columns, then diagonals.
-    G(v, 0, 4, 8, 12, m[s[0]], m[s[1]]);
-    G(v, 1, 5, 9, 13, m[s[2]], m[s[3]]);
-    G(v, 2, 6, 10, 14, m[s[4]], m[s[5]]);
-    G(v, 3, 7, 11, 15, m[s[6]], m[s[7]]);
-    G(v, 0, 5, 10, 15, m[s[8]], m[s[9]]);
-    G(v, 1, 6, 11, 12, m[s[10]], m[s[11]]);
-    G(v, 2, 7, 8, 13, m[s[12]], m[s[13]]);
-    G(v, 3, 4, 9, 14, m[s[14]], m[s[15]]);
-  }
+  Rounds(v, m);
   for (unsigned i = 0; i < 8; ++i) {
     out[i] = v[i] ^ v[i + 8];
     out[i + 8] = v[i + 8] ^ cv[i];

@@ -42,32 +42,7 @@ inline V Rotr8(V x) {
 inline V Rotr12(V x) { return _mm256_or_si256(_mm256_srli_epi32(x, 12), _mm256_slli_epi32(x, 20)); }
 inline V Rotr7(V x) { return _mm256_or_si256(_mm256_srli_epi32(x, 7), _mm256_slli_epi32(x, 25)); }
 
-inline void G(V* v, unsigned a, unsigned b, unsigned c, unsigned d, V x, V y) {
-  v[a] = Add(Add(v[a], v[b]), x);
-  v[d] = Rotr16(Xor(v[d], v[a]));
-  v[c] = Add(v[c], v[d]);
-  v[b] = Rotr12(Xor(v[b], v[c]));
-  v[a] = Add(Add(v[a], v[b]), y);
-  v[d] = Rotr8(Xor(v[d], v[a]));
-  v[c] = Add(v[c], v[d]);
-  v[b] = Rotr7(Xor(v[b], v[c]));
-}
-
-inline void Rounds(V* v, const V* m) {
-  // Unrolled, the schedule is constant: message words stay in registers.
-  #pragma GCC unroll 7
-  for (unsigned r = 0; r < kRounds; ++r) {
-    const uint8_t* s = kSchedule.word[r];
-    G(v, 0, 4, 8, 12, m[s[0]], m[s[1]]);
-    G(v, 1, 5, 9, 13, m[s[2]], m[s[3]]);
-    G(v, 2, 6, 10, 14, m[s[4]], m[s[5]]);
-    G(v, 3, 7, 11, 15, m[s[6]], m[s[7]]);
-    G(v, 0, 5, 10, 15, m[s[8]], m[s[9]]);
-    G(v, 1, 6, 11, 12, m[s[10]], m[s[11]]);
-    G(v, 2, 7, 8, 13, m[s[12]], m[s[13]]);
-    G(v, 3, 4, 9, 14, m[s[14]], m[s[15]]);
-  }
-}
+#include "blake3_rounds.inc"
 
 // Rows (8 words each) become columns: r[i][j] -> r[j][i].
 inline void Transpose8x8(V* r) {

@@ -33,32 +33,12 @@ inline V Add(V a, V b) { return _mm512_add_epi32(a, b); }
 inline V Xor(V a, V b) { return _mm512_xor_si512(a, b); }
 inline V Set(uint32_t w) { return _mm512_set1_epi32(static_cast<int>(w)); }
 
-inline void G(V* v, unsigned a, unsigned b, unsigned c, unsigned d, V x, V y) {
-  v[a] = Add(Add(v[a], v[b]), x);
-  v[d] = _mm512_ror_epi32(Xor(v[d], v[a]), 16);
-  v[c] = Add(v[c], v[d]);
-  v[b] = _mm512_ror_epi32(Xor(v[b], v[c]), 12);
-  v[a] = Add(Add(v[a], v[b]), y);
-  v[d] = _mm512_ror_epi32(Xor(v[d], v[a]), 8);
-  v[c] = Add(v[c], v[d]);
-  v[b] = _mm512_ror_epi32(Xor(v[b], v[c]), 7);
-}
+inline V Rotr16(V x) { return _mm512_ror_epi32(x, 16); }
+inline V Rotr12(V x) { return _mm512_ror_epi32(x, 12); }
+inline V Rotr8(V x) { return _mm512_ror_epi32(x, 8); }
+inline V Rotr7(V x) { return _mm512_ror_epi32(x, 7); }
 
-inline void Rounds(V* v, const V* m) {
-  // Unrolled, the schedule is constant: message words stay in registers.
-  #pragma GCC unroll 7
-  for (unsigned r = 0; r < kRounds; ++r) {
-    const uint8_t* s = kSchedule.word[r];
-    G(v, 0, 4, 8, 12, m[s[0]], m[s[1]]);
-    G(v, 1, 5, 9, 13, m[s[2]], m[s[3]]);
-    G(v, 2, 6, 10, 14, m[s[4]], m[s[5]]);
-    G(v, 3, 7, 11, 15, m[s[6]], m[s[7]]);
-    G(v, 0, 5, 10, 15, m[s[8]], m[s[9]]);
-    G(v, 1, 6, 11, 12, m[s[10]], m[s[11]]);
-    G(v, 2, 7, 8, 13, m[s[12]], m[s[13]]);
-    G(v, 3, 4, 9, 14, m[s[14]], m[s[15]]);
-  }
-}
+#include "blake3_rounds.inc"
 
 // r[i][j] -> r[j][i] for 16 rows of 16 words. Words are first interleaved
 // within each 128-bit quarter (a 4×4 transpose per group of four rows), then

@@ -1,6 +1,5 @@
 #include "blkid_library.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <sys/sysmacros.h>
 
@@ -14,14 +13,6 @@
 namespace devmove {
 
 namespace {
-
-template <typename Fn>
-bool Resolve(void* handle, const char* symbol, Fn* out) {
-  void* address = dlsym(handle, symbol);
-  // A function pointer from dlsym's void*: POSIX guarantees this conversion.
-  *out = reinterpret_cast<Fn>(address);
-  return address != nullptr;
-}
 
 std::string OrEmpty(const char* s) { return s != nullptr ? std::string(s) : std::string(); }
 
@@ -43,22 +34,15 @@ constexpr int kPartitionFlags = 0;
 // ---- BlkidLibrary -------------------------------------------------------------
 
 std::shared_ptr<const BlkidLibrary> BlkidLibrary::Load(const std::string& name, SysError* error) {
-  dlerror();  // clear
-  void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (handle == nullptr) {
-    const char* reason = dlerror();
-    *error = SysError::Make(ELIBACC, "dlopen", name, -1,
-                            name + " is not available: install the libblkid1 package" +
-                                (reason ? std::string(" (") + reason + ")" : std::string()));
-    return nullptr;
-  }
+  std::unique_ptr<SharedLibrary> so = SharedLibrary::Open(name, "libblkid1", error);
+  if (!so) return nullptr;
   std::shared_ptr<BlkidLibrary> lib(new BlkidLibrary());
-  lib->handle_ = handle;
-  lib->name_ = name;
+  lib->so_ = std::move(so);
+  const SharedLibrary& dl = *lib->so_;
   BlkidApi& a = lib->api_;
   const char* missing = nullptr;
 #define DEVMOVE_BLKID_RESOLVE(fn) \
-  if (missing == nullptr && !Resolve(handle, #fn, &a.fn)) missing = #fn;
+  if (missing == nullptr && !dl.Resolve(#fn, &a.fn)) missing = #fn;
   DEVMOVE_BLKID_RESOLVE(blkid_new_probe_from_filename)
   DEVMOVE_BLKID_RESOLVE(blkid_free_probe)
   DEVMOVE_BLKID_RESOLVE(blkid_probe_enable_superblocks)
@@ -80,17 +64,11 @@ std::shared_ptr<const BlkidLibrary> BlkidLibrary::Load(const std::string& name, 
   DEVMOVE_BLKID_RESOLVE(blkid_parttable_get_type)
 #undef DEVMOVE_BLKID_RESOLVE
   if (missing != nullptr) {
-    // lib's destructor dlcloses the handle.
-    *error = SysError::Make(ELIBACC, "dlsym", name, -1,
-                            name + " lacks " + missing + ": install a current libblkid1 package");
+    *error = dl.Lacks(missing, "install a current libblkid1 package");
     return nullptr;
   }
-  if (Resolve(handle, "blkid_init_debug", &a.blkid_init_debug)) a.blkid_init_debug(0);
+  if (dl.Resolve("blkid_init_debug", &a.blkid_init_debug)) a.blkid_init_debug(0);
   return lib;
-}
-
-BlkidLibrary::~BlkidLibrary() {
-  if (handle_ != nullptr) dlclose(handle_);
 }
 
 // ---- BlkidProbe ---------------------------------------------------------------

@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "shared_library.h"
 #include "sys_error.h"
 
 // libblkid's opaque types (global namespace, as in blkid.h).
@@ -85,17 +86,15 @@ class BlkidLibrary {
   // message saying which package to install).
   static std::shared_ptr<const BlkidLibrary> Load(const std::string& name, SysError* error);
 
-  ~BlkidLibrary();
   BlkidLibrary(const BlkidLibrary&) = delete;
   BlkidLibrary& operator=(const BlkidLibrary&) = delete;
 
   const BlkidApi& api() const { return api_; }
-  const std::string& name() const { return name_; }
+  const std::string& name() const { return so_->name(); }
 
  private:
   BlkidLibrary() = default;
-  void* handle_ = nullptr;
-  std::string name_;
+  std::unique_ptr<SharedLibrary> so_;
   BlkidApi api_{};
 };
 

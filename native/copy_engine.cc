@@ -782,15 +782,34 @@ void CopyEngine::WakeWaitingWriters(uint32_t target) {
   }
 }
 
+// A halted slot submits nothing more and is not examined (Advance stops), so
+// a write that completed its last run after the halt was never marked done:
+// with two buffers' writes in flight (each linked to its read), the later one
+// failing first (EFBIG) left the earlier, whole one counted as unfinished and
+// out of the checkpoints. It is on the target if what is left of its runs
+// needs no I/O (an unexamined slot's one run needs a write, so only a write
+// that covered it all counts).
+bool CopyEngine::WrittenThrough(const Slot& slot, uint32_t target) const {
+  const TargetWrite& w = slot.writes[target];
+  if (!slot.read_complete() || w.run_done != 0) return false;
+  if (plan_.only_changed && !w.compared) return false;
+  const std::vector<ZeroRun>& runs = slot.RunsFor(target);
+  for (size_t r = w.run; r < runs.size(); ++r) {
+    if (ActionFor(slot, runs[r], target) != WriteAction::kSkip) return false;
+  }
+  return true;
+}
+
 void CopyEngine::FinishIfDone(Slot& slot) {
   if (!slot.busy || slot.read_in_flight) return;
-  bool all_written = slot.read_complete() && slot.examined;
+  const bool halted = Halted(slot);
+  // A halted slot is never examined; a write linked to its read may still have landed.
+  bool all_written = slot.read_complete() && (slot.examined || halted);
   for (uint32_t t = 0; t < targets_.size(); ++t) {
     // A read-back in flight fills this slot's compare buffer, even on a dropped target.
     if (slot.writes[t].in_flight || slot.writes[t].compare_in_flight) return;
-    if (!dropped_[t]) all_written = all_written && slot.writes[t].done;
+    if (!dropped_[t]) all_written = all_written && (slot.writes[t].done || (halted && WrittenThrough(slot, t)));
   }
-  const bool halted = Halted(slot);
   if (!all_written && !halted) return;  // more to do (resubmitted by Advance)
   if (all_written && !halted) {
     for (const auto& stage : stages_) {

@@ -138,6 +138,7 @@ class CopyEngine final : public IoCompletion {
   // Stop at an unreadable block [position, position + length): everything
   // before it is still copied.
   void Halt(SysError error, uint64_t position, uint32_t length);
+  bool WrittenThrough(const Slot& slot, uint32_t target) const;
   bool Halted(const Slot& slot) const { return stopping_ || slot.position >= halt_position_; }
   void StopStreams();
   // Stages working off this thread: any slot still with them; wait for one

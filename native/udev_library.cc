@@ -1,39 +1,18 @@
 #include "udev_library.h"
 
-#include <dlfcn.h>
-#include <errno.h>
 
 namespace devmove {
 
-namespace {
-
-template <typename Fn>
-bool Resolve(void* handle, const char* symbol, Fn* out) {
-  void* address = dlsym(handle, symbol);
-  // A function pointer from dlsym's void*: POSIX guarantees this conversion.
-  *out = reinterpret_cast<Fn>(address);
-  return address != nullptr;
-}
-
-}  // namespace
-
 std::shared_ptr<const UdevLibrary> UdevLibrary::Load(const std::string& name, SysError* error) {
-  dlerror();  // clear
-  void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (handle == nullptr) {
-    const char* reason = dlerror();
-    *error = SysError::Make(ELIBACC, "dlopen", name, -1,
-                            name + " is not available: install the libudev1 package" +
-                                (reason ? std::string(" (") + reason + ")" : std::string()));
-    return nullptr;
-  }
+  std::unique_ptr<SharedLibrary> so = SharedLibrary::Open(name, "libudev1", error);
+  if (!so) return nullptr;
   std::shared_ptr<UdevLibrary> lib(new UdevLibrary());
-  lib->handle_ = handle;
-  lib->name_ = name;
+  lib->so_ = std::move(so);
+  const SharedLibrary& dl = *lib->so_;
   UdevApi& a = lib->api_;
   const char* missing = nullptr;
 #define DEVMOVE_UDEV_RESOLVE(fn) \
-  if (missing == nullptr && !Resolve(handle, #fn, &a.fn)) missing = #fn;
+  if (missing == nullptr && !dl.Resolve(#fn, &a.fn)) missing = #fn;
   DEVMOVE_UDEV_RESOLVE(udev_new)
   DEVMOVE_UDEV_RESOLVE(udev_unref)
   DEVMOVE_UDEV_RESOLVE(udev_enumerate_new)
@@ -70,17 +49,11 @@ std::shared_ptr<const UdevLibrary> UdevLibrary::Load(const std::string& name, Sy
   DEVMOVE_UDEV_RESOLVE(udev_monitor_receive_device)
 #undef DEVMOVE_UDEV_RESOLVE
   if (missing != nullptr) {
-    // lib's destructor dlcloses the handle.
-    *error = SysError::Make(ELIBACC, "dlsym", name, -1,
-                            name + " lacks " + missing + ": install a current libudev1 package");
+    *error = dl.Lacks(missing, "install a current libudev1 package");
     return nullptr;
   }
-  Resolve(handle, "udev_monitor_set_receive_buffer_size", &a.udev_monitor_set_receive_buffer_size);
+  dl.Resolve("udev_monitor_set_receive_buffer_size", &a.udev_monitor_set_receive_buffer_size);
   return lib;
-}
-
-UdevLibrary::~UdevLibrary() {
-  if (handle_ != nullptr) dlclose(handle_);
 }
 
 }  // namespace devmove

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "shared_library.h"
 #include "sys_error.h"
 
 // libudev's opaque types (global namespace, as in libudev.h).
@@ -80,17 +81,15 @@ class UdevLibrary {
   // message saying which package to install).
   static std::shared_ptr<const UdevLibrary> Load(const std::string& name, SysError* error);
 
-  ~UdevLibrary();
   UdevLibrary(const UdevLibrary&) = delete;
   UdevLibrary& operator=(const UdevLibrary&) = delete;
 
   const UdevApi& api() const { return api_; }
-  const std::string& name() const { return name_; }
+  const std::string& name() const { return so_->name(); }
 
  private:
   UdevLibrary() = default;
-  void* handle_ = nullptr;
-  std::string name_;
+  std::unique_ptr<SharedLibrary> so_;
   UdevApi api_{};
 };
 

@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "shared_library.h"
 #include "sys_error.h"
 
 namespace devmove {
@@ -37,7 +38,6 @@ class XxhashLibrary {
   // `error` (ELIBACC, syscall 'dlopen' or 'dlsym', path = name, and which
   // package to install).
   static std::shared_ptr<const XxhashLibrary> Load(const std::string& name, SysError* error);
-  ~XxhashLibrary();
   XxhashLibrary(const XxhashLibrary&) = delete;
   XxhashLibrary& operator=(const XxhashLibrary&) = delete;
 
@@ -47,13 +47,12 @@ class XxhashLibrary {
   static std::string CanonicalHex(const Xxh128& digest);
   // 'XXH3_128bits_dispatch' or 'XXH3_128bits': which entry point is in use.
   const std::string& entry_point() const { return entry_point_; }
-  const std::string& name() const { return name_; }
+  const std::string& name() const { return so_->name(); }
 
  private:
   using Hash128Fn = Xxh128 (*)(const void*, size_t);
   XxhashLibrary() = default;
-  void* handle_ = nullptr;
-  std::string name_;
+  std::unique_ptr<SharedLibrary> so_;
   std::string entry_point_;
   Hash128Fn hash128_ = nullptr;
 };

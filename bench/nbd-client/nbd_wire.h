@@ -19,57 +19,17 @@
 #include <string>
 #include <vector>
 
+#include "nbd_protocol.h"  // native/: the engine's wire constants and encoders, shared
+
 namespace nbdwire {
 
-constexpr uint64_t kInitMagic = 0x4e42444d41474943ull;    // "NBDMAGIC"
-constexpr uint64_t kOptMagic = 0x49484156454f5054ull;     // "IHAVEOPT"
-constexpr uint64_t kOptReplyMagic = 0x3e889045565a9ull;
-constexpr uint32_t kRequestMagic = 0x25609513u;
-constexpr uint32_t kSimpleReplyMagic = 0x67446698u;
-constexpr uint32_t kStructuredReplyMagic = 0x668e33efu;
-
-constexpr uint16_t kFlagFixedNewstyle = 1u << 0;  // handshake flags
-constexpr uint16_t kFlagNoZeroes = 1u << 1;
-
-constexpr uint16_t kTxHasFlags = 1u << 0;  // transmission flags
-constexpr uint16_t kTxReadOnly = 1u << 1;
-constexpr uint16_t kTxSendFlush = 1u << 2;
-constexpr uint16_t kTxSendFua = 1u << 3;
-constexpr uint16_t kTxSendTrim = 1u << 5;
-constexpr uint16_t kTxSendWriteZeroes = 1u << 6;
-constexpr uint16_t kTxSendDf = 1u << 7;
-constexpr uint16_t kTxCanMultiConn = 1u << 8;
-constexpr uint16_t kTxSendFastZero = 1u << 11;
-
-constexpr uint32_t kOptAbort = 2, kOptGo = 7, kOptStructuredReply = 8, kOptSetMetaContext = 10;
-constexpr uint32_t kRepAck = 1, kRepInfo = 3, kRepMetaContext = 4, kRepErrBit = 1u << 31;
-constexpr uint16_t kInfoExport = 0, kInfoBlockSize = 3;
-
-constexpr uint16_t kCmdRead = 0, kCmdWrite = 1, kCmdDisc = 2, kCmdFlush = 3, kCmdTrim = 4,
-                   kCmdWriteZeroes = 6, kCmdBlockStatus = 7;
-constexpr uint16_t kCmdFlagFua = 1u << 0, kCmdFlagNoHole = 1u << 1, kCmdFlagDf = 1u << 2,
-                   kCmdFlagReqOne = 1u << 3, kCmdFlagFastZero = 1u << 4;
-constexpr uint16_t kReplyFlagDone = 1u << 0;
-constexpr uint16_t kReplyNone = 0, kReplyOffsetData = 1, kReplyOffsetHole = 2, kReplyBlockStatus = 5,
-                   kReplyError = 0x8001, kReplyErrorOffset = 0x8002;
-
-constexpr size_t kRequestBytes = 28, kSimpleReplyBytes = 16, kStructuredReplyBytes = 20;
-
-inline void Put16(uint8_t* p, uint16_t v) { v = htobe16(v); std::memcpy(p, &v, 2); }
-inline void Put32(uint8_t* p, uint32_t v) { v = htobe32(v); std::memcpy(p, &v, 4); }
-inline void Put64(uint8_t* p, uint64_t v) { v = htobe64(v); std::memcpy(p, &v, 8); }
-inline uint16_t Get16(const uint8_t* p) { uint16_t v; std::memcpy(&v, p, 2); return be16toh(v); }
-inline uint32_t Get32(const uint8_t* p) { uint32_t v; std::memcpy(&v, p, 4); return be32toh(v); }
-inline uint64_t Get64(const uint8_t* p) { uint64_t v; std::memcpy(&v, p, 8); return be64toh(v); }
+using namespace devmove::nbd;
+constexpr uint32_t kRepErrBit = kRepErrorBit;
+constexpr size_t kStructuredReplyBytes = kChunkHeaderBytes;
 
 inline void EncodeRequest(uint8_t* out, uint16_t flags, uint16_t type, uint64_t cookie, uint64_t offset,
                           uint32_t length) {
-  Put32(out, kRequestMagic);
-  Put16(out + 4, flags);
-  Put16(out + 6, type);
-  Put64(out + 8, cookie);
-  Put64(out + 16, offset);
-  Put32(out + 24, length);
+  devmove::nbd::EncodeRequest({flags, type, cookie, offset, length}, out);
 }
 
 struct ExportInfo {

@@ -311,8 +311,12 @@ function watchRateFile(job: CopyJob, file: string, io: CliIo, view: ProgressView
     }
   };
   apply();
-  fs.watchFile(file, { interval: 250, persistent: false }, apply);
-  return () => fs.unwatchFile(file, apply);
+  // Polled by content, not fs.watchFile: watchFile takes its first stat as the baseline some time
+  // after it is called, so a change between the first read and that stat was never seen (the copy
+  // kept the old cap to the end). Reading a few bytes four times a second costs nothing.
+  const timer = setInterval(apply, 250);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /** dd's statistics: records in and out, then (unless status=noxfer) the transfer line. */
