@@ -12,6 +12,7 @@
 //   sparse   an `nbdkit sparse-random` source → the local device: devmove against nbdcopy
 //
 //   sudo node bench/nbd.js [--size 2G] [--runs 5] [--only client,sweep] [--transports unix,tcp] [--tag T]
+//                          [--sparse-target shm|disk] [--baseline-cli OTHER_TREE/dist/cli/main.js]
 'use strict';
 
 const { execFileSync, spawnSync } = require('node:child_process');
@@ -29,7 +30,7 @@ const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 const PROTO_SOURCES = ['proto_libnbd', 'proto_uring'];
 
 function parseArgs(argv) {
-  const args = { size: '2G', runs: 5, only: ['client'], transports: ['unix', 'tcp'], out: path.join(__dirname, 'results'), tag: '' };
+  const args = { size: '2G', runs: 5, only: ['client'], transports: ['unix', 'tcp'], out: path.join(__dirname, 'results'), tag: '', sparseTarget: 'shm' };
   for (let i = 0; i < argv.length; i++) {
     const [key, inline] = argv[i].split('=', 2);
     const value = () => inline ?? argv[++i];
@@ -39,6 +40,8 @@ function parseArgs(argv) {
     else if (key === '--transports') args.transports = value().split(',');
     else if (key === '--out') args.out = value();
     else if (key === '--tag') args.tag = value();
+    else if (key === '--sparse-target') args.sparseTarget = value();
+    else if (key === '--baseline-cli') args.baselineCli = path.resolve(value());
     else throw new Error(`unknown argument ${argv[i]}`);
   }
   args.sizeBytes = L.parseSize(args.size);
@@ -90,10 +93,13 @@ const qemuImgTool = {
 };
 
 /** The devmove CLI as built (dist/), with its defaults: the process's CPU includes Node's start. */
-const devmoveTool = {
-  name: 'devmove',
-  argv: (dir, local, server) => [process.execPath, [CLI, ...(dir === 'write' ? [`if=${local}`, `of=${server.uri}`] : [`if=${server.uri}`, `of=${local}`]), 'status=none']],
-};
+function devmoveWith(label, extra, cli = CLI) {
+  return {
+    name: label,
+    argv: (dir, local, server) => [process.execPath, [cli, ...(dir === 'write' ? [`if=${local}`, `of=${server.uri}`] : [`if=${server.uri}`, `of=${local}`]), 'status=none', ...extra]],
+  };
+}
+const devmoveTool = devmoveWith('devmove', []);
 
 // ---------- fixture ----------
 
@@ -127,14 +133,15 @@ function timeTool(tool, dir, devs, server) {
   }
 }
 
-/** Rounds of every tool in rotated order; returns per-tool { seconds[], cpuSeconds[] }. */
-function rounds(tools, dirs, devs, server, runs) {
+/** Rounds of every tool in rotated order; returns per-tool { seconds[], cpuSeconds[] }. beforeRun() runs untimed before each run. */
+function rounds(tools, dirs, devs, server, runs, beforeRun = () => {}) {
   const samples = {};
   for (let round = 0; round < runs; round++) {
     const order = tools.map((_, i) => tools[(i + round) % tools.length]);
     if (round % 2) order.reverse();
     for (const dir of dirs) {
       for (const tool of order) {
+        beforeRun();
         const r = timeTool(tool, dir, devs, server);
         const key = `${dir}|${tool.name}`;
         (samples[key] ??= { seconds: [], cpuSeconds: [] });
@@ -195,23 +202,49 @@ function devmoveTools() {
   return [devmoveTool, ...clientTools({}).slice(2)];
 }
 
-/** nbdkit sparse-random (about 1/8 data, the rest holes) → the local device, unix socket; each tool checked against nbdcopy's copy. */
+/**
+ * nbdkit sparse-random (about 1/8 data, the rest holes) → a local device, unix socket; each tool checked
+ * against nbdcopy's copy. Two pairs that promise the same target: a fully allocated one (devmove's default
+ * write policy, nbdcopy --allocated) and a sparse one (--zero-blocks=discard, nbdcopy's default). The device
+ * is a loop over /dev/shm (--sparse-target shm) or over an image on the machine's own filesystem
+ * (--sparse-target disk), attached afresh before every run: on tmpfs, one write-zeroes without unmap makes
+ * the loop driver turn write-zeroes off for the device (tmpfs has no ZERO_RANGE), which would change the
+ * next tool's path.
+ */
 async function sparseExperiment(args, devs, scratch, results, md) {
   const server = await startNbdkit(scratch.dir, 'unix', ['sparse-random', String(args.sizeBytes), 'seed=1']);
-  const tools = [devmoveTool, nbdcopyTool('nbdcopy', [])];
+  const tools = [devmoveTool, nbdcopyTool('nbdcopy --allocated', ['--allocated']),
+    devmoveWith('devmove --zero-blocks=discard', ['--zero-blocks=discard']), nbdcopyTool('nbdcopy', [])];
+  // Before and after in the same run: another tree's build (e.g. main's dist/cli/main.js).
+  if (args.baselineCli) {
+    tools.push(devmoveWith('baseline devmove', [], args.baselineCli),
+      devmoveWith('baseline devmove --zero-blocks=discard', ['--zero-blocks=discard'], args.baselineCli));
+  }
+  const base = args.sparseTarget === 'disk' ? L.scratchDir('/var/tmp').dir : scratch.dir;
+  const image = path.join(base, 'sparse-dst.img');
+  L.writeImage(image, args.sizeBytes, 0);
+  let attached = null;
+  const fresh = () => {
+    if (attached) attached.detach();
+    attached = L.attach(image);
+    devs.sparse = attached.dev;
+  };
+  const sparseDevs = { get dst() { return devs.sparse; } };
   const reference = path.join(scratch.dir, 'sparse-ref.img');
   execFileSync('nbdcopy', [server.uri, reference]);
   for (const tool of tools) {
-    execFileSync('nbdcopy', ['--', '[', 'nbdkit', '--exit-with-parent', 'pattern', String(args.sizeBytes), ']', devs.dst]);
-    const [cmd, argv] = tool.argv('read', devs.dst, server);
+    fresh();
+    execFileSync('nbdcopy', ['--', '[', 'nbdkit', '--exit-with-parent', 'pattern', String(args.sizeBytes), ']', sparseDevs.dst]);
+    const [cmd, argv] = tool.argv('read', sparseDevs.dst, server);
     execFileSync(cmd, argv);
-    L.cmpEqual(reference, devs.dst, args.sizeBytes);
+    L.cmpEqual(reference, sparseDevs.dst, args.sizeBytes);
   }
   fs.rmSync(reference);
   log('sparse: every tool verified');
-  const rows = summarize(rounds(tools, ['read'], devs, server, args.runs), args.sizeBytes);
-  results.experiments['sparse-unix'] = rows;
-  md.push(table('sparse-random source → device, unix socket', rows), '');
+  const rows = summarize(rounds(tools, ['read'], sparseDevs, server, args.runs, fresh), args.sizeBytes);
+  results.experiments[`sparse-unix-${args.sparseTarget}`] = rows;
+  md.push(table(`sparse-random source → device (loop over ${args.sparseTarget === 'disk' ? 'an ext4 image' : '/dev/shm'}), unix socket`, rows), '');
+  attached.detach();
   server.stop();
 }
 

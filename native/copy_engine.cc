@@ -309,7 +309,7 @@ void CopyEngine::StartSlot(Slot& slot) {
     // The write waits in the kernel for its read; a short or failed read
     // cancels it (-ECANCELED) and Advance() resubmits it once the data is in.
     SubmitRead(slot, /*link=*/true);
-    SubmitWrite(slot, 0, /*punch=*/false);
+    SubmitWrite(slot, 0, WriteAction::kWrite);
   } else {
     SubmitRead(slot, /*link=*/false);
   }
@@ -462,17 +462,30 @@ void CopyEngine::CompareWithTarget(Slot& slot, uint32_t target) {
   report_->targets[target].compared_bytes += slot.length;
 }
 
-void CopyEngine::SubmitWrite(Slot& slot, uint32_t target, bool punch) {
+uint32_t CopyEngine::NextWriteLength(const Slot& slot, uint32_t target) const {
+  const TargetWrite& w = slot.writes[target];
+  const uint32_t rest = slot.RunsFor(target)[w.run].length - w.run_done;
+  return WritesFromZeros(slot) ? std::min(rest, zeros_->buffer_bytes()) : rest;
+}
+
+void CopyEngine::SubmitWrite(Slot& slot, uint32_t target, WriteAction action) {
   TargetWrite& w = slot.writes[target];
   const ZeroRun& run = slot.RunsFor(target)[w.run];
-  assert(!w.in_flight && w.run_done < run.length);
+  assert(!w.in_flight && w.run_done < run.length && action != WriteAction::kSkip);
+  const bool punch = action != WriteAction::kWrite;
+  // A hole slot without a buffer of zeros (hole_needs_bytes_ false) is
+  // written, where it has to be, a zero buffer at a time.
+  const bool from_zeros = !punch && WritesFromZeros(slot);
+  assert(!from_zeros || zeros_ != nullptr);
   IoOp& op = w.op;
-  op.kind = punch ? IoKind::kPunchHole : IoKind::kWrite;
+  op.kind = action == WriteAction::kPunch ? IoKind::kPunchHole
+            : action == WriteAction::kZero ? IoKind::kZeroRange
+                                           : IoKind::kWrite;
   op.position = slot.position + run.offset + w.run_done;
-  op.data = slot.buffer + run.offset + w.run_done;
-  op.length = run.length - w.run_done;
+  op.data = from_zeros ? zeros_->buffer(0) : slot.buffer + run.offset + w.run_done;
+  op.length = punch ? run.length - w.run_done : NextWriteLength(slot, target);
   op.capacity = op.length;
-  op.buffer_index = static_cast<int32_t>(slot.index);
+  op.buffer_index = from_zeros ? -1 : static_cast<int32_t>(slot.index);
   op.link_next = false;
   op.owner = this;
   op.slot = slot.index;
@@ -616,7 +629,7 @@ void CopyEngine::OnWrite(Slot& slot, uint32_t target, int32_t result) {
   TargetWrite& w = slot.writes[target];
   assert(w.in_flight);
   w.in_flight = false;
-  const bool punch = w.op.kind == IoKind::kPunchHole;
+  const bool punch = w.op.kind == IoKind::kPunchHole || w.op.kind == IoKind::kZeroRange;
   const ZeroRun& run = slot.RunsFor(target)[w.run];
   const int64_t offset = static_cast<int64_t>(w.op.offset);
   if (dropped_[target]) return;  // a dropped target's late completions change nothing
@@ -626,10 +639,7 @@ void CopyEngine::OnWrite(Slot& slot, uint32_t target, int32_t result) {
   } else if (result == -EAGAIN || result == -EINTR) {
     ++report_->requeues;
   } else if (punch && (result == -EOPNOTSUPP || result == -EINVAL || result == -ENODEV)) {
-    // No hole punching / write-zeroes here after all: write the zeros.
-    punch_ok_[target] = 0;
-    report_->targets[target].zero_note = std::string("fallocate(PUNCH_HOLE) failed: ") + std::strerror(-result) +
-                                         "; zero blocks are written";
+    ZeroOpRefused(target, w.op.kind, result);
   } else if (result < 0) {
     WriteFailed(target, targets_[target]->Describe(
                             w.op, SysError::Make(-result, IoKindSyscall(w.op.kind), targets_[target]->path(), offset)));
@@ -644,12 +654,27 @@ void CopyEngine::OnWrite(Slot& slot, uint32_t target, int32_t result) {
       w.accepted += n;
     }
     w.run_done += n;
-    if (w.run_done < run.length) {
-      ++report_->short_transfers;
-    } else {
+    // A write of one zero buffer's worth of a larger hole is not short.
+    if (!punch && n < w.op.length) ++report_->short_transfers;
+    if (w.run_done == run.length) {
       ++w.run;
       w.run_done = 0;
     }
+  }
+}
+
+// No hole punching / write-zeroes on this target after all: from here on its
+// zeros are written (the run that was refused too), and the note says why.
+void CopyEngine::ZeroOpRefused(uint32_t target, IoKind kind, int32_t result) {
+  const std::string why = std::strerror(-result);
+  if (kind == IoKind::kPunchHole) {
+    punch_ok_[target] = 0;
+    report_->targets[target].zero_note = "fallocate(PUNCH_HOLE) failed: " + why + "; zero blocks are written";
+  } else {
+    zero_range_ok_[target] = 0;
+    const bool nbd = targets_[target]->kind() == EndpointKind::kNbd;
+    report_->targets[target].zero_note = std::string(nbd ? "NBD_CMD_WRITE_ZEROES" : "fallocate(ZERO_RANGE)") +
+                                         " failed: " + why + "; the source's holes are written as zeros";
   }
 }
 
@@ -703,7 +728,7 @@ CopyEngine::WriteAction CopyEngine::ActionFor(const Slot& slot, const ZeroRun& r
   if (!run.zero || !targets_[target]->caps().seekable) return WriteAction::kWrite;
   switch (plan_.zero_mode) {
     case ZeroMode::kWrite:
-      return WriteAction::kWrite;
+      return slot.hole ? HoleZeroAction(slot, run, target) : WriteAction::kWrite;
     case ZeroMode::kSkip:
       return WriteAction::kSkip;
     case ZeroMode::kSparse: {
@@ -720,11 +745,20 @@ CopyEngine::WriteAction CopyEngine::ActionFor(const Slot& slot, const ZeroRun& r
 // A zero run made to read zeros on the target: a hole or write-zeroes where
 // the target can and the run is aligned and untouched, else written.
 CopyEngine::WriteAction CopyEngine::DiscardAction(const Slot& slot, const ZeroRun& run, uint32_t target) const {
+  return punch_ok_[target] && ZeroRunAligned(slot, run, target) ? WriteAction::kPunch : WriteAction::kWrite;
+}
+
+// A source's hole under the write policy: zeroed in place and left allocated
+// where the target can (one op for the whole hole), else written.
+CopyEngine::WriteAction CopyEngine::HoleZeroAction(const Slot& slot, const ZeroRun& run, uint32_t target) const {
+  return zero_range_ok_[target] && ZeroRunAligned(slot, run, target) ? WriteAction::kZero : WriteAction::kWrite;
+}
+
+// On the target's logical blocks, and nothing of it written yet.
+bool CopyEngine::ZeroRunAligned(const Slot& slot, const ZeroRun& run, uint32_t target) const {
   const uint32_t block = targets_[target]->caps().logical_block_bytes;
   const uint64_t at = targets_[target]->base_offset() + slot.position + run.offset;
-  const bool aligned = at % block == 0 && run.length % block == 0;
-  const bool fresh = slot.writes[target].run_done == 0;
-  return punch_ok_[target] && aligned && fresh ? WriteAction::kPunch : WriteAction::kWrite;
+  return at % block == 0 && run.length % block == 0 && slot.writes[target].run_done == 0;
 }
 
 void CopyEngine::AdvanceWrite(Slot& slot, uint32_t target) {
@@ -743,13 +777,12 @@ void CopyEngine::AdvanceWrite(Slot& slot, uint32_t target) {
   while (w.run < runs.size()) {
     const WriteAction action = ActionFor(slot, runs[w.run], target);
     if (action == WriteAction::kWrite) {
-      const ZeroRun& run = runs[w.run];
-      const uint64_t at = slot.position + run.offset + w.run_done;
+      const uint64_t at = slot.position + runs[w.run].offset + w.run_done;
       // Waits for the other mode's writes to drain: WakeWaitingWriters() comes back here.
-      if (!write_modes_.MayStart(target, targets_[target]->WritesDirect(at, run.length - w.run_done))) return;
+      if (!write_modes_.MayStart(target, targets_[target]->WritesDirect(at, NextWriteLength(slot, target)))) return;
     }
     if (action != WriteAction::kSkip) {
-      SubmitWrite(slot, target, action == WriteAction::kPunch);
+      SubmitWrite(slot, target, action);
       return;
     }
     ++w.run;

@@ -75,7 +75,8 @@ class CopyEngine final : public IoCompletion {
   void Complete(IoOp& op) override;
 
  private:
-  enum class WriteAction { kWrite, kPunch, kSkip };
+  // kZero: one fallocate(ZERO_RANGE) / NBD_CMD_WRITE_ZEROES with NO_HOLE (a hole under the write policy).
+  enum class WriteAction { kWrite, kPunch, kZero, kSkip };
 
   // ---- copy_setup.cc: before the first I/O ----
   SysError Prepare(const CheckpointFn& checkpoint);
@@ -91,7 +92,7 @@ class CopyEngine final : public IoCompletion {
   SysError PlanHoles();
   SysError SplitAtHoles(const ByteRange& extent, size_t* budget, std::vector<ByteRange>* pieces,
                         std::vector<uint8_t>* hole, bool* supported);
-  void PlanHoleHandling();
+  SysError PlanHoleHandling();
   SysError SetupStages();
   SysError SetupBlockDigests();
   SysError SetupDriver();
@@ -111,7 +112,11 @@ class CopyEngine final : public IoCompletion {
   bool MoreToStart() const { return !stopping_ && halt_position_ == UINT64_MAX && HasMoreWork(); }
   void SubmitRead(Slot& slot, bool link);
   void SubmitPieceRead(Slot& slot);
-  void SubmitWrite(Slot& slot, uint32_t target, bool punch);
+  void SubmitWrite(Slot& slot, uint32_t target, WriteAction action);
+  // Bytes the next write of the target's current run takes: the run's rest,
+  // or one zero buffer's worth for a hole slot that has no buffer of zeros.
+  uint32_t NextWriteLength(const Slot& slot, uint32_t target) const;
+  bool WritesFromZeros(const Slot& slot) const { return slot.hole && !hole_needs_bytes_; }
   // --only-changed: read the slot's range back from a target, then keep only
   // the blocks that differ as that target's runs.
   void SubmitCompareRead(Slot& slot, uint32_t target);
@@ -128,6 +133,9 @@ class CopyEngine final : public IoCompletion {
   void AdvanceWrite(Slot& slot, uint32_t target);
   WriteAction ActionFor(const Slot& slot, const ZeroRun& run, uint32_t target) const;
   WriteAction DiscardAction(const Slot& slot, const ZeroRun& run, uint32_t target) const;
+  WriteAction HoleZeroAction(const Slot& slot, const ZeroRun& run, uint32_t target) const;
+  bool ZeroRunAligned(const Slot& slot, const ZeroRun& run, uint32_t target) const;
+  void ZeroOpRefused(uint32_t target, IoKind kind, int32_t result);
   void Examine(Slot& slot);
   void FinishIfDone(Slot& slot);
   void Retire(Slot& slot);
@@ -174,12 +182,14 @@ class CopyEngine final : public IoCompletion {
   std::vector<std::unique_ptr<Endpoint>> targets_;
   std::vector<uint8_t> dropped_;         // per target
   std::vector<uint8_t> punch_ok_;        // per target: zero runs may be punched
+  std::vector<uint8_t> zero_range_ok_;   // per target: holes may be zeroed in place (write policy)
   std::vector<uint64_t> existing_end_;   // per target: below this it may hold old bytes (sparse_exact)
   std::vector<uint64_t> next_write_sequence_;  // per stream target: the slot whose write comes next
   std::vector<uint64_t> bytes_written_;  // per target: bytes it accepted
   WriteModeGate write_modes_;            // per target: O_DIRECT and page-cache writes never at once
   std::unique_ptr<BufferPool> pool_;
   std::unique_ptr<BufferPool> compare_pool_;  // only_changed: one buffer per slot and target
+  std::unique_ptr<BufferPool> zeros_;   // one buffer of zeros: a hole slot's writes where a target refused to zero it in place
   std::unique_ptr<IoDriver> driver_;
   std::unique_ptr<Hasher> hasher_;       // a digest on this thread (HashStage)
   DigestStage* digest_stage_ = nullptr;  // or on the hash pool (in stages_)

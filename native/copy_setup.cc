@@ -470,7 +470,8 @@ SysError CopyEngine::SetupDriver() {
   }
   RegisterWithDriver();
   PlanZeroHandling();
-  PlanHoleHandling();
+  error = PlanHoleHandling();
+  if (error.failed()) return error;
   SetupSlots(depth);
   return {};
 }
@@ -537,12 +538,19 @@ void CopyEngine::RegisterWithDriver() {
 
 void CopyEngine::PlanZeroHandling() {
   punch_ok_.assign(targets_.size(), 0);
+  zero_range_ok_.assign(targets_.size(), 0);
   existing_end_.assign(targets_.size(), UINT64_MAX);
   const bool exact_sparse = plan_.zero_mode == ZeroMode::kSparse && plan_.sparse_exact;
   for (size_t i = 0; i < targets_.size(); ++i) {
     const Endpoint& t = *targets_[i];
     // After the cut: a file reads zeros past its end, a device has no such end.
     if (t.caps().grows) existing_end_[i] = t.size_bytes();
+    // The write policy keeps a target allocated: a source's hole is zeroed in
+    // place (write-zeroes without unmap), not written from memory. Not with
+    // only_changed: it compares holes in buffers anyway, and its bytesWritten
+    // counts what was written where the target differed.
+    zero_range_ok_[i] = plan_.zero_mode == ZeroMode::kWrite && !plan_.only_changed && t.caps().seekable &&
+                        t.caps().zero_ranges && driver_->Supports(IoKind::kZeroRange);
     if (plan_.zero_mode == ZeroMode::kWrite) continue;
     if (!t.caps().seekable) {
       report_->targets[i].zero_note = t.zero_ranges_note();
@@ -558,8 +566,9 @@ void CopyEngine::PlanZeroHandling() {
   }
 }
 
-void CopyEngine::PlanHoleHandling() {
+SysError CopyEngine::PlanHoleHandling() {
   hole_keep_.assign(targets_.size(), 0);
+  bool zeroed_in_place = false;
   hole_needs_bytes_ = false;
   for (const auto& stage : stages_) hole_needs_bytes_ = hole_needs_bytes_ || stage->NeedsHoleBytes();
   // A hole is compared with the target like data: a buffer of zeros.
@@ -578,8 +587,17 @@ void CopyEngine::PlanHoleHandling() {
     // them, and so may an exact sparse copy below the target's end.
     const bool sparse_skips = plan_.zero_mode == ZeroMode::kSparse && !plan_.sparse_exact;
     const bool skipped = t.caps().seekable && (plan_.zero_mode == ZeroMode::kSkip || sparse_skips);
-    if (!dropped_[i] && !hole_keep_[i] && !skipped) hole_needs_bytes_ = true;
+    // One write-zeroes or punch per hole where the target takes it (a buffer
+    // of zeros per 512 KiB cost 4x nbdcopy's time on a 93 %-hole source).
+    const bool in_place = zero_range_ok_[i] || punch_ok_[i];
+    if (!dropped_[i] && !hole_keep_[i] && !skipped && !in_place) hole_needs_bytes_ = true;
+    zeroed_in_place = zeroed_in_place || (!hole_keep_[i] && !skipped && in_place);
   }
+  if (hole_needs_bytes_ || !zeroed_in_place) return {};
+  // Where a target refuses after all (EOPNOTSUPP), its holes are written from this.
+  SysError error;
+  zeros_ = BufferPool::Create(1, pool_->buffer_bytes(), &error);
+  return zeros_ ? SysError{} : error;
 }
 
 void CopyEngine::SetupSlots(uint32_t depth) {

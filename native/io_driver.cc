@@ -9,6 +9,7 @@ const char* IoKindSyscall(IoKind kind) {
     case IoKind::kFsync: return "fsync";
     case IoKind::kFdatasync: return "fdatasync";
     case IoKind::kPunchHole: return "fallocate";
+    case IoKind::kZeroRange: return "fallocate";
     case IoKind::kSendMsg: return "sendmsg";
     case IoKind::kRecv: return "recv";
     case IoKind::kNop: return "nop";

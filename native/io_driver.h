@@ -29,6 +29,8 @@ enum class IoKind : uint8_t {
   kFsync,      // everything written so far, with metadata, to stable storage
   kFdatasync,  // everything written so far to stable storage
   kPunchHole,  // fallocate(PUNCH_HOLE | KEEP_SIZE) over [offset, offset + length): reads back zeros
+  kZeroRange,  // fallocate(ZERO_RANGE | KEEP_SIZE): reads back zeros and stays allocated (a device's
+               // write-zeroes without unmap, as BLKZEROOUT; a file's unwritten extents)
   kSendMsg,    // sendmsg(fd, msg, msg_flags) on a socket: returns the bytes sent
   kRecv,       // recv(fd, data, length, msg_flags) on a socket: the bytes received, 0 at the peer's end
   kNop,        // nothing: completes with 0 at the next Poll (an endpoint finishing an op it never sent)

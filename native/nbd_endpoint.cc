@@ -150,20 +150,37 @@ bool NbdEndpoint::Plan(Ticket& t, uint64_t offset) {
                                  connections_[0]->broken_reason().message);
       return !t.parts.empty();
     case IoKind::kPunchHole:
-      if (!info_.can_write_zeroes()) {
-        Fail(t, EOPNOTSUPP, "NBD_CMD_WRITE_ZEROES", static_cast<int64_t>(offset), zero_ranges_note_);
-        return false;
-      }
-      if (offset % info_.min_block_bytes || op.length % info_.min_block_bytes || offset + op.length > size_bytes_) {
-        Fail(t, EINVAL, "NBD_CMD_WRITE_ZEROES", static_cast<int64_t>(offset), "not on the export's block boundaries");
-        return false;
-      }
-      AddPart(t, kCmdWriteZeroes, 0, offset, op.length, nullptr);
-      return true;
+    case IoKind::kZeroRange:
+      return PlanZeroes(t, offset);
     default:
       Fail(t, EINVAL, IoKindSyscall(op.kind), -1, "not an operation on an NBD export");
       return false;
   }
+}
+
+// One NBD_CMD_WRITE_ZEROES per op (a whole hole of the source), cut only at
+// the maximum block size a server advertised (NBD_INFO_BLOCK_SIZE); kZeroRange
+// asks the server to keep the range allocated (NBD_CMD_FLAG_NO_HOLE).
+bool NbdEndpoint::PlanZeroes(Ticket& t, uint64_t offset) {
+  IoOp& op = *t.op;
+  if (!info_.can_write_zeroes()) {
+    Fail(t, EOPNOTSUPP, "NBD_CMD_WRITE_ZEROES", static_cast<int64_t>(offset), zero_ranges_note_);
+    return false;
+  }
+  const uint32_t block = info_.min_block_bytes;
+  if (offset % block || op.length % block || offset + op.length > size_bytes_) {
+    Fail(t, EINVAL, "NBD_CMD_WRITE_ZEROES", static_cast<int64_t>(offset), "not on the export's block boundaries");
+    return false;
+  }
+  const uint16_t flags = op.kind == IoKind::kZeroRange ? kCmdFlagNoHole : 0;
+  const uint32_t most = info_.block_size_advertised ? payload_max_ : op.length;
+  assert(most > 0 && most % block == 0);
+  for (uint64_t done = 0; done < op.length;) {
+    const uint32_t piece = static_cast<uint32_t>(std::min<uint64_t>(most, op.length - done));
+    AddPart(t, kCmdWriteZeroes, flags, offset + done, piece, nullptr);
+    done += piece;
+  }
+  return true;
 }
 
 bool NbdEndpoint::PlanData(Ticket& t, uint64_t offset) {

@@ -8,6 +8,7 @@
 //   fdatasync/fsync NBD_CMD_FLUSH on every connection: "durable" means each of
 //                   them answered a flush after the writes it covers completed
 //   punch hole      NBD_CMD_WRITE_ZEROES (the server may deallocate; reads return zeros)
+//   zero range      NBD_CMD_WRITE_ZEROES with NBD_CMD_FLAG_NO_HOLE (stays allocated)
 //
 // Requests honour the server's size constraints (NBD_INFO_BLOCK_SIZE): every
 // offset and length is a multiple of its minimum block. A read-only export is
@@ -86,6 +87,7 @@ class NbdEndpoint final : public Endpoint, private NbdCommandOwner {
   void ReleaseTicket(Ticket& t);
   // Prepares the commands for op; false (and t.error) when it cannot be sent.
   bool Plan(Ticket& t, uint64_t offset);
+  bool PlanZeroes(Ticket& t, uint64_t offset);
   bool PlanData(Ticket& t, uint64_t offset);
   void AddPart(Ticket& t, uint16_t type, uint16_t flags, uint64_t offset, uint32_t length, uint8_t* data);
   NbdConnection* PickConnection();

@@ -297,6 +297,7 @@ SysError NbdHandshake::Go(int fd, NbdExportInfo* info, bool* unsupported) {
       info->min_block_bytes = Get32(p + 2);
       info->preferred_block_bytes = Get32(p + 6);
       info->max_payload_bytes = Get32(p + 10);
+      info->block_size_advertised = true;
     }
   }
   return Refusal(EPROTO, kStep, "the server sent too many replies");

@@ -38,6 +38,7 @@ struct NbdExportInfo {
   uint32_t min_block_bytes = 1;
   uint32_t preferred_block_bytes = 4096;
   uint32_t max_payload_bytes = 32u << 20;
+  bool block_size_advertised = false;  // NBD_INFO_BLOCK_SIZE came: its maximum bounds WRITE_ZEROES too
   bool structured_replies = false;
   bool has_allocation_context = false;
   uint32_t allocation_context_id = 0;

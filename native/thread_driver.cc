@@ -196,6 +196,8 @@ int32_t ThreadDriver::Execute(Worker& worker, IoOp& op) {
       return Result(fdatasync(op.fd));
     case IoKind::kPunchHole:
       return Result(fallocate(op.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, op.length));
+    case IoKind::kZeroRange:
+      return Result(fallocate(op.fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset, op.length));
     case IoKind::kSendMsg:
     case IoKind::kRecv:
       return ExecuteSocket(worker, op);

@@ -51,6 +51,7 @@ bool UringDriver::Supports(IoKind kind) const {
     case IoKind::kFdatasync:
       return ring_->OpSupported(IORING_OP_FSYNC);
     case IoKind::kPunchHole:
+    case IoKind::kZeroRange:
       return ring_->OpSupported(IORING_OP_FALLOCATE);
     case IoKind::kSendMsg:
       return ring_->OpSupported(IORING_OP_SENDMSG);
@@ -173,13 +174,16 @@ void UringDriver::Prep(IoOp& op, io_uring_sqe* sqe) const {
       sqe->fsync_flags = op.kind == IoKind::kFdatasync ? IORING_FSYNC_DATASYNC : 0;
       break;
     case IoKind::kPunchHole:
-      // On a file: a hole. On a block device the kernel turns PUNCH_HOLE into
-      // REQ_OP_WRITE_ZEROES that may unmap, and fails (EOPNOTSUPP) rather
-      // than fall back to writing: zeroes are guaranteed either way.
+    case IoKind::kZeroRange:
+      // PUNCH_HOLE: on a file a hole; on a block device REQ_OP_WRITE_ZEROES
+      // that may unmap, failing (EOPNOTSUPP) rather than falling back to
+      // writing. ZERO_RANGE: on a block device REQ_OP_WRITE_ZEROES without
+      // unmap (BLKZEROOUT's), the kernel writing zero pages where the device
+      // cannot. Zeroes are guaranteed either way.
       sqe->opcode = IORING_OP_FALLOCATE;
       sqe->off = op.offset;
       sqe->addr = op.length;
-      sqe->len = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+      sqe->len = (op.kind == IoKind::kPunchHole ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE;
       break;
     case IoKind::kSendMsg:
       // MSG_WAITALL on a stream socket: the kernel retries a partial send

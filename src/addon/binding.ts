@@ -131,7 +131,7 @@ export interface IoCounters {
   readErrors: number;
   /** Re-reads of unreadable blocks (retries). */
   retriedReads: number;
-  /** fallocate commands for zero blocks. */
+  /** Zeroing requests: fallocate (PUNCH_HOLE for zero blocks and holes, ZERO_RANGE for holes) or NBD_CMD_WRITE_ZEROES, one per zero run or hole, refused ones included. */
   discards: number;
   /** Read commands on targets (onlyChanged: read back to compare). */
   targetReads: number;

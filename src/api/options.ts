@@ -154,7 +154,7 @@ export const OPTION_ROWS: readonly OptionRow[] = [
   {
     key: 'holes', kind: choice(HOLE_MODES), default: 'auto', job: true, group: 'zero',
     cli: { option: '--holes', value: 'MODE' },
-    help: "holes of a sparse source file or NBD export are never read: auto (default) keeps them holes on a file target devmove creates or truncates, and hands them to --zero-blocks elsewhere; policy hands them to --zero-blocks everywhere (write: zeros written, dd's allocation); read reads them like data (dd's I/O exactly)",
+    help: "holes of a sparse source file or NBD export are never read: auto (default) keeps them holes on a file target devmove creates or truncates, and hands them to --zero-blocks elsewhere; policy hands them to --zero-blocks everywhere; with write a hole is zeroed in place and stays allocated, dd's allocation (one write-zeroes without unmap per hole where the target takes it, else zeros written); read reads them like data (dd's I/O exactly)",
   },
   {
     // No default here: absent means DEVMOVE_IO_ENGINE, else 'auto' (plan.ts).

@@ -17,7 +17,9 @@ export type ZeroBlocks = 'write' | 'skip' | 'discard' | 'sparse';
  * (NBD_STATE_ZERO in its block status) are never read.
  * 'auto' (default): on a file target this copy creates or truncates they stay holes (as qemu-img
  * keeps them); on any other target they go through zeroBlocks. 'policy': through zeroBlocks on every
- * target ('write': zeros written, the fully allocated target dd makes, still without reading them).
+ * target ('write': the fully allocated target dd makes, still without reading them: each hole zeroed in
+ * place by one write-zeroes without unmap — fallocate(ZERO_RANGE), NBD_CMD_WRITE_ZEROES with
+ * NBD_CMD_FLAG_NO_HOLE — where the target takes it, else zeros written; zeroNote says why).
  * 'read': read like data (dd's I/O exactly).
  */
 export type Holes = 'auto' | 'policy' | 'read';

@@ -9,7 +9,7 @@
  */
 import type { OptionKey } from '../api/options';
 import { parseDdNumber, SizeSyntaxError } from '../base/size';
-import type { CopyOptions, Durability, EngineOptions } from '../base/types';
+import { type CopyOptions, DEFAULT_BLOCK_SIZE, type Durability, type EngineOptions } from '../base/types';
 import { isNbdUri, NbdUriError, parseNbdUri } from '../storage/nbd-uri';
 import { longOption, longOptionsHelp, readLongValue, type LongOption } from './long-options';
 
@@ -364,11 +364,16 @@ function finish(state: ParseState): DdInvocation {
   const { inputFlags: iflag, outputFlags: oflag, conversions: conv } = state;
   const maxLength = state.count === undefined ? undefined : toBytes(state.count, iflag.has('count_bytes'), ibs, 'ibs');
   // dd's conv=sparse looks for all-zero *output* blocks (coreutils
-  // tests/dd/sparse.sh: ibs=1M obs=2M leaves a 1 MiB run of zeros written);
-  // devmove finds zero blocks per I/O, so an explicit obs= sets the I/O size
-  // unless bs= or --block-size does.
-  const sparseBlock = state.values.get('zeroBlocks')?.value === 'sparse' ? state.obs : undefined;
-  const blockSize = state.bs?.value ?? (blockOption?.value as number | undefined) ?? sparseBlock;
+  // tests/dd/sparse.sh: ibs=1M obs=2M leaves a 1 MiB run of zeros written):
+  // an explicit obs= is the zero check's block, in I/Os of the largest
+  // multiple of it up to the default I/O size, unless bs= or --block-size
+  // sets the I/O size. (obs= as the I/O size made obs=1 read and write a byte
+  // at a time: from an NBD export, one NBD_CMD_READ per byte, ~10x a file.)
+  const sparseObs = state.values.get('zeroBlocks')?.value === 'sparse' ? state.obs : undefined;
+  const sparseBlock = sparseObs === undefined ? undefined : sparseObs * Math.max(1, Math.floor(DEFAULT_BLOCK_SIZE / sparseObs));
+  const chosen = state.bs?.value ?? (blockOption?.value as number | undefined);
+  const blockSize = chosen ?? sparseBlock;
+  const zeroBlockSize = chosen === undefined && sparseBlock !== sparseObs ? sparseObs : undefined;
   const quiet = state.values.has('quiet');
   return {
     warnings: state.warnings,
@@ -378,6 +383,7 @@ function finish(state: ParseState): DdInvocation {
     targets: state.targets,
     ...optionFields(state),
     ...(blockSize === undefined ? {} : { blockSize }),
+    ...(zeroBlockSize === undefined ? {} : { zeroBlockSize }),
     ibs,
     obs,
     sourceOffset: state.skip === undefined ? 0 : toBytes(state.skip, iflag.has('skip_bytes'), ibs, 'ibs'),

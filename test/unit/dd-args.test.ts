@@ -62,6 +62,13 @@ describe('parseDdArgs: valid invocations', () => {
     expect(parseDdArgs([...IO, 'bs=64K', 'obs=2M', 'conv=sparse'])).toMatchObject({ blockSize: 64 * KiB });
     expect(parseDdArgs([...IO, '--block-size=256K', 'obs=2M', 'conv=sparse'])).toMatchObject({ blockSize: 256 * KiB });
     expect(parseDdArgs([...IO, 'ibs=1M', 'conv=sparse']).blockSize).toBeUndefined();
+    // A small obs= is the zero check's block inside larger I/Os (a multiple of it), not the I/O size.
+    expect(parseDdArgs([...IO, 'ibs=100', 'obs=1', 'conv=sparse'])).toMatchObject({ blockSize: 512 * KiB, zeroBlockSize: 1, obs: 1 });
+    expect(parseDdArgs([...IO, 'obs=100', 'conv=sparse'])).toMatchObject({ blockSize: 5242 * 100, zeroBlockSize: 100 });
+    expect(parseDdArgs([...IO, 'obs=512K', 'conv=sparse']).zeroBlockSize).toBeUndefined();
+    expect(parseDdArgs([...IO, 'bs=1', 'conv=sparse'])).toMatchObject({ blockSize: 1 });
+    expect(parseDdArgs([...IO, 'bs=1', 'conv=sparse']).zeroBlockSize).toBeUndefined();
+    expect(parseDdArgs([...IO, 'bs=512K', 'obs=1', 'conv=sparse']).zeroBlockSize).toBeUndefined();
     expect(parseDdArgs([...IO, 'obs=2M']).blockSize).toBeUndefined();
   });
 
