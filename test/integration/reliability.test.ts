@@ -241,11 +241,17 @@ describe.skipIf(skipWithoutLoop)('crash safety', () => {
     const block = 512 * KiB;
     let recopied = 0;
     for (let kill = 0; kill < 10; kill++) {
+      const before = mapfileStamp(map);
       const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      const exited = new Promise<void>((r) => child.once('exit', () => r()));
-      const delay = 150 + Math.floor(Math.random() * 700);
+      let ended = false;
+      const exited = new Promise<void>((r) => child.once('exit', () => r())).then(() => (ended = true));
+      // The random point is drawn once this run's engine has written the mapfile: counted from the
+      // spawn, a loaded machine (Node's start-up alone taking most of a second) had every kill land
+      // before the engine started, no mapfile, and nothing to resume at the end.
+      await mapfileWritten(map, before, () => ended);
+      const delay = Math.floor(Math.random() * 700);
       await new Promise((r) => setTimeout(r, delay));
       child.kill('SIGKILL');
       await exited;
@@ -276,3 +282,14 @@ describe.skipIf(skipWithoutLoop)('crash safety', () => {
     console.log(`crash safety: largest re-copy after a kill ${recopied} bytes (bound ${rate * (interval / 1000) * 2 + 8 * block})`);
   });
 });
+
+/** The mapfile's modification time and size ('' when there is none). */
+function mapfileStamp(map: string): string {
+  const st = fs.statSync(map, { bigint: true, throwIfNoEntry: false });
+  return st ? `${st.mtimeNs}:${st.size}` : '';
+}
+
+/** Resolves once the mapfile differs from `before` (the engine wrote it) or the run ended. */
+async function mapfileWritten(map: string, before: string, ended: () => boolean): Promise<void> {
+  while (!ended() && mapfileStamp(map) === before) await new Promise((r) => setTimeout(r, 10));
+}
