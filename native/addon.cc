@@ -222,6 +222,7 @@ void OptionalFieldsFromJs(const Napi::Object& js, CopyPlan* plan) {
   if (has("noError")) plan->no_error = GetBool(js, "noError");
   if (has("retries")) plan->retries = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "retries"), limits::kRetriesMax));
   if (has("verify")) plan->verify = GetBool(js, "verify");
+  if (has("verifyStrict")) plan->verify_strict = GetBool(js, "verifyStrict");
   if (has("onlyChanged")) plan->only_changed = GetBool(js, "onlyChanged");
   if (has("idlePriority")) plan->idle_priority = GetBool(js, "idlePriority");
   if (has("hash")) plan->hash_algorithm = GetString(js, "hash");
@@ -335,6 +336,13 @@ void FindingsToJs(Napi::Env env, const CopyReport& r, Napi::Object* o) {
     v.Set("bytesCompared", static_cast<double>(r.verify.bytes_compared));
     v.Set("mismatchedBlocks", static_cast<double>(r.verify.mismatched_blocks));
     v.Set("blockBytes", r.verify.compare_block_bytes);
+    v.Set("mode", r.verify.mode);
+    v.Set("sourceBytesRead", static_cast<double>(r.verify.source_bytes_read));
+    if (!r.verify.digest.empty()) {
+      v.Set("digest", r.verify.digest);
+      v.Set("digestBlockBytes", r.verify.digest_block_bytes);
+      v.Set("digestPagesSpilled", static_cast<double>(r.verify.digest_pages_spilled));
+    }
     if (r.verify.first_mismatch_offset >= 0) {
       v.Set("firstMismatchOffset", static_cast<double>(r.verify.first_mismatch_offset));
       v.Set("firstMismatchTarget", r.verify.first_mismatch_target);

@@ -11,6 +11,7 @@
 #include <cassert>
 #include <cstring>
 
+#include "block_digest_stage.h"
 #include "digest_stage.h"
 #include "hasher.h"
 #include "verifier.h"
@@ -78,6 +79,7 @@ SysError CopyEngine::Run(const ProgressFn& progress, CopyReport* report, const C
   // workers may still read buffers of a stopped copy), then buffers, then
   // descriptors.
   digest_stage_ = nullptr;
+  block_digests_ = nullptr;
   stages_.clear();
   slots_.clear();
   driver_.reset();
@@ -413,6 +415,38 @@ void CopyEngine::OnCompareRead(Slot& slot, uint32_t target, int32_t result) {
   if (w.compare_done < slot.length) ++report_->short_transfers;
 }
 
+namespace {
+
+// Appends [at, end) of the slot to runs, merged with the run before it when they touch.
+void AppendRun(std::vector<ZeroRun>* runs, uint32_t at, uint32_t end, bool zero) {
+  ZeroRun* last = runs->empty() ? nullptr : &runs->back();
+  if (last && last->offset + last->length == at && last->zero == zero) {
+    last->length += end - at;
+  } else {
+    runs->push_back({at, end - at, zero});
+  }
+}
+
+// Calls piece(a, b) for each part of [at, end) of the slot outside its
+// unreadable blocks: under --only-changed the target keeps what it holds
+// there (GNU ddrescue's rule: a block that could not be read is not written;
+// it is reported bad), instead of the zeros the buffer has in their place.
+template <typename PieceFn>
+void ForReadable(const Slot& slot, uint32_t at, uint32_t end, PieceFn piece) {
+  // Bounded by the slot's bad ranges: few, and in order (the locator walks the buffer forward).
+  for (const ByteRange& bad : slot.bad) {
+    assert(bad.offset >= slot.position);
+    const uint64_t bad_at = bad.offset - slot.position;
+    if (bad_at >= end) break;
+    if (bad_at + bad.length <= at) continue;
+    if (bad_at > at) piece(at, static_cast<uint32_t>(bad_at));
+    at = static_cast<uint32_t>(std::min<uint64_t>(end, bad_at + bad.length));
+  }
+  if (at < end) piece(at, end);
+}
+
+}  // namespace
+
 // Splits the slot's runs at compare blocks (counted from the slot's position,
 // so they line up with the buffers and the target's sectors) and keeps the
 // blocks whose bytes differ from what the target holds, merged.
@@ -427,15 +461,11 @@ void CopyEngine::CompareWithTarget(Slot& slot, uint32_t target) {
     // Bounded by the run's blocks: each turn moves to the next block boundary.
     for (uint32_t at = run.offset; at < end;) {
       const uint32_t next = std::min<uint32_t>(end, (at / block + 1) * block);
-      const bool same = next <= held && std::memcmp(slot.buffer + at, w.compare + at, next - at) == 0;
-      if (!same) {
-        ZeroRun* last = w.runs.empty() ? nullptr : &w.runs.back();
-        if (last && last->offset + last->length == at && last->zero == run.zero) {
-          last->length += next - at;
-        } else {
-          w.runs.push_back({at, next - at, run.zero});
-        }
-      }
+      bool same = next <= held;
+      ForReadable(slot, at, next, [&](uint32_t a, uint32_t b) {
+        same = same && std::memcmp(slot.buffer + a, w.compare + a, b - a) == 0;
+      });
+      if (!same) ForReadable(slot, at, next, [&](uint32_t a, uint32_t b) { AppendRun(&w.runs, a, b, run.zero); });
       at = next;
     }
   }
@@ -693,7 +723,11 @@ void CopyEngine::Examine(Slot& slot) {
   if (!zero_stage_ && !slot.hole) slot.runs.assign(slot.length > 0 ? 1 : 0, {0, slot.length, false});
   std::vector<Slot*> released;
   for (const auto& stage : stages_) {
-    if (!slot.hole || stage->NeedsHoleBytes()) stage->OnRead(slot, &released);
+    if (!slot.hole || stage->NeedsHoleBytes()) {
+      stage->OnRead(slot, &released);
+    } else {
+      stage->OnHole(slot);
+    }
   }
   for (Slot* other : released) {
     if (other != &slot) FinishIfDone(*other);
@@ -1044,6 +1078,8 @@ SysError CopyEngine::Verify(const ProgressFn& progress) {
   in.ranges = Subtract(whole, skip);
   in.cancel = &cancel_requested_;
   in.progress_interval_seconds = plan_.progress_interval_ms / 1000.0;
+  in.digests = block_digests_;
+  in.length_bytes = length_bytes_;
   Verifier verifier(std::move(in));
   VerifyReport& v = report_->verify;
   const SysError error = verifier.Run(

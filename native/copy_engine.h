@@ -39,6 +39,7 @@
 
 namespace devmove {
 
+class BlockDigestStage;
 class DigestStage;
 class Hasher;
 
@@ -96,6 +97,7 @@ class CopyEngine final : public IoCompletion {
                         std::vector<uint8_t>* hole, bool* supported);
   SysError PlanHoleHandling();
   SysError SetupStages();
+  SysError SetupBlockDigests();
   SysError SetupDriver();
   SysError CreateDriver(uint32_t in_flight_max, uint32_t in_flight_start);
   void RegisterWithDriver();
@@ -200,6 +202,7 @@ class CopyEngine final : public IoCompletion {
   std::unique_ptr<IoDriver> driver_;
   std::unique_ptr<Hasher> hasher_;       // a digest on this thread (HashStage)
   DigestStage* digest_stage_ = nullptr;  // or on the hash pool (in stages_)
+  BlockDigestStage* block_digests_ = nullptr;  // verify with one read: what was read, per block (in stages_)
   std::vector<std::unique_ptr<SlotStage>> stages_;
   bool zero_stage_ = false;
   std::unique_ptr<Checkpointer> checkpointer_;

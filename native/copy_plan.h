@@ -99,7 +99,15 @@ struct CopyPlan {
   uint32_t zero_block_bytes = 0;
   TargetErrorPolicy on_target_error = TargetErrorPolicy::kStop;
   std::string hash_algorithm;    // '' = none
-  bool verify = false;           // re-read both sides with O_DIRECT after the copy and compare
+  bool verify = false;           // after the copy, read the targets again with O_DIRECT and compare
+  // Verify how: false = with one read (the copy keeps a digest per block of
+  // what it read and the verify pass reads only the targets); true = strict,
+  // the source is read again too and compared byte for byte.
+  bool verify_strict = false;
+  // Verify with one read: digests kept in memory (the rest spill to a file in
+  // verify_spill_dir, on disk rather than tmpfs).
+  uint64_t verify_digest_memory_bytes = 64ull << 20;
+  std::string verify_spill_dir = "/var/tmp";
   // --only-changed: each buffer's range is read back from every target in the
   // same pipeline as the source's read, compared block by block, and only the
   // blocks that differ are written (a second pass of a migration). Targets
@@ -146,6 +154,14 @@ struct VerifyReport {
   uint32_t compare_block_bytes = 0;
   int64_t first_mismatch_offset = -1;   // absolute source offset
   int32_t first_mismatch_target = -1;
+  std::string mode;                     // 'digest' (one read) or 'strict'
+  std::string digest;                   // mode 'digest': 'xxh3-128' or 'blake3-128'
+  uint32_t digest_block_bytes = 0;
+  // Source bytes read again by the verify pass: all of them in strict mode;
+  // in digest mode only blocks without a digest (a range's partial edge
+  // blocks, ranges an earlier run copied) and blocks whose digest differs.
+  uint64_t source_bytes_read = 0;
+  uint64_t digest_pages_spilled = 0;    // pages of digests written to the spill file
 };
 
 struct CopyReport {

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "copy_engine.h"
+#include "block_digest_stage.h"
 #include "digest_stage.h"
 #include "hasher.h"
 #include "thread_driver.h"
@@ -358,6 +359,10 @@ SysError CopyEngine::SetupStages() {
     stages_.push_back(std::make_unique<ZeroCheckStage>(block));
     zero_stage_ = true;
   }
+  if (plan_.verify && !plan_.verify_strict) {
+    const SysError error = SetupBlockDigests();
+    if (error.failed()) return error;
+  }
   if (!plan_.hash_algorithm.empty()) {
     SysError error;
     // On the hash pool's workers, unless DEVMOVE_HASH_THREADS=io asks for the
@@ -379,6 +384,38 @@ SysError CopyEngine::SetupStages() {
     stages_.push_back(std::make_unique<HashStage>(
         [hasher](const uint8_t* data, size_t length) { hasher->Update(data, length); }));
   }
+  return {};
+}
+
+// Verify with one read: a digest per block of what the copy reads. The
+// block is the largest power of two that divides the buffer size, at most
+// 64 KiB, so the verify pass's buffers hold whole digest blocks, and a block
+// split between two of the copy's buffers (a range that starts off the grid:
+// a domain, a mapfile's gaps) costs the verify pass at most 64 KiB of source
+// per buffer. 16 bytes per 64 KiB is 256 MiB for a 1 TiB copy: kept in memory
+// up to the plan's limit (64 MiB), spilled to a file beyond it. Below 4 KiB (an odd bs=) the table would
+// be too large for what it saves: the verify pass is strict then, and the
+// report says so (verify.mode).
+SysError CopyEngine::SetupBlockDigests() {
+  constexpr uint32_t kDigestBlockMax = 64 * 1024;
+  constexpr uint32_t kDigestBlockMin = 4096;
+  const uint32_t block = std::min<uint32_t>(kDigestBlockMax, plan_.block_bytes & (~plan_.block_bytes + 1));
+  if (block < kDigestBlockMin || length_bytes_ == 0 || !length_known_) return {};
+  BlockDigestStage::Config config;
+  config.block_bytes = block;
+  config.input_bytes = length_bytes_;
+  // For tests and odd machines: DEVMOVE_VERIFY_DIGEST_MEMORY (bytes kept in
+  // memory, at least two 64 KiB pages) and DEVMOVE_VERIFY_SPILL_DIR.
+  const char* memory = std::getenv("DEVMOVE_VERIFY_DIGEST_MEMORY");
+  const char* spill_dir = std::getenv("DEVMOVE_VERIFY_SPILL_DIR");
+  config.memory_max_bytes = memory ? std::strtoull(memory, nullptr, 10) : plan_.verify_digest_memory_bytes;
+  config.spill_dir = spill_dir ? spill_dir : plan_.verify_spill_dir;
+  config.slots_max = plan_.queue_depth;
+  SysError error;
+  std::unique_ptr<BlockDigestStage> stage = BlockDigestStage::Create(config, &error);
+  if (!stage) return error;
+  block_digests_ = stage.get();
+  stages_.push_back(std::move(stage));
   return {};
 }
 

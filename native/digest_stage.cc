@@ -36,8 +36,7 @@ SysError DigestStage::Start(const std::string& algorithm, uint32_t threads, uint
   limits.pieces_max = slots_max;
   // Enough tasks per buffer to use every worker on one buffer.
   limits.tasks_per_piece = std::min<uint32_t>(ParallelDigest::Limits::kTasksPerPieceMax, std::max(4u, pool_->threads()));
-  held_.assign(slots_max, nullptr);
-  tickets_.reserve(slots_max);
+  HoldSlots(slots_max);
   if (algorithm == "blake3") {
     const char* wanted = std::getenv("DEVMOVE_BLAKE3_KERNEL");
     const blake3::Kernel* kernel = blake3::FindKernel(wanted ? wanted : "auto");
@@ -63,18 +62,27 @@ SysError DigestStage::Start(const std::string& algorithm, uint32_t threads, uint
 
 void DigestStage::OnRead(Slot& slot, std::vector<Slot*>* released) {
   (void)released;  // released later, by Collect()
-  assert(slot.index < held_.size() && held_[slot.index] == nullptr);
   assert(slot.length <= slot.capacity);
   if (slot.length == 0) return;
-  // Never refused: at most one piece per slot, and the limit is the ring's depth.
-  const bool taken = digest_->Submit(slot.position, slot.buffer, slot.length, slot.index);
-  assert(taken);
-  (void)taken;
-  held_[slot.index] = &slot;
+  Hand(slot, slot.position, slot.buffer, slot.length);
   bytes_ = std::max<uint64_t>(bytes_, slot.position + slot.length);
 }
 
-bool DigestStage::Busy(uint64_t before) const {
+void PoolDigestStage::HoldSlots(uint32_t slots_max) {
+  held_.assign(slots_max, nullptr);
+  tickets_.reserve(slots_max);
+}
+
+void PoolDigestStage::Hand(Slot& slot, uint64_t position, const uint8_t* data, uint32_t length) {
+  assert(slot.index < held_.size() && held_[slot.index] == nullptr);
+  // Never refused: at most one piece per slot, and the limit is the ring's depth.
+  const bool taken = digest_->Submit(position, data, length, slot.index);
+  assert(taken);
+  (void)taken;
+  held_[slot.index] = &slot;
+}
+
+bool PoolDigestStage::Busy(uint64_t before) const {
   if (digest_->pieces_in_use() == 0) return false;
   // Bounded by the ring's depth.
   for (const Slot* slot : held_) {
@@ -84,9 +92,7 @@ bool DigestStage::Busy(uint64_t before) const {
   return false;
 }
 
-int DigestStage::wake_fd() const { return digest_->wake_fd(); }
-
-void DigestStage::Collect(std::vector<Slot*>* released) {
+void PoolDigestStage::Collect(std::vector<Slot*>* released) {
   tickets_.clear();
   digest_->Reap(&tickets_);
   for (uint64_t index : tickets_) {

@@ -26,7 +26,28 @@ namespace devmove {
 
 class Hasher;
 
-class DigestStage final : public SlotStage {
+// A stage whose work runs on the hash pool: a slot handed to the digest is
+// held until a worker is done with it, and handed back by Collect().
+class PoolDigestStage : public SlotStage {
+ public:
+  bool Holds(const Slot& slot) const override { return slot.index < held_.size() && held_[slot.index] != nullptr; }
+  bool Busy(uint64_t before) const override;
+  int wake_fd() const override { return digest_->wake_fd(); }
+  void Collect(std::vector<Slot*>* released) override;
+
+ protected:
+  void HoldSlots(uint32_t slots_max);
+  // Hands [position, position + length) of the slot's buffer to digest_; the slot is held until done.
+  void Hand(Slot& slot, uint64_t position, const uint8_t* data, uint32_t length);
+
+  ParallelDigest* digest_ = nullptr;
+
+ private:
+  std::vector<Slot*> held_;  // by slot index: handed to the digest, not yet collected
+  std::vector<uint64_t> tickets_;
+};
+
+class DigestStage final : public PoolDigestStage {
  public:
   // algorithm: 'blake3' or an OpenSSL digest name. threads: 0 = one per CPU
   // this process may use. slots_max: the ring's depth (every slot may be in
@@ -37,10 +58,6 @@ class DigestStage final : public SlotStage {
 
   const char* name() const override { return "digest"; }
   void OnRead(Slot& slot, std::vector<Slot*>* released) override;
-  bool Holds(const Slot& slot) const override { return slot.index < held_.size() && held_[slot.index] != nullptr; }
-  bool Busy(uint64_t before) const override;
-  int wake_fd() const override;
-  void Collect(std::vector<Slot*>* released) override;
 
   // Waits for the workers; the hex digest of [0, bytes handed over), or false and why.
   bool Finish(std::string* hex, std::string* why);
@@ -61,9 +78,6 @@ class DigestStage final : public SlotStage {
   std::unique_ptr<Hasher> hasher_;
   std::unique_ptr<Blake3ParallelDigest> blake3_;
   std::unique_ptr<SerialDigest> serial_;
-  ParallelDigest* digest_ = nullptr;
-  std::vector<Slot*> held_;  // by slot index: handed to the digest, not yet collected
-  std::vector<uint64_t> tickets_;
   uint64_t bytes_ = 0;       // end of the input handed over
 };
 

@@ -235,35 +235,49 @@ uint64_t SerialDigest::fed_bytes() const {
   return next_position_;
 }
 
-// ---- XXH3-128 per block -----------------------------------------------------
+// ---- A digest per block -----------------------------------------------------
 
-std::unique_ptr<Xxh3BlockDigests> Xxh3BlockDigests::Create(HashPool& pool, std::shared_ptr<const XxhashLibrary> library,
-                                                           uint32_t block_bytes, BlockDigestSink* sink,
-                                                           const Limits& limits, SysError* error) {
-  assert(library && sink != nullptr && block_bytes > 0);
-  std::unique_ptr<Xxh3BlockDigests> digests(new Xxh3BlockDigests(pool, std::move(library), block_bytes, sink, limits));
+std::unique_ptr<BlockDigests> BlockDigests::Create(HashPool& pool, BlockHashFn hash, uint32_t block_bytes,
+                                                   uint64_t input_bytes, BlockDigestSink* sink, const Limits& limits,
+                                                   SysError* error) {
+  assert(hash && sink != nullptr && block_bytes > 0);
+  std::unique_ptr<BlockDigests> digests(
+      new BlockDigests(pool, std::move(hash), block_bytes, input_bytes, sink, limits));
   *error = digests->Init();
   if (error->failed()) return nullptr;
   return digests;
 }
 
-Xxh3BlockDigests::~Xxh3BlockDigests() { Drain(); }
+BlockDigests::~BlockDigests() { Drain(); }
 
-void Xxh3BlockDigests::Plan(uint64_t position, const uint8_t* data, size_t length) {
-  assert(position % block_bytes_ == 0);
-  const uint64_t blocks = (length + block_bytes_ - 1) / block_bytes_;
+void BlockDigests::WholeBlocks(uint64_t position, uint64_t length, uint64_t* first, uint64_t* end) const {
+  const uint64_t stop = position + length;
+  assert(stop <= input_bytes_);
+  *first = (position + block_bytes_ - 1) / block_bytes_;
+  *end = stop == input_bytes_ ? (stop + block_bytes_ - 1) / block_bytes_ : stop / block_bytes_;
+  if (*end < *first) *end = *first;
+}
+
+void BlockDigests::Plan(uint64_t position, const uint8_t* data, size_t length) {
+  uint64_t first = 0;
+  uint64_t end = 0;
+  WholeBlocks(position, length, &first, &end);
+  const uint64_t blocks = end - first;
+  if (blocks == 0) return;
   uint64_t per_task = std::max<uint64_t>(1, (limits_.task_bytes_min + block_bytes_ - 1) / block_bytes_);
   per_task = std::max<uint64_t>(per_task, (blocks + limits_.tasks_per_piece - 1) / limits_.tasks_per_piece);
-  for (uint64_t b = 0; b < blocks; b += per_task) {
-    const uint64_t offset = b * block_bytes_;
-    AddTask(position + offset, data + offset, std::min<uint64_t>(length - offset, per_task * block_bytes_));
+  const uint64_t stop = std::min<uint64_t>(position + length, end * block_bytes_);
+  for (uint64_t b = first; b < end; b += per_task) {
+    const uint64_t at = b * block_bytes_;
+    AddTask(at, data + (at - position), std::min<uint64_t>(stop - at, per_task * block_bytes_));
   }
 }
 
-void Xxh3BlockDigests::Hash(uint64_t position, const uint8_t* data, size_t length) {
+void BlockDigests::Hash(uint64_t position, const uint8_t* data, size_t length) {
+  assert(position % block_bytes_ == 0);
   for (size_t offset = 0; offset < length; offset += block_bytes_) {
     const size_t n = std::min<size_t>(block_bytes_, length - offset);
-    sink_->Put((position + offset) / block_bytes_, library_->Hash128(data + offset, n));
+    sink_->Put((position + offset) / block_bytes_, hash_(data + offset, n));
   }
 }
 

@@ -23,7 +23,7 @@
 //  - SerialDigest: any digest that must see the input in order (OpenSSL's
 //    SHA-256…), on one worker at a time, so it overlaps the I/O instead of
 //    stopping it: a copy runs at min(device, one core's hash rate);
-//  - Xxh3BlockDigests: one XXH3-128 per block of block_bytes, for verifying
+//  - BlockDigests: one 128-bit digest per block of block_bytes, for verifying
 //    a target against what was read (verify with one read).
 #pragma once
 
@@ -187,25 +187,35 @@ class BlockDigestSink {
   ~BlockDigestSink() = default;
 };
 
-class Xxh3BlockDigests final : public ParallelDigest {
+// One 128-bit digest per block of block_bytes, counted from position 0 of
+// the input: what verify with one read compares a target against. The hash
+// is the caller's (XXH3-128 from libxxhash, or BLAKE3 cut to 128 bits where
+// libxxhash is missing). Only whole blocks inside a buffer are hashed, and
+// the short last block where a buffer reaches input_bytes: a block a buffer
+// only partly covers (a range that starts or ends inside it) gets no digest,
+// and verify reads the source for it instead.
+class BlockDigests final : public ParallelDigest {
  public:
-  // Buffers must start on a block boundary (position % block_bytes == 0);
-  // a buffer's last block may be short only at the end of the input.
-  static std::unique_ptr<Xxh3BlockDigests> Create(HashPool& pool, std::shared_ptr<const XxhashLibrary> library,
-                                                  uint32_t block_bytes, BlockDigestSink* sink, const Limits& limits,
-                                                  SysError* error);
-  ~Xxh3BlockDigests() override;
+  using BlockHashFn = std::function<Xxh128(const uint8_t* data, size_t length)>;
+  static std::unique_ptr<BlockDigests> Create(HashPool& pool, BlockHashFn hash, uint32_t block_bytes,
+                                              uint64_t input_bytes, BlockDigestSink* sink, const Limits& limits,
+                                              SysError* error);
+  ~BlockDigests() override;
   uint32_t block_bytes() const { return block_bytes_; }
+  // The whole blocks (and the input's short last block) inside [position, position + length).
+  void WholeBlocks(uint64_t position, uint64_t length, uint64_t* first, uint64_t* end) const;
 
  private:
-  Xxh3BlockDigests(HashPool& pool, std::shared_ptr<const XxhashLibrary> library, uint32_t block_bytes,
-                   BlockDigestSink* sink, const Limits& limits)
-      : ParallelDigest(pool, limits), library_(std::move(library)), block_bytes_(block_bytes), sink_(sink) {}
+  BlockDigests(HashPool& pool, BlockHashFn hash, uint32_t block_bytes, uint64_t input_bytes, BlockDigestSink* sink,
+               const Limits& limits)
+      : ParallelDigest(pool, limits), hash_(std::move(hash)), block_bytes_(block_bytes), input_bytes_(input_bytes),
+        sink_(sink) {}
   void Plan(uint64_t position, const uint8_t* data, size_t length) override;
   void Hash(uint64_t position, const uint8_t* data, size_t length) override;
 
-  std::shared_ptr<const XxhashLibrary> library_;
+  BlockHashFn hash_;
   const uint32_t block_bytes_;
+  const uint64_t input_bytes_;
   BlockDigestSink* sink_;
 };
 

@@ -2,7 +2,8 @@
 // its read is complete, before its writes are decided. Today: the zero check
 // (which parts of the buffer are all zeros, at a granularity of its own —
 // dd's obs= for conv=sparse) and the digest of the data read (in source
-// order). Next: per-block digests for verify, decompression.
+// order), the per-block digests of verify with one read (block_digest_stage.h).
+// Next: decompression.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +28,9 @@ class SlotStage {
   // Whether a hole of the source (never read) must pass through this stage
   // as a buffer of zeros; the engine then zeroes the buffer for it.
   virtual bool NeedsHoleBytes() const { return true; }
+  // A hole passed without bytes (NeedsHoleBytes() false): its range, for a
+  // stage that records something about it all the same.
+  virtual void OnHole(const Slot& slot) { (void)slot; }
   // Stages that work off the engine's thread (digest_stage.h): whether a
   // slot that starts before `before` is still in its hands; a descriptor
   // readable when some are done; and Collect(), which hands those back

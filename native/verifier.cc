@@ -29,16 +29,22 @@ Verifier::Verifier(Inputs inputs) : in_(std::move(inputs)) {
 SysError Verifier::Run(const ProgressFn& progress, VerifyReport* report) {
   report_ = report;
   report->compare_block_bytes = in_.compare_block_bytes;
+  report->mode = in_.digests ? "digest" : "strict";
+  if (in_.digests) {
+    in_.digests->Finish();  // every digest of the copy is in the table
+    report->digest = in_.digests->algorithm();
+    report->digest_block_bytes = in_.digests->block_bytes();
+  }
   SysError error;
   target_buffers_ = BufferPool::Create(in_.source_buffers->count(), in_.source_buffers->buffer_bytes(), &error);
   if (!target_buffers_) return error;
   pairs_ = std::vector<Pair>(in_.source_buffers->count());
-  in_.source->DropCache();
   for (uint32_t t = 0; t < in_.targets.size(); ++t) {
     if (in_.targets[t] == nullptr) continue;
     error = CompareTarget(t, progress);
     if (error.failed()) return error;
   }
+  if (in_.digests) report->digest_pages_spilled = in_.digests->table().pages_written();
   report->done = true;
   return {};
 }
@@ -80,16 +86,72 @@ void Verifier::StartPairs() {
     const ByteRange& r = in_.ranges[range_index_];
     pair.busy = true;
     pair.position = r.offset + range_done_;
-    pair.length = static_cast<uint32_t>(std::min<uint64_t>(block, r.length - range_done_));
+    bool covered = false;
+    pair.length = NextChunk(pair.position, std::min<uint64_t>(block, r.length - range_done_), &covered);
     pair.done[kSource] = pair.done[kTarget] = 0;
     range_done_ += pair.length;
     if (range_done_ == r.length) {
       ++range_index_;
       range_done_ = 0;
     }
-    Submit(pair, kSource);
+    pair.digest_mismatch_at = -1;
+    pair.wants_source = !covered;
+    if (pair.wants_source) ReadSource(pair);
     Submit(pair, kTarget);
   }
+}
+
+// The source's side of a pair: for a strict pair, or a digest that differs.
+void Verifier::ReadSource(Pair& pair) {
+  if (!source_cache_dropped_) {
+    in_.source->DropCache();
+    source_cache_dropped_ = true;
+  }
+  pair.wants_source = true;
+  pair.done[kSource] = 0;
+  Submit(pair, kSource);
+}
+
+// The next buffer at `position`, at most `most` bytes: a run of whole digest
+// blocks that all have a digest of what the copy read (covered), or a run of
+// bytes that lack one (a range's partial edge blocks, blocks split between
+// two of the copy's buffers, ranges an earlier run copied) — so the source is
+// read only where no digest answers.
+uint32_t Verifier::NextChunk(uint64_t position, uint64_t most, bool* covered) const {
+  *covered = false;
+  if (in_.digests == nullptr) return static_cast<uint32_t>(most);
+  const uint64_t block = in_.digests->block_bytes();
+  const uint64_t end = position + most;
+  uint64_t at = position;
+  while (at < end) {
+    const uint64_t piece_end = std::min(end, (at / block + 1) * block);
+    const bool whole = at % block == 0 && (piece_end % block == 0 || piece_end == in_.length_bytes);
+    const bool has = whole && in_.digests->table().Has(at / block);
+    if (at == position) {
+      *covered = has;
+    } else if (has != *covered) {
+      break;
+    }
+    at = piece_end;
+  }
+  assert(at > position && at - position <= most);
+  return static_cast<uint32_t>(at - position);
+}
+
+bool Verifier::DigestsMatch(Pair& pair) {
+  const uint32_t index = static_cast<uint32_t>(&pair - pairs_.data());
+  const uint8_t* data = target_buffers_->buffer(index);
+  const uint32_t block = in_.digests->block_bytes();
+  for (uint32_t off = 0; off < pair.length; off += block) {
+    const uint32_t n = std::min(block, pair.length - off);
+    Xxh128 want;
+    const bool known = in_.digests->table().Get((pair.position + off) / block, &want);
+    if (!known || in_.digests->Hash(data + off, n) != want) {
+      pair.digest_mismatch_at = static_cast<int64_t>(in_.absolute_base + pair.position + off);
+      return false;
+    }
+  }
+  return true;
 }
 
 void Verifier::Submit(Pair& pair, Side side) {
@@ -127,29 +189,54 @@ void Verifier::Complete(IoOp& op) {
     if (pair.done[side] < pair.length && !failure_.failed()) Submit(pair, side);
   }
   if (pair.ops[kSource].queued || pair.ops[kTarget].queued) return;
-  if (!failure_.failed() && pair.done[kSource] == pair.length && pair.done[kTarget] == pair.length) Compare(pair);
+  const bool read = pair.done[kTarget] == pair.length && (!pair.wants_source || pair.done[kSource] == pair.length);
+  if (!failure_.failed() && read) {
+    if (!pair.wants_source && !DigestsMatch(pair)) {
+      ReadSource(pair);  // the pair stays busy: the source's bytes name the first difference
+      return;
+    }
+    Compared(pair);
+  }
   pair.busy = false;
 }
 
-void Verifier::Compare(Pair& pair) {
+void Verifier::Compared(Pair& pair) {
+  if (pair.wants_source) {
+    report_->source_bytes_read += pair.length;
+    // The target differs from what the copy read, yet equals the source now:
+    // the source changed since. The copy did not write what is there now.
+    if (!Compare(pair) && pair.digest_mismatch_at >= 0) CountMismatch(pair.digest_mismatch_at);
+  }
+  report_->bytes_compared += pair.length;
+  compared_all_ += pair.length;
+}
+
+void Verifier::CountMismatch(int64_t offset) {
+  ++report_->mismatched_blocks;
+  // The lowest offset of the first target that differs (pairs complete in any order).
+  const bool earlier = report_->first_mismatch_target < 0 ||
+                       (report_->first_mismatch_target == static_cast<int32_t>(target_) &&
+                        offset < report_->first_mismatch_offset);
+  if (!earlier) return;
+  report_->first_mismatch_offset = offset;
+  report_->first_mismatch_target = static_cast<int32_t>(target_);
+}
+
+// Byte for byte: counts the blocks that differ; whether any did.
+bool Verifier::Compare(Pair& pair) {
   const uint32_t index = static_cast<uint32_t>(&pair - pairs_.data());
   const uint8_t* a = in_.source_buffers->buffer(index);
   const uint8_t* b = target_buffers_->buffer(index);
   const uint32_t block = in_.compare_block_bytes;
-  if (std::memcmp(a, b, pair.length) != 0) {
-    for (uint32_t off = 0; off < pair.length; off += block) {
-      const uint32_t n = std::min(block, pair.length - off);
-      if (std::memcmp(a + off, b + off, n) == 0) continue;
-      ++report_->mismatched_blocks;
-      if (report_->first_mismatch_offset >= 0) continue;
-      uint32_t k = 0;
-      while (a[off + k] == b[off + k]) ++k;  // bounded: the block differs somewhere below n
-      report_->first_mismatch_offset = static_cast<int64_t>(in_.absolute_base + pair.position + off + k);
-      report_->first_mismatch_target = static_cast<int32_t>(target_);
-    }
+  if (std::memcmp(a, b, pair.length) == 0) return false;
+  for (uint32_t off = 0; off < pair.length; off += block) {
+    const uint32_t n = std::min(block, pair.length - off);
+    if (std::memcmp(a + off, b + off, n) == 0) continue;
+    uint32_t k = 0;
+    while (a[off + k] == b[off + k]) ++k;  // bounded: the block differs somewhere below n
+    CountMismatch(static_cast<int64_t>(in_.absolute_base + pair.position + off + k));
   }
-  report_->bytes_compared += pair.length;
-  compared_all_ += pair.length;
+  return true;
 }
 
 void Verifier::Fail(SysError error) {

@@ -1,8 +1,17 @@
-// Verify after the copy: source and each target are read again through the
-// copy's own I/O driver and endpoints (O_DIRECT wherever the range allows, so
-// the page cache cannot answer for the device; what has to go through the
-// cache is dropped from it first) and compared block by block. One pair of
-// reads per buffer of the ring, several pairs in flight.
+// Verify after the copy: each target is read again through the copy's own
+// I/O driver and endpoints (O_DIRECT wherever the range allows, so the page
+// cache cannot answer for the device; what has to go through the cache is
+// dropped from it first) and compared block by block. One pair of reads per
+// buffer of the ring, several pairs in flight.
+//
+// With the copy's per-block digests (verify with one read,
+// block_digest_stage.h), a buffer whose blocks all have a digest is checked
+// against them and the source is not read. Buffers are cut on the digest
+// blocks' grid, so the source is read only for blocks without a digest (a
+// range's partial edge blocks, a block split between two of the copy's
+// buffers, ranges an earlier run copied) and for a buffer whose digest
+// differs, so that a mismatch names its first differing byte exactly as the
+// strict pass does. Without digests (strict mode) every buffer reads both sides.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +19,7 @@
 #include <memory>
 #include <vector>
 
+#include "block_digest_stage.h"
 #include "buffer_pool.h"
 #include "copy_plan.h"
 #include "endpoint.h"
@@ -32,6 +42,8 @@ class Verifier final : public IoCompletion {
     std::vector<ByteRange> ranges;      // relative positions to compare, normalized
     const CancelFlag* cancel = nullptr;
     double progress_interval_seconds = 0.1;
+    BlockDigestStage* digests = nullptr;  // null: strict, the source is read again
+    uint64_t length_bytes = 0;            // the copy's length (its last digest block may be short)
   };
 
   explicit Verifier(Inputs inputs);
@@ -48,12 +60,19 @@ class Verifier final : public IoCompletion {
     uint64_t position = 0;
     uint32_t length = 0;
     uint32_t done[2] = {0, 0};
+    bool wants_source = true;   // false: checked against the copy's digests alone
+    int64_t digest_mismatch_at = -1;  // absolute offset of the first block whose digest differs
   };
 
   SysError CompareTarget(uint32_t target, const ProgressFn& progress);
   void StartPairs();
   void Submit(Pair& pair, Side side);
-  void Compare(Pair& pair);
+  void Compared(Pair& pair);
+  void ReadSource(Pair& pair);
+  uint32_t NextChunk(uint64_t position, uint64_t most, bool* covered) const;
+  bool DigestsMatch(Pair& pair);
+  bool Compare(Pair& pair);
+  void CountMismatch(int64_t offset);
   void Fail(SysError error);
 
   Inputs in_;
@@ -64,6 +83,7 @@ class Verifier final : public IoCompletion {
   size_t range_index_ = 0;
   uint64_t range_done_ = 0;
   uint64_t compared_all_ = 0;
+  bool source_cache_dropped_ = false;
   SysError failure_;
 };
 

@@ -72,6 +72,8 @@ export interface NativePlan {
   /** OpenSSL digest name of the bytes read. */
   hash?: string;
   verify?: boolean;
+  /** With verify: read the source again too (strict); otherwise the targets are checked against per-block digests of what the copy read. */
+  verifyStrict?: boolean;
   /** Read each target back in the pipeline and write only the blocks that differ. */
   onlyChanged?: boolean;
   /** Bytes per second; 0 = unlimited. */
@@ -183,6 +185,11 @@ export interface NativeReport {
     blockBytes: number;
     firstMismatchOffset?: number;
     firstMismatchTarget?: number;
+    mode: 'digest' | 'strict';
+    sourceBytesRead: number;
+    digest?: 'xxh3-128' | 'blake3-128';
+    digestBlockBytes?: number;
+    digestPagesSpilled?: number;
   };
   rate: number;
   /** The unreadable block the copy stopped at (absolute source [offset, length]), when it stopped at one. */

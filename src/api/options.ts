@@ -12,6 +12,9 @@ import {
 } from '../base/types';
 import { boolean, choice, either, integer, path, rate, size, type Checked, type ValueKind } from './values';
 
+/** verify: true (one read), false, or this word. */
+const VERIFY_OPTION_WORDS = ['strict'] as const;
+
 export type HelpGroup = 'general' | 'failing' | 'sharing' | 'zero' | 'engine';
 
 export const HELP_GROUPS: Readonly<Record<HelpGroup, string>> = {
@@ -119,8 +122,9 @@ export const OPTION_ROWS: readonly OptionRow[] = [
     cli: { option: '--checkpoint-interval', value: 'MS' }, help: `mapfile update interval in milliseconds (default ${DEFAULT_CHECKPOINT_INTERVAL})`,
   },
   {
-    key: 'verify', kind: boolean(), default: false, job: true, group: 'failing', cli: { flags: [{ flag: '--verify', value: true }] },
-    help: 'after the copy, re-read SOURCE and TARGET with O_DIRECT and compare (exit 1 on a difference)',
+    key: 'verify', kind: either(boolean(), choice(VERIFY_OPTION_WORDS), "must be true, false or 'strict'"), default: false, job: true, group: 'failing',
+    cli: { flags: [{ flag: '--verify', value: true }, { flag: '--verify=strict', value: 'strict' }] },
+    help: 'after the copy, read TARGET again with O_DIRECT and compare it with per-block digests (XXH3-128, else BLAKE3) of what the copy read, so SOURCE is read once; =strict reads SOURCE again too and compares bytes (exit 1 on a difference)',
   },
   {
     key: 'onlyChanged', kind: boolean(), default: false, job: true, group: 'failing', cli: { flags: [{ flag: '--only-changed', value: true }] },

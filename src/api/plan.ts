@@ -37,7 +37,7 @@ interface ValidOptions {
   domainMapfile: string | undefined;
   retryBad: boolean;
   checkpointInterval: number;
-  verify: boolean;
+  verify: boolean | 'strict';
   onlyChanged: boolean;
   hash: HashAlgorithm | undefined;
   rate: number;
@@ -216,7 +216,7 @@ function toPlan(o: ValidOptions): NativePlan {
     progressIntervalMs: o.progressInterval,
     noError: o.noError,
     retries: o.retries,
-    verify: o.verify,
+    verify: o.verify !== false,
     zeroBlocks: o.zeroBlocks,
     onTargetError: o.onTargetError,
     rate: o.rate,
@@ -224,10 +224,11 @@ function toPlan(o: ValidOptions): NativePlan {
   };
   if (o.hash !== undefined) plan.hash = o.hash;
   if (o.onlyChanged) plan.onlyChanged = true;
+  if (o.verify === 'strict') plan.verifyStrict = true;
   // conv=sparse passes over zero blocks and leaves what the target had there, as dd does. A mapfile's
   // finished ranges and verify vouch that the target holds the source, so then the old bytes under a
   // zero block (a target with data, a resume) are punched or overwritten; past its end, passed over.
-  if (o.zeroBlocks === 'sparse' && (o.mapfile !== undefined || o.verify)) plan.sparseExact = true;
+  if (o.zeroBlocks === 'sparse' && (o.mapfile !== undefined || o.verify !== false)) plan.sparseExact = true;
   if (o.background) plan.idlePriority = true;
   if (o.holes !== 'auto') plan.holes = o.holes;
   if (o.ioEngine !== 'auto') plan.ioEngine = o.ioEngine;

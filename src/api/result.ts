@@ -71,7 +71,14 @@ export function toResult(report: NativeReport, plan: NativePlan, mapfile: Mapfil
       bytesCompared: report.verify.bytesCompared,
       mismatchedBlocks: report.verify.mismatchedBlocks,
       blockBytes: report.verify.blockBytes,
+      mode: report.verify.mode,
+      sourceBytesRead: report.verify.sourceBytesRead,
     };
+    if (report.verify.digest !== undefined) {
+      result.verify.digest = report.verify.digest;
+      result.verify.digestBlockBytes = report.verify.digestBlockBytes;
+      result.verify.digestPagesSpilled = report.verify.digestPagesSpilled;
+    }
     if (report.verify.firstMismatchOffset !== undefined) result.verify.firstMismatchOffset = report.verify.firstMismatchOffset;
   }
   if (domain) result.domain = { path: domain.path, bytes: bytesWithin(domain.ranges, result.range.offset, result.range.offset + result.range.length) };

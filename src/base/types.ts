@@ -140,8 +140,16 @@ export interface CopyOptions {
   retryBad?: boolean;
   /** Milliseconds between mapfile checkpoints (fdatasync of the targets, then the map). Default 1000; ≥ 100. */
   checkpointInterval?: number;
-  /** After the copy, re-read source and target with O_DIRECT and compare; a difference rejects with EILSEQ. */
-  verify?: boolean;
+  /**
+   * After the copy, read each target again with O_DIRECT and compare it with what was copied; a
+   * difference rejects with EILSEQ (the error's offset is the target's first differing byte).
+   * true: with one read — while copying, devmove keeps a 128-bit digest of every block it read
+   * (XXH3-128 from libxxhash, else BLAKE3; result.verify.digest), and the verify pass reads only the
+   * targets (and the source only for a block without a digest or whose digest differs). 'strict':
+   * read the source again too and compare byte for byte (also catches a source that changed during
+   * the copy). Default false.
+   */
+  verify?: boolean | 'strict';
   /**
    * Read each target back in the same pipeline as the source and write only the 4 KiB blocks that
    * differ (a second pass of a migration: writes = changed blocks). Targets must be seekable and
@@ -176,6 +184,9 @@ export interface CopyOptions {
 
 export const HASH_ALGORITHMS = ['blake3', 'sha256', 'sha512', 'sha1', 'md5', 'blake2b512', 'sha3-256'] as const;
 export type HashAlgorithm = (typeof HASH_ALGORITHMS)[number];
+/** How verify compared: against the copy's per-block digests (one read), or re-reading the source. */
+export type VerifyMode = 'digest' | 'strict';
+export type BlockDigestAlgorithm = 'xxh3-128' | 'blake3-128';
 export const BACKGROUND_BLOCK_SIZE = 128 * 1024;
 export const BACKGROUND_QUEUE_DEPTH = 2;
 export const DEFAULT_CHECKPOINT_INTERVAL = 1000;
@@ -281,7 +292,16 @@ export interface CopyResult {
    * the engine's thread: 0).
    */
   hash?: { algorithm: string; hex: string; implementation: string; threads: number };
-  verify?: { bytesCompared: number; mismatchedBlocks: number; blockBytes: number; firstMismatchOffset?: number };
+  /**
+   * mode: 'digest' (verify with one read) or 'strict'; digest: the per-block digest ('xxh3-128', or
+   * 'blake3-128' where libxxhash is missing) and its block; sourceBytesRead: source bytes the verify
+   * pass read again (all in strict mode); digestPagesSpilled: 64 KiB pages of digests that went to the
+   * spill file (DEVMOVE_VERIFY_DIGEST_MEMORY bytes stay in memory, 64 MiB by default).
+   */
+  verify?: {
+    bytesCompared: number; mismatchedBlocks: number; blockBytes: number; firstMismatchOffset?: number;
+    mode: VerifyMode; sourceBytesRead: number; digest?: BlockDigestAlgorithm; digestBlockBytes?: number; digestPagesSpilled?: number;
+  };
   /**
    * With onlyChanged: source bytes compared with what the targets held and bytes written because they
    * differed, summed over the targets (each target's in targets[i].changed).

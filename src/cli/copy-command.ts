@@ -117,6 +117,13 @@ export function summaryShown(kind: SummaryKind, status: DdInvocation['status']):
   return status !== 'noxfer' || kind === 'warning';
 }
 
+/** The verify pass in one line: how it compared, and what it read of the source again. */
+function verifiedLine(v: NonNullable<CopyResult['verify']>): string {
+  const line = `verified: ${v.bytesCompared} bytes identical on source and target`;
+  if (v.mode === 'strict') return `${line} (strict: source read again)`;
+  return `${line} (target read back against the copy's ${v.digest ?? ''} block digests; source read again: ${v.sourceBytesRead} bytes)`;
+}
+
 /** Lines after a successful copy for what dd does not have: bad blocks, dropped targets, zero blocks, verify, the map. */
 export function summaryLines(
   result: CopyResult,
@@ -147,7 +154,7 @@ export function summaryLines(
       lines.push({ kind: 'statistic', text: `${name}only changed: ${t.changed.bytesCompared} bytes compared, ${t.changed.bytesWritten} differed and were written` });
     }
   }
-  if (result.verify) lines.push({ kind: 'statistic', text: `verified: ${result.verify.bytesCompared} bytes identical on source and target` });
+  if (result.verify) lines.push({ kind: 'statistic', text: verifiedLine(result.verify) });
   if (result.mapfile) {
     const m = result.mapfile;
     const resumed = m.resumed ? ` (resumed; ${m.previouslyFinished} bytes were already done)` : '';

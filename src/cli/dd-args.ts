@@ -196,6 +196,11 @@ function assign(state: ParseState, key: OptionKey | 'json' | 'quiet' | 'rateFile
 /** `--name`, `--name=VALUE` or `--name VALUE`; returns how many arguments it used. */
 function parseLong(state: ParseState, argv: readonly string[], i: number): number {
   const arg = argv[i];
+  const whole = longOption(arg);  // a flag spelled with its value: --verify=strict
+  if (whole !== undefined && !whole.takesValue && 'key' in whole.target) {
+    assign(state, whole.target.key, whole.flagValue, arg);
+    return 1;
+  }
   const eq = arg.indexOf('=');
   const name = eq === -1 ? arg : arg.slice(0, eq);
   const option: LongOption | undefined = longOption(name);

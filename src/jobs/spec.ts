@@ -37,7 +37,7 @@ export interface PairOptions {
   mapfile?: string;
   domainMapfile?: string;
   retryBad?: boolean;
-  verify?: boolean;
+  verify?: boolean | 'strict';
   onlyChanged?: boolean;
   hash?: HashAlgorithm;
   zeroBlocks?: ZeroBlocks;

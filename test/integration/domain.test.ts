@@ -16,15 +16,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copy, CopyAbortError, planCopy, type CopyResult } from '../../src/index';
 import { RescueMap } from '../../src/resume/mapfile';
 import { attachLoop, detachAll, detachLoop, makeImage, mount, readRange, skipWithoutLoop, tempDir, unmount } from '../helpers/devices';
+import { sectorsRead } from '../helpers/outcome';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const haveTools = ['partclone.extfs', 'mkfs.ext4', 'e2fsck'].every((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status === 0);
-
-function sectorsRead(device: string): number {
-  const fields = fs.readFileSync(`/sys/block/${path.basename(device)}/stat`, 'utf8').trim().split(/\s+/);
-  return Number(fields[2]);
-}
 
 function settle(): void {
   spawnSync('udevadm', ['settle', '--timeout=10']);

@@ -12,11 +12,11 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { copy } from '../../src/api/copy';
-import { DevmoveError } from '../../src/base/errors';
 import { runJob } from '../../src/jobs/job';
 import { validateJob } from '../../src/jobs/jobfile';
 import { makeImage, sha256File, tempDir } from '../helpers/devices';
 import { type NbdServer, skipWithoutNbd, startNbdkit, startQemuNbd, stopAllNbd } from '../helpers/nbd';
+import { rejection } from '../helpers/outcome';
 
 const MiB = 1024 * 1024;
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
@@ -40,16 +40,6 @@ function fillExport(server: NbdServer, file: string): void {
 function cli(args: string[], env: NodeJS.ProcessEnv = {}): { status: number | null; stderr: string } {
   const run = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 90_000, env: { ...process.env, ...env } });
   return { status: run.status, stderr: run.stderr };
-}
-
-async function rejection(promise: PromiseLike<unknown>): Promise<DevmoveError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof DevmoveError) return error;
-    throw error;
-  }
-  throw new Error('the copy did not fail');
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -15,7 +15,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { copy } from '../../src/index';
-import { attachLoop, detachAll, makeImage, sha256File, skipWithoutLoop, tempDir } from '../helpers/devices';
+import { attachLoop, detachAll, makeImage, readRange, sha256File, skipWithoutLoop, tempDir } from '../helpers/devices';
+import { FaultyDevice, skipWithoutFuse } from '../helpers/faulty';
 import { skipWithoutNbd, startNbdkit, stopAllNbd } from '../helpers/nbd';
 import { random } from '../helpers/random';
 
@@ -243,5 +244,40 @@ describe('--only-changed writes only the blocks that differ', () => {
     const line = JSON.parse(run.stdout.trim().split('\n').at(-1) as string);
     expect(line.changed).toEqual({ bytesCompared: 6 * MiB + 512, bytesWritten: changed.size * BLOCK });
     expect(sha256File(dst)).toBe(sha256File(src));
+  });
+});
+
+describe.skipIf(skipWithoutFuse || skipWithoutLoop)('--only-changed with noError: an unreadable source block is not written', () => {
+  afterAll(() => {
+    FaultyDevice.destroyAll();
+    detachAll();
+  });
+
+  it("the target keeps its bytes where the source cannot be read (ddrescue's rule), the block is reported bad, changed blocks are written", async () => {
+    const size = 4 * MiB;
+    const src = await FaultyDevice.create({ sizeBytes: size });
+    const dir = tempDir();
+    const dst = attachLoop(makeImage(dir, 'dst.img', size, 'zero'));
+    await copy({ source: src.device, target: dst });
+    // The second pass: one block changed on the source, and a range that cannot be read any more,
+    // within a 4 KiB compare block (so the rest of that block is compared and kept as it is).
+    const changed = 3 * MiB + 8192;
+    const fd = fs.openSync(src.imagePath, 'r+');
+    fs.writeSync(fd, Buffer.alloc(4096, 0x77), 0, 4096, changed);
+    fs.closeSync(fd);
+    const bad: [number, number] = [1 * MiB + 1024, 1024];
+    await src.setFaults({ readErrors: [bad] });
+    const before = readRange(dst, 0, size);
+    const result = await copy({ source: src.device, target: dst, onlyChanged: true, noError: true });
+    expect(result.bad.ranges).toEqual([bad]);
+    expect(result.changed).toEqual({ bytesCompared: size, bytesWritten: 4096 });
+    const after = readRange(dst, 0, size);
+    // Unreadable: what the target held (the first pass's copy of it), not zeros.
+    expect(after.subarray(bad[0], bad[0] + bad[1]).equals(before.subarray(bad[0], bad[0] + bad[1]))).toBe(true);
+    expect(after.subarray(bad[0], bad[0] + bad[1]).every((b) => b === 0)).toBe(false);
+    // Everything else is the source.
+    const source = fs.readFileSync(src.imagePath);
+    source.set(before.subarray(bad[0], bad[0] + bad[1]), bad[0]);
+    expect(after.equals(source)).toBe(true);
   });
 });

@@ -14,6 +14,15 @@ import type { MapSlot, Name, Storage, World } from './world';
 const MiB = 1024 * 1024;
 const SECTOR_BYTES = 512;
 
+/**
+ * --verify with chance p, half of the time strict: one draw, so a seed draws the same operations
+ * (verify or not) as it did before strict mode existed.
+ */
+function drawVerify(rng: Rng, p: number): boolean | 'strict' {
+  const x = rng.float();
+  return x < p / 2 ? 'strict' : x < p;
+}
+
 /** One copy() as the command asks for it, in bytes. */
 export interface CopySpec {
   /** 'the copy' or 'pairs[1]'. */
@@ -30,7 +39,8 @@ export interface CopySpec {
   sparse: boolean;
   map?: { slot: MapSlot; spelling: string; aliasOf?: Name };
   drop: boolean;
-  verify: boolean;
+  /** --verify (true: with one read, against the copy's block digests) or --verify=strict (the source read again). */
+  verify: boolean | 'strict';
   /** Faults set on the faulty device for this command (the faulty device is one of its sides). */
   faulty?: 'source' | 'target';
   /** Set when the I/O size splits pages of a regular-file target on disk (see 'dio-buffered-collision'). */
@@ -398,7 +408,7 @@ export class Generator {
       spec.map = { slot, spelling: rng.pick(slot.spellings) };
     }
     if (targets.length > 1) spec.drop = rng.chance(0.5);
-    spec.verify = rng.chance(0.15);
+    spec.verify = drawVerify(rng, 0.15);
     return this.finishCopy(spec);
   }
 
@@ -466,7 +476,7 @@ export class Generator {
     const argv = [...input, ...output, ...ops.words, '--json'];
     if (spec.map) argv.push(`--mapfile=${spec.map.spelling}`, `--checkpoint-interval=${rng.pick([100, 150, 250, 400])}`);
     if (spec.drop) argv.push('--on-target-error=drop');
-    if (spec.verify) argv.push('--verify');
+    if (spec.verify) argv.push(spec.verify === 'strict' ? '--verify=strict' : '--verify');
     if (spec.pipeIn) families.add('pipe-source');
     if (spec.pipeIn && spec.sparse && spec.targets.some((t) => !t.name.block)) families.add('pipe-sparse-size');
     if (spec.stdout) families.add('stdout-target');
@@ -522,7 +532,7 @@ export class Generator {
       const slot = rng.pick(this.world.mapSlots);
       spec.map = { slot, spelling: rng.pick(slot.spellings) };
     }
-    spec.verify = rng.chance(0.05);
+    spec.verify = drawVerify(rng, 0.05);
     if (targets.length > 1) spec.drop = rng.chance(0.5);
     const cmd = this.finishCopy(spec);
     const changes: WorldChange[] = cmd.spec.map ? [{ kind: 'rm', file: cmd.spec.map.slot.path }] : [];
@@ -556,7 +566,7 @@ export class Generator {
       const slot = rng.pick(this.world.mapSlots);
       spec.map = { slot, spelling: rng.pick(slot.spellings) };
     }
-    spec.verify = mode !== '>>' && rng.chance(0.05);
+    spec.verify = mode !== '>>' && drawVerify(rng, 0.05);
     if (targets.length > 1) spec.drop = rng.chance(0.5);
     const cmd = this.finishCopy(spec);
     const changes: WorldChange[] = cmd.spec.map ? [{ kind: 'rm', file: cmd.spec.map.slot.path }] : [];
@@ -756,9 +766,10 @@ export class Generator {
       spec.drop = true;
       entry.onTargetError = 'drop';
     }
-    if (rng.chance(0.15)) {
-      spec.verify = true;
-      entry.verify = true;
+    const verify = drawVerify(rng, 0.15);
+    if (verify) {
+      spec.verify = verify;
+      entry.verify = verify;
     }
     this.jobMap(spec, entry, dir, used, pairs);
     if (rng.chance(0.2)) entry.blockSize = rng.pick(['4K', '64K', '1M', 1000]);

@@ -524,7 +524,8 @@ void TestParallelXxh3Blocks() {
   limits.pieces_max = 2;
   limits.tasks_per_piece = 3;
   limits.task_bytes_min = block_bytes;
-  std::unique_ptr<Xxh3BlockDigests> digests = Xxh3BlockDigests::Create(*pool, lib, block_bytes, &sink, limits, &error);
+  std::unique_ptr<BlockDigests> digests = BlockDigests::Create(
+      *pool, [lib](const uint8_t* d, size_t n) { return lib->Hash128(d, n); }, block_bytes, total, &sink, limits, &error);
   REQUIRE(digests);
   // Buffers of 5 blocks, in reverse order.
   std::vector<uint64_t> tickets;

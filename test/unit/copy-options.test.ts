@@ -50,12 +50,20 @@ describe('planCopy: valid options', () => {
     ['background mode with an explicit block size', { ...base, background: true, blockSize: '1M' }, { blockBytes: 1024 * 1024, queueDepth: 2 }],
     ['rate as a size', { ...base, rate: '200M' }, { rate: 200 * 1024 * 1024 }],
     ['reliability', { ...base, noError: true, retries: 3, mapfile: 'x.map', verify: true, hash: 'sha256' }, { noError: true, retries: 3, verify: true, hash: 'sha256', checkpointIntervalMs: 1000 }],
+    ['verify with one read', { ...base, verify: true }, { verify: true }],
+    ['verify strict', { ...base, verify: 'strict' }, { verify: true, verifyStrict: true }],
     ['checkpoint interval', { ...base, mapfile: 'x.map', checkpointInterval: 250 }, { checkpointIntervalMs: 250 }],
     ['zero blocks', { ...base, zeroBlocks: 'discard' }, { zeroBlocks: 'discard' }],
     ['I/O engine', { ...base, ioEngine: 'threads' }, { ioEngine: 'threads' }],
     ['I/O engine io_uring', { ...base, ioEngine: 'io_uring' }, { ioEngine: 'io_uring' }],
   ])('%s', (_name, options, expected) => {
     expect(planCopy(options)).toMatchObject(expected);
+  });
+
+  it('verify: true is the one-read pass (no verifyStrict), false no verify at all', () => {
+    expect(planCopy({ ...base, verify: true }).verifyStrict).toBeUndefined();
+    expect(planCopy({ ...base, verify: false })).toMatchObject({ verify: false });
+    expect(planCopy({ ...base, verify: false }).verifyStrict).toBeUndefined();
   });
 
   it('per-side direct modes and truncation', () => {
@@ -75,6 +83,8 @@ describe('planCopy: invalid options', () => {
     ['missing source', { target: '/dev/sdc' }, TypeError, /^options\.source must be a path string/],
     ['numeric target', { source: 'a', target: 3 }, TypeError, /^options\.target must be a path string .* \(got 3\)$/],
     ['empty source', { source: '', target: 'b' }, RangeError, /^options\.source must not be empty$/],
+    ["verify 'full'", { ...base, verify: 'full' }, RangeError, /^options\.verify must be true, false or 'strict' \(got 'full'\)$/],
+    ['verify 1', { ...base, verify: 1 }, TypeError, /^options\.verify must be true, false or 'strict' \(got 1\)$/],
     ['NUL in a path', { source: 'a\0b', target: 'b' }, RangeError, /NUL/],
     ['unknown option', { ...base, bs: '1M' }, TypeError, /^options\.bs is not a copy\(\) option$/],
     ['bad size suffix', { ...base, blockSize: '12Q3' }, RangeError, /^options\.blockSize must be a size such as '512K' or '4M' \(got '12Q3'\): unknown size suffix 'Q3'/],

@@ -101,6 +101,8 @@ describe('parseDdArgs: valid invocations', () => {
     ['conv=noerror,sync', [...IO, 'conv=noerror,sync'], { noError: true }],
     ['--noerror --retries --mapfile --retry-bad', [...IO, '--noerror', '--retries=3', '--mapfile', 'x.map', '--retry-bad', '--checkpoint-interval=250'], { noError: true, retries: 3, mapfile: 'x.map', retryBad: true, checkpointInterval: 250 }],
     ['--verify --hash', [...IO, '--verify', '--hash=sha512'], { verify: true, hash: 'sha512' }],
+    ['--verify=strict', [...IO, '--verify=strict'], { verify: 'strict' }],
+    ['--verify then --verify=strict: the last one', [...IO, '--verify', '--verify=strict'], { verify: 'strict' }],
     ['--rate with /s', [...IO, '--rate=50MB/s'], { rate: 50_000_000 }],
     ['--rate=0 and --rate=unlimited: no cap, as in copy() and --rate-file', [...IO, '--rate=0'], { rate: 0 }],
     ['--rate=unlimited', [...IO, '--rate=unlimited'], { rate: 0 }],
