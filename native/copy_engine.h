@@ -104,7 +104,8 @@ class CopyEngine final : public IoCompletion {
   void PlanZeroHandling();
   void SetupSlots(uint32_t depth, uint32_t depth_max);
   // The buffers the ring may grow to: queue_depth_max within what the copy can use, except
-  // where another part was sized for queue_depth (the digest's pool, --only-changed's read-backs).
+  // where another part was sized for queue_depth (the digest's pool, the block digests,
+  // --only-changed's read-backs).
   uint32_t DepthMax(uint32_t depth, uint64_t useful) const;
 
   // ---- copy_engine.cc: the copy ----

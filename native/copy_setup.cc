@@ -478,7 +478,7 @@ SysError CopyEngine::SetupDriver() {
 }
 
 uint32_t CopyEngine::DepthMax(uint32_t depth, uint64_t useful) const {
-  if (plan_.only_changed || digest_stage_ != nullptr) return depth;
+  if (plan_.only_changed || digest_stage_ != nullptr || block_digests_ != nullptr) return depth;
   const uint64_t wanted = std::max(plan_.queue_depth_max, plan_.queue_depth);
   const uint64_t fits = BufferPool::kTotalBytesMax / plan_.block_bytes;
   return static_cast<uint32_t>(std::max<uint64_t>(depth, std::min({wanted, useful, fits})));
