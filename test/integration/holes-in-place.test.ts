@@ -36,7 +36,12 @@ function sparseSource(dir: string, seed: number): Sparse {
   const rnd = random(seed);
   const mibs = 48 + Math.floor(rnd() * 49);
   const data = new Uint8Array(mibs);
-  for (let n = 2 + Math.floor(rnd() * 6); n > 0; n--) data.fill(1, Math.floor(rnd() * mibs), Math.floor(rnd() * mibs) + 1 + Math.floor(rnd() * 3));
+  // Each extent starts at a drawn MiB and is 1-3 MiB long. (Its end was once drawn apart from its
+  // start, so most fills were empty and some sources had no data at all: a test then passed on holes alone.)
+  for (let n = 2 + Math.floor(rnd() * 6); n > 0; n--) {
+    const start = Math.floor(rnd() * mibs);
+    data.fill(1, start, start + 1 + Math.floor(rnd() * 3));
+  }
   const file = path.join(dir, `src-${seed}.img`);
   const fd = fs.openSync(file, 'w');
   const holes: Array<[number, number]> = [];
@@ -116,12 +121,15 @@ describe.skipIf(skipWithoutLoop)('a hole is one request on a block device', () =
     const src = sparseSource(dir, SEED + 4);
     const file = makeImage(dir, 'old.img', src.size, { pattern: 0xa5 });
     const device = attachLoop(makeImage(tempDir('/var/tmp'), 'dev.img', src.size, { pattern: 0xa5 }));
+    // The device's data writes alone, as the block layer splits them (its max_sectors_kb), are the baseline.
+    const skipBefore = writeRequests(device);
+    await copy({ source: src.file, target: device, zeroBlocks: 'skip', durability: 'none' });
+    const dataOnly = writeRequests(device) - skipBefore;
     const before = writeRequests(device);
     const result = await copy({ source: src.file, targets: [file, device], durability: 'none' });
-    const requests = writeRequests(device) - before;
-    const dataMiB = (src.size - src.holes.reduce((s, [, l]) => s + l, 0)) / MiB;
-    // Data in 1 MiB-or-smaller requests of at most 2 pieces each, plus one write-zeroes per hole.
-    expect(requests).toBeLessThanOrEqual(2 * dataMiB + src.holes.length + 1);
+    // Beyond its data writes, one write-zeroes per hole (±1 for noise), whatever the file beside it does.
+    expect(writeRequests(device) - before - dataOnly).toBeLessThanOrEqual(src.holes.length + 1);
+    expect(result.bytesRead).toBeGreaterThan(0);
     expect(result.targets[0].zeroNote).toMatch(/^fallocate\(ZERO_RANGE\) failed: .*the source's holes are written as zeros/);
     expect(result.targets[1].zeroNote).toBeUndefined();
     expect(sha256File(file)).toBe(sha256File(src.file));
