@@ -179,12 +179,16 @@ void Blake3Stream::Update(const uint8_t* data, size_t length) {
   }
 }
 
-std::string Blake3Stream::FinalHex() {
-  uint8_t digest[blake3::kDigestBytes];
+void Blake3Stream::Final(uint8_t digest[blake3::kDigestBytes]) {
   std::string why;
   const bool ok = tree_.Finish(position_, digest, &why);
   assert(ok);  // in-order updates leave no gap
   (void)ok;
+}
+
+std::string Blake3Stream::FinalHex() {
+  uint8_t digest[blake3::kDigestBytes];
+  Final(digest);
   return blake3::ToHex(digest, sizeof digest);
 }
 

@@ -96,6 +96,7 @@ class Blake3Stream {
  public:
   explicit Blake3Stream(const blake3::Kernel& kernel) : tree_(kernel) {}
   void Update(const uint8_t* data, size_t length);
+  void Final(uint8_t digest[blake3::kDigestBytes]);
   std::string FinalHex();
   const blake3::Kernel& kernel() const { return tree_.kernel(); }
 

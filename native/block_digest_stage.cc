@@ -10,14 +10,22 @@
 namespace devmove {
 namespace {
 
+// The first 8 bytes at p as a big-endian number.
+uint64_t BigEndian64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = v << 8 | p[i];
+  return v;
+}
+
 // BLAKE3 of the block, its first 128 bits as the two halves (big-endian, as printed).
 Xxh128 Blake3Block(const blake3::Kernel& kernel, const uint8_t* data, size_t length) {
   Blake3Stream stream(kernel);
   stream.Update(data, length);
-  const std::string hex = stream.FinalHex();
+  uint8_t bytes[blake3::kDigestBytes];
+  stream.Final(bytes);
   Xxh128 digest;
-  digest.high64 = std::strtoull(hex.substr(0, 16).c_str(), nullptr, 16);
-  digest.low64 = std::strtoull(hex.substr(16, 16).c_str(), nullptr, 16);
+  digest.high64 = BigEndian64(bytes);
+  digest.low64 = BigEndian64(bytes + 8);
   return digest;
 }
 
