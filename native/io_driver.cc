@@ -1,5 +1,10 @@
 #include "io_driver.h"
 
+#include <fcntl.h>
+#include <linux/falloc.h>
+
+#include <cassert>
+
 namespace devmove {
 
 const char* IoKindSyscall(IoKind kind) {
@@ -15,6 +20,11 @@ const char* IoKindSyscall(IoKind kind) {
     case IoKind::kNop: return "nop";
   }
   return "io";
+}
+
+int FallocateMode(IoKind kind) {
+  assert(kind == IoKind::kPunchHole || kind == IoKind::kZeroRange);
+  return (kind == IoKind::kPunchHole ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE;
 }
 
 }  // namespace devmove

@@ -38,6 +38,8 @@ enum class IoKind : uint8_t {
 
 // The system call an IoKind stands for, as errors name it.
 const char* IoKindSyscall(IoKind kind);
+// fallocate's mode for kPunchHole and kZeroRange (both KEEP_SIZE), in either driver.
+int FallocateMode(IoKind kind);
 
 struct IoOp;
 

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/falloc.h>
 #include <linux/ioprio.h>
 #include <poll.h>
 #include <signal.h>
@@ -196,9 +195,8 @@ int32_t ThreadDriver::Execute(Worker& worker, IoOp& op) {
     case IoKind::kFdatasync:
       return Result(fdatasync(op.fd));
     case IoKind::kPunchHole:
-      return Result(fallocate(op.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, op.length));
     case IoKind::kZeroRange:
-      return Result(fallocate(op.fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset, op.length));
+      return Result(fallocate(op.fd, FallocateMode(op.kind), offset, op.length));
     case IoKind::kSendMsg:
     case IoKind::kRecv:
       return ExecuteSocket(worker, op);

@@ -1,7 +1,6 @@
 #include "uring_driver.h"
 
 #include <errno.h>
-#include <linux/falloc.h>
 #include <linux/ioprio.h>
 
 #include <algorithm>
@@ -184,7 +183,7 @@ void UringDriver::Prep(IoOp& op, io_uring_sqe* sqe) const {
       sqe->opcode = IORING_OP_FALLOCATE;
       sqe->off = op.offset;
       sqe->addr = op.length;
-      sqe->len = (op.kind == IoKind::kPunchHole ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE;
+      sqe->len = static_cast<uint32_t>(FallocateMode(op.kind));
       break;
     case IoKind::kSendMsg:
       // MSG_WAITALL on a stream socket: the kernel retries a partial send
