@@ -129,14 +129,14 @@ async function runPair(pair: JobPair, allocation: PairAllocation, context: PairC
   const pairStarted = process.hrtime.bigint();
   let job: CopyJob | undefined;
   context.budget.join(member);
-  const progressOf = (j: CopyJob): JobEvent => ({ type: 'progress', pair: pair.name, ...j.progress, queueDepth: j.queueDepth });
+  const progressOf = (p: CopyProgress, j: CopyJob): JobEvent => ({ type: 'progress', pair: pair.name, ...p, queueDepth: j.queueDepth });
   try {
-    job = member.job = copy(copyOptionsFor(pair, allocation, signal, progressInterval), { queueDepthMax: allocation.queueDepthMax });
-    const running = job;
-    running.on('progress', (p) => emit({ type: 'progress', pair: pair.name, ...p, queueDepth: running.queueDepth }));
+    const running = copy(copyOptionsFor(pair, allocation, signal, progressInterval), { queueDepthMax: allocation.queueDepthMax });
+    job = member.job = running;
+    running.on('progress', (p) => emit(progressOf(p, running)));
     const result = await job;
     // Every pair's last progress event says where it ended, however short the copy was.
-    emit(progressOf(job));
+    emit(progressOf(job.progress, job));
     Object.assign(outcome, { status: 'done', result, bytesCopied: result.bytesCopied, seconds: result.seconds, bytesPerSecond: result.bytesPerSecond });
     emit({ type: 'pair-done', pair: pair.name, result });
   } catch (caught) {
@@ -147,7 +147,7 @@ async function runPair(pair: JobPair, allocation: PairAllocation, context: PairC
     outcome.bytesCopied = typeof bytes === 'number' ? bytes : 0;
     outcome.seconds = elapsed(pairStarted);
     outcome.bytesPerSecond = outcome.seconds > 0 ? outcome.bytesCopied / outcome.seconds : 0;
-    if (job !== undefined) emit(progressOf(job));
+    if (job !== undefined) emit(progressOf(job.progress, job));
     emit({ type: 'pair-failed', pair: pair.name, error });
   } finally {
     outcome.queueDepthGranted = member.queueDepth;
