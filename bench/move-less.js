@@ -14,7 +14,7 @@
 //                 (blkio.throttle.write_bps_device on the bench's own loop device; reads stay at
 //                 RAM speed): a target whose writes cost more than its reads, as an SSD past its
 //                 write cache or a network disk
-//   verify        --verify (one read: XXH3-128, and the BLAKE3 fallback) and --verify=strict ÷ plain copy (ram pair)
+//   verify        --verify (one read: XXH3-128, and the BLAKE3 fallback), --verify=behind and --verify=strict ÷ plain copy (ram pair)
 //   digest        --hash=sha256 and --hash=blake3 ÷ plain copy (ram pair), on the hash pool and
 //                 on the I/O thread (DEVMOVE_HASH_THREADS=io)
 //
@@ -340,6 +340,8 @@ function main() {
   run('changed-slow-writes', () => changedRows(args, 200 * MiB));
   run('verify', () => ratioRows(args, {
     '--verify': ['--verify'],
+    // Each range read back as soon as every target has it, while the copy goes on.
+    ...(devmoveHas('--verify=behind') ? { '--verify=behind': ['--verify=behind'] } : {}),
     // The built-in fallback where libxxhash0 is missing.
     '--verify (blake3-128 digests)': { env: ['DEVMOVE_VERIFY_DIGEST=blake3'], args: ['--verify'] },
     // The source read again (the pass before verify with one read).

@@ -223,6 +223,7 @@ void OptionalFieldsFromJs(const Napi::Object& js, CopyPlan* plan) {
   if (has("retries")) plan->retries = static_cast<uint32_t>(std::min<uint64_t>(GetU64(js, "retries"), limits::kRetriesMax));
   if (has("verify")) plan->verify = GetBool(js, "verify");
   if (has("verifyStrict")) plan->verify_strict = GetBool(js, "verifyStrict");
+  if (has("verifyBehind")) plan->verify_behind = GetBool(js, "verifyBehind");
   if (has("onlyChanged")) plan->only_changed = GetBool(js, "onlyChanged");
   if (has("idlePriority")) plan->idle_priority = GetBool(js, "idlePriority");
   if (has("hash")) plan->hash_algorithm = GetString(js, "hash");
@@ -342,6 +343,7 @@ void FindingsToJs(Napi::Env env, const CopyReport& r, Napi::Object* o) {
       v.Set("digest", r.verify.digest);
       v.Set("digestBlockBytes", r.verify.digest_block_bytes);
       v.Set("digestPagesSpilled", static_cast<double>(r.verify.digest_pages_spilled));
+      v.Set("behindBytes", static_cast<double>(r.verify.behind_bytes));
     }
     if (r.verify.first_mismatch_offset >= 0) {
       v.Set("firstMismatchOffset", static_cast<double>(r.verify.first_mismatch_offset));

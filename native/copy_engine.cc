@@ -83,6 +83,7 @@ SysError CopyEngine::Run(const ProgressFn& progress, CopyReport* report, const C
   stages_.clear();
   slots_.clear();
   driver_.reset();
+  behind_.reset();
   pool_.reset();
   compare_pool_.reset();
   targets_.clear();
@@ -164,6 +165,7 @@ SysError CopyEngine::Loop(const ProgressFn& progress) {
     uint64_t wait_ns = kWaitTimeoutNs;
     GrowSlots();
     if (!paused) StartSlots(now, rate, &wait_ns);
+    if (behind_ && !stopping_ && halt_position_ == UINT64_MAX) behind_->Pump();
     if (checkpointer_->enabled()) {
       checkpointer_->Tick(now, *driver_, LiveTargetList());
       const double due = checkpointer_->SecondsUntilDue(now);
@@ -882,9 +884,13 @@ void CopyEngine::Retire(Slot& slot) {
   // zero-filled on the targets and reported as bad).
   if (slot.bad.empty()) {
     checkpointer_->AddFinished({slot.position, slot.length});
+    if (behind_) behind_->Add({slot.position, slot.length});
   } else {
     const std::vector<ByteRange> whole{{slot.position, slot.length}};
-    for (const ByteRange& r : Subtract(whole, slot.bad)) checkpointer_->AddFinished(r);
+    for (const ByteRange& r : Subtract(whole, slot.bad)) {
+      checkpointer_->AddFinished(r);
+      if (behind_) behind_->Add(r);
+    }
   }
   for (const ByteRange& r : slot.bad) {
     checkpointer_->AddBad(r);
@@ -1076,6 +1082,14 @@ SysError CopyEngine::Verify(const ProgressFn& progress) {
   std::vector<ByteRange> whole;
   if (length_bytes_ > 0) whole.push_back({0, length_bytes_});
   in.ranges = Subtract(whole, skip);
+  // What behind the copy confirmed on every live target is not read again.
+  uint64_t behind_bytes = 0;
+  if (behind_) {
+    const std::vector<ByteRange> confirmed = behind_->VerifiedOnAll();
+    const std::vector<ByteRange> before = in.ranges;
+    in.ranges = Subtract(before, confirmed);
+    behind_bytes = (TotalLength(before) - TotalLength(in.ranges)) * LiveTargets();
+  }
   in.cancel = &cancel_requested_;
   in.progress_interval_seconds = plan_.progress_interval_ms / 1000.0;
   in.digests = block_digests_;
@@ -1084,6 +1098,8 @@ SysError CopyEngine::Verify(const ProgressFn& progress) {
   VerifyReport& v = report_->verify;
   const SysError error = verifier.Run(
       [&](uint64_t done, uint64_t total) { EmitProgress(progress, false, true, done, total); }, &v);
+  v.behind_bytes = behind_bytes;
+  v.bytes_compared += behind_bytes;
   if (error.failed()) return error;
   if (v.mismatched_blocks == 0) return {};
   const size_t t = static_cast<size_t>(v.first_mismatch_target);

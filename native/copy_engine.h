@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "behind_verifier.h"
 #include "buffer_pool.h"
 #include "checkpointer.h"
 #include "copy_plan.h"
@@ -100,6 +101,7 @@ class CopyEngine final : public IoCompletion {
   SysError SetupBlockDigests();
   SysError SetupDriver();
   SysError CreateDriver(uint32_t in_flight_max, uint32_t in_flight_start);
+  SysError SetupBehindVerifier(uint32_t buffer_bytes, uint32_t depth);
   void RegisterWithDriver();
   void PlanZeroHandling();
   void SetupSlots(uint32_t depth, uint32_t depth_max);
@@ -204,6 +206,7 @@ class CopyEngine final : public IoCompletion {
   std::unique_ptr<Hasher> hasher_;       // a digest on this thread (HashStage)
   DigestStage* digest_stage_ = nullptr;  // or on the hash pool (in stages_)
   BlockDigestStage* block_digests_ = nullptr;  // verify with one read: what was read, per block (in stages_)
+  std::unique_ptr<BehindVerifier> behind_;     // --verify=behind: targets read back while copying
   std::vector<std::unique_ptr<SlotStage>> stages_;
   bool zero_stage_ = false;
   std::unique_ptr<Checkpointer> checkpointer_;

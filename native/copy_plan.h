@@ -104,6 +104,10 @@ struct CopyPlan {
   // what it read and the verify pass reads only the targets); true = strict,
   // the source is read again too and compared byte for byte.
   bool verify_strict = false;
+  // With one read: each range is read back from the targets once every
+  // target has it, while the copy goes on (behind_verifier.h); the pass
+  // after the copy reads only what that could not confirm.
+  bool verify_behind = false;
   // Verify with one read: digests kept in memory (the rest spill to a file in
   // verify_spill_dir, on disk rather than tmpfs).
   uint64_t verify_digest_memory_bytes = 64ull << 20;
@@ -162,6 +166,7 @@ struct VerifyReport {
   // blocks, ranges an earlier run copied) and blocks whose digest differs.
   uint64_t source_bytes_read = 0;
   uint64_t digest_pages_spilled = 0;    // pages of digests written to the spill file
+  uint64_t behind_bytes = 0;            // of bytes_compared: confirmed behind the copy on every live target (--verify=behind)
 };
 
 struct CopyReport {

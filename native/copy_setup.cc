@@ -463,8 +463,10 @@ SysError CopyEngine::SetupDriver() {
   // An NBD endpoint keeps a send and a recv per connection in the driver too.
   uint32_t endpoint_ops = source_->driver_ops_max();
   for (const auto& t : targets_) endpoint_ops += t->driver_ops_max();
-  const uint32_t in_flight_max = depth_max * per_slot + targets + endpoint_ops;
-  error = CreateDriver(in_flight_max, depth * per_slot + targets + endpoint_ops);
+  const uint32_t behind = plan_.verify_behind && block_digests_ != nullptr ? depth : 0;  // its reads, one each
+  const uint32_t in_flight_max = depth_max * per_slot + targets + endpoint_ops + behind;
+  error = CreateDriver(in_flight_max, depth * per_slot + targets + endpoint_ops + behind);
+  if (!error.failed() && behind > 0) error = SetupBehindVerifier(buffer_bytes, behind);
   if (error.failed()) return error;
   if (plan_.checkpoint_interval_ms > 0 && !driver_->Supports(IoKind::kFdatasync)) {
     return SysError::Make(ENOSYS, "io_uring_setup", {}, -1, "this kernel's io_uring lacks IORING_OP_FSYNC");
@@ -475,6 +477,22 @@ SysError CopyEngine::SetupDriver() {
   if (error.failed()) return error;
   SetupSlots(depth, depth_max);
   return {};
+}
+
+// --verify=behind: the targets read back while the copy goes on, through
+// this driver, `depth` reads of a buffer each (behind_verifier.h).
+SysError CopyEngine::SetupBehindVerifier(uint32_t buffer_bytes, uint32_t depth) {
+  BehindVerifier::Inputs in;
+  in.driver = driver_.get();
+  for (const auto& t : targets_) in.targets.push_back(t.get());
+  in.dropped = &dropped_;
+  in.digests = block_digests_;
+  in.length_bytes = length_bytes_;
+  in.buffer_bytes = buffer_bytes;
+  in.depth = depth;
+  SysError error;
+  behind_ = BehindVerifier::Create(std::move(in), &error);
+  return behind_ ? SysError{} : error;
 }
 
 uint32_t CopyEngine::DepthMax(uint32_t depth, uint64_t useful) const {

@@ -74,6 +74,7 @@ export interface NativePlan {
   verify?: boolean;
   /** With verify: read the source again too (strict); otherwise the targets are checked against per-block digests of what the copy read. */
   verifyStrict?: boolean;
+  verifyBehind?: boolean;
   /** Read each target back in the pipeline and write only the blocks that differ. */
   onlyChanged?: boolean;
   /** Bytes per second; 0 = unlimited. */
@@ -190,6 +191,7 @@ export interface NativeReport {
     digest?: 'xxh3-128' | 'blake3-128';
     digestBlockBytes?: number;
     digestPagesSpilled?: number;
+    behindBytes?: number;
   };
   rate: number;
   /** The unreadable block the copy stopped at (absolute source [offset, length]), when it stopped at one. */

@@ -13,7 +13,7 @@ import {
 import { boolean, choice, either, integer, path, rate, size, type Checked, type ValueKind } from './values';
 
 /** verify: true (one read), false, or this word. */
-const VERIFY_OPTION_WORDS = ['strict'] as const;
+const VERIFY_OPTION_WORDS = ['strict', 'behind'] as const;
 
 export type HelpGroup = 'general' | 'failing' | 'sharing' | 'zero' | 'engine';
 
@@ -122,9 +122,9 @@ export const OPTION_ROWS: readonly OptionRow[] = [
     cli: { option: '--checkpoint-interval', value: 'MS' }, help: `mapfile update interval in milliseconds (default ${DEFAULT_CHECKPOINT_INTERVAL})`,
   },
   {
-    key: 'verify', kind: either(boolean(), choice(VERIFY_OPTION_WORDS), "must be true, false or 'strict'"), default: false, job: true, group: 'failing',
-    cli: { flags: [{ flag: '--verify', value: true }, { flag: '--verify=strict', value: 'strict' }] },
-    help: 'after the copy, read TARGET again with O_DIRECT and compare it with per-block digests (XXH3-128, else BLAKE3) of what the copy read, so SOURCE is read once; =strict reads SOURCE again too and compares bytes (exit 1 on a difference)',
+    key: 'verify', kind: either(boolean(), choice(VERIFY_OPTION_WORDS), "must be true, false, 'strict' or 'behind'"), default: false, job: true, group: 'failing',
+    cli: { flags: [{ flag: '--verify', value: true }, { flag: '--verify=strict', value: 'strict' }, { flag: '--verify=behind', value: 'behind' }] },
+    help: 'after the copy, read TARGET again with O_DIRECT and compare it with per-block digests (XXH3-128, else BLAKE3) of what the copy read, so SOURCE is read once; =strict reads SOURCE again too and compares bytes; =behind reads each block of TARGET back as soon as it is written, while the copy goes on (faster; a change made to TARGET after that is not seen) (exit 1 on a difference)',
   },
   {
     key: 'onlyChanged', kind: boolean(), default: false, job: true, group: 'failing', cli: { flags: [{ flag: '--only-changed', value: true }] },

@@ -37,7 +37,7 @@ interface ValidOptions {
   domainMapfile: string | undefined;
   retryBad: boolean;
   checkpointInterval: number;
-  verify: boolean | 'strict';
+  verify: boolean | 'strict' | 'behind';
   onlyChanged: boolean;
   hash: HashAlgorithm | undefined;
   rate: number;
@@ -225,6 +225,7 @@ function toPlan(o: ValidOptions): NativePlan {
   if (o.hash !== undefined) plan.hash = o.hash;
   if (o.onlyChanged) plan.onlyChanged = true;
   if (o.verify === 'strict') plan.verifyStrict = true;
+  if (o.verify === 'behind') plan.verifyBehind = true;
   // conv=sparse passes over zero blocks and leaves what the target had there, as dd does. A mapfile's
   // finished ranges and verify vouch that the target holds the source, so then the old bytes under a
   // zero block (a target with data, a resume) are punched or overwritten; past its end, passed over.

@@ -78,6 +78,7 @@ export function toResult(report: NativeReport, plan: NativePlan, mapfile: Mapfil
       result.verify.digest = report.verify.digest;
       result.verify.digestBlockBytes = report.verify.digestBlockBytes;
       result.verify.digestPagesSpilled = report.verify.digestPagesSpilled;
+      if (report.verify.behindBytes) result.verify.behindBytes = report.verify.behindBytes;
     }
     if (report.verify.firstMismatchOffset !== undefined) result.verify.firstMismatchOffset = report.verify.firstMismatchOffset;
   }

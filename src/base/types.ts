@@ -147,9 +147,13 @@ export interface CopyOptions {
    * (XXH3-128 from libxxhash, else BLAKE3; result.verify.digest), and the verify pass reads only the
    * targets (and the source only for a block without a digest or whose digest differs). 'strict':
    * read the source again too and compare byte for byte (also catches a source that changed during
-   * the copy). Default false.
+   * the copy). 'behind': with one read, but each range is read back from the targets as soon as every
+   * target has it, while the copy goes on; the pass after the copy reads only what that could not
+   * confirm (result.verify.behindBytes says how much it did). Faster where the devices have room for
+   * the extra reads; a change somebody makes to a target after its range was read back is not seen.
+   * Default false.
    */
-  verify?: boolean | 'strict';
+  verify?: boolean | 'strict' | 'behind';
   /**
    * Read each target back in the same pipeline as the source and write only the 4 KiB blocks that
    * differ (a second pass of a migration: writes = changed blocks). Targets must be seekable and
@@ -296,11 +300,13 @@ export interface CopyResult {
    * mode: 'digest' (verify with one read) or 'strict'; digest: the per-block digest ('xxh3-128', or
    * 'blake3-128' where libxxhash is missing) and its block; sourceBytesRead: source bytes the verify
    * pass read again (all in strict mode); digestPagesSpilled: 64 KiB pages of digests that went to the
-   * spill file (DEVMOVE_VERIFY_DIGEST_MEMORY bytes stay in memory, 64 MiB by default).
+   * spill file (DEVMOVE_VERIFY_DIGEST_MEMORY bytes stay in memory, 64 MiB by default); behindBytes: of
+   * bytesCompared, the bytes confirmed behind the copy (verify 'behind').
    */
   verify?: {
     bytesCompared: number; mismatchedBlocks: number; blockBytes: number; firstMismatchOffset?: number;
     mode: VerifyMode; sourceBytesRead: number; digest?: BlockDigestAlgorithm; digestBlockBytes?: number; digestPagesSpilled?: number;
+    behindBytes?: number;
   };
   /**
    * With onlyChanged: source bytes compared with what the targets held and bytes written because they

@@ -121,7 +121,8 @@ export function summaryShown(kind: SummaryKind, status: DdInvocation['status']):
 function verifiedLine(v: NonNullable<CopyResult['verify']>): string {
   const line = `verified: ${v.bytesCompared} bytes identical on source and target`;
   if (v.mode === 'strict') return `${line} (strict: source read again)`;
-  return `${line} (target read back against the copy's ${v.digest ?? ''} block digests; source read again: ${v.sourceBytesRead} bytes)`;
+  const behind = v.behindBytes ? `, ${v.behindBytes} bytes of it behind the copy` : '';
+  return `${line} (target read back against the copy's ${v.digest ?? ''} block digests${behind}; source read again: ${v.sourceBytesRead} bytes)`;
 }
 
 /** Lines after a successful copy for what dd does not have: bad blocks, dropped targets, zero blocks, verify, the map. */

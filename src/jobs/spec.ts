@@ -37,7 +37,7 @@ export interface PairOptions {
   mapfile?: string;
   domainMapfile?: string;
   retryBad?: boolean;
-  verify?: boolean | 'strict';
+  verify?: boolean | 'strict' | 'behind';
   onlyChanged?: boolean;
   hash?: HashAlgorithm;
   zeroBlocks?: ZeroBlocks;

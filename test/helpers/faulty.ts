@@ -43,6 +43,11 @@ export interface SlowRange {
 export interface FaultSet {
   /** Reads touching any of these ranges fail whole with EIO. */
   readErrors?: readonly Range[];
+  /**
+   * Reads touching these ranges succeed, but return every byte of the ranges XOR 0x5a: a disk that
+   * silently returns other bytes than were written (what verify is for).
+   */
+  corruptReads?: readonly Range[];
   /** Writes touching any of these ranges fail whole with EIO and write nothing. */
   writeErrors?: readonly Range[];
   /** Requests touching these ranges are delayed (by the largest delay they touch). */
@@ -77,6 +82,8 @@ export interface FaultyStats {
   bytesWritten: number;
   readErrors: number;
   writeErrors: number;
+  /** Reads that returned corrupted bytes (corruptReads). */
+  corruptReads: number;
   /** Requests that were delayed by a slow range. */
   delayed: number;
   /** Request sizes seen at the FUSE layer: size in bytes -> count. */
@@ -160,8 +167,8 @@ function waitSync(done: () => boolean, ms: number): boolean {
 }
 
 function faultJson(faults: FaultSet & { resetStats?: boolean }): string {
-  const { readErrors, writeErrors, slow, failWritesAfterBytes, resetStats } = faults;
-  return JSON.stringify({ readErrors, writeErrors, slow, failWritesAfterBytes, resetStats });
+  const { readErrors, writeErrors, corruptReads, slow, failWritesAfterBytes, resetStats } = faults;
+  return JSON.stringify({ readErrors, writeErrors, corruptReads, slow, failWritesAfterBytes, resetStats });
 }
 
 /** The loop device's largest block request: what one FUSE request can carry. */

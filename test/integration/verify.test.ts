@@ -239,3 +239,91 @@ describe.skipIf(skipWithoutLoop)('verify with one read: digests beyond the memor
     });
   });
 });
+
+// --verify=behind: each range is read back from the targets as soon as every target has it, while the
+// copy goes on; the pass after the copy reads only what that could not confirm. What must never happen:
+// a range confirmed behind whose read-back differs from what the copy read or could not be read (the
+// verdict and its first differing byte or read error are the after-copy pass's, exactly as without
+// behind), and a target read twice where everything matched.
+describe.skipIf(skipWithoutLoop)('verify behind the copy', () => {
+  afterAll(() => {
+    if (!skipWithoutFuse) FaultyDevice.destroyAll();
+    detachAll();
+  });
+
+  it('confirms every range while copying: source and target each read once, counted by the kernel', async () => {
+    const dir = tempDir();
+    const size = 32 * MiB;
+    const src = attachLoop(makeImage(dir, 'src.img', size));
+    const targets = [attachLoop(makeImage(dir, 'a.img', size, 'zero')), attachLoop(makeImage(dir, 'b.img', size, 'zero'))];
+    const before = [src, ...targets].map(sectorsRead);
+    const result = await copy({ source: src, targets, verify: 'behind' });
+    const read = [src, ...targets].map((d, i) => (sectorsRead(d) - before[i]) * 512);
+    expect(result.verify).toMatchObject({
+      mode: 'digest', bytesCompared: 2 * size, behindBytes: 2 * size, mismatchedBlocks: 0, sourceBytesRead: 0,
+    });
+    for (const bytes of read) {
+      expect(bytes).toBeGreaterThanOrEqual(size);
+      expect(bytes).toBeLessThan(size + MiB);
+    }
+    for (const t of targets) expect(readRange(t, 0, size).equals(readRange(src, 0, size))).toBe(true);
+  });
+
+  it.skipIf(skipWithoutFuse)('a target that returns other bytes than were written: named at its first differing byte, that buffer left to the pass after the copy', async () => {
+    const size = 4 * MiB;
+    const dir = tempDir();
+    const src = attachLoop(makeImage(dir, 'src.img', size));
+    const good = attachLoop(makeImage(dir, 'good.img', size, 'zero'));
+    const corrupt = 1 * MiB + 777;
+    const bad = await FaultyDevice.create({ sizeBytes: size, fill: 'zero', corruptReads: [[corrupt, 3]] });
+    const outcomes = [];
+    for (const verify of ['behind', true] as const) {
+      const error = await rejection(copy({ source: src, targets: [good, bad.device], verify, blockSize: '256K' }));
+      outcomes.push(error);
+      expect(error.code).toBe('EILSEQ');
+      expect(error.path).toBe(bad.device);
+      expect(error.offset).toBe(corrupt);
+      expect(error.result?.verify).toMatchObject({ mode: 'digest', mismatchedBlocks: 1, firstMismatchOffset: corrupt, bytesCompared: 2 * size });
+    }
+    // Behind the copy: everything but the 256 KiB read back from the bad target with the bad bytes,
+    // which the pass after the copy compares again on every target.
+    expect(outcomes[0].result?.verify?.behindBytes).toBe(2 * size - 2 * 256 * KiB);
+    expect(outcomes[1].result?.verify?.behindBytes).toBeUndefined();
+    expect(bad.stats().corruptReads).toBeGreaterThanOrEqual(3);  // behind, the pass after it, and its twin without behind
+  });
+
+  it.skipIf(skipWithoutFuse)('a target read error: behind the copy it is passed over, and the pass after the copy reports it as before', async () => {
+    const size = 4 * MiB;
+    const dir = tempDir();
+    const src = attachLoop(makeImage(dir, 'src.img', size));
+    const unreadable = 2 * MiB;
+    const bad = await FaultyDevice.create({ sizeBytes: size, fill: 'zero', readErrors: [[unreadable, 4096]] });
+    const errors = [];
+    for (const verify of ['behind', true] as const) errors.push(await rejection(copy({ source: src, target: bad.device, verify, blockSize: '256K' })));
+    for (const error of errors) {
+      expect(error).toMatchObject({ code: 'EIO', syscall: 'read', path: bad.device });
+      expect(error.offset).toBeGreaterThanOrEqual(unreadable - 256 * KiB);
+      expect(error.offset).toBeLessThanOrEqual(unreadable);
+      expect(error.message).toMatch(/while verifying/);
+    }
+    expect(errors[0].offset).toBe(errors[1].offset);
+    expect(bad.stats().readErrors).toBeGreaterThanOrEqual(3);
+  });
+
+  it('a sparse source onto a target with other bytes, zero blocks skip: the holes left unwritten differ, found at the first such byte', async () => {
+    const dir = tempDir();
+    const size = 16 * MiB;
+    const source = path.join(dir, 'sparse.img');
+    const fd = fs.openSync(source, 'w');
+    fs.ftruncateSync(fd, size);
+    fs.writeSync(fd, fs.readFileSync(makeImage(dir, 'data.img', 2 * MiB)), 0, 2 * MiB, 4 * MiB);
+    fs.closeSync(fd);
+    const dst = attachLoop(makeImage(dir, 'dst.img', size));
+    const error = await rejection(copy({ source, target: dst, verify: 'behind', zeroBlocks: 'skip' }));
+    expect(error.code).toBe('EILSEQ');
+    const old = readRange(dst, 0, MiB);
+    expect(error.offset).toBe(old.findIndex((b) => b !== 0));
+    // The data range was written and matched behind the copy; the holes were not.
+    expect(error.result?.verify?.behindBytes).toBe(2 * MiB);
+  });
+});

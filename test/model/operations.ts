@@ -15,12 +15,14 @@ const MiB = 1024 * 1024;
 const SECTOR_BYTES = 512;
 
 /**
- * --verify with chance p, half of the time strict: one draw, so a seed draws the same operations
- * (verify or not) as it did before strict mode existed.
+ * --verify with chance p: a third each strict, behind the copy, and with one read after it. One
+ * draw, so a seed draws the same operations (verify or not) as it did before those modes existed.
  */
-function drawVerify(rng: Rng, p: number): boolean | 'strict' {
+function drawVerify(rng: Rng, p: number): boolean | 'strict' | 'behind' {
   const x = rng.float();
-  return x < p / 2 ? 'strict' : x < p;
+  if (x < p / 3) return 'strict';
+  if (x < (2 * p) / 3) return 'behind';
+  return x < p;
 }
 
 /** One copy() as the command asks for it, in bytes. */
@@ -39,8 +41,11 @@ export interface CopySpec {
   sparse: boolean;
   map?: { slot: MapSlot; spelling: string; aliasOf?: Name };
   drop: boolean;
-  /** --verify (true: with one read, against the copy's block digests) or --verify=strict (the source read again). */
-  verify: boolean | 'strict';
+  /**
+   * --verify (true: with one read, against the copy's block digests), --verify=behind (the same, each
+   * range read back while the copy goes on) or --verify=strict (the source read again).
+   */
+  verify: boolean | 'strict' | 'behind';
   /** Faults set on the faulty device for this command (the faulty device is one of its sides). */
   faulty?: 'source' | 'target';
   /** Set when the I/O size splits pages of a regular-file target on disk (see 'dio-buffered-collision'). */
@@ -476,7 +481,7 @@ export class Generator {
     const argv = [...input, ...output, ...ops.words, '--json'];
     if (spec.map) argv.push(`--mapfile=${spec.map.spelling}`, `--checkpoint-interval=${rng.pick([100, 150, 250, 400])}`);
     if (spec.drop) argv.push('--on-target-error=drop');
-    if (spec.verify) argv.push(spec.verify === 'strict' ? '--verify=strict' : '--verify');
+    if (spec.verify) argv.push(spec.verify === true ? '--verify' : `--verify=${spec.verify}`);
     if (spec.pipeIn) families.add('pipe-source');
     if (spec.pipeIn && spec.sparse && spec.targets.some((t) => !t.name.block)) families.add('pipe-sparse-size');
     if (spec.stdout) families.add('stdout-target');
