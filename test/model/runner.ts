@@ -315,6 +315,7 @@ function noteCoverage(step: Step, plan: Plan, runs: Run[], counters: Counters): 
   if (step.title.startsWith('second pass')) counters.note('second pass (--only-changed)');
   if (cmd.kind === 'copy' && cmd.spec.onlyChanged && plan.mustRefuse) counters.note('--only-changed refused');
   if (plan.pairs.some((p) => p.map)) counters.note('with --mapfile');
+  for (const p of plan.pairs) if (p.spec.verify) counters.note(`--verify${p.spec.verify === true ? '' : `=${p.spec.verify}`}`);
   if (step.changes.some((c) => c.kind === 'faults')) counters.note('faults on the FUSE device');
   if (plan.pairs.some((p) => p.writes.some((w) => w.outcome === 'done'))) counters.note('targets reported complete');
   if (plan.pairs.some((p) => p.writes.some((w) => w.trunc !== 'no' && w.file))) counters.note('cuts a file');
