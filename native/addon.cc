@@ -126,6 +126,10 @@ void NbdFromJs(const Napi::Object& side, OpenRequest* open) {
     if (n < 1 || n > NbdEndpoint::kConnectionsMax) throw Napi::RangeError::New(side.Env(), "native plan nbd.connections must be 1..16");
     open->nbd.connections = static_cast<uint32_t>(n);
   }
+  if (!nbd.Get("answerTimeoutMs").IsUndefined()) {
+    const uint64_t ms = std::min<uint64_t>(GetU64(nbd, "answerTimeoutMs"), limits::kNbdTimeoutSecondsMax * 1000);
+    open->nbd.answer_timeout_ms = static_cast<uint32_t>(ms);
+  }
 }
 
 void SourceFromJs(const Napi::Object& js, CopyPlan* plan) {

@@ -159,6 +159,7 @@ SysError CopyEngine::Loop(const ProgressFn& progress) {
       StopStreams();
     }
     AbortSilentPeers(now);
+    WatchPeers(now);
     const bool paused = paused_.load(std::memory_order_relaxed);
     const uint64_t rate = rate_.load(std::memory_order_relaxed);
     pacer_.Observe(now, rate, paused, bytes_started_);
@@ -938,6 +939,11 @@ void CopyEngine::AbortSilentPeers(double now) {
   peers_aborted_ = true;
   source_->Abort();
   for (const auto& t : targets_) t->Abort();
+}
+
+void CopyEngine::WatchPeers(double now) {
+  source_->Watch(now);
+  for (const auto& t : targets_) t->Watch(now);
 }
 
 void CopyEngine::StopStreams() {

@@ -166,6 +166,8 @@ class CopyEngine final : public IoCompletion {
   void WaitForStages(uint64_t wait_ns);
   void CollectStages();
   void AbortSilentPeers(double now);
+  // Endpoints whose peer went silent past its limit give up on it (an NBD server: --nbd-timeout).
+  void WatchPeers(double now);
   uint32_t LiveTargets() const;
   std::vector<Endpoint*> LiveTargetList() const;
   void WriteFailed(uint32_t target, SysError error);

@@ -53,6 +53,8 @@ struct OpenRequest {
     std::string export_name;
     std::string identity;      // the export's storage id ('nbd:unix:...' / 'nbd:tcp:...')
     uint32_t connections = 4;  // at most; one when the server does not allow multi-conn
+    // A server that owes answers and sends nothing this long is given up on; 0 = never.
+    uint32_t answer_timeout_ms = 60'000;
   } nbd;
 };
 
@@ -177,6 +179,10 @@ class Endpoint : public IoCompletion {
   // endpoint has in flight fails now (NBD: every connection is dropped).
   // Ops in the driver itself are the engine's to cancel.
   virtual void Abort() {}
+  // Called by the engine's loop every turn (at least every 100 ms): an
+  // endpoint whose peer has gone silent past its limit gives up on it, so
+  // what it owes fails instead of being waited for forever.
+  virtual void Watch(double now_seconds) { (void)now_seconds; }
 
  protected:
   Endpoint() = default;

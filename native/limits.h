@@ -9,7 +9,7 @@
 #if !defined(DEVMOVE_LIMIT_BLOCK_BYTES_MAX) || !defined(DEVMOVE_LIMIT_QUEUE_DEPTH_MAX) ||           \
     !defined(DEVMOVE_LIMIT_RING_BYTES_MAX) || !defined(DEVMOVE_LIMIT_TARGETS_MAX) ||                \
     !defined(DEVMOVE_LIMIT_RETRIES_MAX) || !defined(DEVMOVE_LIMIT_CHECKPOINT_INTERVAL_MS_MAX) ||    \
-    !defined(DEVMOVE_LIMIT_PROGRESS_INTERVAL_MS_MIN)
+    !defined(DEVMOVE_LIMIT_PROGRESS_INTERVAL_MS_MIN) || !defined(DEVMOVE_LIMIT_NBD_TIMEOUT_SECONDS_MAX)
 #error "native/limits.json's DEVMOVE_LIMIT_* defines are missing: build through binding.gyp or CMakeLists.txt"
 #endif
 
@@ -19,6 +19,7 @@ constexpr uint64_t kBlockBytesMax = DEVMOVE_LIMIT_BLOCK_BYTES_MAX;
 constexpr uint64_t kQueueDepthMax = DEVMOVE_LIMIT_QUEUE_DEPTH_MAX;
 constexpr uint64_t kRingBytesMax = DEVMOVE_LIMIT_RING_BYTES_MAX;
 constexpr uint64_t kTargetsMax = DEVMOVE_LIMIT_TARGETS_MAX;
+constexpr uint64_t kNbdTimeoutSecondsMax = DEVMOVE_LIMIT_NBD_TIMEOUT_SECONDS_MAX;
 constexpr uint64_t kRetriesMax = DEVMOVE_LIMIT_RETRIES_MAX;
 constexpr uint64_t kCheckpointIntervalMsMax = DEVMOVE_LIMIT_CHECKPOINT_INTERVAL_MS_MAX;
 constexpr uint64_t kProgressIntervalMsMin = DEVMOVE_LIMIT_PROGRESS_INTERVAL_MS_MIN;

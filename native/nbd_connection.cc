@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,8 +13,19 @@ namespace devmove {
 
 using namespace nbd;
 
-NbdConnection::NbdConnection(int fd, const NbdExportInfo& info, std::string uri, uint32_t index)
-    : fd_(fd), info_(info), uri_(std::move(uri)), index_(index),
+namespace {
+
+int64_t MonotonicMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+}  // namespace
+
+NbdConnection::NbdConnection(int fd, const NbdExportInfo& info, std::string uri, uint32_t index,
+                             uint32_t answer_timeout_ms)
+    : fd_(fd), info_(info), uri_(std::move(uri)), index_(index), answer_timeout_ms_(answer_timeout_ms),
       reader_(info.structured_replies, *this, info.allocation_context_id),
       header_arena_(kSendBatchMax * kRequestBytes) {
   assert(fd_ >= 0);
@@ -43,6 +55,7 @@ void NbdConnection::Register(NbdCommand& c) {
     slots_.push_back(nullptr);
   }
   slots_[slot] = &c;
+  if (outstanding_ == 0) heard_ms_ = MonotonicMs();  // the wait for an answer starts now
   ++generation_;
   c.cookie = (generation_ << kSlotBits) | slot;
   c.next = nullptr;
@@ -153,6 +166,7 @@ void NbdConnection::OnSend(int32_t result) {
     Break(result < 0 ? -result : ECONNRESET, "sending to the server failed");
     return;
   }
+  heard_ms_ = MonotonicMs();
   size_t sent = static_cast<size_t>(result);
   while (sent > 0 && iov_at_ < iov_.size()) {
     iovec& v = iov_[iov_at_];
@@ -184,6 +198,7 @@ void NbdConnection::OnRecv(int32_t result) {
     Break(ECONNRESET, "the server closed the connection");
     return;
   }
+  heard_ms_ = MonotonicMs();
   in_recv_handler_ = true;
   const bool ok = reader_.Received(static_cast<uint32_t>(result));
   in_recv_handler_ = false;
@@ -192,6 +207,16 @@ void NbdConnection::OnRecv(int32_t result) {
     return;
   }
   if (outstanding_ > 0 && !broken()) ArmRecv();
+}
+
+bool NbdConnection::Silent(int64_t now_ms) const {
+  return answer_timeout_ms_ > 0 && outstanding_ > 0 && !broken() && now_ms - heard_ms_ >= answer_timeout_ms_;
+}
+
+void NbdConnection::Watch(int64_t now_ms) {
+  if (!Silent(now_ms)) return;
+  Break(ETIMEDOUT, "the server sent nothing for " + std::to_string((now_ms - heard_ms_) / 1000) + " s while it owed " +
+                       std::to_string(outstanding_) + " answer(s) (--nbd-timeout)");
 }
 
 void NbdConnection::Break(int errno_value, const std::string& why) {
@@ -230,10 +255,15 @@ SysError NbdConnection::SyncWait(short events, const std::atomic<bool>& cancel) 
   // A cancel gives the server kCancelGraceMs more to answer (the flush that
   // makes a cancelled copy's mapfile true), then ends the wait.
   uint32_t slices_after_cancel = 0;
+  const int64_t start_ms = MonotonicMs();
   for (;;) {
     if (cancel.load(std::memory_order_relaxed) && slices_after_cancel++ * kSyncWaitSliceMs >= kCancelGraceMs) {
       return SysError::Make(ECANCELED, "poll", uri_, -1, "cancelled: the server did not answer within " +
                                                              std::to_string(kCancelGraceMs / 1000) + " s");
+    }
+    if (answer_timeout_ms_ > 0 && MonotonicMs() - start_ms >= answer_timeout_ms_) {
+      return SysError::Make(ECONNABORTED, "poll", uri_, -1, "the server did not answer within " +
+                                                                std::to_string(answer_timeout_ms_ / 1000) + " s (--nbd-timeout)");
     }
     pollfd p{fd_, events, 0};
     const int r = poll(&p, 1, kSyncWaitSliceMs);

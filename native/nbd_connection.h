@@ -46,7 +46,8 @@ class NbdConnection final : public IoCompletion, private NbdCommandTable {
   static constexpr uint32_t kCancelGraceMs = 5000;
 
   // Takes over `fd` (in the transmission phase, from NbdHandshake).
-  NbdConnection(int fd, const NbdExportInfo& info, std::string uri, uint32_t index);
+  // answer_timeout_ms: how long the server may owe answers and send nothing (0: forever).
+  NbdConnection(int fd, const NbdExportInfo& info, std::string uri, uint32_t index, uint32_t answer_timeout_ms);
   ~NbdConnection();
   NbdConnection(const NbdConnection&) = delete;
   NbdConnection& operator=(const NbdConnection&) = delete;
@@ -67,6 +68,12 @@ class NbdConnection final : public IoCompletion, private NbdCommandTable {
   // Gives up on the server: everything owed fails with `errno_value` now, and
   // what this connection has in the driver ends (its socket is shut down).
   void Abandon(int errno_value, const std::string& why) { Break(errno_value, why); }
+
+  // The server owes answers and has sent nothing (nor taken any of our
+  // bytes) for longer than the answer timeout: Watch() gives up on it.
+  bool Silent(int64_t now_ms) const;
+  // Breaks the connection when it is Silent (ETIMEDOUT, reported as ECONNABORTED).
+  void Watch(int64_t now_ms);
 
   bool broken() const { return broken_.failed(); }
   const SysError& broken_reason() const { return broken_; }
@@ -90,6 +97,8 @@ class NbdConnection final : public IoCompletion, private NbdCommandTable {
   NbdExportInfo info_;
   std::string uri_;
   uint32_t index_;
+  uint32_t answer_timeout_ms_;
+  int64_t heard_ms_ = 0;  // when the server last sent or took bytes, or answers became owed
   IoDriver* driver_ = nullptr;
   NbdReplyReader reader_;
   SysError broken_;

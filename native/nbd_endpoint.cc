@@ -42,6 +42,11 @@ void NbdEndpoint::Abort() {
   for (auto& c : connections_) c->Abandon(ECANCELED, "the copy stopped and the server did not answer");
 }
 
+void NbdEndpoint::Watch(double now_seconds) {
+  const int64_t now_ms = static_cast<int64_t>(now_seconds * 1000);
+  for (auto& c : connections_) c->Watch(now_ms);
+}
+
 SysError NbdEndpoint::Connect(const OpenRequest& r, const CancelFlag& cancel) {
   const uint32_t wanted = std::max(1u, std::min(r.nbd.connections, kConnectionsMax));
   // The first connection says whether more are allowed (NBD_FLAG_CAN_MULTI_CONN);
@@ -60,7 +65,7 @@ SysError NbdEndpoint::Connect(const OpenRequest& r, const CancelFlag& cancel) {
       return SysError::Make(EPROTO, "NBD_OPT_GO", address_.uri, -1,
                             "the server described the export differently on a second connection");
     }
-    connections_.push_back(std::make_unique<NbdConnection>(fd, info, address_.uri, i));
+    connections_.push_back(std::make_unique<NbdConnection>(fd, info, address_.uri, i, r.nbd.answer_timeout_ms));
     if (!info_.can_multi_conn()) break;
   }
   return {};

@@ -63,6 +63,7 @@ class NbdEndpoint final : public Endpoint, private NbdCommandOwner {
   SysError Describe(const IoOp& op, SysError error) const override;
   void Close() override;
   void Abort() override;
+  void Watch(double now_seconds) override;
 
   const NbdExportInfo& info() const { return info_; }
   uint32_t connections() const { return static_cast<uint32_t>(connections_.size()); }

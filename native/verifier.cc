@@ -70,6 +70,8 @@ SysError Verifier::CompareTarget(uint32_t target, const ProgressFn& progress) {
     const SysError driver_error = in_.driver->Poll(kWaitTimeoutNs);
     if (driver_error.failed()) return driver_error;
     const double now = NowSeconds();
+    in_.source->Watch(now);  // a silent NBD server fails what it owes (--nbd-timeout)
+    in_.targets[target]->Watch(now);
     if (progress && now - last_progress >= in_.progress_interval_seconds) {
       last_progress = now;
       progress(compared_all_, total);

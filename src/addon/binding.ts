@@ -19,6 +19,8 @@ export interface NativeNbd {
   identity: string;
   /** Connections at most (multi-conn); one when the server does not allow several. Default 4. */
   connections?: number;
+  /** A server owing answers that sends nothing this long is given up on (ECONNABORTED); 0 = never. */
+  answerTimeoutMs?: number;
 }
 
 /** The plan handed to the engine: clean primitives only, validated in copy.ts. */

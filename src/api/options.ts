@@ -4,10 +4,10 @@
 // (cli/dd-args.ts), job files (jobs/jobfile.ts) and `devmove --help` all read
 // it. A new option is a row here plus its use in the engine's plan.
 import {
-  BLOCK_SIZE_MAX, CHECKPOINT_INTERVAL_MAX, CHECKPOINT_INTERVAL_MIN, PROGRESS_INTERVAL_MIN, QUEUE_DEPTH_MAX, RETRIES_MAX,
+  BLOCK_SIZE_MAX, CHECKPOINT_INTERVAL_MAX, CHECKPOINT_INTERVAL_MIN, NBD_TIMEOUT_MAX, PROGRESS_INTERVAL_MIN, QUEUE_DEPTH_MAX, RETRIES_MAX,
 } from '../base/limits';
 import {
-  DEFAULT_CHECKPOINT_INTERVAL, DIRECT_MODES, DURABILITIES, HASH_ALGORITHMS, HOLE_MODES, IO_ENGINES, TARGET_ERROR_POLICIES, ZERO_MODES,
+  DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_NBD_TIMEOUT, DIRECT_MODES, DURABILITIES, HASH_ALGORITHMS, HOLE_MODES, IO_ENGINES, TARGET_ERROR_POLICIES, ZERO_MODES,
   type CopyOptions, type EngineOptions,
 } from '../base/types';
 import { boolean, choice, either, integer, path, rate, size, type Checked, type ValueKind } from './values';
@@ -125,6 +125,11 @@ export const OPTION_ROWS: readonly OptionRow[] = [
     key: 'verify', kind: either(boolean(), choice(VERIFY_OPTION_WORDS), "must be true, false, 'strict' or 'behind'"), default: false, job: true, group: 'failing',
     cli: { flags: [{ flag: '--verify', value: true }, { flag: '--verify=strict', value: 'strict' }, { flag: '--verify=behind', value: 'behind' }] },
     help: 'after the copy, read TARGET again with O_DIRECT and compare it with per-block digests (XXH3-128, else BLAKE3) of what the copy read, so SOURCE is read once; =strict reads SOURCE again too and compares bytes; =behind reads each block of TARGET back as soon as it is written, while the copy goes on (faster; a change made to TARGET after that is not seen) (exit 1 on a difference)',
+  },
+  {
+    key: 'nbdTimeout', kind: integer(0, NBD_TIMEOUT_MAX), default: DEFAULT_NBD_TIMEOUT, job: true, group: 'failing',
+    cli: { option: '--nbd-timeout', value: 'SECONDS' },
+    help: `an NBD server that owes answers and sends nothing for SECONDS is given up on: the copy fails with ECONNABORTED naming the export (a mapfile resumes it); 0 waits forever (default ${DEFAULT_NBD_TIMEOUT})`,
   },
   {
     key: 'onlyChanged', kind: boolean(), default: false, job: true, group: 'failing', cli: { flags: [{ flag: '--only-changed', value: true }] },

@@ -37,6 +37,7 @@ interface ValidOptions {
   domainMapfile: string | undefined;
   retryBad: boolean;
   checkpointInterval: number;
+  nbdTimeout: number;
   verify: boolean | 'strict' | 'behind';
   onlyChanged: boolean;
   hash: HashAlgorithm | undefined;
@@ -184,6 +185,7 @@ function readAll(options: CopyOptions): ValidOptions {
     retryBad: read(options, 'retryBad'),
     checkpointInterval: read<number | undefined>(options, 'checkpointInterval') ?? DEFAULT_CHECKPOINT_INTERVAL,
     verify: read(options, 'verify'),
+    nbdTimeout: read(options, 'nbdTimeout'),
     onlyChanged: read(options, 'onlyChanged'),
     hash: read(options, 'hash'),
     rate: read(options, 'rate'),
@@ -253,18 +255,19 @@ function nbdSide(uri: string, name: string): NativePlan['source']['nbd'] {
 }
 
 /** Sides given as NBD URIs (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH) carry the server's address. */
-function addNbd(plan: NativePlan, sourceName: string, targetsName: string): void {
+function addNbd(plan: NativePlan, sourceName: string, targetsName: string, timeoutSeconds: number): void {
   const source = nbdSide(plan.source.path, sourceName);
-  if (source) plan.source.nbd = source;
+  if (source) plan.source.nbd = { ...source, answerTimeoutMs: timeoutSeconds * 1000 };
   plan.targets.forEach((t, i) => {
     const nbd = nbdSide(t.path, plan.targets.length > 1 ? `${targetsName}[${i}]` : 'target');
-    if (nbd) t.nbd = nbd;
+    if (nbd) t.nbd = { ...nbd, answerTimeoutMs: timeoutSeconds * 1000 };
   });
 }
 
 /** Validates options and turns them into the engine's plan. Exported for tests. */
 export function planCopy(options: CopyOptions): NativePlan {
-  const plan = toPlan(readAll(options));
-  addNbd(plan, 'source', options.targets !== undefined ? 'targets' : 'target');
+  const o = readAll(options);
+  const plan = toPlan(o);
+  addNbd(plan, 'source', options.targets !== undefined ? 'targets' : 'target', o.nbdTimeout);
   return plan;
 }

@@ -12,6 +12,7 @@ const limits = require('../../native/limits.json') as {
   checkpointIntervalMsMin: number;
   checkpointIntervalMsMax: number;
   progressIntervalMsMin: number;
+  nbdTimeoutSecondsMax: number;
 };
 
 /** One I/O and one buffer at most (the kernel caps one read/write at INT_MAX & PAGE_MASK). */
@@ -23,5 +24,7 @@ export const TARGETS_MAX = limits.targetsMax;
 export const RETRIES_MAX = limits.retriesMax;
 export const CHECKPOINT_INTERVAL_MIN = limits.checkpointIntervalMsMin;
 export const CHECKPOINT_INTERVAL_MAX = limits.checkpointIntervalMsMax;
+/** An NBD server's silence tolerated at most (nbdTimeout, seconds): a day. */
+export const NBD_TIMEOUT_MAX = limits.nbdTimeoutSecondsMax;
 /** Progress at most 10 times a second. */
 export const PROGRESS_INTERVAL_MIN = limits.progressIntervalMsMin;

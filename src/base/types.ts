@@ -141,6 +141,13 @@ export interface CopyOptions {
   /** Milliseconds between mapfile checkpoints (fdatasync of the targets, then the map). Default 1000; ≥ 100. */
   checkpointInterval?: number;
   /**
+   * An NBD server (a source or target given as nbd:// or nbd+unix://) that owes answers and sends
+   * nothing for this many seconds is given up on: its connections are closed, the copy fails with
+   * ECONNABORTED naming the export, and a mapfile resumes it. Also bounds the final flush's wait.
+   * 0 waits forever. Default 60; at most 86400.
+   */
+  nbdTimeout?: number;
+  /**
    * After the copy, read each target again with O_DIRECT and compare it with what was copied; a
    * difference rejects with EILSEQ (the error's offset is the target's first differing byte).
    * true: with one read — while copying, devmove keeps a 128-bit digest of every block it read
@@ -194,6 +201,8 @@ export type BlockDigestAlgorithm = 'xxh3-128' | 'blake3-128';
 export const BACKGROUND_BLOCK_SIZE = 128 * 1024;
 export const BACKGROUND_QUEUE_DEPTH = 2;
 export const DEFAULT_CHECKPOINT_INTERVAL = 1000;
+/** Seconds an NBD server that owes answers may stay silent (nbdTimeout). */
+export const DEFAULT_NBD_TIMEOUT = 60;
 
 export interface EngineOptions {
   /** Register the buffer ring with io_uring (READ_FIXED/WRITE_FIXED). Default true. */

@@ -6,6 +6,7 @@
 // an identical export). What is on an export is read back with nbdcopy
 // (libnbd), or from the server's file, never with devmove itself.
 import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -253,6 +254,33 @@ describe.skipIf(skip)('NBD exports as source and target', () => {
     } finally {
       process.kill(server.pid, 'SIGCONT');
     }
+  });
+
+  it('a server that stops answering mid-copy (SIGSTOP) is given up on after --nbd-timeout: ECONNABORTED naming the export, never a hang', async () => {
+    const server = await startNbdkit({ plugin: 'memory', params: ['size=32M', 'delay-write=5ms'], filters: ['delay'] });
+    const job = copy({ source, target: server.uri, blockSize: '64K', queueDepth: 8, nbdTimeout: 2 });
+    while (job.progress.bytesDone < MiB) await sleep(20);
+    process.kill(server.pid, 'SIGSTOP');
+    try {
+      const error = await rejection(job);
+      expect(error).toMatchObject({ code: 'ECONNABORTED', path: server.uri });
+      expect(error.message).toMatch(/the server sent nothing for \d+ s while it owed \d+ answer\(s\) \(--nbd-timeout\)/);
+      expect(error.result?.bytesCopied).toBeLessThan(32 * MiB);
+    } finally {
+      process.kill(server.pid, 'SIGCONT');
+    }
+  });
+
+  it('--nbd-timeout bounds the silence, not the copy: a server answering every 250 ms copies whole with a 2 s timeout', async () => {
+    const server = await startNbdkit({ plugin: 'memory', params: ['size=4M', 'delay-write=250ms'], filters: ['delay'] });
+    const small = path.join(dir, 'timeout-src.img');
+    fs.writeFileSync(small, crypto.randomBytes(4 * MiB));
+    const result = await copy({ source: small, target: server.uri, blockSize: '64K', queueDepth: 4, nbdTimeout: 2 });
+    // 64 writes, 4 at a time, 250 ms each: about 4 s in all, twice the timeout.
+    expect(result.bytesCopied).toBe(4 * MiB);
+    const back = path.join(dir, 'timeout-back.img');
+    await copy({ source: server.uri, target: back });
+    expect(fs.readFileSync(back).equals(fs.readFileSync(small))).toBe(true);
   });
 
   it('the mapfile resumes a copy after the server was killed and started again: the export ends identical', async () => {

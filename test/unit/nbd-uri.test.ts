@@ -90,9 +90,20 @@ describe('nbdStorageId: one id per export, whatever the spelling', () => {
 describe('NBD URIs as copy sides', () => {
   it('planCopy gives the engine the server and the export, socket paths absolute', () => {
     const plan = planCopy({ source: 'nbd+unix:///disk%20a?socket=run/s.sock', targets: ['nbd://LOCALHOST:10900/b', 'out.img'] });
-    expect(plan.source.nbd).toStrictEqual({ exportName: 'disk a', identity: `nbd:unix:${path.resolve('run/s.sock')}/disk%20a`, socket: path.resolve('run/s.sock') });
-    expect(plan.targets[0].nbd).toStrictEqual({ exportName: 'b', identity: 'nbd:tcp:loopback:10900/b', host: 'localhost', port: 10900 });
+    expect(plan.source.nbd).toStrictEqual({
+      exportName: 'disk a', identity: `nbd:unix:${path.resolve('run/s.sock')}/disk%20a`, socket: path.resolve('run/s.sock'), answerTimeoutMs: 60_000,
+    });
+    expect(plan.targets[0].nbd).toStrictEqual({ exportName: 'b', identity: 'nbd:tcp:loopback:10900/b', host: 'localhost', port: 10900, answerTimeoutMs: 60_000 });
     expect(plan.targets[1].nbd).toBeUndefined();
+  });
+
+  it('nbdTimeout: seconds a silent server is waited for (0: forever), given to each NBD side', () => {
+    const plan = planCopy({ source: 'in.img', targets: ['nbd://h/a', 'nbd://h/b'], nbdTimeout: 0 });
+    expect(plan.targets.map((t) => t.nbd?.answerTimeoutMs)).toStrictEqual([0, 0]);
+    expect(planCopy({ source: 'nbd://h/a', target: 'out.img', nbdTimeout: 5 }).source.nbd?.answerTimeoutMs).toBe(5000);
+    expect(() => planCopy({ source: 'in.img', target: 'nbd://h/a', nbdTimeout: -1 })).toThrow(RangeError);
+    expect(() => planCopy({ source: 'in.img', target: 'nbd://h/a', nbdTimeout: 86_401 })).toThrow(/options\.nbdTimeout/);
+    expect(parseDdArgs(['if=in.img', 'of=nbd://h/a', '--nbd-timeout=7']).nbdTimeout).toBe(7);
   });
 
   it('an unusable URI is a usage error naming the option or the operand', () => {
