@@ -11,6 +11,7 @@ export type {
   TargetErrorPolicy,
   ZeroBlocks,
   CopyProgress,
+  ReconnectEvent,
   CopyResult,
   DirectMode,
   Durability,

@@ -14,6 +14,7 @@ import { MapfileSession } from '../resume/session';
 import { describeBusy } from '../storage/holders';
 import { checkCopySafety } from '../storage/safety';
 import { planCopy } from './plan';
+import { isConnectionLoss, reconnectDelaySeconds } from './reconnect';
 import { refuseWhatStreamsCannotDo } from './streams';
 import { toResult } from './result';
 
@@ -41,6 +42,8 @@ interface JobSetup {
   mapfile: string | undefined;
   domainMapfile: string | undefined;
   retryBad: boolean;
+  /** Starts again from the mapfile at most this many times when an NBD server goes away (reconnect.ts). */
+  reconnect: number;
 }
 
 interface Settle {
@@ -108,10 +111,16 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
   private pausedNow = false;
   private rateNow: number;
   private queueDepthNow: number;
+  /** The plan as copy() made it: each reconnect starts from a fresh copy of it (prepare() edits it). */
+  private readonly pristine: NativePlan;
+  private reconnects = 0;
+  /** Waiting to start again after a lost server: cancel() ends the wait. */
+  private retry: { timer: NodeJS.Timeout; settle: Settle; failure: CopyFailure } | undefined;
 
   /** @internal use copy() */
   constructor(plan: NativePlan, setup: JobSetup) {
     super();
+    this.pristine = structuredClone(plan);
     this.rateNow = plan.rate ?? 0;
     this.queueDepthNow = plan.queueDepth;
     this.last = {
@@ -155,7 +164,7 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
         map.keep((m) => m.checkpoint(event.finished, event.bad));
       } else {
         signal?.removeEventListener('abort', onAbort);
-        this.finish(event, plan, { map, domain, signal }, settle);
+        this.finish(event, plan, { map, domain, setup }, settle);
       }
     });
     this.native = job;
@@ -165,17 +174,18 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
   private finish(
     event: Extract<NativeEvent, { type: 'done' }>,
     plan: NativePlan,
-    ctx: { map: MapKeeper; domain: Domain | undefined; signal: AbortSignal | undefined },
+    ctx: { map: MapKeeper; domain: Domain | undefined; setup: JobSetup },
     settle: Settle,
   ): void {
-    const { map, signal } = ctx;
+    const { map, setup } = ctx;
     this.settled = true;
     this.native = undefined;
     const { report } = event;
     map.keep((m) => m.end(report.stoppedAtBadBlock), false);
     this.updateProgress(report.bytesCopied, report.bytesTotal, false);
     const result = toResult(report, plan, map.session, ctx.domain);
-    const failure = failureOf(map.error, event.error, report.cancelled, signal);
+    if (this.reconnects > 0) result.reconnects = this.reconnects;
+    const failure = failureOf(map.error, event.error, report.cancelled, setup.signal);
     if (failure === undefined) {
       settle.resolve(result);
       return;
@@ -183,7 +193,27 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
     failure.bytesCopied = report.bytesCopied;
     failure.result = result;
     Error.captureStackTrace(failure, CopyJob);
+    if (this.reconnects < setup.reconnect && map.session !== undefined && isConnectionLoss(failure, plan)) {
+      this.startAgain(setup, settle, failure);
+      return;
+    }
     settle.reject(failure);
+  }
+
+  /** A lost NBD server: wait, then start again from the mapfile (what the server flushed). */
+  private startAgain(setup: JobSetup, settle: Settle, failure: CopyFailure): void {
+    this.settled = false;
+    this.reconnects += 1;
+    const delaySeconds = reconnectDelaySeconds(this.reconnects);
+    this.emit('reconnect', { attempt: this.reconnects, of: setup.reconnect, delaySeconds, error: failure });
+    const onAbort = (): void => this.cancel();
+    setup.signal?.addEventListener('abort', onAbort, { once: true });
+    const timer = setTimeout(() => {
+      setup.signal?.removeEventListener('abort', onAbort);
+      this.retry = undefined;
+      this.start(structuredClone(this.pristine), setup, settle);
+    }, delaySeconds * 1000);
+    this.retry = { timer, settle, failure };
   }
 
   /** Progress now: the byte count is read live from the engine while it runs. */
@@ -194,6 +224,15 @@ export class CopyJob extends EventEmitter<CopyJobEvents> implements PromiseLike<
 
   /** Stop submitting I/O, drain what is in flight, flush what was written; the job rejects with an AbortError. */
   cancel(): void {
+    if (this.retry !== undefined) {
+      // Between two attempts: nothing runs, the last failure's result stands.
+      const { timer, settle, failure } = this.retry;
+      clearTimeout(timer);
+      this.retry = undefined;
+      this.settled = true;
+      settle.reject(new CopyAbortError('The copy was aborted while waiting to reconnect', { cause: failure }));
+      return;
+    }
     if (!this.settled) this.native?.cancel();
   }
 
@@ -304,5 +343,6 @@ export function copy(options: CopyOptions, internal: CopyInternals = {}): CopyJo
     mapfile: options.mapfile,
     domainMapfile: options.domainMapfile,
     retryBad: options.retryBad ?? false,
+    reconnect: options.reconnect ?? 0,
   });
 }

@@ -4,7 +4,7 @@
 // (cli/dd-args.ts), job files (jobs/jobfile.ts) and `devmove --help` all read
 // it. A new option is a row here plus its use in the engine's plan.
 import {
-  BLOCK_SIZE_MAX, CHECKPOINT_INTERVAL_MAX, CHECKPOINT_INTERVAL_MIN, NBD_TIMEOUT_MAX, PROGRESS_INTERVAL_MIN, QUEUE_DEPTH_MAX, RETRIES_MAX,
+  BLOCK_SIZE_MAX, CHECKPOINT_INTERVAL_MAX, CHECKPOINT_INTERVAL_MIN, NBD_TIMEOUT_MAX, PROGRESS_INTERVAL_MIN, QUEUE_DEPTH_MAX, RECONNECT_MAX, RETRIES_MAX,
 } from '../base/limits';
 import {
   DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_NBD_TIMEOUT, DIRECT_MODES, DURABILITIES, HASH_ALGORITHMS, HOLE_MODES, IO_ENGINES, TARGET_ERROR_POLICIES, ZERO_MODES,
@@ -130,6 +130,11 @@ export const OPTION_ROWS: readonly OptionRow[] = [
     key: 'nbdTimeout', kind: integer(0, NBD_TIMEOUT_MAX), default: DEFAULT_NBD_TIMEOUT, job: true, group: 'failing',
     cli: { option: '--nbd-timeout', value: 'SECONDS' },
     help: `an NBD server that owes answers and sends nothing for SECONDS is given up on: the copy fails with ECONNABORTED naming the export (a mapfile resumes it); 0 waits forever (default ${DEFAULT_NBD_TIMEOUT})`,
+  },
+  {
+    key: 'reconnect', kind: integer(0, RECONNECT_MAX), default: 0, job: true, group: 'failing',
+    cli: { option: '--reconnect', value: 'N' },
+    help: 'when an NBD server goes away (reset, closed, silent, restarting), start again from the mapfile up to N times, waiting 1, 2, 4 … 30 s; what was not flushed is written again (needs --mapfile)',
   },
   {
     key: 'onlyChanged', kind: boolean(), default: false, job: true, group: 'failing', cli: { flags: [{ flag: '--only-changed', value: true }] },

@@ -38,6 +38,7 @@ interface ValidOptions {
   retryBad: boolean;
   checkpointInterval: number;
   nbdTimeout: number;
+  reconnect: number;
   verify: boolean | 'strict' | 'behind';
   onlyChanged: boolean;
   hash: HashAlgorithm | undefined;
@@ -131,6 +132,8 @@ function checkCombinations(o: ValidOptions, options: CopyOptions): void {
     throw invalidOption("options.mapfile needs durable writes: it records only what is on stable storage (durability 'none' conflicts)", false);
   }
   if (o.mapfile === undefined && options.checkpointInterval !== undefined) throw invalidOption('options.checkpointInterval needs options.mapfile', false);
+  // The mapfile is what says what the server had flushed: without it a restart could not know.
+  if (o.mapfile === undefined && o.reconnect > 0) throw invalidOption('options.reconnect needs options.mapfile (it starts again from what the mapfile says was flushed)', false);
   if (o.zeroBlockSize !== undefined && o.blockSize % o.zeroBlockSize !== 0) {
     throw invalidOption(`options.zeroBlockSize must divide options.blockSize (got ${o.zeroBlockSize} and ${o.blockSize} bytes)`, true);
   }
@@ -186,6 +189,7 @@ function readAll(options: CopyOptions): ValidOptions {
     checkpointInterval: read<number | undefined>(options, 'checkpointInterval') ?? DEFAULT_CHECKPOINT_INTERVAL,
     verify: read(options, 'verify'),
     nbdTimeout: read(options, 'nbdTimeout'),
+    reconnect: read(options, 'reconnect'),
     onlyChanged: read(options, 'onlyChanged'),
     hash: read(options, 'hash'),
     rate: read(options, 'rate'),

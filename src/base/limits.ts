@@ -26,5 +26,7 @@ export const CHECKPOINT_INTERVAL_MIN = limits.checkpointIntervalMsMin;
 export const CHECKPOINT_INTERVAL_MAX = limits.checkpointIntervalMsMax;
 /** An NBD server's silence tolerated at most (nbdTimeout, seconds): a day. */
 export const NBD_TIMEOUT_MAX = limits.nbdTimeoutSecondsMax;
+/** Reconnects of one copy at most (options.reconnect). */
+export const RECONNECT_MAX = 100;
 /** Progress at most 10 times a second. */
 export const PROGRESS_INTERVAL_MIN = limits.progressIntervalMsMin;

@@ -148,6 +148,14 @@ export interface CopyOptions {
    */
   nbdTimeout?: number;
   /**
+   * When an NBD server goes away mid-copy (connection reset or closed, silent past nbdTimeout,
+   * refusing connections while it restarts), start the copy again from the mapfile up to this many
+   * times, waiting 1, 2, 4, 8, 16, then 30 s before each ('reconnect' event). The mapfile holds what
+   * the server had flushed, so everything written since the last flush is written again. Needs
+   * mapfile. A server's error reply (EIO, ENOSPC) is not retried. Default 0; at most 100.
+   */
+  reconnect?: number;
+  /**
    * After the copy, read each target again with O_DIRECT and compare it with what was copied; a
    * difference rejects with EILSEQ (the error's offset is the target's first differing byte).
    * true: with one read — while copying, devmove keeps a 128-bit digest of every block it read
@@ -275,7 +283,10 @@ export interface FileInfo {
 }
 
 export interface CopyResult {
+  /** This run's bytes (after a reconnect: the last run's; the mapfile has the whole copy). */
   bytesCopied: number;
+  /** Times the copy started again from its mapfile after an NBD server went away (options.reconnect). */
+  reconnects?: number;
   /** Bytes read from the source, partial buffers included (dd's "records in"). */
   bytesRead: number;
   seconds: number;
@@ -355,8 +366,20 @@ export interface CopyResult {
   io: IoCounters;
 }
 
+/** A lost NBD server, and the copy about to start again from its mapfile (options.reconnect). */
+export interface ReconnectEvent {
+  /** This attempt, 1-based, and the most there will be. */
+  attempt: number;
+  of: number;
+  /** The wait before it starts. */
+  delaySeconds: number;
+  /** Why the last run ended (ECONNRESET, ECONNABORTED, ECONNREFUSED ... naming the export). */
+  error: Error;
+}
+
 export interface CopyJobEvents {
   progress: [CopyProgress];
+  reconnect: [ReconnectEvent];
 }
 
 export const DIRECT_MODES: readonly DirectMode[] = ['auto', 'always', 'never'];

@@ -9,7 +9,7 @@ import { rate } from '../api/values';
 import { CopyAbortError, DevmoveError, describeErrno, isInvalidOption } from '../base/errors';
 import {
   BACKGROUND_BLOCK_SIZE, BACKGROUND_QUEUE_DEPTH, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH,
-  type CopyOptions, type CopyProgress, type CopyResult,
+  type CopyOptions, type CopyProgress, type CopyResult, type ReconnectEvent,
 } from '../base/types';
 import { BLOCK_SIZE_MAX, RING_BYTES_MAX } from '../base/limits';
 import { resolveDevicePath } from '../devices/manager';
@@ -284,6 +284,17 @@ class ProgressView {
     }
   }
 
+  /** A lost NBD server, and the copy about to start again from the mapfile (--reconnect). */
+  reconnecting(e: ReconnectEvent): void {
+    const line = `${e.error.message}; starting again from the mapfile in ${e.delaySeconds} s (reconnect ${e.attempt} of ${e.of})`;
+    if (this.inv.json) {
+      const code = (e.error as { code?: string }).code;
+      reportStream(this.inv, this.io).write(`${JSON.stringify({ type: 'reconnect', attempt: e.attempt, of: e.of, delaySeconds: e.delaySeconds, code, message: e.error.message })}\n`);
+    }
+    this.clear();
+    this.io.stderr.write(`devmove: ${line}\n`);
+  }
+
   /** Before any other line on stderr. */
   clear(): void {
     if (this.liveShown) this.io.stderr.write('\r\x1b[K');
@@ -423,6 +434,7 @@ export async function runCopy(inv: DdInvocation, ctx: RunContext): Promise<numbe
   const job = startCopy(inv);
   const view = new ProgressView(inv, io);
   job.on('progress', (p) => view.show(p));
+  job.on('reconnect', (e) => view.reconnecting(e));
   const stopWatching = inv.rateFile === undefined ? undefined : watchRateFile(job, inv.rateFile, io, view);
   const signals = new CopySignals(job, inv, io, view, ctx.handleSignals);
   try {

@@ -300,6 +300,41 @@ describe.skipIf(skip)('NBD exports as source and target', () => {
     expect(sha256File(backing)).toBe(sha256File(source));
   });
 
+  it('--reconnect: a server killed mid-copy and started again, the copy goes on from its mapfile by itself; the export ends identical', async () => {
+    const backing = path.join(dir, 'reconnect-backing.img');
+    fs.writeFileSync(backing, '');
+    fs.truncateSync(backing, fs.statSync(source).size);
+    const server = await startNbdkit({ plugin: 'file', params: [backing, 'delay-write=15ms'], filters: ['delay'] });
+    const mapfile = path.join(dir, 'reconnect.map');
+    fs.rmSync(mapfile, { force: true });
+    const job = copy({ source, target: server.uri, blockSize: '128K', queueDepth: 4, mapfile, checkpointInterval: 100, reconnect: 5 });
+    const events: Array<{ attempt: number; code?: string }> = [];
+    job.on('reconnect', (e) => events.push({ attempt: e.attempt, code: (e.error as { code?: string }).code }));
+    while (job.progress.bytesDone < 6 * MiB) await sleep(20);
+    await server.kill();
+    while (events.length === 0) await sleep(20);  // the copy noticed, and waits to start again
+    await server.run();
+    const result = await job;
+    expect(result.reconnects).toBe(events.length);
+    expect(events[0]).toMatchObject({ attempt: 1 });
+    for (const e of events) expect(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ECONNREFUSED', 'ENOTCONN', 'ENOENT']).toContain(e.code);
+    expect(result.bytesCopied).toBeLessThan(fs.statSync(source).size);  // the last run copied only what was left
+    expect(result.mapfile).toMatchObject({ resumed: true, nonTried: 0, bad: 0, finished: fs.statSync(source).size });
+    expect(sha256File(backing)).toBe(sha256File(source));
+  });
+
+  it('--reconnect does not retry a server\'s error reply: EIO on a write ends the copy at once', async () => {
+    const server = await startNbdkit({ plugin: 'memory', params: ['size=32M', 'error-pwrite=EIO', 'error-pwrite-rate=100%'], filters: ['error'] });
+    const mapfile = path.join(dir, 'no-reconnect.map');
+    fs.rmSync(mapfile, { force: true });
+    const job = copy({ source, target: server.uri, mapfile, reconnect: 3 });
+    let reconnects = 0;
+    job.on('reconnect', () => reconnects++);
+    const error = await rejection(job);
+    expect(error).toMatchObject({ code: 'EIO', syscall: 'NBD_CMD_WRITE', path: server.uri });
+    expect(reconnects).toBe(0);
+  });
+
   it('a job file with local and NBD pairs across two servers', async () => {
     const a = await startNbdkit({ plugin: 'memory', params: ['size=16M'] });
     const b = await startQemuNbd({ file: makeImage(dir, 'job-b.img', 16 * MiB, 'zero'), transport: 'tcp' });

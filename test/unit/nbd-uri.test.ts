@@ -4,6 +4,8 @@ import { describe, expect, it } from 'vitest';
 
 import { planCopy } from '../../src/api/plan';
 import { parseDdArgs, UsageError } from '../../src/cli/dd-args';
+import { isConnectionLoss, reconnectDelaySeconds } from '../../src/api/reconnect';
+import { DevmoveError } from '../../src/base/errors';
 import { gatherSide } from '../../src/storage/identity';
 
 import { isNbdUri, nbdStorageId, NbdUriError, parseNbdUri } from '../../src/storage/nbd-uri';
@@ -104,6 +106,21 @@ describe('NBD URIs as copy sides', () => {
     expect(() => planCopy({ source: 'in.img', target: 'nbd://h/a', nbdTimeout: -1 })).toThrow(RangeError);
     expect(() => planCopy({ source: 'in.img', target: 'nbd://h/a', nbdTimeout: 86_401 })).toThrow(/options\.nbdTimeout/);
     expect(parseDdArgs(['if=in.img', 'of=nbd://h/a', '--nbd-timeout=7']).nbdTimeout).toBe(7);
+  });
+
+  it('reconnect needs a mapfile (what the server had flushed), waits 1, 2, 4 … 30 s, and counts only a lost server', () => {
+    expect(() => planCopy({ source: 'in.img', target: 'nbd://h/a', reconnect: 2 })).toThrow(/options\.reconnect needs options\.mapfile/);
+    expect(() => planCopy({ source: 'in.img', target: 'nbd://h/a', reconnect: 101, mapfile: 'm.map' })).toThrow(RangeError);
+    expect(parseDdArgs(['if=in.img', 'of=nbd://h/a', '--reconnect=3', '--mapfile=m.map']).reconnect).toBe(3);
+    expect([1, 2, 3, 4, 5, 6, 7].map(reconnectDelaySeconds)).toStrictEqual([1, 2, 4, 8, 16, 30, 30]);
+    const plan = planCopy({ source: 'in.img', targets: ['nbd://h/a', 'out.img'] });
+    const ERRNO: Record<string, number> = { ECONNRESET: 104, ECONNABORTED: 103, EIO: 5, ENOENT: 2 };
+    const failure = (code: string, p: string): DevmoveError => new DevmoveError({ errno: ERRNO[code], syscall: 'NBD_CMD_WRITE', path: p });
+    expect(isConnectionLoss(failure('ECONNRESET', 'nbd://h/a'), plan)).toBe(true);
+    expect(isConnectionLoss(failure('ECONNABORTED', 'nbd://h/a'), plan)).toBe(true);
+    expect(isConnectionLoss(failure('EIO', 'nbd://h/a'), plan)).toBe(false);         // the server answered: not lost
+    expect(isConnectionLoss(failure('ECONNRESET', path.resolve('out.img')), plan)).toBe(false);  // not an NBD side
+    expect(isConnectionLoss(failure('ENOENT', 'nbd://h/a'), plan)).toBe(false);      // only a unix socket not there yet
   });
 
   it('an unusable URI is a usage error naming the option or the operand', () => {
