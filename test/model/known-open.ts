@@ -31,6 +31,7 @@ export const FAMILIES = {
   'pipe-source': 'the source as a pipe: `cat NAME | devmove` or a named FIFO (a tag, not a bug)',
   'stdout-target': 'a target as standard output redirected into a file or device: `> NAME`, `>> NAME`, `1<> NAME` (a tag, not a bug)',
   'threads-engine': 'the threads I/O driver: --io-engine=threads, DEVMOVE_IO_ENGINE, a job\'s ioEngine (a tag, not a bug)',
+  'nbd-reconnect': '--reconnect=2 --nbd-timeout=30 on a copy with an NBD side and a mapfile; the server stays up, so nothing may change (a tag, not a bug)',
 } as const;
 
 export type Family = keyof typeof FAMILIES;

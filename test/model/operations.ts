@@ -488,6 +488,13 @@ export class Generator {
     // --only-changed, from a generator of its own (seed and command id): the draws above stay as they were.
     if (spec.onlyChanged === undefined) spec.onlyChanged = new Rng((rng.seed ^ Math.imul(id, 0x9e3779b1)) >>> 0).chance(spec.stdout ? 0.1 : 0.15);
     if (spec.onlyChanged) argv.push('--only-changed');
+    // --reconnect and --nbd-timeout where an NBD side has a mapfile, from a generator of their own: the
+    // world's server stays up, so they must change nothing of the outcome.
+    const nbdSide = spec.source.nbd || spec.targets.some((t) => t.name.nbd);
+    if (spec.map && nbdSide && new Rng((rng.seed ^ Math.imul(id, 0x85ebca6b)) >>> 0).chance(0.5)) {
+      argv.push('--reconnect=2', '--nbd-timeout=30');
+      families.add('nbd-reconnect');
+    }
     const cmd: CopyCommand = { kind: 'copy', id, spec, argv, families };
     // The threads I/O driver, by option or by environment (drawn last: the rest of the draw is as without it).
     if (this.world.build.threads && rng.chance(0.3)) {

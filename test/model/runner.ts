@@ -321,6 +321,7 @@ function noteCoverage(step: Step, plan: Plan, runs: Run[], counters: Counters): 
   if (plan.pairs.some((p) => p.writes.some((w) => w.trunc !== 'no' && w.file))) counters.note('cuts a file');
   if (cmd.kind === 'copy' && cmd.spec.pipeIn) counters.note(`source: ${cmd.spec.pipeIn.how === 'stdin' ? 'cat NAME | devmove' : 'a named FIFO'}`);
   if (cmd.kind === 'copy' && cmd.spec.stdout) counters.note(`target: standard output ${cmd.spec.stdout.mode} NAME`);
+  if (cmd.kind === 'copy' && cmd.families.has('nbd-reconnect')) counters.note('--reconnect (NBD, server up)');
   if (plan.pairs.some((p) => p.spec.source.nbd)) counters.note('source: an NBD export');
   if (plan.pairs.some((p) => p.spec.targets.some((t) => t.name.nbd))) counters.note('target: an NBD export');
   if (cmd.families.has('threads-engine')) {
