@@ -20,7 +20,7 @@
 // Each row also gives the server's CPU (user + sys of its process, /proc/PID/stat) per GiB: client and
 // server share this machine's cores, so what the server spends is part of every tool's throughput.
 // NODE_EXTRA_CA_CERTS is removed from the tools' environment: Node 20 reads and parses that whole CA
-// bundle at every start (65 ms of the 100 ms devmove start on this machine, where it is set globally),
+// bundle at every start (60–70 ms of the 0.10–0.16 s devmove start on this machine, where it is set globally),
 // a cost of the environment that neither devmove's copy nor the other tools have.
 'use strict';
 
