@@ -83,4 +83,45 @@ async function startNbdkit(dir, transport, pluginArgs, { filters = [], extra = [
   throw new Error('no free TCP port found for nbdkit');
 }
 
-module.exports = { startNbdkit };
+/**
+ * Starts `qemu-nbd` over the raw image `image` on `transport`, like startNbdkit: --persistent (it would
+ * end with its first client otherwise) and --shared=8 (devmove's up to 4 connections, nbdcopy's).
+ */
+async function startQemuNbd(dir, transport, image) {
+  for (let attempt = 0; attempt < PORT_TRIES; attempt++) {
+    const socket = path.join(dir, `qemu-nbd-${process.pid}-${attempt}.sock`);
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const where = transport === 'unix' ? [`--socket=${socket}`] : ['--bind=127.0.0.1', `--port=${port}`];
+    const args = ['--format=raw', '--persistent', '--shared=8', ...where, image];
+    const logFile = path.join(dir, `qemu-nbd-${process.pid}-${attempt}.log`);
+    const log = fs.openSync(logFile, 'w');
+    const child = spawn('qemu-nbd', args, { stdio: ['ignore', 'ignore', log] });
+    fs.closeSync(log);
+    const stderrText = () => fs.readFileSync(logFile, 'utf8');
+    const uri = transport === 'unix' ? `nbd+unix:///?socket=${socket}` : `nbd://127.0.0.1:${port}/`;
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    let ready = false;
+    while (!ready && !dead(child.pid) && Date.now() < deadline) {
+      ready = spawnSync('nbdinfo', ['--size', uri], { stdio: 'ignore' }).status === 0;
+      if (!ready) await sleep(50);
+    }
+    if (!ready) {
+      child.kill('SIGKILL');
+      await sleep(50);
+      if (transport === 'tcp' && /Address already in use/.test(stderrText())) continue;
+      throw new Error(`qemu-nbd ${args.join(' ')} did not start: ${stderrText()}`);
+    }
+    const stop = L.atCleanup(() => {
+      child.kill('SIGTERM');
+      if (!gone(child.pid)) child.kill('SIGKILL');
+      fs.rmSync(socket, { force: true });
+    });
+    const alive = () => !dead(child.pid);
+    const why = () => `qemu-nbd ${child.pid} is gone: ${stderrText() || 'it printed nothing'}`;
+    const common = { transport, pid: child.pid, alive, why, stop };
+    return transport === 'unix' ? { ...common, socket, uri, qemuUri: uri } : { ...common, port, uri, qemuUri: `nbd://127.0.0.1:${port}` };
+  }
+  throw new Error('no free TCP port found for qemu-nbd');
+}
+
+module.exports = { startNbdkit, startQemuNbd };

@@ -12,7 +12,16 @@
 //   sparse   an `nbdkit sparse-random` source → the local device: devmove against nbdcopy
 //
 //   sudo node bench/nbd.js [--size 2G] [--runs 5] [--only client,sweep] [--transports unix,tcp] [--tag T]
-//                          [--sparse-target shm|disk] [--baseline-cli OTHER_TREE/dist/cli/main.js]
+//                          [--servers nbdkit,qemu-nbd] [--sparse-target shm|disk]
+//                          [--baseline-cli OTHER_TREE/dist/cli/main.js]
+//
+// --servers: the export is `nbdkit memory` (default) and/or `qemu-nbd` over a raw image in /dev/shm.
+// --baseline-cli: another build of devmove runs beside this one (devmove and sparse experiments).
+// Each row also gives the server's CPU (user + sys of its process, /proc/PID/stat) per GiB: client and
+// server share this machine's cores, so what the server spends is part of every tool's throughput.
+// NODE_EXTRA_CA_CERTS is removed from the tools' environment: Node 20 reads and parses that whole CA
+// bundle at every start (60–70 ms of the 0.10–0.16 s devmove start on this machine, where it is set globally),
+// a cost of the environment that neither devmove's copy nor the other tools have.
 'use strict';
 
 const { execFileSync, spawnSync } = require('node:child_process');
@@ -21,7 +30,7 @@ const os = require('node:os');
 const path = require('node:path');
 
 const L = require('./lib');
-const { startNbdkit } = require('./nbd-servers');
+const { startNbdkit, startQemuNbd } = require('./nbd-servers');
 const { GiB, log, median, fmt } = L;
 
 const ROOT = path.join(__dirname, '..');
@@ -30,7 +39,7 @@ const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 const PROTO_SOURCES = ['proto_libnbd', 'proto_uring'];
 
 function parseArgs(argv) {
-  const args = { size: '2G', runs: 5, only: ['client'], transports: ['unix', 'tcp'], out: path.join(__dirname, 'results'), tag: '', sparseTarget: 'shm' };
+  const args = { size: '2G', runs: 5, only: ['client'], transports: ['unix', 'tcp'], out: path.join(__dirname, 'results'), tag: '', sparseTarget: 'shm', servers: ['nbdkit'] };
   for (let i = 0; i < argv.length; i++) {
     const [key, inline] = argv[i].split('=', 2);
     const value = () => inline ?? argv[++i];
@@ -40,12 +49,14 @@ function parseArgs(argv) {
     else if (key === '--transports') args.transports = value().split(',');
     else if (key === '--out') args.out = value();
     else if (key === '--tag') args.tag = value();
+    else if (key === '--servers') args.servers = value().split(',');
     else if (key === '--sparse-target') args.sparseTarget = value();
     else if (key === '--baseline-cli') args.baselineCli = path.resolve(value());
     else throw new Error(`unknown argument ${argv[i]}`);
   }
   args.sizeBytes = L.parseSize(args.size);
   for (const x of args.only) if (!EXPERIMENTS.includes(x)) throw new Error(`unknown experiment ${x}`);
+  for (const x of args.servers) if (!['nbdkit', 'qemu-nbd'].includes(x)) throw new Error(`unknown server ${x}`);
   return args;
 }
 
@@ -103,9 +114,19 @@ const devmoveTool = devmoveWith('devmove', []);
 
 // ---------- fixture ----------
 
-async function fixture(args, transport, scratch) {
-  const server = await startNbdkit(scratch.dir, transport, ['memory', String(args.sizeBytes)]);
-  // nbdkit's memory plugin allocates on first write: fill the export before timing (also the read direction's data).
+async function fixture(args, transport, scratch, kind = 'nbdkit') {
+  let server;
+  if (kind === 'qemu-nbd') {
+    const image = path.join(scratch.dir, 'export.img');
+    L.writeImage(image, args.sizeBytes, 0);
+    server = await startQemuNbd(scratch.dir, transport, image);
+    const stop = server.stop;
+    server.stop = () => { stop(); fs.rmSync(image, { force: true }); };
+  } else {
+    server = await startNbdkit(scratch.dir, transport, ['memory', String(args.sizeBytes)]);
+  }
+  // nbdkit's memory plugin allocates on first write (and a tmpfs image likewise): fill the export before
+  // timing (also the read direction's data).
   execFileSync('nbdcopy', [scratch.src, server.uri]);
   return server;
 }
@@ -124,10 +145,18 @@ function verifyTool(tool, dir, devs, server, scratch, size) {
   if (check.status !== 0) throw new Error(`${tool.name} ${dir}: the destination differs from the source`);
 }
 
+/** User + system CPU seconds the process has used so far (/proc/PID/stat, in clock ticks of 1/100 s). */
+function processCpuSeconds(pid) {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 function timeTool(tool, dir, devs, server) {
   const [cmd, argv] = tool.argv(dir, dir === 'write' ? devs.src : devs.dst, server);
   try {
-    return L.timed(cmd, argv);
+    const before = processCpuSeconds(server.pid);
+    const r = L.timed(cmd, argv);
+    return { ...r, serverCpuSeconds: processCpuSeconds(server.pid) - before };
   } catch (e) {
     throw server.alive() ? e : new Error(`${e.message}\n${server.why()}`);
   }
@@ -144,10 +173,11 @@ function rounds(tools, dirs, devs, server, runs, beforeRun = () => {}) {
         beforeRun();
         const r = timeTool(tool, dir, devs, server);
         const key = `${dir}|${tool.name}`;
-        (samples[key] ??= { seconds: [], cpuSeconds: [] });
+        (samples[key] ??= { seconds: [], cpuSeconds: [], serverCpuSeconds: [] });
         samples[key].seconds.push(r.seconds);
         samples[key].cpuSeconds.push(r.cpuSeconds);
-        log(`${server.transport} ${dir} ${tool.name}: ${fmt(r.seconds, 3)} s, ${fmt(r.cpuSeconds, 3)} CPU s`);
+        samples[key].serverCpuSeconds.push(r.serverCpuSeconds);
+        log(`${server.transport} ${dir} ${tool.name}: ${fmt(r.seconds, 3)} s, ${fmt(r.cpuSeconds, 3)} CPU s, server ${fmt(r.serverCpuSeconds, 2)} CPU s`);
       }
     }
   }
@@ -160,14 +190,17 @@ function summarize(samples, bytes) {
     const [dir, tool] = key.split('|');
     const seconds = median(s.seconds);
     rows.push({ dir, tool, seconds, gbPerSecond: bytes / seconds / 1e9, cpuSecondsPerGiB: median(s.cpuSeconds) / (bytes / GiB),
+      serverCpuSecondsPerGiB: median(s.serverCpuSeconds) / (bytes / GiB),
       secondsMin: Math.min(...s.seconds), secondsMax: Math.max(...s.seconds), samples: s });
   }
   return rows;
 }
 
 function table(title, rows) {
-  const lines = [`### ${title}`, '', '| direction | tool | median s | GB/s | min–max s | CPU s/GiB |', '|---|---|---|---|---|---|'];
-  for (const r of rows) lines.push(`| ${r.dir} | ${r.tool} | ${fmt(r.seconds, 3)} | ${fmt(r.gbPerSecond)} | ${fmt(r.secondsMin, 2)}–${fmt(r.secondsMax, 2)} | ${fmt(r.cpuSecondsPerGiB, 3)} |`);
+  const lines = [`### ${title}`, '', '| direction | tool | median s | GB/s | min–max s | CPU s/GiB | server CPU s/GiB |', '|---|---|---|---|---|---|---|'];
+  for (const r of rows) {
+    lines.push(`| ${r.dir} | ${r.tool} | ${fmt(r.seconds, 3)} | ${fmt(r.gbPerSecond)} | ${fmt(r.secondsMin, 2)}–${fmt(r.secondsMax, 2)} | ${fmt(r.cpuSecondsPerGiB, 3)} | ${fmt(r.serverCpuSecondsPerGiB, 3)} |`);
+  }
   return lines.join('\n');
 }
 
@@ -198,8 +231,21 @@ function sweepTools(bins) {
   return tools;
 }
 
-function devmoveTools() {
-  return [devmoveTool, ...clientTools({}).slice(2)];
+function devmoveTools(args) {
+  const baseline = args.baselineCli ? [devmoveWith('baseline devmove', [], args.baselineCli)] : [];
+  return [devmoveTool, ...caCertsTool(args), ...baseline, ...clientTools({}).slice(2)];
+}
+
+/** devmove with the NODE_EXTRA_CA_CERTS this process was started with (see the header), to show its cost. */
+function caCertsTool(args) {
+  if (!args.extraCaCerts) return [];
+  return [{
+    name: 'devmove, NODE_EXTRA_CA_CERTS set',
+    argv: (...a) => {
+      const [cmd, argv] = devmoveTool.argv(...a);
+      return ['env', [`NODE_EXTRA_CA_CERTS=${args.extraCaCerts}`, cmd, ...argv]];
+    },
+  }];
 }
 
 /**
@@ -251,6 +297,10 @@ async function sparseExperiment(args, devs, scratch, results, md) {
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   preflight(args);
+  // See the header: the tools inherit this process's environment.
+  const extraCaCerts = process.env.NODE_EXTRA_CA_CERTS;
+  args.extraCaCerts = extraCaCerts;
+  delete process.env.NODE_EXTRA_CA_CERTS;
   L.installExitHandlers();
   const { dir } = L.scratchDir('/dev/shm');
   const scratch = { dir, src: path.join(dir, 'src.img'), dstImage: path.join(dir, 'dst.img') };
@@ -262,6 +312,8 @@ async function main() {
   const results = { date: new Date().toISOString(), host: os.hostname(), load: os.loadavg(), size: args.sizeBytes, runs: args.runs,
     note: 'other engineers\' builds and tests were running on this 2-core machine', experiments: {} };
   const md = [`# NBD benchmark ${results.date}`, '', `size ${args.size}, medians of ${args.runs}, load average at start ${os.loadavg().map((x) => fmt(x, 1)).join(' ')}`, ''];
+  results.nodeExtraCaCerts = extraCaCerts ?? null;
+  if (extraCaCerts) md.push(`NODE_EXTRA_CA_CERTS (${extraCaCerts}) was removed from the tools' environment (see bench/nbd.js).`, '');
 
   for (const experiment of args.only) {
     if (experiment === 'sparse') {
@@ -269,15 +321,17 @@ async function main() {
       continue;
     }
     const tools = experiment === 'client' ? clientTools(bins) : experiment === 'ab' ? clientTools(bins).slice(0, 2)
-      : experiment === 'devmove' ? devmoveTools() : sweepTools(bins);
+      : experiment === 'devmove' ? devmoveTools(args) : sweepTools(bins);
     const transports = experiment === 'sweep' ? ['unix'] : args.transports;
-    for (const transport of transports) {
-      const server = await fixture(args, transport, scratch);
+    const servers = experiment === 'devmove' ? args.servers : ['nbdkit'];
+    for (const [transport, kind] of transports.flatMap((t) => servers.map((k) => [t, k]))) {
+      const server = await fixture(args, transport, scratch, kind);
       for (const d of ['write', 'read']) for (const tool of tools) verifyTool(tool, d, devs, server, scratch, args.sizeBytes);
       log(`${experiment} ${transport}: every tool verified in both directions`);
       const rows = summarize(rounds(tools, ['write', 'read'], devs, server, experiment === 'sweep' ? Math.min(args.runs, 3) : args.runs), args.sizeBytes);
-      results.experiments[`${experiment}-${transport}`] = rows;
-      md.push(table(`${experiment}, ${transport === 'unix' ? 'unix socket' : 'TCP loopback'}`, rows), '');
+      results.experiments[`${experiment}-${kind === 'nbdkit' ? '' : `${kind}-`}${transport}`] = rows;
+      const exportName = kind === 'nbdkit' ? 'nbdkit memory' : 'qemu-nbd over a /dev/shm image';
+      md.push(table(`${experiment}, ${transport === 'unix' ? 'unix socket' : 'TCP loopback'}, ${exportName}`, rows), '');
       server.stop();
     }
   }
