@@ -50,6 +50,11 @@ class BlockDigestStage final : public PoolDigestStage {
   const std::string& algorithm() const { return algorithm_; }
   // The digest of length bytes (for the verify pass).
   Xxh128 Hash(const uint8_t* data, size_t length) const { return hash_(data, length); }
+  const BlockDigests::BlockHashFn& hash_fn() const { return hash_; }
+  // The engine's hash pool: the verify pass hashes the targets' blocks on it too.
+  HashPool& pool() const { return *pool_; }
+  uint64_t input_bytes() const { return config_.input_bytes; }
+  uint32_t slots_max() const { return config_.slots_max; }
 
  private:
   BlockDigestStage(const Config& config, HashPool& pool) : config_(config), pool_(&pool) {}
