@@ -31,9 +31,9 @@ Xxh128 Blake3Block(const blake3::Kernel& kernel, const uint8_t* data, size_t len
 
 }  // namespace
 
-std::unique_ptr<BlockDigestStage> BlockDigestStage::Create(const Config& config, SysError* error) {
+std::unique_ptr<BlockDigestStage> BlockDigestStage::Create(const Config& config, HashPool& pool, SysError* error) {
   assert(config.block_bytes > 0 && config.slots_max >= 1);
-  std::unique_ptr<BlockDigestStage> stage(new BlockDigestStage(config));
+  std::unique_ptr<BlockDigestStage> stage(new BlockDigestStage(config, pool));
   *error = stage->Start();
   if (error->failed()) return nullptr;
   return stage;
@@ -59,8 +59,6 @@ SysError BlockDigestStage::Start() {
   const uint64_t blocks = (config_.input_bytes + config_.block_bytes - 1) / config_.block_bytes;
   table_ = DigestTable::Create(blocks, config_.memory_max_bytes, config_.spill_dir, &error);
   if (!table_) return error;
-  pool_ = HashPool::Create(0, &error);
-  if (!pool_) return error;
   ParallelDigest::Limits limits;
   limits.pieces_max = config_.slots_max;
   limits.tasks_per_piece = std::min<uint32_t>(ParallelDigest::Limits::kTasksPerPieceMax, std::max(4u, pool_->threads()));

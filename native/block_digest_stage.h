@@ -32,7 +32,8 @@ class BlockDigestStage final : public PoolDigestStage {
     std::string spill_dir;
     uint32_t slots_max = 0;           // the ring's depth
   };
-  static std::unique_ptr<BlockDigestStage> Create(const Config& config, SysError* error);
+  // pool: the engine's hash pool (shared with --hash's digest); it must outlive this stage.
+  static std::unique_ptr<BlockDigestStage> Create(const Config& config, HashPool& pool, SysError* error);
   ~BlockDigestStage() override;
 
   const char* name() const override { return "block-digest"; }
@@ -49,9 +50,14 @@ class BlockDigestStage final : public PoolDigestStage {
   const std::string& algorithm() const { return algorithm_; }
   // The digest of length bytes (for the verify pass).
   Xxh128 Hash(const uint8_t* data, size_t length) const { return hash_(data, length); }
+  const BlockDigests::BlockHashFn& hash_fn() const { return hash_; }
+  // The engine's hash pool: the verify pass hashes the targets' blocks on it too.
+  HashPool& pool() const { return *pool_; }
+  uint64_t input_bytes() const { return config_.input_bytes; }
+  uint32_t slots_max() const { return config_.slots_max; }
 
  private:
-  explicit BlockDigestStage(const Config& config) : config_(config) {}
+  BlockDigestStage(const Config& config, HashPool& pool) : config_(config), pool_(&pool) {}
   SysError Start();
 
   Config config_;
@@ -59,9 +65,9 @@ class BlockDigestStage final : public PoolDigestStage {
   BlockDigests::BlockHashFn hash_;
   std::vector<uint8_t> zeros_;  // one block of zeros: a hole's digest
   Xxh128 zero_block_digest_;
-  // Destroyed in reverse: the digests drain first, then the pool joins its workers; the table outlives both.
+  HashPool* pool_;  // the engine's; outlives this stage
+  // Destroyed in reverse: the digests drain first; the table outlives them.
   std::unique_ptr<DigestTable> table_;
-  std::unique_ptr<HashPool> pool_;
   std::unique_ptr<BlockDigests> digests_;
 };
 

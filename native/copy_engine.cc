@@ -76,11 +76,12 @@ SysError CopyEngine::Run(const ProgressFn& progress, CopyReport* report, const C
   report->seconds = NowSeconds() - start;
   // Release everything now, not when the JS object is collected: the driver
   // first (nothing is in flight any more), then the stages (the digest's
-  // workers may still read buffers of a stopped copy), then buffers, then
-  // descriptors.
+  // workers may still read buffers of a stopped copy) and the hash pool they
+  // share, then buffers, then descriptors.
   digest_stage_ = nullptr;
   block_digests_ = nullptr;
   stages_.clear();
+  hash_pool_.reset();
   slots_.clear();
   driver_.reset();
   behind_.reset();

@@ -31,6 +31,7 @@
 #include "checkpointer.h"
 #include "copy_plan.h"
 #include "endpoint.h"
+#include "hash_pool.h"
 #include "io_driver.h"
 #include "rate_pacer.h"
 #include "slot.h"
@@ -99,6 +100,9 @@ class CopyEngine final : public IoCompletion {
   SysError PlanHoleHandling();
   SysError SetupStages();
   SysError SetupBlockDigests();
+  SysError SetupDigestStage(const char* threads);
+  // The one hash pool of the copy, started by the first stage that needs it.
+  HashPool* SharedHashPool(SysError* error);
   SysError SetupDriver();
   SysError CreateDriver(uint32_t in_flight_max, uint32_t in_flight_start);
   SysError SetupBehindVerifier(uint32_t buffer_bytes, uint32_t depth);
@@ -206,6 +210,10 @@ class CopyEngine final : public IoCompletion {
   std::unique_ptr<BufferPool> zeros_;   // one buffer of zeros: a hole slot's writes where a target refused to zero it in place
   std::unique_ptr<IoDriver> driver_;
   std::unique_ptr<Hasher> hasher_;       // a digest on this thread (HashStage)
+  // The workers of --hash's digest and of verify's per-block digests: one
+  // pool for both (declared before stages_, so it outlives them).
+  std::unique_ptr<HashPool> hash_pool_;
+  uint32_t hash_threads_wanted_ = 0;     // DEVMOVE_HASH_THREADS; 0: one per CPU
   DigestStage* digest_stage_ = nullptr;  // or on the hash pool (in stages_)
   BlockDigestStage* block_digests_ = nullptr;  // verify with one read: what was read, per block (in stages_)
   std::unique_ptr<BehindVerifier> behind_;     // --verify=behind: targets read back while copying

@@ -359,31 +359,47 @@ SysError CopyEngine::SetupStages() {
     stages_.push_back(std::make_unique<ZeroCheckStage>(block));
     zero_stage_ = true;
   }
+  // DEVMOVE_HASH_THREADS: the hash pool's workers (a number; unset: one per
+  // CPU), or 'io' for --hash's digest on the engine's thread (the measured baseline).
+  const char* threads = std::getenv("DEVMOVE_HASH_THREADS");
+  hash_threads_wanted_ = threads ? static_cast<uint32_t>(std::strtoul(threads, nullptr, 10)) : 0;
   if (plan_.verify && !plan_.verify_strict) {
     const SysError error = SetupBlockDigests();
     if (error.failed()) return error;
   }
-  if (!plan_.hash_algorithm.empty()) {
-    SysError error;
-    // On the hash pool's workers, unless DEVMOVE_HASH_THREADS=io asks for the
-    // engine's thread (the measured baseline), or the copy has gaps (a
-    // resume, a domain) the pool's positions cannot express.
-    const char* threads = std::getenv("DEVMOVE_HASH_THREADS");
-    const bool on_io_thread = plan_.has_extents || (threads != nullptr && std::string(threads) == "io");
-    if (!on_io_thread) {
-      const uint32_t n = threads ? static_cast<uint32_t>(std::strtoul(threads, nullptr, 10)) : 0;
-      std::unique_ptr<DigestStage> stage = DigestStage::Create(plan_.hash_algorithm, n, plan_.queue_depth, &error);
-      if (!stage) return error;
-      digest_stage_ = stage.get();
-      stages_.push_back(std::move(stage));
-      return {};
-    }
-    hasher_ = Hasher::Create(plan_.hash_algorithm, &error);
-    if (!hasher_) return error;
-    Hasher* hasher = hasher_.get();
-    stages_.push_back(std::make_unique<HashStage>(
-        [hasher](const uint8_t* data, size_t length) { hasher->Update(data, length); }));
+  if (!plan_.hash_algorithm.empty()) return SetupDigestStage(threads);
+  return {};
+}
+
+// One pool for every stage that hashes off the engine's thread: --hash's
+// digest and verify's per-block digests share its workers (two pools would
+// run twice as many hashing threads as there are CPUs, each pool's workers
+// competing with the other's). Each digest keeps its own order (parallel_digest.h).
+HashPool* CopyEngine::SharedHashPool(SysError* error) {
+  if (!hash_pool_) hash_pool_ = HashPool::Create(hash_threads_wanted_, error);
+  return hash_pool_.get();
+}
+
+SysError CopyEngine::SetupDigestStage(const char* threads) {
+  SysError error;
+  // On the hash pool's workers, unless DEVMOVE_HASH_THREADS=io asks for the
+  // engine's thread, or the copy has gaps (a resume, a domain) the pool's
+  // positions cannot express.
+  const bool on_io_thread = plan_.has_extents || (threads != nullptr && std::string(threads) == "io");
+  if (!on_io_thread) {
+    HashPool* pool = SharedHashPool(&error);
+    if (!pool) return error;
+    std::unique_ptr<DigestStage> stage = DigestStage::Create(plan_.hash_algorithm, *pool, plan_.queue_depth, &error);
+    if (!stage) return error;
+    digest_stage_ = stage.get();
+    stages_.push_back(std::move(stage));
+    return {};
   }
+  hasher_ = Hasher::Create(plan_.hash_algorithm, &error);
+  if (!hasher_) return error;
+  Hasher* hasher = hasher_.get();
+  stages_.push_back(std::make_unique<HashStage>(
+      [hasher](const uint8_t* data, size_t length) { hasher->Update(data, length); }));
   return {};
 }
 
@@ -412,7 +428,9 @@ SysError CopyEngine::SetupBlockDigests() {
   config.spill_dir = spill_dir ? spill_dir : plan_.verify_spill_dir;
   config.slots_max = plan_.queue_depth;
   SysError error;
-  std::unique_ptr<BlockDigestStage> stage = BlockDigestStage::Create(config, &error);
+  HashPool* pool = SharedHashPool(&error);
+  if (!pool) return error;
+  std::unique_ptr<BlockDigestStage> stage = BlockDigestStage::Create(config, *pool, &error);
   if (!stage) return error;
   block_digests_ = stage.get();
   stages_.push_back(std::move(stage));

@@ -11,13 +11,15 @@
 
 namespace devmove {
 
-std::unique_ptr<DigestStage> DigestStage::Create(const std::string& algorithm, uint32_t threads, uint32_t slots_max,
+std::unique_ptr<DigestStage> DigestStage::Create(const std::string& algorithm, HashPool& pool, uint32_t slots_max,
                                                  SysError* error) {
-  std::unique_ptr<DigestStage> stage(new DigestStage());
-  *error = stage->Start(algorithm, threads, slots_max);
+  std::unique_ptr<DigestStage> stage(new DigestStage(pool));
+  *error = stage->Start(algorithm, slots_max);
   if (error->failed()) return nullptr;
   return stage;
 }
+
+DigestStage::DigestStage(HashPool& pool) : pool_(&pool) {}
 
 DigestStage::~DigestStage() {
   // Buffers still in the digest when the copy stopped: wait until no worker
@@ -26,12 +28,10 @@ DigestStage::~DigestStage() {
   serial_.reset();
 }
 
-SysError DigestStage::Start(const std::string& algorithm, uint32_t threads, uint32_t slots_max) {
+SysError DigestStage::Start(const std::string& algorithm, uint32_t slots_max) {
   assert(slots_max >= 1 && slots_max <= ParallelDigest::Limits::kPiecesMax);
   algorithm_ = algorithm;
   SysError error;
-  pool_ = HashPool::Create(threads, &error);
-  if (!pool_) return error;
   ParallelDigest::Limits limits;
   limits.pieces_max = slots_max;
   // Enough tasks per buffer to use every worker on one buffer.

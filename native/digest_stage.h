@@ -49,10 +49,10 @@ class PoolDigestStage : public SlotStage {
 
 class DigestStage final : public PoolDigestStage {
  public:
-  // algorithm: 'blake3' or an OpenSSL digest name. threads: 0 = one per CPU
-  // this process may use. slots_max: the ring's depth (every slot may be in
-  // the digest at once).
-  static std::unique_ptr<DigestStage> Create(const std::string& algorithm, uint32_t threads, uint32_t slots_max,
+  // algorithm: 'blake3' or an OpenSSL digest name. pool: the engine's hash
+  // pool (shared with other stages; it must outlive this stage). slots_max:
+  // the ring's depth (every slot may be in the digest at once).
+  static std::unique_ptr<DigestStage> Create(const std::string& algorithm, HashPool& pool, uint32_t slots_max,
                                              SysError* error);
   ~DigestStage() override;
 
@@ -67,14 +67,13 @@ class DigestStage final : public PoolDigestStage {
   uint32_t threads() const { return pool_->threads(); }
 
  private:
-  DigestStage() = default;
-  SysError Start(const std::string& algorithm, uint32_t threads, uint32_t slots_max);
+  explicit DigestStage(HashPool& pool);
+  SysError Start(const std::string& algorithm, uint32_t slots_max);
 
   std::string algorithm_;
   std::string implementation_;
-  // Destroyed in reverse: the digests drain first, then the hasher they
-  // feed, then the pool joins its workers.
-  std::unique_ptr<HashPool> pool_;
+  HashPool* pool_;  // the engine's; outlives this stage
+  // Destroyed in reverse: the digests drain first, then the hasher they feed.
   std::unique_ptr<Hasher> hasher_;
   std::unique_ptr<Blake3ParallelDigest> blake3_;
   std::unique_ptr<SerialDigest> serial_;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <sys/prctl.h>
 
 #include <cassert>
 #include <system_error>
@@ -65,6 +66,10 @@ uint32_t HashPool::queued() const {
 }
 
 void HashPool::Work() {
+  // Named so a copy's hashing threads can be told apart (top -H, /proc/PID/task/*/comm; tests count them).
+  // prctl, not pthread_setname_np: that is GLIBC_2.34 where the addon is
+  // built, and the binary loads on glibc 2.28 (glibc_compat.cc).
+  prctl(PR_SET_NAME, kThreadName);
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
     ready_.wait(lock, [this] { return head_ != nullptr || stopping_; });

@@ -24,6 +24,8 @@ class HashPool {
   // A limit on everything: more workers than this buys nothing on any
   // machine devmove targets and only costs stacks.
   static constexpr uint32_t kThreadsMax = 64;
+  // Every worker's name (at most 15 characters: the kernel's comm).
+  static constexpr const char* kThreadName = "devmove-hash";
 
   class Task {
    public:

@@ -144,6 +144,18 @@ void UringDriver::Flush() {
 }
 
 void UringDriver::Prep(IoOp& op, io_uring_sqe* sqe) const {
+  PrepFile(op, sqe);
+  if (op.kind == IoKind::kRead || op.kind == IoKind::kWrite) {
+    PrepTransfer(op, sqe);
+  } else {
+    PrepControl(op, sqe);
+  }
+  if (op.link_next) sqe->flags |= IOSQE_IO_LINK;
+  sqe->user_data = reinterpret_cast<uint64_t>(&op);
+}
+
+// The descriptor: its index in the registered files where it has one.
+void UringDriver::PrepFile(const IoOp& op, io_uring_sqe* sqe) const {
   const int fixed = FixedIndex(op.fd);
   if (fixed >= 0) {
     sqe->fd = fixed;
@@ -151,23 +163,27 @@ void UringDriver::Prep(IoOp& op, io_uring_sqe* sqe) const {
   } else {
     sqe->fd = op.fd;
   }
+}
+
+// A read or a write: from a registered buffer where the op has one.
+void UringDriver::PrepTransfer(const IoOp& op, io_uring_sqe* sqe) const {
+  const bool fixed_buffer = op.buffer_index >= 0 && static_cast<uint32_t>(op.buffer_index) < buffers_registered_;
+  if (op.kind == IoKind::kRead) {
+    sqe->opcode = fixed_buffer ? IORING_OP_READ_FIXED : IORING_OP_READ;
+  } else {
+    sqe->opcode = fixed_buffer ? IORING_OP_WRITE_FIXED : IORING_OP_WRITE;
+  }
+  sqe->addr = reinterpret_cast<uint64_t>(op.data);
+  sqe->len = op.length;
+  // -1: the file's current position; what a stream (a pipe) reads and writes at.
+  sqe->off = op.positioned ? op.offset : ~0ull;
+  if (fixed_buffer) sqe->buf_index = static_cast<uint16_t>(op.buffer_index);
+  if (options_.idle_priority) sqe->ioprio = IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0);
+}
+
+// Everything but a read or a write: syncs, zeroing, NOP, socket messages.
+void UringDriver::PrepControl(const IoOp& op, io_uring_sqe* sqe) {
   switch (op.kind) {
-    case IoKind::kRead:
-    case IoKind::kWrite: {
-      const bool fixed_buffer = op.buffer_index >= 0 && static_cast<uint32_t>(op.buffer_index) < buffers_registered_;
-      if (op.kind == IoKind::kRead) {
-        sqe->opcode = fixed_buffer ? IORING_OP_READ_FIXED : IORING_OP_READ;
-      } else {
-        sqe->opcode = fixed_buffer ? IORING_OP_WRITE_FIXED : IORING_OP_WRITE;
-      }
-      sqe->addr = reinterpret_cast<uint64_t>(op.data);
-      sqe->len = op.length;
-      // -1: the file's current position; what a stream (a pipe) reads and writes at.
-      sqe->off = op.positioned ? op.offset : ~0ull;
-      if (fixed_buffer) sqe->buf_index = static_cast<uint16_t>(op.buffer_index);
-      if (options_.idle_priority) sqe->ioprio = IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0);
-      break;
-    }
     case IoKind::kFsync:
     case IoKind::kFdatasync:
       sqe->opcode = IORING_OP_FSYNC;
@@ -185,27 +201,34 @@ void UringDriver::Prep(IoOp& op, io_uring_sqe* sqe) const {
       sqe->addr = op.length;
       sqe->len = static_cast<uint32_t>(FallocateMode(op.kind));
       break;
-    case IoKind::kSendMsg:
-      // MSG_WAITALL on a stream socket: the kernel retries a partial send
-      // itself (5.19+); an older one returns it short, and the owner sends the rest.
-      sqe->opcode = IORING_OP_SENDMSG;
-      sqe->addr = reinterpret_cast<uint64_t>(op.msg);
-      sqe->msg_flags = op.msg_flags;
-      break;
-    case IoKind::kRecv:
-      sqe->opcode = IORING_OP_RECV;
-      sqe->addr = reinterpret_cast<uint64_t>(op.data);
-      sqe->len = op.length;
-      sqe->msg_flags = op.msg_flags;
-      break;
     case IoKind::kNop:
       sqe->opcode = IORING_OP_NOP;
       sqe->fd = -1;
       sqe->flags &= ~IOSQE_FIXED_FILE;
       break;
+    case IoKind::kSendMsg:
+    case IoKind::kRecv:
+      PrepSocket(op, sqe);
+      break;
+    case IoKind::kRead:
+    case IoKind::kWrite:
+      assert(false);  // PrepTransfer's
+      break;
   }
-  if (op.link_next) sqe->flags |= IOSQE_IO_LINK;
-  sqe->user_data = reinterpret_cast<uint64_t>(&op);
+}
+
+void UringDriver::PrepSocket(const IoOp& op, io_uring_sqe* sqe) {
+  if (op.kind == IoKind::kSendMsg) {
+    // MSG_WAITALL on a stream socket: the kernel retries a partial send
+    // itself (5.19+); an older one returns it short, and the owner sends the rest.
+    sqe->opcode = IORING_OP_SENDMSG;
+    sqe->addr = reinterpret_cast<uint64_t>(op.msg);
+  } else {
+    sqe->opcode = IORING_OP_RECV;
+    sqe->addr = reinterpret_cast<uint64_t>(op.data);
+    sqe->len = op.length;
+  }
+  sqe->msg_flags = op.msg_flags;
 }
 
 void UringDriver::Cancel(IoOp* op) {

@@ -47,6 +47,10 @@ class UringDriver final : public IoDriver {
   uint32_t ChainLength(const IoOp* head) const;
   // The one prep switch: an IoOp as an SQE.
   void Prep(IoOp& op, io_uring_sqe* sqe) const;
+  void PrepFile(const IoOp& op, io_uring_sqe* sqe) const;
+  void PrepTransfer(const IoOp& op, io_uring_sqe* sqe) const;
+  static void PrepControl(const IoOp& op, io_uring_sqe* sqe);
+  static void PrepSocket(const IoOp& op, io_uring_sqe* sqe);
   void PrepCancels();
   int FixedIndex(int fd) const;
   SysError Enter(uint32_t wait_nr, uint64_t timeout_ns);

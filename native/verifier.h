@@ -6,7 +6,10 @@
 //
 // With the copy's per-block digests (verify with one read,
 // block_digest_stage.h), a buffer whose blocks all have a digest is checked
-// against them and the source is not read. Buffers are cut on the digest
+// against them and the source is not read; with the BLAKE3 fallback its
+// blocks are hashed on the engine's hash pool (as the copy's were), not on
+// the I/O thread, which one core's BLAKE3 rate would hold back.
+// Buffers are cut on the digest
 // blocks' grid, so the source is read only for blocks without a digest (a
 // range's partial edge blocks, a block split between two of the copy's
 // buffers, ranges an earlier run copied) and for a buffer whose digest
@@ -17,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "block_digest_stage.h"
@@ -64,19 +68,43 @@ class Verifier final : public IoCompletion {
     int64_t digest_mismatch_at = -1;  // absolute offset of the first block whose digest differs
   };
 
+  // The digests of a target's blocks, computed on the hash pool, each
+  // compared with the copy's there: the blocks that differ (or have no
+  // digest any more: a spill file error) are kept until their pair is reaped.
+  class DigestCheck final : public BlockDigestSink {
+   public:
+    explicit DigestCheck(DigestTable& table) : table_(table) {}
+    void Put(uint64_t block, const Xxh128& digest) override;
+    // The lowest block of [first, end) that differed, if any; forgets those.
+    bool TakeMismatch(uint64_t first, uint64_t end, uint64_t* lowest);
+
+   private:
+    DigestTable& table_;
+    std::mutex mutex_;
+    std::vector<uint64_t> mismatched_;  // blocks of pairs still in the pool, any order
+  };
+
+  SysError StartChecks();
   SysError CompareTarget(uint32_t target, const ProgressFn& progress);
+  SysError Wait(bool checking);
   void StartPairs();
   void Submit(Pair& pair, Side side);
   void Compared(Pair& pair);
   void ReadSource(Pair& pair);
   uint32_t NextChunk(uint64_t position, uint64_t most, bool* covered) const;
   bool DigestsMatch(Pair& pair);
+  void HandToChecks(Pair& pair);
+  void CollectChecks();
   bool Compare(Pair& pair);
   void CountMismatch(int64_t offset);
   void Fail(SysError error);
 
   Inputs in_;
   std::unique_ptr<BufferPool> target_buffers_;
+  // Declared after the buffers: destroyed first, waiting for the workers that read them.
+  std::unique_ptr<DigestCheck> check_sink_;
+  std::unique_ptr<BlockDigests> checks_;
+  std::vector<uint64_t> tickets_;  // reaped from checks_
   std::vector<Pair> pairs_;
   VerifyReport* report_ = nullptr;
   uint32_t target_ = 0;

@@ -46,46 +46,57 @@ export function toResult(report: NativeReport, plan: NativePlan, mapfile: Mapfil
     blockSize: report.blockBytes || plan.blockBytes,
     queueDepth: report.queueDepth || plan.queueDepth,
     ioEngine: report.ioEngine ?? (plan.ioEngine === 'threads' ? 'threads' : 'io_uring'),
-    engine: {
-      fixedBuffers: report.ring.fixedBuffers,
-      fixedFiles: report.ring.fixedFiles,
-      sqpoll: report.ring.sqpoll,
-      linkReadWrite: report.ring.linked,
-      batchSubmissions: report.ring.batched,
-      ringSetupFlags: report.ring.setupFlags,
-    },
+    engine: engineInfo(report.ring),
     io: { ...report.io },
   };
   if (report.hash) result.hash = { ...report.hash };
-  if (report.changed) {
-    report.changed.forEach((c, i) => {
-      if (targets[i]) targets[i].changed = { ...c };
-    });
-    result.changed = {
-      bytesCompared: report.changed.reduce((n, c) => n + c.bytesCompared, 0),
-      bytesWritten: report.changed.reduce((n, c) => n + c.bytesWritten, 0),
-    };
-  }
-  if (report.verify) {
-    result.verify = {
-      bytesCompared: report.verify.bytesCompared,
-      mismatchedBlocks: report.verify.mismatchedBlocks,
-      blockBytes: report.verify.blockBytes,
-      mode: report.verify.mode,
-      sourceBytesRead: report.verify.sourceBytesRead,
-    };
-    if (report.verify.digest !== undefined) {
-      result.verify.digest = report.verify.digest;
-      result.verify.digestBlockBytes = report.verify.digestBlockBytes;
-      result.verify.digestPagesSpilled = report.verify.digestPagesSpilled;
-      if (report.verify.behindBytes) result.verify.behindBytes = report.verify.behindBytes;
-    }
-    if (report.verify.firstMismatchOffset !== undefined) result.verify.firstMismatchOffset = report.verify.firstMismatchOffset;
-  }
+  if (report.changed) result.changed = changedInfo(report.changed, targets);
+  if (report.verify) result.verify = verifyInfo(report.verify);
   if (domain) result.domain = { path: domain.path, bytes: bytesWithin(domain.ranges, result.range.offset, result.range.offset + result.range.length) };
   if (mapfile) result.mapfile = mapfile.summary(result.range);
   if (report.ioEngineNote) result.ioEngineNote = report.ioEngineNote;
-  if (report.ring.fixedBuffersNote) result.engine.fixedBuffersNote = report.ring.fixedBuffersNote;
-  if (report.ring.fixedFilesNote) result.engine.fixedFilesNote = report.ring.fixedFilesNote;
   return result;
+}
+
+function engineInfo(ring: NativeReport['ring']): CopyResult['engine'] {
+  const engine: CopyResult['engine'] = {
+    fixedBuffers: ring.fixedBuffers,
+    fixedFiles: ring.fixedFiles,
+    sqpoll: ring.sqpoll,
+    linkReadWrite: ring.linked,
+    batchSubmissions: ring.batched,
+    ringSetupFlags: ring.setupFlags,
+  };
+  if (ring.fixedBuffersNote) engine.fixedBuffersNote = ring.fixedBuffersNote;
+  if (ring.fixedFilesNote) engine.fixedFilesNote = ring.fixedFilesNote;
+  return engine;
+}
+
+/** --only-changed: each target's counts go on its FileInfo; the totals are the result's. */
+function changedInfo(changed: NonNullable<NativeReport['changed']>, targets: FileInfo[]): NonNullable<CopyResult['changed']> {
+  changed.forEach((c, i) => {
+    if (targets[i]) targets[i].changed = { ...c };
+  });
+  return {
+    bytesCompared: changed.reduce((n, c) => n + c.bytesCompared, 0),
+    bytesWritten: changed.reduce((n, c) => n + c.bytesWritten, 0),
+  };
+}
+
+function verifyInfo(verify: NonNullable<NativeReport['verify']>): NonNullable<CopyResult['verify']> {
+  const info: NonNullable<CopyResult['verify']> = {
+    bytesCompared: verify.bytesCompared,
+    mismatchedBlocks: verify.mismatchedBlocks,
+    blockBytes: verify.blockBytes,
+    mode: verify.mode,
+    sourceBytesRead: verify.sourceBytesRead,
+  };
+  if (verify.digest !== undefined) {
+    info.digest = verify.digest;
+    info.digestBlockBytes = verify.digestBlockBytes;
+    info.digestPagesSpilled = verify.digestPagesSpilled;
+    if (verify.behindBytes) info.behindBytes = verify.behindBytes;
+  }
+  if (verify.firstMismatchOffset !== undefined) info.firstMismatchOffset = verify.firstMismatchOffset;
+  return info;
 }

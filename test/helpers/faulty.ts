@@ -86,6 +86,8 @@ export interface FaultyStats {
   corruptReads: number;
   /** Requests that were delayed by a slow range. */
   delayed: number;
+  /** Requests sleeping in a slow range at this moment (a gauge: resetStats leaves it). */
+  delaying: number;
   /** Request sizes seen at the FUSE layer: size in bytes -> count. */
   readSizes: Record<string, number>;
   writeSizes: Record<string, number>;

@@ -6,13 +6,16 @@
 // blocks, fan-out, --only-changed and the digests' spill file are covered.
 // --verify=strict still reads the source again (reliability.test.ts: a
 // source changed during the copy).
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
 import { copy, type CopyJob, type CopyResult } from '../../src/index';
 import { attachLoop, detachAll, makeImage, readRange, skipWithoutLoop, tempDir } from '../helpers/devices';
+import { CLI } from '../helpers/cli';
 import { FaultyDevice, skipWithoutFuse } from '../helpers/faulty';
 import { rejection, sectorsRead } from '../helpers/outcome';
 
@@ -325,5 +328,64 @@ describe.skipIf(skipWithoutLoop)('verify behind the copy', () => {
     expect(error.offset).toBe(old.findIndex((b) => b !== 0));
     // The data range was written and matched behind the copy; the holes were not.
     expect(error.result?.verify?.behindBytes).toBe(2 * MiB);
+  });
+});
+
+/** Threads of process `pid` named as devmove's hash pool names its workers (native/hash_pool.h). */
+function hashPoolThreads(pid: number): number {
+  let n = 0;
+  for (const task of fs.readdirSync(`/proc/${pid}/task`, { withFileTypes: false }) as string[]) {
+    try {
+      if (fs.readFileSync(`/proc/${pid}/task/${task}/comm`, 'utf8').trim() === 'devmove-hash') n++;
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return n;
+}
+
+// --hash and verify with one read both hash off the I/O thread, on one pool
+// the engine owns (review 22): a 2-CPU machine runs 2 hashing threads, not 4.
+// The threads are counted in the CLI's process at each progress line of a
+// rate-held copy, while the pool must exist; the digest is sha256sum's and
+// the verify pass compares every byte against the copy's block digests.
+describe('--hash and --verify: one hash pool, both digests right', () => {
+  it.each([{ driver: 'io_uring' }, { driver: 'threads' }])('$driver driver', async ({ driver }) => {
+    const dir = tempDir();
+    const size = 16 * MiB;
+    const srcImage = makeImage(dir, 'src.img', size);
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    delete env.DEVMOVE_HASH_THREADS;
+    if (driver === 'threads') env.DEVMOVE_IO_ENGINE = 'threads';
+    else delete env.DEVMOVE_IO_ENGINE;
+    const args = [CLI, `if=${srcImage}`, `of=${path.join(dir, 'dst.img')}`, '--hash=sha256', '--verify', '--json', 'bs=64K', '--rate=4M'];
+    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const counts: number[] = [];
+    const lines: string[] = [];
+    let stderr = '';
+    let pending = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      pending += chunk.toString();
+      const complete = pending.split('\n');
+      pending = complete.pop() ?? '';
+      for (const line of complete.filter(Boolean)) {
+        lines.push(line);
+        const event = JSON.parse(line) as { type: string; phase?: string; bytesDone?: number };
+        // The rate holds the copy at least 2 s past this line: the pool is there.
+        if (event.type === 'progress' && event.phase === 'copy' && (event.bytesDone ?? size) <= size / 2) counts.push(hashPoolThreads(child.pid!));
+      }
+    });
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(stderr).toBe('');
+    expect(status).toBe(0);
+    const result = JSON.parse(lines[lines.length - 1]) as CopyResult & { type: string };
+    expect(result.type).toBe('result');
+    expect(result.ioEngine).toBe(driver);
+    const sha256sum = spawnSync('sha256sum', [srcImage]).stdout.toString().split(' ')[0];
+    expect(result.hash).toMatchObject({ algorithm: 'sha256', hex: sha256sum, threads: os.availableParallelism() });
+    expect(result.verify).toMatchObject({ mode: 'digest', bytesCompared: size, mismatchedBlocks: 0, sourceBytesRead: 0 });
+    expect(counts.length).toBeGreaterThan(0);
+    expect(Math.max(...counts)).toBe(os.availableParallelism());
   });
 });

@@ -25,6 +25,7 @@
 
 #include "blake3.h"
 #include "blake3_tree.h"
+#include "block_digest_stage.h"
 #include "digest_stage.h"
 #include "digest_table.h"
 #include "harness.h"
@@ -406,11 +407,69 @@ void TestParallelBlake3() {
   }
 }
 
-// The engine's digest stage: slots handed over in any order (as reads
-// complete) are held until a worker is done, come back through Collect()
-// once wake_fd() is readable, and the digest is that of [0, n) in order. A
-// stage destroyed while it holds slots (a stopped copy) waits for its workers.
-void TestDigestStage() {
+// Hands `data` to the stages in slots of `buffer_bytes`, as the engine does:
+// a random batch of free slots at a time, in shuffled order, each slot to
+// every stage; a slot is free again once every stage that held it handed it
+// back through Collect() (after its wake_fd() became readable).
+void FeedInAnyOrder(std::mt19937_64& rng, const std::vector<uint8_t>& data, uint32_t buffer_bytes,
+                    const std::vector<PoolDigestStage*>& stages) {
+  constexpr uint32_t kSlots = 8;
+  const uint64_t total = data.size();
+  std::vector<std::vector<uint8_t>> buffers(kSlots, std::vector<uint8_t>(buffer_bytes));
+  std::vector<Slot> slots(kSlots);
+  std::vector<uint32_t> free_slots;
+  for (uint32_t i = 0; i < kSlots; ++i) free_slots.push_back(i);
+  uint64_t next = 0;
+  std::vector<Slot*> released;
+  const auto busy = [&] {
+    return std::any_of(stages.begin(), stages.end(), [](const SlotStage* st) { return st->Busy(UINT64_MAX); });
+  };
+  const auto held = [&](const Slot& s) {
+    return std::any_of(stages.begin(), stages.end(), [&s](const SlotStage* st) { return st->Holds(s); });
+  };
+  while (next < total || busy()) {
+    std::shuffle(free_slots.begin(), free_slots.end(), rng);
+    std::vector<Slot*> batch;
+    while (!free_slots.empty() && next < total && rng() % 4 != 0) {
+      Slot& s = slots[free_slots.back()];
+      free_slots.pop_back();
+      s.index = static_cast<uint32_t>(&s - slots.data());
+      s.buffer = buffers[s.index].data();
+      s.capacity = buffer_bytes;
+      s.position = next;
+      s.length = static_cast<uint32_t>(std::min<uint64_t>(buffer_bytes, total - next));
+      std::memcpy(s.buffer, data.data() + next, s.length);
+      next += s.length;
+      batch.push_back(&s);
+    }
+    std::shuffle(batch.begin(), batch.end(), rng);
+    for (Slot* s : batch) {
+      for (SlotStage* st : stages) st->OnRead(*s, &released);
+      CHECK(held(*s));
+    }
+    std::vector<pollfd> fds;
+    for (const SlotStage* st : stages) fds.push_back({st->wake_fd(), POLLIN, 0});
+    if (busy()) poll(fds.data(), fds.size(), 1000);
+    released.clear();
+    for (SlotStage* st : stages) st->Collect(&released);
+    std::sort(released.begin(), released.end());
+    released.erase(std::unique(released.begin(), released.end()), released.end());
+    for (Slot* s : released) {
+      if (held(*s)) continue;  // another stage still has it
+      std::memset(s->buffer, 0xee, buffer_bytes);  // the buffer is the engine's again: reuse must not change a digest
+      free_slots.push_back(s->index);
+    }
+  }
+  CHECK_EQ(free_slots.size(), size_t{kSlots});
+}
+
+// The engine's digest stages on one shared pool, as a copy with --hash and
+// --verify runs them: slots handed over in any order (as reads complete) are
+// held until a worker is done, come back through Collect() once wake_fd() is
+// readable, --hash's digest is that of [0, n) in order and every block's
+// digest is that of its bytes. A stage destroyed while it holds slots (a
+// stopped copy) waits for its workers.
+void TestDigestStagesShareOnePool() {
   std::mt19937_64 rng(g_seed + 11);
   constexpr uint32_t kSlots = 8;
   constexpr uint32_t kBuffer = 64 * 1024;
@@ -418,52 +477,36 @@ void TestDigestStage() {
   for (uint64_t total : {uint64_t{1}, uint64_t{kBuffer * 3 + 17}, 1 + rng() % (40 * kBuffer)}) {
     const std::vector<uint8_t> data = RandomBytes(rng, total);
     const std::string want = StreamHex(blake3::GetKernel(blake3::KernelId::kPortable), data);
-    std::unique_ptr<DigestStage> stage = DigestStage::Create("blake3", 1 + rng() % 3, kSlots, &error);
+    std::unique_ptr<HashPool> pool = HashPool::Create(1 + rng() % 3, &error);  // outlives the stages
+    REQUIRE(pool);
+    std::unique_ptr<DigestStage> stage = DigestStage::Create("blake3", *pool, kSlots, &error);
     REQUIRE(stage);
-    std::vector<std::vector<uint8_t>> buffers(kSlots, std::vector<uint8_t>(kBuffer));
-    std::vector<Slot> slots(kSlots);
-    std::vector<uint32_t> free_slots;
-    for (uint32_t i = 0; i < kSlots; ++i) free_slots.push_back(i);
-    uint64_t next = 0;
-    std::vector<Slot*> released;
-    // Each turn hands over a random batch of free slots in shuffled order, then collects what finished.
-    while (next < total || stage->Busy(UINT64_MAX)) {
-      std::shuffle(free_slots.begin(), free_slots.end(), rng);
-      std::vector<Slot*> batch;
-      while (!free_slots.empty() && next < total && rng() % 4 != 0) {
-        Slot& s = slots[free_slots.back()];
-        free_slots.pop_back();
-        s.index = static_cast<uint32_t>(&s - slots.data());
-        s.buffer = buffers[s.index].data();
-        s.capacity = kBuffer;
-        s.position = next;
-        s.length = static_cast<uint32_t>(std::min<uint64_t>(kBuffer, total - next));
-        std::memcpy(s.buffer, data.data() + next, s.length);
-        next += s.length;
-        batch.push_back(&s);
-      }
-      std::shuffle(batch.begin(), batch.end(), rng);
-      for (Slot* s : batch) {
-        stage->OnRead(*s, &released);
-        CHECK(stage->Holds(*s));
-      }
-      pollfd p{stage->wake_fd(), POLLIN, 0};
-      if (stage->Busy(UINT64_MAX)) poll(&p, 1, 1000);
-      released.clear();
-      stage->Collect(&released);
-      for (Slot* s : released) {
-        CHECK(!stage->Holds(*s));
-        std::memset(s->buffer, 0xee, kBuffer);  // the buffer is the engine's again: reuse must not change the digest
-        free_slots.push_back(s->index);
-      }
-    }
-    CHECK_EQ(free_slots.size(), size_t{kSlots});
+    BlockDigestStage::Config config;
+    config.block_bytes = 16 * 1024;
+    config.input_bytes = total;
+    config.memory_max_bytes = 4 * DigestTable::kPageBytes;
+    config.spill_dir = "/tmp";
+    config.slots_max = kSlots;
+    std::unique_ptr<BlockDigestStage> blocks = BlockDigestStage::Create(config, *pool, &error);
+    REQUIRE(blocks);
+    FeedInAnyOrder(rng, data, kBuffer, {stage.get(), blocks.get()});
     std::string hex, why;
     REQUIRE(stage->Finish(&hex, &why));
     CHECK(hex == want);
+    blocks->Finish();
+    uint64_t right = 0;
+    const uint64_t count = (total + config.block_bytes - 1) / config.block_bytes;
+    for (uint64_t b = 0; b < count; ++b) {
+      const size_t n = std::min<uint64_t>(config.block_bytes, total - b * config.block_bytes);
+      Xxh128 got;
+      right += blocks->table().Get(b, &got) && got == blocks->Hash(data.data() + b * config.block_bytes, n);
+    }
+    CHECK_EQ(right, count);
   }
   // Destroyed while holding slots: returns once no worker reads them.
-  std::unique_ptr<DigestStage> stage = DigestStage::Create("blake3", 2, kSlots, &error);
+  std::unique_ptr<HashPool> pool = HashPool::Create(2, &error);
+  REQUIRE(pool);
+  std::unique_ptr<DigestStage> stage = DigestStage::Create("blake3", *pool, kSlots, &error);
   REQUIRE(stage);
   std::vector<uint8_t> buffer(kBuffer, 7);
   Slot s;
@@ -727,7 +770,8 @@ int main() {
   RunTest("hash pool: every task runs, threads capped", TestPoolRunsEverything);
   RunTest("parallel BLAKE3: bounded pieces, tickets, digest", TestParallelBlake3);
   RunTest("serial digest: in input order off the I/O thread; gaps", TestSerialDigest);
-  RunTest("digest stage: slots in any order, held until collected, one digest", TestDigestStage);
+  RunTest("digest stages on one pool: slots in any order, held until collected, one digest, every block's digest",
+          TestDigestStagesShareOnePool);
   RunTest("XXH3-128: libxxhash loaded at run time, against xxhsum -H2", TestXxhashLibrary);
   RunTest("parallel XXH3-128 per block", TestParallelXxh3Blocks);
   RunTest("digest table: in memory, blocks without a digest", TestDigestTableInMemory);

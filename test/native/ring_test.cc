@@ -6,6 +6,7 @@
 // fails. The last line printed is "ring_test: N passed, N failed" and the exit
 // status is nonzero when anything failed. Built by CMakeLists.txt (target
 // ring_test, registered with CTest), normally with ASan + UBSan.
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -33,6 +34,7 @@
 #include "copy_engine.h"
 #include "endpoint.h"
 #include "harness.h"
+#include "hash_pool.h"
 #include "io_driver.h"
 #include "io_uring_ring.h"
 #include "thread_driver.h"
@@ -972,6 +974,55 @@ void TestCopyHashWithoutHostOpenSsl() {
   CHECK(stat(plan.targets[0].open.path.c_str(), &st) != 0);  // the refused copy left no new file
 }
 
+// Threads of this process named as the hash pool names its workers.
+uint32_t HashPoolThreads() {
+  uint32_t n = 0;
+  DIR* dir = opendir("/proc/self/task");
+  if (dir == nullptr) return 0;
+  while (const dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream comm(std::string("/proc/self/task/") + e->d_name + "/comm");
+    std::string name;
+    if (std::getline(comm, name) && name == HashPool::kThreadName) ++n;
+  }
+  closedir(dir);
+  return n;
+}
+
+void TestCopyHashAndVerifyShareOnePool() {
+  // --hash and verify with one read both hash on workers: one pool for the
+  // two, as many workers as one pool has (counted while the copy runs, on
+  // both I/O drivers), and both digests still right.
+  const size_t kLen = 6 * 1024 * 1024 + 333;
+  const std::string source = TempPath("one-pool.src");
+  REQUIRE(WriteFile(source, RandomBytes(kLen, 4242)));
+  const uint32_t workers = std::min(HashPool::UsableCpus(), HashPool::kThreadsMax);
+  CHECK_EQ(HashPoolThreads(), 0u);
+  for (IoEngineChoice engine : {IoEngineChoice::kIoUring, IoEngineChoice::kThreads}) {
+    CopyPlan plan = BasicPlan(source, TempPath(std::string("one-pool.dst") + (engine == IoEngineChoice::kThreads ? "-threads" : "")));
+    plan.io_engine = engine;
+    plan.hash_algorithm = "blake3";
+    plan.verify = true;
+    plan.block_bytes = 64 * 1024;
+    plan.progress_interval_ms = 0;  // a progress call every turn of the loop: the threads are counted there
+    uint32_t most = 0;
+    uint32_t calls = 0;
+    CopyEngine copy(plan);
+    CopyReport report;
+    const SysError error = copy.Run([&](const ProgressInfo&) {
+      most = std::max(most, HashPoolThreads());
+      ++calls;
+    }, &report);
+    REQUIRE(!error.failed());
+    CHECK(calls > 0);
+    CHECK_EQ(most, workers);
+    CHECK_EQ(report.hash_threads, workers);
+    CHECK(report.verify.done && report.verify.mode == "digest");
+    CHECK_EQ(report.verify.bytes_compared, uint64_t{kLen});
+    CHECK_EQ(HashPoolThreads(), 0u);  // the pool is gone with the copy
+  }
+}
+
 void TestCopyOffsets() {
   // source offset + length, target offset (the dd skip=/count=/seek= paths).
   const size_t kSrc = 2 * 1024 * 1024 + 100;
@@ -1262,6 +1313,7 @@ int main() {
   Run("CopyEngine extents and checkpoints", TestCopyExtentsAndCheckpoints);
   Run("CopyEngine zero blocks: sparse, skip, discard, write", TestCopyZeroBlocks);
   Run("CopyEngine hash without a host OpenSSL", TestCopyHashWithoutHostOpenSsl);
+  Run("CopyEngine --hash and verify with one read share one hash pool, both drivers", TestCopyHashAndVerifyShareOnePool);
   Run("CopyEngine source missing -> ENOENT open", TestCopySourceMissing);
   Run("CopyEngine Cancel() before Run -> ECANCELED", TestCopyCancelBeforeRun);
   Run("CopyEngine target is a directory -> EISDIR", TestCopyTargetIsDirectory);
