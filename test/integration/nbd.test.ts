@@ -283,13 +283,23 @@ describe.skipIf(skip)('NBD exports as source and target', () => {
     expect(fs.readFileSync(back).equals(fs.readFileSync(small))).toBe(true);
   });
 
-  it('the mapfile resumes a copy after the server was killed and started again: the export ends identical', async () => {
-    const backing = path.join(dir, 'resume-backing.img');
+  /**
+   * An empty export the source's size, served by `nbdkit file` with writes slowed (15 ms each) so a
+   * test can kill the server mid-copy; the server survives a restart (the file keeps what it flushed).
+   * With a mapfile path of its own, not yet there.
+   */
+  async function slowFileExport(stem: string): Promise<{ backing: string; server: NbdServer; mapfile: string }> {
+    const backing = path.join(dir, `${stem}-backing.img`);
     fs.writeFileSync(backing, '');
     fs.truncateSync(backing, fs.statSync(source).size);
     const server = await startNbdkit({ plugin: 'file', params: [backing, 'delay-write=15ms'], filters: ['delay'] });
-    const mapfile = path.join(dir, 'resume.map');
+    const mapfile = path.join(dir, `${stem}.map`);
     fs.rmSync(mapfile, { force: true });
+    return { backing, server, mapfile };
+  }
+
+  it('the mapfile resumes a copy after the server was killed and started again: the export ends identical', async () => {
+    const { backing, server, mapfile } = await slowFileExport('resume');
     const first = copy({ source, target: server.uri, blockSize: '128K', queueDepth: 4, mapfile, checkpointInterval: 100 });
     while (first.progress.bytesDone < 6 * MiB) await sleep(20);
     await server.kill();
@@ -301,12 +311,7 @@ describe.skipIf(skip)('NBD exports as source and target', () => {
   });
 
   it('--reconnect: a server killed mid-copy and started again, the copy goes on from its mapfile by itself; the export ends identical', async () => {
-    const backing = path.join(dir, 'reconnect-backing.img');
-    fs.writeFileSync(backing, '');
-    fs.truncateSync(backing, fs.statSync(source).size);
-    const server = await startNbdkit({ plugin: 'file', params: [backing, 'delay-write=15ms'], filters: ['delay'] });
-    const mapfile = path.join(dir, 'reconnect.map');
-    fs.rmSync(mapfile, { force: true });
+    const { backing, server, mapfile } = await slowFileExport('reconnect');
     const job = copy({ source, target: server.uri, blockSize: '128K', queueDepth: 4, mapfile, checkpointInterval: 100, reconnect: 5 });
     const events: Array<{ attempt: number; code?: string }> = [];
     job.on('reconnect', (e) => events.push({ attempt: e.attempt, code: (e.error as { code?: string }).code }));
